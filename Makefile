@@ -1,0 +1,63 @@
+# Helpline: `make run` starts web + worker; `make test` runs the whole suite (SQLite, then PostgreSQL).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export REDIS_URL ?= redis://localhost:6379/0
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+# The suite's own PostgreSQL database (created if missing; its name must end in _test).
+TEST_PG_URL ?= postgresql://$(shell id -un)@localhost:5432/helpline_test
+
+.PHONY: run test test-sqlite test-postgres install migrate kb redis postgres chromium lint bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+install: $(STAMP)
+
+migrate: install
+	$(BIN)/flask --app wsgi db upgrade
+
+kb: migrate
+	$(BIN)/flask --app wsgi kb import data/sample_kb --no-wait
+
+# Redis must answer at REDIS_URL; start a local one if it is installed and none is running.
+redis: install
+	@$(BIN)/python scripts/ensure_redis.py
+
+postgres:
+	@pg_isready -q -h localhost -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@for i in $$(seq 1 30); do pg_isready -q -h localhost -p 5432 && exit 0; sleep 1; done; \
+	  echo "PostgreSQL is not answering on localhost:5432" >&2; exit 1
+
+chromium:
+	@command -v chromium >/dev/null || (apt-get install -y -q chromium >/dev/null || \
+	  (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null))
+
+run: redis kb
+	honcho start -f Procfile web worker
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: install redis postgres chromium lint
+	$(MAKE) --no-print-directory test-sqlite
+	$(MAKE) --no-print-directory test-postgres
+
+test-sqlite: install
+	TEST_DATABASE_URL= $(BIN)/pytest $(PYTEST_ARGS)
+
+test-postgres: install
+	TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/chat_latency.py
+	$(BIN)/python bench/retrieval.py
+	$(BIN)/python bench/quality.py ../shared/data/covidfaq/kb.jsonl ../shared/data/covidfaq/questions.jsonl
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache

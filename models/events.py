@@ -1,0 +1,129 @@
+"""Event envelopes and the per-session log: the small typed protocol between web and worker.
+
+Persisted events are appended to `session_events` with the session's next `seq` in the same
+transaction as the row they describe; pub/sub then only rings the bell. Ephemeral events
+(stream deltas, typing) carry no seq and are never stored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+import redis
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.chat import ChatSession, SessionEvent
+from models.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+# Types a client can see; persisted ones get a seq and are replayed after reconnect.
+PERSISTED_TYPES = frozenset(
+    {"user_message", "complete", "agent_message", "escalation", "attachment", "session_status"}
+)
+EPHEMERAL_TYPES = frozenset({"start", "status", "sources", "text", "user_typing"})
+
+
+def channel_for(session_id: str) -> str:
+    """The pub/sub channel of one session; web processes psubscribe to the pattern."""
+    return f"{get_settings().event_channel_prefix}:session:{session_id}"
+
+
+def channel_pattern() -> str:
+    """Pattern matching every session channel (one subscription per web process)."""
+    return f"{get_settings().event_channel_prefix}:session:*"
+
+
+def iso(ts: datetime) -> str:
+    """ISO-8601 UTC timestamp as clients receive it."""
+    return ts.isoformat().replace("+00:00", "Z")
+
+
+def envelope(type_: str, session_id: str, seq: int | None = None, **fields: Any) -> dict:
+    """Build an event: every event has type, session_id and timestamp; persisted ones a seq."""
+    event: dict[str, Any] = {"type": type_, "session_id": session_id, "timestamp": iso(utcnow())}
+    if seq is not None:
+        event["seq"] = seq
+    event.update(fields)
+    return event
+
+
+def next_seq(db: Session, session_id: str) -> int:
+    """Allocate the session's next seq; the row lock orders concurrent writers (held to commit)."""
+    stmt = (
+        update(ChatSession)
+        .where(ChatSession.id == session_id)
+        .values(last_seq=ChatSession.last_seq + 1)
+        .returning(ChatSession.last_seq)
+    )
+    seq = db.execute(stmt).scalar_one_or_none()
+    if seq is None:
+        raise LookupError(f"session {session_id} does not exist")
+    return int(seq)
+
+
+def append_event(
+    db: Session, session_id: str, type_: str, seq: int | None = None, **fields: Any
+) -> dict:
+    """Store a persisted event in the log (allocating a seq unless given) and return it."""
+    if type_ not in PERSISTED_TYPES:
+        raise ValueError(f"{type_} is not a persisted event type")
+    if seq is None:
+        seq = next_seq(db, session_id)
+    event = envelope(type_, session_id, seq, **fields)
+    db.add(SessionEvent(session_id=session_id, seq=seq, type=type_, payload=event))
+    return event
+
+
+def events_after(db: Session, session_id: str, after: int, upto: int | None = None) -> list[dict]:
+    """Persisted events with after < seq (<= upto), in order: what a client missed."""
+    stmt = select(SessionEvent.payload).where(
+        SessionEvent.session_id == session_id, SessionEvent.seq > after
+    )
+    if upto is not None:
+        stmt = stmt.where(SessionEvent.seq <= upto)
+    return list(db.execute(stmt.order_by(SessionEvent.seq)).scalars())
+
+
+_redis: redis.Redis | None = None
+
+
+def redis_client() -> redis.Redis:
+    """Shared publisher connection pool with short timeouts (nothing blocks forever)."""
+    global _redis
+    if _redis is None:
+        _redis = redis.Redis.from_url(
+            get_settings().redis_url,
+            socket_timeout=5,
+            socket_connect_timeout=2,
+            health_check_interval=30,
+        )
+    return _redis
+
+
+def reset_redis() -> None:
+    """Forget the shared client (after fork, or when tests switch databases)."""
+    global _redis
+    _redis = None
+
+
+def publish(event: dict, client: redis.Redis | None = None) -> bool:
+    """Ring the bell for one event; False if Redis is unreachable (the database still has it)."""
+    try:
+        (client or redis_client()).publish(channel_for(event["session_id"]), json.dumps(event))
+        return True
+    except redis.RedisError as exc:
+        log.warning(
+            "publish failed",
+            extra={
+                "session_id": event.get("session_id"),
+                "event_type": event.get("type"),
+                "error": str(exc),
+            },
+        )
+        return False

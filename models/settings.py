@@ -1,0 +1,148 @@
+"""The one place that reads the environment (12-factor); web, worker and Celery config read this.
+
+Every value has a safe default so `make run` works with nothing set; a value that is present
+but malformed stops the process with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(RuntimeError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _str(name: str, default: str) -> str:
+    raw = os.environ.get(name)
+    return default if raw is None or raw == "" else raw
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = _str(name, default).lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def _default_database_url() -> str:
+    return f"sqlite:///{ROOT / 'instance' / 'helpline.db'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed view of the environment; build with `Settings.from_env()`."""
+
+    database_url: str
+    redis_url: str
+    staff_api_keys: frozenset[str]
+    max_upload_mb: int
+    max_message_chars: int
+    max_ws_frame_bytes: int
+    wait_max_seconds: int
+    rate_limit_per_minute: int
+    answer_engine: str
+    openai_api_key: str | None
+    openai_base_url: str | None
+    llm_model: str
+    llm_timeout: float
+    kb_store: str
+    confidence_threshold: float
+    agent_lease_seconds: int
+    sweep_interval: int
+    task_soft_time_limit: int
+    task_time_limit: int
+    visibility_timeout: int
+    log_level: str
+    log_format: str
+    event_channel_prefix: str
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read and validate every variable once."""
+        engine = _choice("LLM_PROVIDER", "offline", ("offline", "openai"))
+        key = os.environ.get("OPENAI_API_KEY") or None
+        base_url = os.environ.get("OPENAI_BASE_URL") or None
+        if engine == "openai" and not key and not base_url:
+            raise ConfigError(
+                "LLM_PROVIDER=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local "
+                "OpenAI-compatible server such as Ollama or vLLM)"
+            )
+        soft = _int("TASK_SOFT_TIME_LIMIT", 60, 1)
+        hard = _int("TASK_TIME_LIMIT", soft + 15, soft + 1)
+        visibility = _int("CELERY_VISIBILITY_TIMEOUT", hard + 30, hard + 1)
+        keys = frozenset(k.strip() for k in _str("STAFF_API_KEYS", "").split(",") if k.strip())
+        return cls(
+            database_url=_str("DATABASE_URL", _default_database_url()),
+            redis_url=_str("REDIS_URL", "redis://localhost:6379/0"),
+            staff_api_keys=keys,
+            max_upload_mb=_int("MAX_UPLOAD_MB", 10, 1),
+            max_message_chars=_int("MAX_MESSAGE_CHARS", 4000, 1),
+            max_ws_frame_bytes=_int("MAX_WS_FRAME_BYTES", 64 * 1024, 1024),
+            wait_max_seconds=_int("WAIT_MAX_SECONDS", 30, 0),
+            rate_limit_per_minute=_int("RATE_LIMIT_PER_MINUTE", 30, 0),
+            answer_engine=engine,
+            openai_api_key=key,
+            openai_base_url=base_url,
+            llm_model=_str("LLM_MODEL", "gpt-4o-mini"),
+            llm_timeout=_float("LLM_TIMEOUT", 30.0),
+            kb_store=_choice("KB_STORE", "auto", ("auto", "bm25s", "postgres")),
+            confidence_threshold=_float("CONFIDENCE_THRESHOLD", 0.35),
+            agent_lease_seconds=_int("AGENT_LEASE_SECONDS", 30, 1),
+            sweep_interval=_int("SWEEP_INTERVAL", 10, 1),
+            task_soft_time_limit=soft,
+            task_time_limit=hard,
+            visibility_timeout=visibility,
+            log_level=_str("LOG_LEVEL", "INFO").upper(),
+            log_format=_choice("LOG_FORMAT", "json", ("json", "text")),
+            event_channel_prefix=_str("EVENT_CHANNEL_PREFIX", "helpline"),
+        )
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """Upload limit in bytes."""
+        return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def is_postgres(self) -> bool:
+        """True when the record lives in PostgreSQL (enables the full-text KB store)."""
+        return self.database_url.startswith(("postgresql", "postgres"))
+
+
+_cached: Settings | None = None
+
+
+def get_settings(reload: bool = False) -> Settings:
+    """Process-wide settings, read once (tests reload after changing the environment)."""
+    global _cached
+    if _cached is None or reload:
+        _cached = Settings.from_env()
+    return _cached

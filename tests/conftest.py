@@ -1,0 +1,196 @@
+"""Suite-wide setup: a throwaway database (SQLite or PostgreSQL), Redis db 14, real processes.
+
+`TEST_DATABASE_URL` picks PostgreSQL (its database name must end in `_test`; it is dropped and
+re-created); empty means a fresh SQLite file. Pub/sub ignores Redis database numbers, so each
+run also gets its own channel prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import pytest
+
+TEST_REDIS_DB = 14
+STAFF_KEY = "test-staff-key"
+_TMP = Path(tempfile.mkdtemp(prefix="helpline-tests-"))
+_PREFIX = f"hltest-{uuid.uuid4().hex[:8]}"
+
+
+def _check_name(url: str) -> str:
+    name = urlparse(url).path.lstrip("/")
+    if not name.endswith("_test"):
+        raise pytest.UsageError(f"refusing to use database {name!r}: its name must end in _test")
+    return name
+
+
+def recreate_postgres(url: str) -> None:
+    """Drop and create the test database so every run starts empty."""
+    import psycopg
+
+    name = _check_name(url)
+    admin = urlunparse(urlparse(url)._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_postgres(url: str) -> None:
+    import psycopg
+
+    name = _check_name(url)
+    admin = urlunparse(urlparse(url)._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def database_url(suffix: str = "") -> str:
+    """This run's database URL (a second, isolated one with a suffix)."""
+    pg = os.environ.get("TEST_DATABASE_URL", "")
+    if not pg:
+        return f"sqlite:///{_TMP / f'helpline{suffix}_test.db'}"
+    if suffix:
+        parsed = urlparse(pg)
+        name = parsed.path.lstrip("/")[: -len("_test")] + f"{suffix}_test"
+        return urlunparse(parsed._replace(path=f"/{name}"))
+    return pg
+
+
+def redis_url(db: int = TEST_REDIS_DB) -> str:
+    base = os.environ.get("TEST_REDIS_URL", "redis://localhost:6379")
+    return f"{base.rstrip('/')}/{db}"
+
+
+def base_env() -> dict[str, str]:
+    """Environment shared by the test process and every process it starts."""
+    return {
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": redis_url(),
+        "EVENT_CHANNEL_PREFIX": _PREFIX,
+        "STAFF_API_KEYS": STAFF_KEY,
+        "AGENT_LEASE_SECONDS": "4",
+        "SWEEP_INTERVAL": "1",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+        "LLM_PROVIDER": "offline",
+        "OPENAI_API_KEY": "",
+        "OPENAI_BASE_URL": "",
+    }
+
+
+def migrate(url: str) -> None:
+    """Create the schema through the real migrations (so they are tested too)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from models.db import reset_engine
+    from models.settings import ROOT, get_settings
+
+    saved = os.environ.get("DATABASE_URL", "")
+    os.environ["DATABASE_URL"] = url
+    get_settings(reload=True)
+    reset_engine()
+    try:
+        cfg = Config(str(ROOT / "alembic.ini"))
+        cfg.attributes["skip_logging"] = True
+        command.upgrade(cfg, "head")
+    finally:
+        os.environ["DATABASE_URL"] = saved
+        get_settings(reload=True)
+        reset_engine()
+
+
+def flush_redis(url: str) -> None:
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    env = base_env()
+    os.environ.update(env)
+    if os.environ.get("TEST_DATABASE_URL"):
+        recreate_postgres(env["DATABASE_URL"])
+    from models.settings import get_settings
+
+    get_settings(reload=True)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    try:
+        flush_redis(redis_url())
+    except Exception:
+        pass
+    if os.environ.get("TEST_DATABASE_URL"):
+        try:
+            drop_postgres(database_url())
+        except Exception:
+            pass
+    shutil.rmtree(_TMP, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def logdir() -> Path:
+    path = _TMP / "logs"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def migrated_db() -> str:
+    """The suite's database, migrated to head."""
+    url = os.environ["DATABASE_URL"]
+    migrate(url)
+    flush_redis(redis_url())
+    return url
+
+
+@pytest.fixture(scope="session")
+def stack(migrated_db: str, logdir: Path) -> Iterator:
+    """Two web processes and one worker on the suite's database, with the sample KB loaded."""
+    from tests.stack import Stack
+
+    s = Stack(base_env(), logdir)
+    try:
+        s.start_web()
+        s.start_web()
+        s.start_worker()
+        s.wait_ready()
+        from tests.client import load_sample_kb
+
+        load_sample_kb(s)
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="session")
+def api(stack):  # type: ignore[no-untyped-def]
+    """HTTP client for the first web process."""
+    from tests.client import Api
+
+    client = Api(stack.urls[0])
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def api2(stack):  # type: ignore[no-untyped-def]
+    """HTTP client for the second web process."""
+    from tests.client import Api
+
+    client = Api(stack.urls[1])
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def chat(api):  # type: ignore[no-untyped-def]
+    """A fresh session: {'session_id', 'token', ...}."""
+    return api.create_session()

@@ -1,0 +1,112 @@
+"""Uploads: stored with a sniffed type and safe name, parsed by the worker, refused when bad."""
+
+from __future__ import annotations
+
+import io
+
+from tests.client import STAFF, Socket
+
+
+def upload(api, chat, name: str, data: bytes, ctype: str = "application/octet-stream"):  # type: ignore[no-untyped-def]
+    return api.http.post(
+        "/api/chat/upload",
+        data={"session_id": chat["session_id"]},
+        files={"file": (name, data, ctype)},
+        headers=api.auth(chat),
+    )
+
+
+def docx_bytes(text: str) -> bytes:
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph(text)
+    buf = io.BytesIO()
+    document.save(buf)
+    return buf.getvalue()
+
+
+def test_upload_is_parsed_and_announced(api, chat):
+    sock = Socket(api.base_url, session_id=chat["session_id"], token=chat["token"])
+    assert sock.recv()["type"] == "connected"
+    resp = upload(api, chat, "../../etc/notes.docx", docx_bytes("My router keeps dropping wifi."))
+    assert resp.status_code == 202, resp.text
+    body = resp.json()
+    assert body["filename"] == "notes.docx"
+    assert body["content_type"].endswith("wordprocessingml.document")
+    assert body["status"] == "queued" and body["size_mb"] < 1
+    event = sock.until("attachment")[-1]
+    assert event["attachment_id"] == body["attachment_id"]
+    assert event["status"] == "processed" and "router keeps dropping" in event["preview"]
+    assert event["seq"] >= 1
+    resp = api.http.get(f"/api/attachments/{body['attachment_id']}", headers=api.auth(chat))
+    assert resp.status_code == 200
+    got = resp.json()
+    assert got["processed"] is True and got["error"] is None
+    sock.close()
+
+
+def test_broken_pdf_reports_error(api, chat):
+    resp = upload(api, chat, "scan.pdf", b"%PDF-1.4\n" + b"\x00garbage" * 50)
+    assert resp.status_code == 202
+    att_id = resp.json()["attachment_id"]
+    for _ in range(100):
+        got = api.http.get(f"/api/attachments/{att_id}", headers=api.auth(chat)).json()
+        if got["status"] != "queued" and got["status"] != "processing":
+            break
+        import time
+
+        time.sleep(0.1)
+    assert got["status"] == "failed" and got["error"]
+
+
+def test_fifty_megabytes_is_413(api, chat):
+    resp = upload(api, chat, "big.txt", b"a" * (50 * 1024 * 1024))
+    assert resp.status_code == 413
+    assert resp.json()["error"]["code"] == "too_large"
+
+
+def test_file_just_over_limit_is_413(api, chat):
+    resp = upload(api, chat, "big.txt", b"a" * (10 * 1024 * 1024 + 10))
+    assert resp.status_code == 413
+    assert resp.json()["error"]["code"] == "file_too_large"
+
+
+def test_disallowed_types_are_415(api, chat):
+    elf = b"\x7fELF" + b"\x00" * 100
+    resp = upload(api, chat, "invoice.pdf", elf)
+    assert resp.status_code == 415
+    assert resp.json()["error"]["code"] == "file_type_not_allowed"
+    assert upload(api, chat, "empty.txt", b"").status_code == 415
+
+
+def test_upload_errors(api, chat):
+    resp = api.http.post(
+        "/api/chat/upload", json={"session_id": chat["session_id"]}, headers=api.auth(chat)
+    )
+    assert resp.status_code == 415
+    resp = api.http.post(
+        "/api/chat/upload",
+        data={"session_id": chat["session_id"]},
+        files={"other": ("a.txt", b"x")},
+        headers=api.auth(chat),
+    )
+    assert resp.status_code == 422
+    resp = api.http.post(
+        "/api/chat/upload",
+        data={"session_id": "undefined"},
+        files={"file": ("a.txt", b"x")},
+        headers=api.auth(chat),
+    )
+    assert resp.status_code == 400
+
+
+def test_attachment_of_another_session(api, chat):
+    other = api.create_session()
+    att_id = upload(api, other, "a.txt", b"private words").json()["attachment_id"]
+    resp = api.http.get(f"/api/attachments/{att_id}", headers=api.auth(chat))
+    assert resp.status_code == 403
+    resp = api.send(chat, "see file", attachment_ids=[att_id])
+    assert resp.status_code == 422
+    assert api.http.get(f"/api/attachments/{att_id}", headers=STAFF).status_code == 200
+    assert api.http.get(f"/api/attachments/{att_id}").status_code == 401

@@ -1,0 +1,162 @@
+"""Messages over REST: store-then-enqueue, `?wait`, history, idempotent resend, every refusal."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from tests.client import STAFF
+
+
+def cited_numbers(text: str) -> set[int]:
+    return {int(n) for n in re.findall(r"\[(\d+)\]", text)}
+
+
+def test_post_returns_202_then_reply_lands_in_history(api, chat):
+    resp = api.send(chat, "How long do I have to return an item?")
+    assert resp.status_code == 202
+    body = resp.json()
+    assert body["status"] == "queued" and body["seq"] == 1 and body["message_id"]
+    data = api.wait_for(chat, lambda ms: any(m["role"] == "assistant" for m in ms))
+    user, reply = data["messages"]
+    assert user["id"] == body["message_id"] and user["status"] == "answered"
+    assert reply["reply_to_id"] == user["id"] and reply["seq"] == 2
+    assert reply["sources"] and reply["timestamp"]
+
+
+def test_wait_returns_cited_chat_response(api, chat):
+    resp = api.send(chat, "How long do I have to return an item?", wait=20)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert set(body) >= {
+        "message",
+        "sources",
+        "requires_escalation",
+        "confidence",
+        "session_id",
+        "timestamp",
+        "processing_time",
+        "metadata",
+    }
+    assert body["session_id"] == chat["session_id"]
+    assert body["requires_escalation"] is False
+    numbers = cited_numbers(body["message"])
+    assert numbers and numbers == {s["index"] for s in body["sources"]}
+    assert any(s["external_id"].startswith("returns/") for s in body["sources"])
+
+
+def test_off_topic_question_is_not_guessed(api, chat):
+    body = api.send(chat, "What is the capital of Mongolia?", wait=20).json()
+    assert body["sources"] == []
+    assert body["requires_escalation"] is True
+    assert body["metadata"]["escalation_reason"] == "low_confidence"
+
+
+def test_wait_zero_and_out_of_range(api, chat):
+    assert api.send(chat, "hi", wait=0).status_code == 202
+    resp = api.send(chat, "hi", wait=31)
+    assert resp.status_code == 422
+    assert "wait" in resp.json()["error"]["details"]
+
+
+def test_same_client_msg_id_twice_is_one_message_one_answer(api, chat):
+    first = api.send(chat, "Where is my parcel?", client_msg_id="c-1").json()
+    second = api.send(chat, "Where is my parcel?", client_msg_id="c-1").json()
+    assert first["message_id"] == second["message_id"] and second["duplicate"] is True
+    data = api.wait_for(chat, lambda ms: any(m["role"] == "assistant" for m in ms))
+    time.sleep(1.0)  # give a wrongly duplicated task time to show itself
+    data = api.history(chat)
+    assert [m["role"] for m in data["messages"]] == ["user", "assistant"]
+
+
+def test_replies_come_in_order(api, chat):
+    questions = ["How do I reset my password?", "What does Plus cost?", "Do you ship to Norway?"]
+    ids = [api.send(chat, q).json()["message_id"] for q in questions]
+    data = api.wait_for(chat, lambda ms: sum(m["role"] == "assistant" for m in ms) == 3)
+    replies = [m for m in data["messages"] if m["role"] == "assistant"]
+    assert [r["reply_to_id"] for r in replies] == ids
+    assert [m["seq"] for m in data["messages"]] == list(range(1, 7))
+
+
+def test_history_paging_and_after(api, chat):
+    api.send(chat, "How do I change my email?")
+    api.wait_for(chat, lambda ms: len(ms) == 2)
+    api.send(chat, "and my password?")
+    api.wait_for(chat, lambda ms: len(ms) == 4)
+    page = api.history(chat, limit=2, offset=1)
+    assert page["total"] == 4 and [m["seq"] for m in page["messages"]] == [2, 3]
+    after = api.history(chat, after=2)
+    assert after["total"] == 2 and [m["seq"] for m in after["messages"]] == [3, 4]
+    resp = api.http.get(
+        f"/api/chat/sessions/{chat['session_id']}/messages",
+        params={"limit": "many"},
+        headers=api.auth(chat),
+    )
+    assert resp.status_code == 422
+
+
+def test_bad_bodies(api, chat):
+    url = f"/api/chat/sessions/{chat['session_id']}/messages"
+    auth = api.auth(chat)
+    resp = api.http.post(
+        url, content=b"{not json", headers={**auth, "Content-Type": "application/json"}
+    )
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "invalid_json"
+    resp = api.http.post(url, json=["a", "list"], headers=auth)
+    assert resp.status_code == 400
+    resp = api.http.post(url, json={"text": "wrong field"}, headers=auth)
+    assert resp.status_code == 422 and "message" in resp.json()["error"]["details"]
+    resp = api.http.post(url, json={"message": "   "}, headers=auth)
+    assert resp.status_code == 422 and resp.json()["error"]["code"] == "empty_message"
+    resp = api.http.post(url, json={"message": "x" * 4001}, headers=auth)
+    assert resp.status_code == 413 and resp.json()["error"]["code"] == "message_too_long"
+    resp = api.http.post(url, content=b"message=hi", headers={**auth, "Content-Type": "text/plain"})
+    assert resp.status_code == 415
+    resp = api.http.post(
+        "/api/chat/sessions/undefined/messages", json={"message": "hi"}, headers=auth
+    )
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "malformed_session_id"
+    # Nothing above was stored.
+    assert api.history(chat)["total"] == 0
+
+
+def test_multipart_message_with_attachment_is_used_in_answer(api, chat):
+    text = b"Order BW-7731 arrived with a cracked Pulse Mini speaker. Can I get a replacement?"
+    resp = api.http.post(
+        f"/api/chat/sessions/{chat['session_id']}/messages",
+        data={
+            "message": "What should I do about the item described in my file?",
+            "client_msg_id": "mp-1",
+        },
+        files=[("attachments[]", ("note.txt", text, "text/plain"))],
+        headers=api.auth(chat),
+    )
+    assert resp.status_code == 202, resp.text
+    data = api.wait_for(chat, lambda ms: any(m["role"] == "assistant" for m in ms))
+    user, reply = data["messages"][0], data["messages"][-1]
+    assert user["attachments"][0]["filename"] == "note.txt"
+    assert any(
+        "damaged" in s["external_id"] or "return" in s["external_id"] for s in reply["sources"]
+    ), reply
+
+
+def test_rate_limit_429_with_retry_after(api):
+    chat = api.create_session()
+    statuses = [api.send(chat, f"message {i}").status_code for i in range(30)]
+    assert statuses[:30] == [202] * 30
+    resp = api.send(chat, "one too many")
+    assert resp.status_code == 429
+    assert int(resp.headers["Retry-After"]) >= 1
+    assert resp.json()["error"]["code"] == "rate_limited"
+
+
+def test_staff_posts_as_agent_without_bot_reply(api, chat):
+    resp = api.http.post(
+        f"/api/chat/sessions/{chat['session_id']}/messages",
+        json={"message": "Hi, this is Sam from support."},
+        headers=STAFF,
+    )
+    assert resp.status_code == 202
+    time.sleep(1.0)
+    roles = [m["role"] for m in api.history(chat)["messages"]]
+    assert roles == ["agent"]

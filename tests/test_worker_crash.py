@@ -1,0 +1,102 @@
+"""Kill -9 the worker in the middle of a streamed answer: the customer still gets exactly one.
+
+A stack of its own (database, Redis db, channel prefix) so the LLM-configured worker never
+touches the main suite's tasks. The model is the local OpenAI-protocol test server, streaming
+slowly enough to kill the worker between two deltas.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+import pytest
+from celery import Celery
+
+from tests.client import Api, Socket, load_sample_kb
+from tests.conftest import (
+    base_env,
+    database_url,
+    drop_postgres,
+    flush_redis,
+    migrate,
+    recreate_postgres,
+    redis_url,
+)
+from tests.fake_openai import FakeOpenAI
+from tests.stack import Stack
+
+REPLY = (
+    "You can return most items within 30 days of delivery [1]. Start the return from your "
+    "account's order page and print the label [1]. Refunds follow once it arrives [1]."
+)
+
+
+@pytest.fixture(scope="module")
+def crash_stack(logdir):  # type: ignore[no-untyped-def]
+    fake = FakeOpenAI(REPLY, delay=0.12, chunk_size=2)
+    url = database_url("_crash")
+    if os.environ.get("TEST_DATABASE_URL"):
+        recreate_postgres(url)
+    migrate(url)
+    env = base_env() | {
+        "DATABASE_URL": url,
+        "REDIS_URL": redis_url(13),
+        "EVENT_CHANNEL_PREFIX": f"hlcrash-{uuid.uuid4().hex[:6]}",
+        "LLM_PROVIDER": "openai",
+        "OPENAI_BASE_URL": fake.base_url,
+        "OPENAI_API_KEY": "test-key",
+        "LLM_TIMEOUT": "10",
+        "AGENT_LEASE_SECONDS": "3",
+    }
+    flush_redis(env["REDIS_URL"])
+    stack = Stack(env, logdir, name="crash")
+    try:
+        stack.start_web()
+        stack.start_worker()
+        stack.wait_ready()
+        load_sample_kb(stack)
+        yield stack, fake
+    finally:
+        stack.stop()
+        fake.close()
+        flush_redis(env["REDIS_URL"])
+        if os.environ.get("TEST_DATABASE_URL"):
+            drop_postgres(url)
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_answer_still_answers_once(crash_stack):
+    stack, fake = crash_stack
+    api = Api(stack.urls[0])
+    chat = api.create_session()
+    sock = Socket(api.base_url, session_id=chat["session_id"], token=chat["token"])
+    assert sock.recv()["type"] == "connected"
+    sock.send({"type": "message", "content": "How long do I have to return an item?"})
+    before_kill = sock.until("text", timeout=30)
+    message_id = before_kill[0]["message_id"]
+    stack.kill_worker()
+    sock.quiet(0.5)  # deltas already in flight may still arrive
+    assert len(fake.chat_requests) == 1
+
+    stack.start_worker()
+    events = sock.until("complete", timeout=60)
+    starts = [e for e in events if e["type"] == "start"]
+    assert starts, "the new worker starts the answer again (clients reset on start)"
+    done = events[-1]
+    assert done["message"]["content"] == REPLY
+    assert done["message"]["reply_to_id"] == message_id
+    assert len(fake.chat_requests) == 2
+
+    # A redelivered copy of the task must not answer twice.
+    client = Celery(broker=stack.env["REDIS_URL"])
+    client.send_task("helpline.generate_reply", args=[message_id], queue="agent")
+    time.sleep(2.0)
+    assert all(e["type"] != "complete" for e in sock.quiet(1.0))
+    messages = api.history(chat)["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[0]["status"] == "answered"
+    assert len(fake.chat_requests) == 2
+    sock.close()
+    api.close()

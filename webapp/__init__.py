@@ -1,0 +1,83 @@
+"""Application factory: config from the environment (or overrides), extensions, blueprints."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from flask import Flask, g, request
+
+from models.logs import configure_logging, request_id_var, session_id_var
+from models.settings import get_settings
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    """Build the web app; `overrides` is merged into Flask config (tests pass a dict)."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    app = Flask(__name__, instance_relative_config=False)
+
+    from webapp.config import flask_config
+
+    app.config.update(flask_config(settings))
+    app.config.update(overrides or {})
+
+    from webapp.errors import register_error_handlers
+    from webapp.extensions import api, sock
+
+    api.init_app(app)
+    sock.init_app(app)
+
+    from webapp.api import attachments, docs, health, kb, messages, search, sessions
+
+    for module in (sessions, messages, attachments, search, kb):
+        api.register_blueprint(module.blp)
+    app.register_blueprint(health.blp)
+    app.register_blueprint(docs.blp)
+
+    from webapp import pages, ws  # noqa: F401  (registers the socket route)
+
+    app.register_blueprint(pages.blp)
+    register_error_handlers(app)
+    _install_request_hooks(app)
+
+    from webapp.db import close_db
+
+    app.teardown_appcontext(close_db)
+
+    from webapp.cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def _install_request_hooks(app: Flask) -> None:
+    """Request id in, request id out; one access log line per API request."""
+    import logging
+
+    access = logging.getLogger("helpline.access")
+
+    @app.before_request
+    def _start() -> None:
+        rid = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex[:16]
+        g.request_id, g.started = rid, time.perf_counter()
+        request_id_var.set(rid)
+        session_id_var.set((request.view_args or {}).get("session_id"))
+
+    @app.after_request
+    def _finish(response):  # type: ignore[no-untyped-def]
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        if request.path != "/ws" and not request.path.startswith("/static"):
+            access.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "ms": round(
+                        (time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2
+                    ),
+                },
+            )
+        return response

@@ -1,0 +1,72 @@
+"""Attachments: upload a file to a session (parsed in the worker) and read its status."""
+
+from __future__ import annotations
+
+from flask import jsonify, make_response, request
+from flask_smorest import Blueprint
+
+from models.chat import Attachment
+from models.schemas import ApiErrorSchema, AttachmentOut
+from models.serialize import attachment_json
+from webapp.auth import authorize_request
+from webapp.chat import accept_upload
+from webapp.db import get_db
+from webapp.errors import abort
+
+blp = Blueprint("attachments", __name__, url_prefix="/api", description="File attachments")
+
+_UPLOAD_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "session_id": {"type": "string"},
+                    },
+                    "required": ["file", "session_id"],
+                }
+            }
+        },
+    }
+}
+
+
+@blp.route("/chat/upload", methods=["POST"])
+@blp.doc(**_UPLOAD_DOC)
+@blp.response(202, AttachmentOut)
+@blp.alt_response(413, schema=ApiErrorSchema)
+@blp.alt_response(415, schema=ApiErrorSchema)
+def upload():  # type: ignore[no-untyped-def]
+    """Upload a file (txt, md, html, pdf, docx, images); text is extracted in the background."""
+    if request.mimetype != "multipart/form-data":
+        abort(415, "upload with multipart/form-data (fields: file, session_id)")
+    session_id = request.form.get("session_id") or request.args.get("session_id")
+    db = get_db()
+    chat, _ = authorize_request(db, session_id)
+    file = request.files.get("file")
+    if file is None:
+        abort(422, "a file is required", details={"file": ["Missing data for required field."]})
+    body = accept_upload(db, chat, file.filename or "file", file.read())
+    return make_response(jsonify(body), 202)
+
+
+@blp.route("/attachments/<attachment_id>", methods=["GET"])
+@blp.response(200, AttachmentOut)
+@blp.alt_response(404, schema=ApiErrorSchema)
+def get_attachment(attachment_id: str):  # type: ignore[no-untyped-def]
+    """An attachment's status, preview and error."""
+    db = get_db()
+    att = db.get(Attachment, attachment_id)
+    if att is None:
+        # Authenticate first so an unknown id and a foreign one look alike to strangers.
+        from webapp.auth import request_credentials, staff_actor
+
+        token, key = request_credentials()
+        if not token and staff_actor(key) is None:
+            abort(401, "missing session token (Authorization: Bearer <token>)", "missing_token")
+        abort(404, "unknown attachment", "unknown_attachment")
+    authorize_request(db, att.session_id)
+    return make_response(jsonify(attachment_json(att)), 200)

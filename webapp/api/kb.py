@@ -1,0 +1,128 @@
+"""Knowledge-base documents (staff): add (JSON or file), list, read, delete."""
+
+from __future__ import annotations
+
+import json
+
+from flask import current_app, jsonify, make_response, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from sqlalchemy import func, select
+
+from models.kb import KBDocument
+from models.schemas import ApiErrorSchema, KBDocumentIn, KBDocumentOut, KBListQuery
+from webapp.auth import require_staff
+from webapp.chat import enqueue
+from webapp.db import get_db
+from webapp.errors import abort
+from webapp.kb import delete_document, document_json, upsert_document
+
+blp = Blueprint("kb", __name__, url_prefix="/api/kb", description="Knowledge-base documents")
+
+_FILE_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": KBDocumentIn},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "title": {"type": "string"},
+                        "external_id": {"type": "string"},
+                        "metadata": {"type": "string", "description": "a JSON object"},
+                    },
+                    "required": ["file"],
+                }
+            },
+        },
+    }
+}
+
+
+def _from_request() -> dict:
+    """JSON body or multipart form into upsert_document's arguments."""
+    if request.mimetype == "multipart/form-data":
+        file = request.files.get("file")
+        if file is None:
+            abort(422, "a file is required", details={"file": ["Missing data for required field."]})
+        try:
+            meta = json.loads(request.form.get("metadata") or "{}")
+        except ValueError:
+            abort(422, "metadata must be a JSON object", details={"metadata": ["Not JSON."]})
+        fields = KBDocumentIn().load(
+            {
+                "title": request.form.get("title") or "",
+                "metadata": meta,
+                "external_id": request.form.get("external_id") or None,
+                "text": None,
+            }
+        )
+        return {**fields, "raw": file.read(), "filename": file.filename or "document"}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, "send a JSON object or multipart/form-data with a file", "invalid_json")
+    fields = KBDocumentIn().load(body)
+    if not (fields.get("text") or "").strip():
+        abort(422, "text is required", details={"text": ["Missing data for required field."]})
+    return fields
+
+
+@blp.route("/documents")
+class Documents(MethodView):
+    @blp.doc(**_FILE_DOC)
+    @blp.response(202, KBDocumentOut)
+    @blp.alt_response(413, schema=ApiErrorSchema)
+    @blp.alt_response(415, schema=ApiErrorSchema)
+    def post(self):  # type: ignore[no-untyped-def]
+        """Add or replace (same external_id) a document; indexing runs in the worker."""
+        require_staff()
+        db = get_db()
+        limit = current_app.config["HELPLINE"].max_upload_bytes
+        doc, changed = upsert_document(db, **_from_request(), max_bytes=limit)
+        db.commit()
+        if changed:
+            enqueue("helpline.ingest_document", doc.id)
+        return make_response(jsonify(document_json(doc)), 202 if changed else 200)
+
+    @blp.arguments(KBListQuery, location="query")
+    @blp.response(200, KBDocumentOut(many=True))
+    def get(self, args: dict):  # type: ignore[no-untyped-def]
+        """Documents with their status and chunk counts."""
+        require_staff()
+        db = get_db()
+        stmt = select(KBDocument)
+        if args.get("status"):
+            stmt = stmt.where(KBDocument.status == args["status"])
+        total = db.scalar(select(func.count()).select_from(stmt.subquery()))
+        rows = db.scalars(
+            stmt.order_by(KBDocument.created_at).limit(args["limit"]).offset(args["offset"])
+        ).all()
+        resp = make_response(jsonify([document_json(d) for d in rows]), 200)
+        resp.headers["X-Total-Count"] = str(total)
+        return resp
+
+
+@blp.route("/documents/<document_id>")
+class Document(MethodView):
+    @blp.response(200, KBDocumentOut)
+    @blp.alt_response(404, schema=ApiErrorSchema)
+    def get(self, document_id: str):  # type: ignore[no-untyped-def]
+        """One document."""
+        require_staff()
+        doc = get_db().get(KBDocument, document_id)
+        if doc is None:
+            abort(404, "unknown document", "unknown_document")
+        return make_response(jsonify(document_json(doc)), 200)
+
+    @blp.response(204)
+    def delete(self, document_id: str) -> None:
+        """Delete a document and its chunks from every index."""
+        require_staff()
+        db = get_db()
+        doc = db.get(KBDocument, document_id)
+        if doc is None:
+            abort(404, "unknown document", "unknown_document")
+        delete_document(db, doc)
+        db.commit()

@@ -1,0 +1,182 @@
+"""Messages: post (JSON or multipart, optional `?wait=`), and history (offset or `after=<seq>`)."""
+
+from __future__ import annotations
+
+import time
+
+from flask import current_app, jsonify, make_response, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from models.chat import Message
+from models.schemas import (
+    ApiErrorSchema,
+    ChatResponse,
+    HistoryQuery,
+    MessageAccepted,
+    MessageIn,
+    MessageList,
+)
+from models.serialize import chat_response, message_json
+from webapp.auth import authorize_request
+from webapp.chat import accept_message
+from webapp.db import get_db
+from webapp.errors import abort
+from webapp.events import Waiter, get_hub
+
+blp = Blueprint(
+    "messages", __name__, url_prefix="/api/chat/sessions", description="Messages of a session"
+)
+
+_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": MessageIn},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "message": {"type": "string"},
+                        "client_msg_id": {"type": "string"},
+                        "attachments[]": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                        },
+                    },
+                    "required": ["message"],
+                }
+            },
+        },
+    },
+    "parameters": [
+        {
+            "in": "query",
+            "name": "wait",
+            "schema": {"type": "number", "minimum": 0, "maximum": 30},
+            "description": "seconds to wait for the reply; 200 with it if ready, else 202",
+        }
+    ],
+}
+
+
+def _read_body() -> tuple[dict, list[tuple[str, bytes]]]:
+    """JSON or multipart into (fields, uploaded files)."""
+    if request.mimetype == "multipart/form-data":
+        fields = {
+            "message": request.form.get("message"),
+            "client_msg_id": request.form.get("client_msg_id") or None,
+            "attachment_ids": request.form.getlist("attachment_ids"),
+        }
+        files = request.files.getlist("attachments[]") + request.files.getlist("attachments")
+        return MessageIn().load(fields), [(f.filename or "file", f.read()) for f in files]
+    body = request.get_json(silent=True)
+    if body is None:
+        if request.mimetype != "application/json" and request.data:
+            abort(415, "send application/json or multipart/form-data", "unsupported_media_type")
+        abort(400, "the request body is not valid JSON", "invalid_json")
+    if not isinstance(body, dict):
+        abort(400, "the request body must be a JSON object", "invalid_json")
+    return MessageIn().load(body), []
+
+
+def _wait_seconds() -> float | None:
+    raw = request.args.get("wait")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        abort(422, "wait must be a number of seconds", details={"wait": ["Not a number."]})
+    limit = current_app.config["HELPLINE"].wait_max_seconds
+    if not 0 <= value <= limit:
+        abort(422, f"wait must be between 0 and {limit}", details={"wait": ["Out of range."]})
+    return value
+
+
+def _reply_to(message_id: str) -> Message | None:
+    db = get_db()
+    db.expire_all()
+    return db.scalar(select(Message).where(Message.reply_to_id == message_id))
+
+
+def wait_for_reply(session_id: str, message_id: str, seconds: float) -> Message | None:
+    """Subscribe, then look, then sleep until the reply's event or the deadline."""
+    hub = get_hub()
+    hub.wait_connected(min(seconds, 2.0))
+    waiter = Waiter(message_id)
+    hub.add(session_id, waiter)
+    try:
+        deadline = time.monotonic() + seconds
+        while True:
+            reply = _reply_to(message_id)
+            if reply is not None:
+                return reply
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            # Wake on the event; re-check the database at least every second in case
+            # Redis dropped the publish (the database is the record).
+            waiter.done.wait(min(left, 1.0))
+            waiter.done.clear()
+    finally:
+        hub.remove(session_id, waiter)
+
+
+@blp.route("/<session_id>/messages")
+class Messages(MethodView):
+    @blp.doc(**_BODY_DOC)
+    @blp.response(202, MessageAccepted)
+    @blp.alt_response(200, schema=ChatResponse, description="the reply, with ?wait=")
+    @blp.alt_response(400, schema=ApiErrorSchema)
+    @blp.alt_response(409, schema=ApiErrorSchema)
+    @blp.alt_response(429, schema=ApiErrorSchema)
+    def post(self, session_id: str):  # type: ignore[no-untyped-def]
+        """Send a message; stored and queued before this returns."""
+        db = get_db()
+        chat, actor = authorize_request(db, session_id)
+        wait = _wait_seconds()
+        fields, files = _read_body()
+        result = accept_message(
+            db,
+            chat,
+            actor,
+            fields["message"],
+            fields.get("client_msg_id"),
+            fields.get("attachment_ids"),
+            files,
+        )
+        msg = result.message
+        accepted = {
+            "message_id": msg.id,
+            "seq": msg.seq,
+            "status": msg.status,
+            "client_msg_id": msg.client_msg_id,
+            "duplicate": not result.created,
+        }
+        if wait and msg.role == "user":
+            reply = wait_for_reply(chat.id, msg.id, wait)
+            if reply is not None:
+                return make_response(jsonify(chat_response(reply, chat.id)), 200)
+        return make_response(jsonify(accepted), 202)
+
+    @blp.arguments(HistoryQuery, location="query")
+    @blp.response(200, MessageList)
+    def get(self, args: dict, session_id: str):  # type: ignore[no-untyped-def]
+        """History in seq order: a page (`limit`, `offset`) or everything after a seq."""
+        db = get_db()
+        chat, _ = authorize_request(db, session_id)
+        stmt = select(Message).where(Message.session_id == chat.id)
+        if "after" in args:
+            stmt = stmt.where(Message.seq > args["after"])
+        total = db.scalar(select(func.count()).select_from(stmt.subquery()))
+        rows = db.scalars(
+            stmt.options(selectinload(Message.attachments))
+            .order_by(Message.seq)
+            .limit(args["limit"])
+            .offset(args["offset"])
+        ).all()
+        body = {"messages": [message_json(m) for m in rows], "total": total, "session_id": chat.id}
+        return make_response(jsonify(body), 200)

@@ -1,0 +1,45 @@
+"""Knowledge-base search: the web asks the worker (it never loads an index itself)."""
+
+from __future__ import annotations
+
+from celery.exceptions import TimeoutError as CeleryTimeout
+from flask import jsonify, make_response
+from flask_smorest import Blueprint
+from sqlalchemy import select
+
+from models.chat import ChatSession
+from models.schemas import ApiErrorSchema, SearchIn, SearchResult
+from webapp.auth import hash_token, request_credentials, require_staff
+from webapp.db import get_db
+from webapp.errors import abort
+from webapp.extensions import celery_client
+
+blp = Blueprint("search", __name__, url_prefix="/api/chat", description="Knowledge-base search")
+
+SEARCH_TIMEOUT = 10.0
+
+
+@blp.route("/search", methods=["POST"])
+@blp.arguments(SearchIn)
+@blp.response(200, SearchResult(many=True))
+@blp.alt_response(503, schema=ApiErrorSchema)
+def search(body: dict):  # type: ignore[no-untyped-def]
+    """Ranked passages for a query; any valid session token, or staff."""
+    token, key = request_credentials()
+    if key or not token:
+        require_staff()
+    elif (
+        get_db().scalar(select(ChatSession.id).where(ChatSession.token_hash == hash_token(token)))
+        is None
+    ):
+        abort(401, "invalid session token", "invalid_token")
+    try:
+        result = celery_client.send_task(
+            "helpline.search_kb", args=[body["query"], body["limit"]], ignore_result=False
+        )
+        rows = result.get(timeout=SEARCH_TIMEOUT)
+    except CeleryTimeout:
+        abort(503, "no worker answered the search in time", headers={"Retry-After": "5"})
+    except Exception as exc:  # broker down: kombu/redis raise various types
+        abort(503, f"search is unavailable: {type(exc).__name__}", headers={"Retry-After": "5"})
+    return make_response(jsonify(rows), 200)

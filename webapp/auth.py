@@ -1,0 +1,107 @@
+"""Who may touch a session: its own bearer token, or staff with an X-API-Key.
+
+One function decides for HTTP and WebSocket alike; the socket maps the status to a close code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from flask import current_app, request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.chat import ChatSession
+from webapp.errors import abort
+
+
+def new_token() -> tuple[str, str]:
+    """A fresh session token and the hash we store (the token itself is never kept)."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_token(token)
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 is enough: tokens are 256 random bits, so there is nothing to brute-force."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def parse_session_id(raw: str | None) -> str:
+    """Reject `undefined`, `null` and other non-ids with 400 before touching the database."""
+    try:
+        return str(uuid.UUID(str(raw)))
+    except (ValueError, TypeError, AttributeError):
+        abort(400, f"malformed session id {str(raw)[:64]!r}", "malformed_session_id")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The caller: a customer holding one session's token, or a staff member."""
+
+    kind: str  # "customer" | "staff"
+    staff_key_id: str | None = None
+
+    @property
+    def is_staff(self) -> bool:
+        return self.kind == "staff"
+
+
+def staff_actor(api_key: str | None) -> Actor | None:
+    """Staff if the key matches one of STAFF_API_KEYS (compared in constant time)."""
+    if not api_key:
+        return None
+    for key in current_app.config["HELPLINE"].staff_api_keys:
+        if hmac.compare_digest(key.encode(), api_key.encode()):
+            # Identify the key in logs by a short hash, never by its value.
+            return Actor("staff", hashlib.sha256(key.encode()).hexdigest()[:8])
+    abort(401, "invalid API key", "invalid_api_key")
+
+
+def request_credentials() -> tuple[str | None, str | None]:
+    """(bearer token, staff key) from the current HTTP request."""
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else None
+    return token or None, request.headers.get("X-API-Key") or None
+
+
+def require_staff() -> Actor:
+    """Staff-only endpoints."""
+    _, key = request_credentials()
+    actor = staff_actor(key)
+    if actor is None:
+        abort(401, "this endpoint needs an X-API-Key header", "staff_only")
+    return actor
+
+
+def authorize(
+    db: Session, raw_session_id: str | None, token: str | None, api_key: str | None
+) -> tuple[ChatSession, Actor]:
+    """Return the session and the caller, or abort 400/401/403/404 in that order."""
+    session_id = parse_session_id(raw_session_id)
+    actor = staff_actor(api_key)
+    if actor is None and not token:
+        abort(401, "missing session token (Authorization: Bearer <token>)", "missing_token")
+    chat = db.get(ChatSession, session_id)
+    if actor is not None:
+        if chat is None:
+            abort(404, "unknown session", "unknown_session")
+        return chat, actor
+    assert token is not None
+    owner = db.scalar(select(ChatSession.id).where(ChatSession.token_hash == hash_token(token)))
+    if owner is None:
+        abort(401, "invalid session token", "invalid_token")
+    if chat is None:
+        abort(404, "unknown session", "unknown_session")
+    if owner != chat.id:
+        abort(403, "this token belongs to another session", "wrong_session")
+    return chat, Actor("customer")
+
+
+def authorize_request(db: Session, raw_session_id: str | None) -> tuple[ChatSession, Actor]:
+    """`authorize` with the credentials of the current HTTP request."""
+    token, key = request_credentials()
+    return authorize(db, raw_session_id, token, key)

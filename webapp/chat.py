@@ -1,0 +1,234 @@
+"""The web side of the message loop: validate, store, enqueue, acknowledge (in that order).
+
+Shared by the REST endpoints and the WebSocket so both behave identically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import redis
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from models.base import new_id, utcnow
+from models.chat import Attachment, AttachmentBlob, ChatSession, Message
+from models.events import append_event, next_seq, publish, redis_client
+from models.filetypes import UnsupportedFileType, safe_filename, sniff_content_type
+from models.serialize import attachment_json, message_json
+from models.settings import Settings
+from webapp.auth import Actor
+from webapp.errors import abort
+from webapp.extensions import celery_client
+
+log = logging.getLogger(__name__)
+
+
+def settings() -> Settings:
+    """Typed settings of the running app."""
+    return current_app.config["HELPLINE"]
+
+
+@dataclass
+class Accepted:
+    """Result of accepting a message: `created` is False for a resend of a known client_msg_id."""
+
+    message: Message
+    created: bool
+    event: dict | None = None
+
+
+def enqueue(task: str, *args: str) -> bool:
+    """Send a task by name after commit; on broker failure the sweeper re-sends it later."""
+    try:
+        celery_client.send_task(task, args=list(args))
+        return True
+    except Exception as exc:  # kombu raises several unrelated types when Redis is away
+        log.error("enqueue failed; the sweeper will retry", extra={"task": task, "error": str(exc)})
+        return False
+
+
+def check_rate_limit(session_id: str) -> None:
+    """Fixed one-minute window per session in Redis; fails open when Redis is down."""
+    limit = settings().rate_limit_per_minute
+    if limit <= 0:
+        return
+    key = f"{settings().event_channel_prefix}:rl:{session_id}"
+    try:
+        pipe = redis_client().pipeline()
+        pipe.incr(key)
+        pipe.ttl(key)
+        count, ttl = pipe.execute()
+        if ttl < 0:
+            redis_client().expire(key, 60)
+            ttl = 60
+    except redis.RedisError:
+        return
+    if count > limit:
+        abort(
+            429,
+            f"too many messages: at most {limit} a minute",
+            details={"retry_after": ttl},
+            headers={"Retry-After": str(max(ttl, 1))},
+        )
+
+
+def validate_content(content: object) -> str:
+    """Message text must be a non-empty string within MAX_MESSAGE_CHARS."""
+    if not isinstance(content, str):
+        abort(422, "message must be a string", details={"message": ["Not a valid string."]})
+    text = content.strip()
+    if not text:
+        abort(422, "message is empty", "empty_message", details={"message": ["Empty message."]})
+    limit = settings().max_message_chars
+    if len(text) > limit:
+        abort(
+            413,
+            f"message is longer than {limit} characters",
+            "message_too_long",
+            details={"limit": limit, "length": len(text)},
+        )
+    return text
+
+
+def _existing(db: Session, session_id: str, client_msg_id: str | None) -> Message | None:
+    if not client_msg_id:
+        return None
+    return db.scalar(
+        select(Message).where(
+            Message.session_id == session_id, Message.client_msg_id == client_msg_id
+        )
+    )
+
+
+def _claim_attachments(db: Session, chat: ChatSession, ids: list[str]) -> list[Attachment]:
+    """Attachments must belong to this session and not to another message already."""
+    found: list[Attachment] = []
+    for att_id in dict.fromkeys(ids):
+        att = db.get(Attachment, att_id) if isinstance(att_id, str) else None
+        if att is None or att.session_id != chat.id:
+            abort(422, "unknown attachment", details={"attachment_ids": [f"unknown: {att_id}"]})
+        if att.message_id is not None:
+            abort(422, "attachment already sent", details={"attachment_ids": [att_id]})
+        found.append(att)
+    return found
+
+
+def accept_message(
+    db: Session,
+    chat: ChatSession,
+    actor: Actor,
+    content: object,
+    client_msg_id: str | None = None,
+    attachment_ids: list[str] | None = None,
+    uploads: list[tuple[str, bytes]] | None = None,
+    on_stored: Callable[[Message, bool], None] | None = None,
+) -> Accepted:
+    """Store the message (and its files), commit, then enqueue its reply and ring the bell.
+
+    `on_stored(message, created)` runs after the commit and before the publish, so a socket can
+    queue its acknowledgement ahead of the broadcast copy of the same message.
+    """
+    if chat.status == "ended":
+        abort(409, "this session has ended", "session_not_active")
+    text = validate_content(content)
+    existing = _existing(db, chat.id, client_msg_id)
+    if existing is not None:
+        return _duplicate(existing, on_stored)
+    check_rate_limit(chat.id)
+    attachments = _claim_attachments(db, chat, attachment_ids or [])
+    attachments += [store_upload(db, chat, name, data) for name, data in uploads or []]
+    role = "agent" if actor.is_staff else "user"
+    msg = Message(
+        id=new_id(),
+        session_id=chat.id,
+        role=role,
+        content=text,
+        client_msg_id=client_msg_id,
+        status="queued" if role == "user" else "done",
+    )
+    msg.seq = _seq_and_event(db, chat, msg, attachments)
+    db.add(msg)
+    for att in attachments:
+        att.message_id = msg.id
+    try:
+        db.commit()
+    except IntegrityError:
+        # Two sends of one client_msg_id raced; the other one won and is the message.
+        db.rollback()
+        existing = _existing(db, chat.id, client_msg_id)
+        if existing is None:
+            raise
+        return _duplicate(existing, on_stored)
+    new_files = [a.id for a in attachments if a.status == "queued"]
+    for att_id in new_files:
+        enqueue("helpline.parse_attachment", att_id)
+    if role == "user":
+        enqueue("helpline.generate_reply", msg.id)
+    if on_stored is not None:
+        on_stored(msg, True)
+    publish(msg._event)  # type: ignore[attr-defined]
+    return Accepted(msg, created=True, event=msg._event)  # type: ignore[attr-defined]
+
+
+def _duplicate(msg: Message, on_stored: Callable[[Message, bool], None] | None) -> Accepted:
+    if on_stored is not None:
+        on_stored(msg, False)
+    return Accepted(msg, created=False)
+
+
+def _seq_and_event(
+    db: Session, chat: ChatSession, msg: Message, attachments: list[Attachment]
+) -> int:
+    """Allocate the seq and log the event in the same transaction as the message."""
+    seq = next_seq(db, chat.id)
+    msg.seq = seq
+    msg.created_at = utcnow()
+    if msg.role == "user":
+        # If nobody has claimed it by then, the worker's sweeper re-sends the task.
+        msg.lease_until = msg.created_at + timedelta(seconds=60)
+    msg.attachments = attachments
+    body = message_json(msg, attachments)
+    kind = "agent_message" if msg.role == "agent" else "user_message"
+    msg._event = append_event(db, chat.id, kind, seq=seq, message=body)  # type: ignore[attr-defined]
+    return seq
+
+
+def store_upload(db: Session, chat: ChatSession, filename: str, data: bytes) -> Attachment:
+    """Check size and type, then keep the bytes in the database (web and worker share no disk)."""
+    limit = settings().max_upload_bytes
+    if len(data) > limit:
+        abort(413, f"file is larger than {settings().max_upload_mb} MB", "file_too_large")
+    try:
+        content_type = sniff_content_type(data, filename or "")
+    except UnsupportedFileType as exc:
+        abort(415, str(exc), "file_type_not_allowed")
+    att = Attachment(
+        id=new_id(),
+        session_id=chat.id,
+        filename=safe_filename(filename or "file"),
+        content_type=content_type,
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        status="queued",
+    )
+    att.storage_key = f"db:{att.id}"
+    db.add(att)
+    db.add(AttachmentBlob(attachment_id=att.id, data=data))
+    return att
+
+
+def accept_upload(db: Session, chat: ChatSession, filename: str, data: bytes) -> dict:
+    """Standalone upload (POST /api/chat/upload): store, commit, enqueue parsing."""
+    if chat.status == "ended":
+        abort(409, "this session has ended", "session_not_active")
+    att = store_upload(db, chat, filename, data)
+    db.commit()
+    enqueue("helpline.parse_attachment", att.id)
+    return attachment_json(att)

@@ -1,0 +1,236 @@
+"""Flask CLI commands: `flask --app wsgi db upgrade` (and the knowledge-base commands)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from models.settings import ROOT
+
+db_cli = AppGroup("db", help="Database migrations (Alembic).")
+
+
+def alembic_config():  # type: ignore[no-untyped-def]
+    """Alembic config pointing at our migrations folder, wherever the command runs from."""
+    from alembic.config import Config
+
+    cfg = Config(str(Path(ROOT) / "alembic.ini"))
+    cfg.set_main_option("script_location", str(Path(ROOT) / "migrations"))
+    return cfg
+
+
+@db_cli.command("upgrade")
+@click.argument("revision", default="head")
+def upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(), revision)
+    click.echo(f"database upgraded to {revision}")
+
+
+@db_cli.command("current")
+def current() -> None:
+    """Show the applied revision."""
+    from alembic import command
+
+    command.current(alembic_config())
+
+
+kb_cli = AppGroup("kb", help="Knowledge base: import documents, search, stats.")
+
+KB_SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx"}
+
+
+def _collect(paths: tuple[str, ...]) -> list[dict]:
+    """Files, folders (recursively) and JSONL files into upsert_document arguments."""
+    items: list[dict] = []
+    for arg in paths:
+        path = Path(arg)
+        if not path.exists():
+            raise click.BadParameter(f"{arg} does not exist", param_hint="PATH")
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                if file.suffix.lower() == ".jsonl":
+                    items += _jsonl(file)
+                elif file.suffix.lower() in KB_SUFFIXES and file.name.lower() != "readme.md":
+                    ext_id = file.relative_to(path).with_suffix("").as_posix()
+                    items.append(
+                        {"raw": file.read_bytes(), "filename": file.name, "external_id": ext_id}
+                    )
+        elif path.suffix.lower() == ".jsonl":
+            items += _jsonl(path)
+        else:
+            items.append(
+                {
+                    "raw": path.read_bytes(),
+                    "filename": path.name,
+                    "external_id": path.with_suffix("").name,
+                }
+            )
+    return items
+
+
+def _jsonl(path: Path) -> list[dict]:
+    import json
+
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise click.ClickException(f"{path}:{n}: not JSON ({exc})") from None
+        if not isinstance(row, dict) or not str(row.get("text") or "").strip():
+            raise click.ClickException(f"{path}:{n}: each line needs a 'text'")
+        out.append(
+            {
+                "text": str(row["text"]),
+                "title": str(row.get("title") or ""),
+                "metadata": row.get("metadata") or {},
+                "external_id": str(row["id"]) if row.get("id") is not None else None,
+            }
+        )
+    return out
+
+
+@kb_cli.command("import")
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--wait/--no-wait", default=True, help="Wait until the worker has indexed them.")
+@click.option("--timeout", default=600, show_default=True, help="Seconds to wait.")
+def kb_import(paths: tuple[str, ...], wait: bool, timeout: int) -> None:
+    """Import files, folders and JSONL files ({"id","title","text","metadata"} per line)."""
+    from models.db import new_session
+    from models.settings import get_settings
+    from webapp.chat import enqueue
+    from webapp.errors import ApiError
+    from webapp.kb import upsert_document
+
+    items = _collect(paths)
+    db = new_session()
+    ids, queued, failed = [], [], 0
+    limit = get_settings().max_upload_bytes
+    try:
+        with click.progressbar(items, label="storing", show_pos=True) as bar:
+            for item in bar:
+                try:
+                    doc, changed = upsert_document(db, **item, max_bytes=limit)
+                except ApiError as err:
+                    failed += 1
+                    click.echo(f"\nskipped {item.get('external_id')}: {err.message}", err=True)
+                    continue
+                db.commit()
+                ids.append(doc.id)
+                if changed:
+                    queued.append(doc.id)
+    finally:
+        db.close()
+    sent = sum(enqueue("helpline.ingest_document", doc_id) for doc_id in queued)
+    click.echo(
+        f"{len(ids)} documents: {len(queued)} new or changed, {failed} skipped; "
+        f"{sent} sent to the worker"
+    )
+    if wait and queued:
+        _wait_indexed(queued, timeout)
+
+
+def _wait_indexed(ids: list[str], timeout: int) -> None:
+    """Progress bar over the worker's indexing, read from the database."""
+    import time
+
+    from sqlalchemy import func, select
+
+    from models.db import new_session
+    from models.kb import KBDocument
+
+    deadline = time.monotonic() + timeout
+    done = 0
+    with click.progressbar(length=len(ids), label="indexing", show_pos=True) as bar:
+        while done < len(ids):
+            db = new_session()
+            try:
+                now = (
+                    db.scalar(
+                        select(func.count()).where(
+                            KBDocument.id.in_(ids), KBDocument.status.in_(("indexed", "failed"))
+                        )
+                    )
+                    or 0
+                )
+            finally:
+                db.close()
+            bar.update(now - done)
+            done = now
+            if done >= len(ids):
+                break
+            if time.monotonic() > deadline:
+                raise click.ClickException(
+                    f"only {done} of {len(ids)} indexed after {timeout}s: is a worker running "
+                    "(`make run`, or `celery -A worker worker -Q agent,attachments,kb`)?"
+                )
+            time.sleep(0.2)
+
+
+@kb_cli.command("search")
+@click.argument("query")
+@click.option("--limit", default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def kb_search(query: str, limit: int, as_json: bool) -> None:
+    """Ranked passages for QUERY (answered by a running worker)."""
+    import json
+
+    from webapp.extensions import celery_client
+
+    try:
+        rows = celery_client.send_task(
+            "helpline.search_kb", args=[query, limit], ignore_result=False
+        ).get(timeout=15)
+    except Exception as exc:
+        raise click.ClickException(
+            f"no worker answered ({type(exc).__name__}): is one running?"
+        ) from None
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        meta = row["metadata"]
+        click.echo(
+            f"{row['rank']:>2}. {row['relevance_score']:.3f}  {meta.get('external_id')}  "
+            f"{meta.get('title')}"
+        )
+
+
+@kb_cli.command("stats")
+def kb_stats() -> None:
+    """Documents by status, chunks, and the knowledge-base version."""
+    from sqlalchemy import func, select
+
+    from models.db import new_session
+    from models.kb import KBChunk, KBDocument
+    from models.kbstate import current_version
+
+    db = new_session()
+    try:
+        by_status = dict(
+            db.execute(select(KBDocument.status, func.count()).group_by(KBDocument.status)).all()
+        )
+        chunks = db.scalar(select(func.count()).select_from(KBChunk)) or 0
+        version = current_version(db)
+    finally:
+        db.close()
+    click.echo(
+        f"documents: {sum(by_status.values())} "
+        + " ".join(f"{k}={v}" for k, v in sorted(by_status.items()))
+    )
+    click.echo(f"chunks: {chunks}")
+    click.echo(f"version: {version}")
+
+
+def register_cli(app: Flask) -> None:
+    """Attach the command groups."""
+    app.cli.add_command(db_cli)
+    app.cli.add_command(kb_cli)

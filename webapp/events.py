@@ -1,0 +1,168 @@
+"""One Redis pub/sub connection per web process, fanning events out to this process's sockets.
+
+The listener psubscribes to every session channel once; sockets and `?wait` callers register
+a subscriber for their session. After a Redis outage every subscriber is told to resync from
+the database, because pub/sub drops whatever was published while the connection was down.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+from typing import Protocol
+
+import redis
+
+log = logging.getLogger(__name__)
+
+RESYNC = {"type": "_resync"}
+
+
+class Subscriber(Protocol):
+    """Anything that can take an event without blocking the listener."""
+
+    def push(self, event: dict) -> None: ...
+
+
+class EventHub:
+    """Process-wide fan-out; started lazily so CLI commands and forks do not inherit a thread."""
+
+    def __init__(self, redis_url: str, pattern: str) -> None:
+        self.redis_url = redis_url
+        self.pattern = pattern
+        self.prefix = pattern[:-1]
+        self._subs: dict[str, set[Subscriber]] = defaultdict(set)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._connected = threading.Event()
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        """Start the listener once per process."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="event-hub", daemon=True)
+                self._thread.start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """True once the subscription is live (callers that must not miss an event wait here)."""
+        self.start()
+        return self._connected.wait(timeout)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def add(self, session_id: str, sub: Subscriber) -> None:
+        with self._lock:
+            self._subs[session_id].add(sub)
+
+    def remove(self, session_id: str, sub: Subscriber) -> None:
+        with self._lock:
+            subs = self._subs.get(session_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[session_id]
+
+    def count(self) -> int:
+        """Number of local subscribers (for health output and tests)."""
+        with self._lock:
+            return sum(len(s) for s in self._subs.values())
+
+    def dispatch(self, session_id: str, event: dict) -> None:
+        """Hand an event to every local subscriber of the session."""
+        with self._lock:
+            targets = list(self._subs.get(session_id, ()))
+        for sub in targets:
+            sub.push(event)
+
+    def _broadcast_resync(self) -> None:
+        with self._lock:
+            targets = [s for subs in self._subs.values() for s in subs]
+        for sub in targets:
+            sub.push(RESYNC)
+
+    def _run(self) -> None:
+        backoff = 0.1
+        first = True
+        while not self._stop.is_set():
+            pubsub = None
+            try:
+                client = redis.Redis.from_url(
+                    self.redis_url, socket_connect_timeout=2, health_check_interval=15
+                )
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.psubscribe(self.pattern)
+                self._connected.set()
+                if not first:
+                    log.info("event hub reconnected; resyncing sockets")
+                    self._broadcast_resync()
+                first, backoff = False, 0.1
+                self._listen(pubsub)
+            except (redis.RedisError, OSError) as exc:
+                if self._connected.is_set():
+                    log.warning("event hub lost Redis", extra={"error": str(exc)})
+                self._connected.clear()
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except Exception:  # closing a dead connection may raise anything
+                        pass
+
+    def _listen(self, pubsub: redis.client.PubSub) -> None:
+        while not self._stop.is_set():
+            msg = pubsub.get_message(timeout=1.0)
+            if msg is None or msg.get("type") != "pmessage":
+                continue
+            channel = (
+                msg["channel"].decode() if isinstance(msg["channel"], bytes) else msg["channel"]
+            )
+            try:
+                event = json.loads(msg["data"])
+            except (ValueError, TypeError):
+                log.warning("dropped a malformed event", extra={"channel": channel})
+                continue
+            self.dispatch(channel[len(self.prefix) :], event)
+
+    def stop(self) -> None:
+        """Stop the listener (tests)."""
+        self._stop.set()
+
+
+class Waiter:
+    """Subscriber for `?wait=N`: wakes when the reply to one message completes."""
+
+    def __init__(self, message_id: str) -> None:
+        self.message_id = message_id
+        self.done = threading.Event()
+
+    def push(self, event: dict) -> None:
+        if event is RESYNC:
+            self.done.set()  # the caller re-reads the database either way
+        elif event.get("type") == "complete":
+            if (event.get("message") or {}).get("reply_to_id") == self.message_id:
+                self.done.set()
+
+
+_hub: EventHub | None = None
+_hub_lock = threading.Lock()
+
+
+def get_hub() -> EventHub:
+    """This process's hub (created on first use, after any fork)."""
+    global _hub
+    with _hub_lock:
+        if _hub is None:
+            from models.events import channel_pattern
+            from models.settings import get_settings
+
+            _hub = EventHub(get_settings().redis_url, channel_pattern())
+        _hub.start()
+        return _hub

@@ -1,0 +1,246 @@
+"""The socket route: accept, validate (then explain any refusal), replay, go live.
+
+Each connection has an outbox drained by one writer thread (a greenlet under gevent), so the
+shared pub/sub listener never blocks on a slow client, and the writer alone decides what a
+client has seen: persisted events leave in `seq` order with no gap and no duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import uuid
+from typing import Any
+
+from flask import current_app, request
+from simple_websocket import ConnectionClosed
+
+from models.chat import ChatSession, Message
+from models.db import new_session
+from models.events import envelope, events_after, publish
+from models.logs import request_id_var, session_id_var
+from webapp.auth import Actor, authorize
+from webapp.chat import accept_message
+from webapp.errors import ApiError
+from webapp.events import RESYNC, get_hub
+from webapp.extensions import sock
+
+log = logging.getLogger(__name__)
+
+# HTTP-style status of a refusal → WebSocket close code (documented in the README).
+CLOSE_CODES = {400: 4001, 401: 4003, 403: 4003, 404: 4004, 409: 4009}
+_CLOSE = object()
+
+
+class Connection:
+    """One client socket: reader loop in the handler, writer loop in its own thread."""
+
+    def __init__(self, ws: Any, session_id: str, actor: Actor, last_seq: int) -> None:
+        self.ws = ws
+        self.session_id = session_id
+        self.actor = actor
+        self.client_id = uuid.uuid4().hex[:12]
+        self.last_seq = last_seq
+        self.outbox: queue.Queue = queue.Queue()
+        self.settings = current_app.config["HELPLINE"]
+
+    # -- called by the hub and the reader; never blocks ----------------------------------
+    def push(self, event: dict) -> None:
+        if event.get("type") == "user_typing" and event.get("client_id") == self.client_id:
+            return  # a typist never hears its own typing
+        self.outbox.put(event)
+
+    def send_error(self, code: str, message: str, details: Any = None) -> None:
+        self.outbox.put(
+            envelope("error", self.session_id, code=code, message=message, details=details)
+        )
+
+    # -- writer ---------------------------------------------------------------------------
+    def _send(self, event: dict) -> None:
+        self.ws.send(json.dumps(event))
+
+    def _fill(self, upto: int | None) -> None:
+        """Send persisted events after last_seq (up to `upto`) straight from the database."""
+        db = new_session()
+        try:
+            missed = events_after(db, self.session_id, self.last_seq, upto)
+        finally:
+            db.close()
+        for event in missed:
+            self._send(event)
+            self.last_seq = event["seq"]
+
+    def _deliver(self, event: dict) -> None:
+        if event is RESYNC:
+            self._fill(None)
+            return
+        seq = event.get("_covers_seq", event.get("seq"))
+        if seq is None:
+            self._send(event)
+            return
+        if "_covers_seq" in event:  # our own acknowledgement stands in for user_message
+            if seq > self.last_seq + 1:
+                self._fill(seq - 1)
+            self._send({k: v for k, v in event.items() if k != "_covers_seq"})
+            self.last_seq = max(self.last_seq, seq)
+            return
+        if seq <= self.last_seq:
+            return
+        if seq > self.last_seq + 1:
+            self._fill(seq - 1)
+        self._send(event)
+        self.last_seq = seq
+
+    def writer(self) -> None:
+        while True:
+            event = self.outbox.get()
+            if event is _CLOSE:
+                return
+            try:
+                self._deliver(event)
+            except ConnectionClosed:
+                return
+            except Exception:
+                log.exception("socket writer failed")
+                return
+
+    # -- reader ---------------------------------------------------------------------------
+    def handle(self, raw: str | bytes) -> None:
+        if isinstance(raw, bytes):
+            return self.send_error("binary_not_supported", "send JSON text frames")
+        if len(raw.encode()) > self.settings.max_ws_frame_bytes:
+            return self.send_error(
+                "frame_too_large", f"frames are limited to {self.settings.max_ws_frame_bytes} bytes"
+            )
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return self.send_error("invalid_json", "the frame is not valid JSON")
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            return self.send_error("invalid_event", "an event is a JSON object with a 'type'")
+        kind = data["type"]
+        if kind == "message":
+            return self.on_message(data)
+        if kind == "typing":
+            event = envelope(
+                "user_typing",
+                self.session_id,
+                client_id=self.client_id,
+                role="agent" if self.actor.is_staff else "user",
+                is_typing=bool(data.get("is_typing", True)),
+            )
+            publish(event)
+            return None
+        if kind == "ping":
+            return self.outbox.put(envelope("pong", self.session_id, id=data.get("id")))
+        return self.send_error("unknown_type", f"unknown event type {kind[:40]!r}")
+
+    def _acknowledge(self, msg: Message, created: bool) -> None:
+        """Queued before the broadcast copy of the message, so the sender hears this first."""
+        self.outbox.put(
+            envelope(
+                "acknowledged",
+                self.session_id,
+                message_id=msg.id,
+                client_msg_id=msg.client_msg_id,
+                seq=msg.seq,
+                duplicate=not created,
+                _covers_seq=msg.seq,
+            )
+        )
+
+    def on_message(self, data: dict) -> None:
+        client_msg_id = data.get("client_msg_id")
+        if client_msg_id is not None and not isinstance(client_msg_id, str | int):
+            return self.send_error("invalid_fields", "client_msg_id must be a string")
+        ids = data.get("attachment_ids") or []
+        if not isinstance(ids, list):
+            return self.send_error("invalid_fields", "attachment_ids must be a list")
+        db = new_session()
+        try:
+            chat = db.get(ChatSession, self.session_id)
+            if chat is None:
+                return self.send_error("unknown_session", "this session no longer exists")
+            accept_message(
+                db,
+                chat,
+                self.actor,
+                data.get("content"),
+                str(client_msg_id) if client_msg_id is not None else None,
+                ids,
+                on_stored=self._acknowledge,
+            )
+        except ApiError as err:
+            return self.send_error(err.code, err.message, err.details)
+        finally:
+            db.close()
+        return None
+
+
+def _refuse(ws: Any, err: ApiError) -> None:
+    """Explain, then close with the documented code (the socket was accepted first)."""
+    session_id = request.args.get("session_id")
+    event = envelope("error", session_id or "", code=err.code, message=err.message)
+    code = CLOSE_CODES.get(err.status, 1011)
+    try:
+        ws.send(json.dumps(event))
+        ws.close(reason=code, message=err.message[:120])
+    except ConnectionClosed:
+        pass
+
+
+def _parse_after(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "after must be a whole number", "malformed_after") from None
+    if value < 0:
+        raise ApiError(400, "after must not be negative", "malformed_after")
+    return value
+
+
+@sock.route("/ws")
+def websocket(ws: Any) -> None:
+    """GET /ws?session_id=&token=&after= (see the README for the event table)."""
+    request_id_var.set(uuid.uuid4().hex[:16])
+    db = new_session()
+    try:
+        after = _parse_after(request.args.get("after"))
+        chat, actor = authorize(
+            db,
+            request.args.get("session_id"),
+            request.args.get("token"),
+            request.args.get("api_key") or request.headers.get("X-API-Key"),
+        )
+        if chat.status == "ended":
+            raise ApiError(409, "this session has ended", "session_not_active")
+        session_id, current = chat.id, chat.last_seq
+    except ApiError as err:
+        return _refuse(ws, err)
+    finally:
+        db.close()
+    session_id_var.set(session_id)
+    start = current if after is None else min(after, current)
+    conn = Connection(ws, session_id, actor, start)
+    conn.outbox.put(envelope("connected", session_id, client_id=conn.client_id, last_seq=current))
+    hub = get_hub()
+    hub.add(session_id, conn)
+    conn.outbox.put(RESYNC)  # anything committed between our read and the subscription
+    writer = threading.Thread(target=conn.writer, name="ws-writer", daemon=True)
+    writer.start()
+    try:
+        while True:
+            raw = ws.receive()
+            if raw is None:
+                continue
+            conn.handle(raw)
+    except ConnectionClosed:
+        pass
+    finally:
+        hub.remove(session_id, conn)
+        conn.outbox.put(_CLOSE)
+    return None

@@ -1,0 +1,82 @@
+"""The answer-engine interface: what every engine (offline, LLM) takes and returns.
+
+Engines are plain objects the `generate_reply` task calls; they stream through `emit` so the
+task can publish deltas without an engine knowing about Redis or the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+# emit(event_type, fields): event_type is "status", "sources" or "text" ({"content": delta}).
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One earlier turn of the conversation, oldest first."""
+
+    role: str  # "user" | "assistant" | "agent"
+    content: str
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved knowledge-base chunk with its score (higher is better, engine-specific)."""
+
+    chunk_id: str
+    document_id: str
+    external_id: str | None
+    title: str
+    content: str
+    score: float
+    section: str | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """A citation: `index` is the number used as [index] in the reply text."""
+
+    index: int
+    chunk_id: str
+    document_id: str
+    external_id: str | None
+    title: str
+    snippet: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form stored on the message and sent to clients."""
+        return asdict(self)
+
+
+@dataclass
+class Reply:
+    """A finished answer; `requires_escalation` is the signal the handoff logic acts on."""
+
+    text: str
+    sources: list[Source] = field(default_factory=list)
+    confidence: float = 0.0
+    requires_escalation: bool = False
+    escalation_reason: str | None = None
+    engine: str = "offline"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class AnswerEngine(Protocol):
+    """Turn a question (plus history and attachment text) into a grounded, cited reply."""
+
+    name: str
+
+    def answer(
+        self,
+        question: str,
+        *,
+        history: list[Turn],
+        attachments: list[str],
+        emit: Emit,
+    ) -> Reply:
+        """Stream deltas through `emit` and return the complete reply."""
+        ...

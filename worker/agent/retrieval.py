@@ -1,0 +1,313 @@
+"""The knowledge base as the answer engines see it: warm per-process search that follows KB edits.
+
+Each worker process keeps one index warm and rebuilds it only when `KBState.version` moves, so a
+search costs milliseconds; results are cached (Redis, shared by all workers, else in-process)
+under the version, which makes every cache entry stale the moment the KB changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import asdict
+from typing import Any
+
+import redis
+from haystack import Document, Pipeline
+from sqlalchemy import select
+
+from models.kb import KBChunk, KBDocument, KBState
+from models.settings import Settings, get_settings
+from worker.agent.base import Passage
+from worker.agent.bm25 import ANALYZER, BM25sIndex, BM25sRetriever, chunk_document
+from worker.agent.pgstore import PgFullTextRetriever, engine_for
+
+log = logging.getLogger(__name__)
+
+REDIS_BACKOFF_SECONDS = 5.0  # after a Redis error, skip it this long instead of timing out again
+
+
+def normalise_query(query: str) -> str:
+    """The words retrieval actually uses, so "Refund?" and "refund" share a cache entry."""
+    return " ".join(ANALYZER.words(query, keep_stop_words=True))
+
+
+def resolve_store(kb_store: str, is_postgres: bool) -> str:
+    """`auto` means PostgreSQL full text when the record is in PostgreSQL, else bm25s."""
+    if kb_store == "auto":
+        return "postgres" if is_postgres else "bm25s"
+    return kb_store
+
+
+def best_per_document(documents: Iterable[Document], limit: int) -> list[Passage]:
+    """Keep each article's best chunk so one long article cannot crowd out the others."""
+    seen: set[str] = set()
+    out: list[Passage] = []
+    for doc in documents:
+        doc_id = str(doc.meta.get("document_id") or doc.id)
+        if doc_id in seen:
+            continue
+        seen.add(doc_id)
+        out.append(
+            Passage(
+                chunk_id=str(doc.meta.get("chunk_id") or doc.id),
+                document_id=doc_id,
+                external_id=doc.meta.get("external_id"),
+                title=str(doc.meta.get("title") or ""),
+                content=doc.content or "",
+                score=round(min(1.0, max(0.0, float(doc.score or 0.0))), 4),
+                section=doc.meta.get("section"),
+            )
+        )
+        if len(out) >= limit:
+            break
+    return out
+
+
+class SearchCache:
+    """Redis first (shared by every worker); a bounded in-process TTL cache while Redis is down."""
+
+    def __init__(self, redis: Any | None, *, ttl: float, maxsize: int, prefix: str) -> None:
+        self.redis, self.ttl, self.maxsize, self.prefix = redis, ttl, maxsize, prefix
+        self._local: OrderedDict[str, tuple[float, list[Passage]]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._redis_down_until = 0.0
+
+    def key(self, namespace: str, query: str, limit: int) -> str:
+        """Cache key; `namespace` carries the KB version."""
+        digest = hashlib.sha1(query.encode(), usedforsecurity=False).hexdigest()
+        return f"{self.prefix}:kbsearch:{namespace}:{limit}:{digest}"
+
+    def get(self, key: str) -> list[Passage] | None:
+        """Cached passages or None; a Redis failure is a miss, never an error."""
+        if self._redis_usable():
+            try:
+                raw = self.redis.get(key)
+                return None if raw is None else [Passage(**p) for p in json.loads(raw)]
+            except Exception as exc:  # any Redis/network failure: fall back, don't fail search
+                self._redis_failed(exc)
+        with self._lock:
+            hit = self._local.get(key)
+            if hit is None or hit[0] < time.monotonic():
+                return None
+            self._local.move_to_end(key)
+            return hit[1]
+
+    def set(self, key: str, passages: list[Passage]) -> None:
+        """Store in Redis with a TTL, or locally when Redis is unusable."""
+        if self._redis_usable():
+            try:
+                payload = json.dumps([asdict(p) for p in passages])
+                self.redis.set(key, payload, ex=max(1, int(self.ttl)))
+                return
+            except Exception as exc:
+                self._redis_failed(exc)
+        with self._lock:
+            self._local[key] = (time.monotonic() + self.ttl, passages)
+            self._local.move_to_end(key)
+            while len(self._local) > self.maxsize:
+                self._local.popitem(last=False)
+
+    def clear_local(self) -> None:
+        """Drop in-process entries (Redis entries die with their version and TTL)."""
+        with self._lock:
+            self._local.clear()
+
+    def _redis_usable(self) -> bool:
+        return self.redis is not None and time.monotonic() >= self._redis_down_until
+
+    def _redis_failed(self, exc: Exception) -> None:
+        log.warning("kb search cache: Redis unavailable (%s); using in-process cache", exc)
+        self._redis_down_until = time.monotonic() + REDIS_BACKOFF_SECONDS
+
+
+def redis_from_url(url: str) -> Any:
+    """A client with short timeouts: the cache must never make a search slow."""
+    return redis.Redis.from_url(
+        url, socket_timeout=0.25, socket_connect_timeout=0.25, health_check_interval=30
+    )
+
+
+class KnowledgeBase:
+    """Search over the help centre for one process; rebuilds itself when the KB version moves."""
+
+    def __init__(
+        self,
+        *,
+        store: str | None = None,
+        database_url: str | None = None,
+        redis_client: Any | None = None,
+        use_redis: bool = True,
+        settings: Settings | None = None,
+        cache_ttl: float = 60.0,
+        cache_size: int = 1024,
+        check_interval: float = 1.0,
+        candidates: int = 40,
+        index_params: dict[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.store = resolve_store(store or self.settings.kb_store, self.settings.is_postgres)
+        self.database_url = database_url
+        self.check_interval, self.candidates = check_interval, candidates
+        self.index_params = dict(index_params or {})
+        if use_redis and redis_client is None:
+            redis_client = redis_from_url(self.settings.redis_url)
+        prefix = self.settings.event_channel_prefix
+        self.cache = SearchCache(
+            redis_client if use_redis else None, ttl=cache_ttl, maxsize=cache_size, prefix=prefix
+        )
+        self.index: BM25sIndex | None = None
+        self.pipeline: Pipeline | None = None
+        self._version: int | None = None
+        self._namespace = ""
+        self._checked_at = float("-inf")
+        self._lock = threading.Lock()
+        self._static = False
+        if self.store == "postgres":
+            retriever = PgFullTextRetriever(database_url=database_url, scale_score=True)
+            self.pipeline = _single(retriever)
+
+    @classmethod
+    def from_documents(cls, documents: list[Document], **kwargs: Any) -> KnowledgeBase:
+        """An in-memory KB (tests, benchmarks): bm25s over the given chunk Documents, no DB."""
+        kwargs.setdefault("use_redis", False)
+        kb = cls(store="bm25s", **kwargs)
+        kb._static = True
+        digest = hashlib.sha1(usedforsecurity=False)
+        for doc in documents:
+            digest.update(doc.id.encode())
+        kb._install(documents, 0, f"mem-{digest.hexdigest()[:16]}")
+        return kb
+
+    @property
+    def version(self) -> int | None:
+        """The KB version the current index was built from (None before the first load)."""
+        return self._version
+
+    def search(self, query: str, limit: int = 5) -> list[Passage]:
+        """Up to `limit` passages, one per article, best first, scores normalised to 0..1."""
+        norm = normalise_query(query)
+        if not norm or limit <= 0:
+            return []
+        self.refresh()
+        pipeline, namespace = self.pipeline, self._namespace
+        if pipeline is None:
+            return []
+        key = self.cache.key(namespace, norm, limit)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        top_k = max(self.candidates, limit * 4)
+        result = pipeline.run({"retriever": {"query": norm, "top_k": top_k}})
+        passages = best_per_document(result["retriever"]["documents"], limit)
+        self.cache.set(key, passages)
+        return passages
+
+    def term_weights(self, text: str) -> dict[str, float]:
+        """Idf weight per content term (uniform for PostgreSQL, which exposes no cheap idf)."""
+        if self.index is not None:
+            return self.index.term_weights(text)
+        return dict.fromkeys(ANALYZER.content_terms(text), 1.0)
+
+    def refresh(self, force: bool = False) -> None:
+        """Check the version (at most every `check_interval` s) and rebuild if it moved."""
+        if self._static:
+            return
+        now = time.monotonic()
+        if not force and now - self._checked_at < self.check_interval:
+            return
+        blocking = self.pipeline is None  # nothing to serve yet: wait for the first build
+        if not self._lock.acquire(blocking=blocking):
+            return  # another thread is rebuilding; keep serving the current index
+        try:
+            self._checked_at = now
+            self._reload_if_changed()
+        except Exception:
+            log.exception("knowledge base refresh failed; serving the previous index")
+        finally:
+            self._lock.release()
+
+    def _reload_if_changed(self) -> None:
+        with engine_for(self.database_url).connect() as conn:
+            version = conn.execute(select(KBState.version).where(KBState.id == 1)).scalar()
+            version = int(version or 0)
+            if version == self._version:
+                return
+            if self.store == "postgres":
+                self._version, self._namespace = version, f"pg-{version}"
+            else:
+                started = time.perf_counter()
+                documents = _load_chunks(conn)
+                self._install(documents, version, f"v{version}")
+                log.info(
+                    "kb index rebuilt: version=%s chunks=%s in %.2fs",
+                    version,
+                    len(documents),
+                    time.perf_counter() - started,
+                )
+        self.cache.clear_local()
+
+    def _install(self, documents: list[Document], version: int, namespace: str) -> None:
+        """Build the index fully, then swap it in, so searches never see a half-built one."""
+        index = BM25sIndex(documents=documents, **self.index_params)
+        index.warm_up()
+        pipeline = _single(BM25sRetriever(index=index, scale_score=True))
+        self.index, self.pipeline = index, pipeline
+        self._version, self._namespace = version, namespace
+
+
+def _single(retriever: Any) -> Pipeline:
+    """A one-component pipeline, so stores stay swappable and extendable (rankers, filters)."""
+    pipeline = Pipeline()
+    pipeline.add_component("retriever", retriever)
+    return pipeline
+
+
+def _load_chunks(conn: Any) -> list[Document]:
+    """Every chunk with its article's ids and title, in a stable order."""
+    stmt = (
+        select(
+            KBChunk.id,
+            KBChunk.document_id,
+            KBChunk.position,
+            KBChunk.title,
+            KBChunk.section,
+            KBChunk.content,
+            KBDocument.external_id,
+            KBDocument.title.label("document_title"),
+        )
+        .join(KBDocument, KBDocument.id == KBChunk.document_id)
+        .order_by(KBChunk.document_id, KBChunk.position)
+    )
+    return [
+        chunk_document(
+            chunk_id=row.id,
+            document_id=row.document_id,
+            content=row.content or "",
+            title=row.title or row.document_title or "",
+            section=row.section,
+            position=row.position or 0,
+            external_id=row.external_id,
+        )
+        for row in conn.execute(stmt)
+    ]
+
+
+_shared: KnowledgeBase | None = None
+_shared_pid: int | None = None
+_shared_lock = threading.Lock()
+
+
+def get_knowledge_base() -> KnowledgeBase:
+    """The process's knowledge base, re-created after fork (indexes and sockets are per process)."""
+    global _shared, _shared_pid
+    with _shared_lock:
+        if _shared is None or _shared_pid != os.getpid():
+            _shared, _shared_pid = KnowledgeBase(), os.getpid()
+        return _shared

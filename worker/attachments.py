@@ -1,0 +1,70 @@
+"""Attachment parsing in the worker: bytes from the database in, text + preview + event out."""
+
+from __future__ import annotations
+
+import logging
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from models.base import utcnow
+from models.chat import Attachment, AttachmentBlob
+from models.db import session_scope
+from models.events import append_event, publish
+from models.filetypes import is_parseable
+from models.logs import session_id_var
+from models.serialize import attachment_json
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT_CHARS = 200_000
+
+
+def _extract(att: Attachment, data: bytes) -> tuple[str | None, str | None, str | None]:
+    """(text, preview, error) for one file."""
+    from worker.ingest.convert import ConversionError, extract_text, make_preview
+
+    if not is_parseable(att.content_type):
+        return None, f"{att.content_type} file, {att.size} bytes (no text extracted)", None
+    try:
+        text = extract_text(data, att.content_type, att.filename)[:MAX_TEXT_CHARS]
+    except ConversionError as exc:
+        return None, None, str(exc)
+    except SoftTimeLimitExceeded:
+        return None, None, "the file took too long to read"
+    return text, make_preview(text), None
+
+
+def parse(attachment_id: str) -> str:
+    """Idempotent: a processed or failed attachment is left as it is."""
+    with session_scope() as db:
+        att = db.get(Attachment, attachment_id)
+        if att is None:
+            return "gone"
+        if att.status in ("processed", "failed"):
+            return att.status
+        session_id_var.set(att.session_id)
+        blob = db.get(AttachmentBlob, attachment_id)
+        data = blob.data if blob is not None else b""
+        att.status = "processing"
+    text, preview, error = _extract(att, data)
+    with session_scope() as db:
+        att = db.get(Attachment, attachment_id)
+        if att is None:
+            return "gone"
+        att.text, att.preview, att.error = text, preview, error
+        att.status = "failed" if error else "processed"
+        att.processed_at = utcnow()
+        db.flush()
+        event = append_event(
+            db,
+            att.session_id,
+            "attachment",
+            attachment_id=att.id,
+            status=att.status,
+            preview=att.preview,
+            error=att.error,
+            attachment=attachment_json(att),
+        )
+    publish(event)
+    log.info("attachment parsed", extra={"attachment_id": attachment_id, "status": att.status})
+    return att.status

@@ -1,0 +1,85 @@
+"""Knowledge-base indexing in the worker: convert, split, store chunks, bump the KB version.
+
+The database is the record; every process's index (bm25s in memory, or PostgreSQL full text)
+is rebuilt from the chunk rows when it sees the version move.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from sqlalchemy import delete
+
+from models.base import utcnow
+from models.db import session_scope
+from models.kb import KBChunk, KBDocument
+from models.kbstate import bump_version
+
+log = logging.getLogger(__name__)
+
+CHUNK_WORDS = 120
+CHUNK_OVERLAP_SENTENCES = 1
+_HEADING = re.compile(r"^\s*#\s+(.+?)\s*#*\s*$", re.MULTILINE)
+
+
+def derive_title(text: str, fallback: str) -> str:
+    """A markdown document's first `# ` heading, else the given fallback."""
+    match = _HEADING.search(text[:2000])
+    return match.group(1).strip() if match else fallback
+
+
+def ingest(document_id: str) -> str:
+    """Index one document; idempotent (an indexed document is left alone)."""
+    from worker.ingest.chunking import chunk_text
+    from worker.ingest.convert import ConversionError, extract_text
+
+    with session_scope() as db:
+        doc = db.get(KBDocument, document_id)
+        if doc is None:
+            return "gone"
+        if doc.status == "indexed":
+            return "indexed"
+        text, raw, ctype, name = doc.text, doc.raw, doc.content_type, doc.source or "document"
+        title = doc.title
+    try:
+        if text is None:
+            text = extract_text(raw or b"", ctype or "text/plain", name)
+    except ConversionError as exc:
+        return _fail(document_id, str(exc))
+    title = title or derive_title(text, name)
+    pieces = chunk_text(
+        text, title=title, max_words=CHUNK_WORDS, overlap_sentences=CHUNK_OVERLAP_SENTENCES
+    )
+    if not pieces:
+        return _fail(document_id, "the document has no text to index")
+    with session_scope() as db:
+        doc = db.get(KBDocument, document_id)
+        if doc is None:
+            return "gone"
+        db.execute(delete(KBChunk).where(KBChunk.document_id == document_id))
+        for position, (section, content) in enumerate(pieces):
+            db.add(
+                KBChunk(
+                    document_id=document_id,
+                    position=position,
+                    title=title,
+                    section=section,
+                    content=content,
+                )
+            )
+        doc.title, doc.text, doc.raw = title, text, None
+        doc.status, doc.error, doc.chunk_count = "indexed", None, len(pieces)
+        doc.updated_at = utcnow()
+        bump_version(db)
+    log.info("document indexed", extra={"document_id": document_id, "chunks": len(pieces)})
+    return "indexed"
+
+
+def _fail(document_id: str, error: str) -> str:
+    with session_scope() as db:
+        doc = db.get(KBDocument, document_id)
+        if doc is not None:
+            doc.status, doc.error = "failed", error
+    log.warning("document not indexed", extra={"document_id": document_id, "error": error})
+    return "failed"
