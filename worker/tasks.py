@@ -68,3 +68,9 @@ def ingest_document(document_id: str) -> str:
     from worker.kb import ingest
 
     return ingest(document_id)
+
+
+@app.task(name="helpline.ping", ignore_result=False)
+def ping(payload: str = "") -> str:
+    """No-op round trip: the baseline the chat benchmark compares answers against."""
+    return payload

@@ -34,8 +34,8 @@ STOP_WORDS: frozenset[str] = frozenset(
     please plz pls ok okay im ive id youre
     """.split()
 )
-# Question words, pronouns and modals: kept at a low query weight, because they tell "how long"
-# from "how many" and match question-shaped titles, but must never outrank a topic word.
+# Question words, pronouns, modals, particles: kept at a low query weight, as they tell "how long"
+# from "how many" and "turn on" from "turn off", but must never outrank a topic word.
 SOFT_STOP_WORDS: frozenset[str] = frozenset(
     """
     what when where which who whom whose why how i me my mine myself we us our you your he she
