@@ -5,11 +5,16 @@ so one slow answer does not hold others hostage; the broker's visibility timeout
 the hard time limit, so a task still running is never handed to a second worker.
 """
 
+import sys
+
 from kombu import Queue
 
-from models.settings import get_settings
+from models.settings import ConfigError, get_settings
 
-_s = get_settings()
+try:
+    _s = get_settings()
+except ConfigError as exc:  # a clear one-line reason instead of a traceback
+    sys.exit(f"helpline: configuration error: {exc}")
 
 broker_url = _s.redis_url
 result_backend = _s.redis_url

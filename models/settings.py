@@ -7,7 +7,7 @@ but malformed stops the process with a message naming the variable.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +83,6 @@ class Settings:
     log_level: str
     log_format: str
     event_channel_prefix: str
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -99,9 +98,19 @@ class Settings:
         soft = _int("TASK_SOFT_TIME_LIMIT", 60, 1)
         hard = _int("TASK_TIME_LIMIT", soft + 15, soft + 1)
         visibility = _int("CELERY_VISIBILITY_TIMEOUT", hard + 30, hard + 1)
+        llm_timeout = _float("LLM_TIMEOUT", 30.0)
+        if llm_timeout >= soft - 5:
+            raise ConfigError(
+                f"LLM_TIMEOUT ({llm_timeout}s) must stay 5 s under TASK_SOFT_TIME_LIMIT ({soft}s) "
+                "so a slow model falls back to the offline engine before the task is stopped"
+            )
+        database_url = _str("DATABASE_URL", _default_database_url())
+        kb_store = _choice("KB_STORE", "auto", ("auto", "bm25s", "postgres"))
+        if kb_store == "postgres" and not database_url.startswith(("postgres", "postgresql")):
+            raise ConfigError("KB_STORE=postgres needs DATABASE_URL to point at PostgreSQL")
         keys = frozenset(k.strip() for k in _str("STAFF_API_KEYS", "").split(",") if k.strip())
         return cls(
-            database_url=_str("DATABASE_URL", _default_database_url()),
+            database_url=database_url,
             redis_url=_str("REDIS_URL", "redis://localhost:6379/0"),
             staff_api_keys=keys,
             max_upload_mb=_int("MAX_UPLOAD_MB", 10, 1),
@@ -113,8 +122,8 @@ class Settings:
             openai_api_key=key,
             openai_base_url=base_url,
             llm_model=_str("LLM_MODEL", "gpt-4o-mini"),
-            llm_timeout=_float("LLM_TIMEOUT", 30.0),
-            kb_store=_choice("KB_STORE", "auto", ("auto", "bm25s", "postgres")),
+            llm_timeout=llm_timeout,
+            kb_store=kb_store,
             confidence_threshold=_float("CONFIDENCE_THRESHOLD", 0.35),
             agent_lease_seconds=_int("AGENT_LEASE_SECONDS", 30, 1),
             sweep_interval=_int("SWEEP_INTERVAL", 10, 1),

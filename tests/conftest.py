@@ -17,6 +17,8 @@ from urllib.parse import urlparse, urlunparse
 
 import pytest
 
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no network calls from tests
+
 TEST_REDIS_DB = 14
 STAFF_KEY = "test-staff-key"
 _TMP = Path(tempfile.mkdtemp(prefix="helpline-tests-"))

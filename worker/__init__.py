@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+
+# Haystack reports usage to a remote service unless told not to; a support backend on a
+# customer's host must not phone home (and this host has no internet).
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 
 from celery import Celery, signals
 

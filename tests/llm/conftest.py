@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # the repo is not installed; make `worker`/`models` importable
-    sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no network calls from tests
-
-from tests.fake_openai import FakeOpenAI  # noqa: E402
-from worker.agent.base import Passage, Reply, Turn  # noqa: E402
-from worker.agent.llm import LLMEngine  # noqa: E402
+from tests.fake_openai import FakeOpenAI
+from worker.agent.base import Passage, Reply, Turn
+from worker.agent.llm import LLMEngine
 
 PASSAGES = [
     Passage(

@@ -49,6 +49,8 @@ _MARKDOWN = (
     (re.compile(r"^\s{0,3}#{1,6}\s+"), ""),
 )
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+")
+_NAVIGATION = re.compile(r"\bsee [\"“]|^(?:here'?s|here is|this (?:article|page|guide))\b", re.I)
+_MAX_LIST_LINES = 8
 _WORDS_PER_DELTA = 4
 
 ABSTAIN_TEXT = (
@@ -63,14 +65,15 @@ UNSURE_TAIL = "If that doesn't answer your question, I can connect you with a pe
 
 
 @dataclass
-class _Sentence:
-    """A candidate sentence with where it came from and how well it answers the question."""
+class _Unit:
+    """The smallest quotable piece: one sentence, or a lead-in line with its list items."""
 
-    text: str
+    lines: list[str]
     passage: int
     position: int
     score: float
-    is_list_item: bool
+    is_list: bool
+    usable: bool = True
 
 
 def stream(emit: Emit, text: str) -> None:
@@ -184,20 +187,20 @@ class OfflineEngine:
 
     def compose(self, query: str, passages: list[Passage]) -> tuple[str, list[Source]]:
         """Pick the answering sentences, group them per passage and cite each group."""
-        chosen = self._select(query, passages)
+        weights = self.kb.term_weights(query)
+        top = passages[0].score or 1.0
+        units: list[list[_Unit]] = []
+        for p_index, passage in enumerate(passages[: self.max_passages]):
+            prior = (passage.score / top) ** 2
+            units.append(_units(split_sentences(passage.content), p_index, weights, prior))
+        chosen = _pick(units, passages, self.max_sentences)
         sources: list[Source] = []
         parts: list[str] = []
-        by_passage: dict[int, list[_Sentence]] = {}
-        for s in chosen:
-            by_passage.setdefault(s.passage, []).append(s)
-        for p_index in sorted(by_passage):
-            group = sorted(by_passage[p_index], key=lambda s: s.position)
-            number = len(sources) + 1
-            passage = passages[p_index]
-            lines = [clean(s.text) for s in group]
-            lines[-1] = cite(lines[-1], number)
-            parts.append(_join_lines(lines, [s.is_list_item for s in group]))
-            snippet = " ".join(" ".join(clean(s.text) for s in group).split())
+        for p_index in sorted({u.passage for u in chosen}):
+            group = sorted((u for u in chosen if u.passage == p_index), key=lambda u: u.position)
+            passage, number = passages[p_index], len(sources) + 1
+            parts.append(_render(group, number))
+            snippet = " ".join(clean(line) for u in group for line in u.lines)
             sources.append(
                 Source(
                     index=number,
@@ -205,31 +208,11 @@ class OfflineEngine:
                     document_id=passage.document_id,
                     external_id=passage.external_id,
                     title=passage.title,
-                    snippet=snippet[:300],
+                    snippet=" ".join(snippet.split())[:300],
                     score=passage.score,
                 )
             )
         return "\n\n".join(parts), sources
-
-    def _select(self, query: str, passages: list[Passage]) -> list[_Sentence]:
-        """Best sentence first, then supporting ones; a chosen step pulls in its whole list."""
-        weights = self.kb.term_weights(query)
-        total = sum(weights.values()) or 1.0
-        top_score = passages[0].score or 1.0
-        candidates: list[list[_Sentence]] = []
-        for p_index, passage in enumerate(passages[: self.max_passages]):
-            if passage.score < 0.6 * top_score and p_index > 0:
-                break
-            prior = passage.score / top_score
-            sentences = []
-            for pos, text in enumerate(split_sentences(passage.content)):
-                terms = set(ANALYZER.content_terms(text))
-                overlap = sum(w for t, w in weights.items() if t in terms) / total
-                lead = 0.15 if pos == 0 and p_index == 0 else 0.0
-                score = (overlap + lead) * prior
-                sentences.append(_Sentence(text, p_index, pos, score, bool(_LIST_ITEM.match(text))))
-            candidates.append(sentences)
-        return _pick(candidates, self.max_sentences)
 
     def _plain(self, emit: Emit, text: str, escalate: str | None = None) -> Reply:
         stream(emit, text)
@@ -248,66 +231,83 @@ _SMALL_TALK = {
 }
 
 
-def _usable(s: _Sentence) -> bool:
-    """Answers are statements: skip headings, rhetorical questions and fragments."""
-    text = s.text.strip()
-    if text.startswith("#") or (text.endswith("?") and not s.is_list_item):
-        return False
-    return len(text.split()) >= 3 or s.is_list_item
+def _overlap(text: str, weights: dict[str, float]) -> float:
+    """Idf-weighted share of the query's topic words that `text` contains."""
+    terms = set(ANALYZER.content_terms(text))
+    total = sum(weights.values()) or 1.0
+    return sum(w for t, w in weights.items() if t in terms) / total
 
 
-def _pick(candidates: list[list[_Sentence]], max_sentences: int) -> list[_Sentence]:
-    """Anchor on the best sentence, keep coherent context, add strong support from elsewhere."""
-    pool = [s for group in candidates for s in group if _usable(s)]
+def _units(
+    sentences: list[str], p_index: int, weights: dict[str, float], prior: float
+) -> list[_Unit]:
+    """Sentences of one passage as units; a steps list (with its lead-in line) stays whole."""
+    units: list[_Unit] = []
+    i = 0
+    while i < len(sentences):
+        lead_in = sentences[i].rstrip().endswith(":") and i + 1 < len(sentences)
+        if _LIST_ITEM.match(sentences[i]) or (lead_in and _LIST_ITEM.match(sentences[i + 1])):
+            j = i + 1
+            while j < len(sentences) and _LIST_ITEM.match(sentences[j]):
+                j += 1
+            lines = sentences[i:j][:_MAX_LIST_LINES]
+            score = max(_overlap(line, weights) for line in lines)
+            units.append(_Unit(lines, p_index, i, score * prior, True))
+            i = j
+            continue
+        text = sentences[i].strip()
+        score = _overlap(text, weights) * prior
+        if _NAVIGATION.search(text):
+            score *= 0.3  # "see X" and "here's what..." point at answers rather than give them
+        # headings, rhetorical questions and fragments are not answers
+        usable = not (text.startswith("#") or text.endswith("?") or len(text.split()) < 4)
+        units.append(_Unit([text], p_index, i, score if usable else 0.0, False, usable))
+        i += 1
+    if units and p_index == 0:
+        units[0].score += 0.05  # help articles tend to answer first
+    return units
+
+
+def _pick(units: list[list[_Unit]], passages: list[Passage], max_sentences: int) -> list[_Unit]:
+    """Anchor on the best unit, keep its neighbours as context, add strong support; one list."""
+    pool = [u for group in units for u in group if u.score > 0]
     if not pool:
         return []
-    anchor = max(pool, key=lambda s: (s.score, -s.passage, -s.position))
-    group = candidates[anchor.passage]
-    chosen = {(anchor.passage, anchor.position): anchor}
-    block = _list_block(group, anchor.position)
-    for s in block:
-        chosen[(s.passage, s.position)] = s
-    if len(chosen) == 1:  # one bare sentence reads abruptly: add the next one for context
-        nxt = next((s for s in group if s.position == anchor.position + 1 and _usable(s)), None)
-        if nxt is not None and not nxt.is_list_item:
-            chosen[(nxt.passage, nxt.position)] = nxt
-    prose_budget = max_sentences - sum(1 for s in chosen.values() if not s.is_list_item)
-    extras = sorted(pool, key=lambda s: -s.score)
-    for s in extras:
-        if prose_budget <= 0 or s.score < 0.5 * anchor.score or s.score <= 0:
+    anchor = max(pool, key=lambda u: (u.score, -u.passage, -u.position))
+    chosen = [anchor] + _context(units[anchor.passage], anchor)
+    top = passages[0].score or 1.0
+    for unit in sorted(pool, key=lambda u: -u.score):
+        prose = sum(1 for u in chosen if not u.is_list)
+        if prose >= max_sentences or unit.score < 0.5 * anchor.score:
             break
-        if (s.passage, s.position) not in chosen and not s.is_list_item:
-            chosen[(s.passage, s.position)] = s
-            prose_budget -= 1
-    return list(chosen.values())
+        if unit in chosen or (unit.is_list and any(u.is_list for u in chosen)):
+            continue
+        other = unit.passage != anchor.passage
+        if other and (passages[unit.passage].score < 0.8 * top or unit.score < 0.8 * anchor.score):
+            continue
+        chosen.append(unit)
+    return chosen
 
 
-def _list_block(group: list[_Sentence], position: int) -> list[_Sentence]:
-    """The steps list around `position` (with its lead-in line), or [] if it is not in a list."""
-    at = group[position]
-    lead_in = at.text.rstrip().endswith(":")
-    if not at.is_list_item and not lead_in:
-        return []
-    start = position
-    while start > 0 and group[start].is_list_item:
-        start -= 1
-    end = position + 1
-    while end < len(group) and group[end].is_list_item:
-        end += 1
-    block = group[start:end]
-    if not group[start].is_list_item and not group[start].text.rstrip().endswith(":"):
-        block = block[1:]
-    return block[:7]
+def _context(group: list[_Unit], anchor: _Unit) -> list[_Unit]:
+    """Neighbouring prose that supports the anchor; a lone short sentence gets the next one."""
+    at = group.index(anchor)
+    near = [u for u in group[max(0, at - 1) : at + 2] if u is not anchor and u.usable]
+    near = [u for u in near if not (u.is_list and anchor.is_list)]
+    picked = [u for u in near if u.score >= 0.3 * anchor.score and u.score > 0]
+    if not picked and not anchor.is_list and len(anchor.lines[0].split()) < 20:
+        picked = [u for u in near if u.position > anchor.position and not u.is_list][:1]
+    return picked
 
 
-def _join_lines(lines: list[str], is_item: list[bool]) -> str:
-    """Prose flows as a paragraph; list items keep one line each."""
+def _render(group: list[_Unit], number: int) -> str:
+    """One passage's units as text: prose flows, list items keep a line each, cite at the end."""
     out = ""
-    for i, (line, item) in enumerate(zip(lines, is_item, strict=True)):
-        if i == 0:
-            out = line
-        elif item or is_item[i - 1] or out.endswith(":"):
-            out += "\n" + line
-        else:
-            out += " " + line
+    for k, unit in enumerate(group):
+        lines = [clean(line) for line in unit.lines]
+        if k == len(group) - 1:
+            lines[-1] = cite(lines[-1], number)
+        text = "\n".join(lines) if unit.is_list else lines[0]
+        sep = "\n" if unit.is_list or (k and group[k - 1].is_list) else " "
+        out = text if not out else out + sep + text
     return out

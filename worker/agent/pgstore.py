@@ -16,7 +16,10 @@ from worker.agent.bm25 import ANALYZER, chunk_document
 
 FTS_CONFIG = "english"
 MAX_QUERY_TERMS = 16  # a pasted paragraph must not turn into a 200-way OR
-CANDIDATES = 50  # rows re-ranked by query coverage after PostgreSQL's own ranking
+CANDIDATES = 100  # rows re-scored with idf after PostgreSQL's own (idf-less) ranking
+DF_CAP = 5000  # document-frequency counts stop here (bounded cost on huge tables)
+TITLE_WEIGHT = 1.5  # a title/section match counts this much more than a body match
+RANK_WEIGHT = 1.0  # share of ts_rank_cd in the final order (it brings tf and proximity)
 
 # The DDL the Alembic migration runs on PostgreSQL (SQLite has no full-text column).
 # title weighs 'A', section 'B', content 'C'; the column is generated, so inserts need no trigger.
@@ -30,31 +33,47 @@ FTS_DDL: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS ix_kb_chunks_search_vector ON kb_chunks USING gin (search_vector)",
 )
 
-# Inner query: OR-match through the GIN index, PostgreSQL's cover-density rank (title-weighted,
-# normalised by log length). Outer query: the share of the query's lexemes each candidate holds,
-# because ts_rank_cd has no idf and would otherwise let one repeated common word win.
+# 1. lex: the query's lexemes, stemmed by PostgreSQL exactly as the column was.
+# 2. stats: each lexeme's idf, from a document count capped at :df_cap rows (GIN makes it cheap,
+#    the cap bounds it on huge tables; beyond the cap a word is common anyway).
+# 3. hits: OR-match through the GIN index, ranked by ts_rank_cd (title-weighted) -> candidates.
+# 4. final: candidates re-scored by idf-weighted title/section and body matches, because
+#    ts_rank_cd has no idf and would let a common word outrank the rare word that matters.
 _SEARCH_SQL = text(
     f"""
-    WITH q AS (
-        SELECT websearch_to_tsquery('{FTS_CONFIG}', :ors) AS query,
-               coalesce(array(SELECT DISTINCT unnest(tsvector_to_array(
-                   to_tsvector('{FTS_CONFIG}', :plain))) ), '{{}}'::text[]) AS lexemes
+    WITH lex AS (
+        SELECT DISTINCT quote_literal(t.lexeme)::tsquery AS tq
+        FROM unnest(to_tsvector('{FTS_CONFIG}', :plain)) AS t
+    ),
+    total AS (
+        SELECT greatest(1, CASE WHEN c.reltuples < 50000 THEN (SELECT count(*) FROM kb_chunks)
+                                ELSE c.reltuples::bigint END) AS n
+        FROM pg_class c WHERE c.oid = 'kb_chunks'::regclass
+    ),
+    stats AS (
+        SELECT lex.tq, ln(1 + (total.n - d.df + 0.5) / (d.df + 0.5)) AS idf
+        FROM lex, total, LATERAL (
+            SELECT count(*) AS df FROM (
+                SELECT 1 FROM kb_chunks k WHERE k.search_vector @@ lex.tq LIMIT :df_cap
+            ) capped
+        ) d
     ),
     hits AS (
-        SELECT c.id, c.document_id, c.position, c.title, c.section, c.content,
-               c.search_vector,
+        SELECT c.id, c.document_id, c.position, c.title, c.section, c.content, c.search_vector,
                ts_rank_cd('{{0.1, 0.2, 0.4, 1.0}}', c.search_vector, q.query, 1) AS rank
-        FROM kb_chunks c, q
+        FROM kb_chunks c, websearch_to_tsquery('{FTS_CONFIG}', :ors) AS q(query)
         WHERE c.search_vector @@ q.query
         ORDER BY rank DESC
         LIMIT :candidates
     )
-    SELECT h.id, h.document_id, h.position, h.title, h.section, h.content, d.external_id,
-           h.rank,
-           (SELECT count(*) FROM unnest(q.lexemes) AS l
-             WHERE l = ANY(tsvector_to_array(h.search_vector)))::float
-             / greatest(cardinality(q.lexemes), 1) AS coverage
-    FROM hits h JOIN kb_documents d ON d.id = h.document_id, q
+    SELECT h.id, h.document_id, h.position, h.title, h.section, h.content, d.external_id, h.rank,
+           (SELECT coalesce(sum(s.idf * (
+                CASE WHEN ts_filter(h.search_vector, '{{a,b}}') @@ s.tq THEN :title_weight
+                     ELSE 0 END +
+                CASE WHEN ts_filter(h.search_vector, '{{c}}') @@ s.tq THEN 1 ELSE 0 END)), 0)
+            FROM stats s) AS matched,
+           (SELECT coalesce(sum(s.idf), 0) FROM stats s) AS mass
+    FROM hits h JOIN kb_documents d ON d.id = h.document_id
     """
 )
 
@@ -115,19 +134,25 @@ class PgFullTextRetriever:
             "ors": " or ".join(words),
             "plain": " ".join(words),
             "candidates": max(CANDIDATES, top_k),
+            "df_cap": DF_CAP,
+            "title_weight": TITLE_WEIGHT,
         }
         with engine_for(self.database_url).connect() as conn:
             rows = conn.execute(_SEARCH_SQL, params).mappings().all()
-        scored = sorted(
-            ((self._score(r["rank"], r["coverage"]), r) for r in rows),
-            key=lambda pair: (-pair[0], pair[1]["id"]),
-        )
-        return {"documents": [self._document(row, score) for score, row in scored[:top_k]]}
+        ranked = sorted(rows, key=lambda r: (-self._rank(r), r["id"]))[:top_k]
+        return {"documents": [self._document(r, self._score(r)) for r in ranked]}
 
-    def _score(self, rank: float, coverage: float) -> float:
-        """Coverage times a saturating rank: all query words present and well placed -> 1."""
-        saturated = rank / (rank + 0.1)
-        return coverage * saturated if self.scale_score else rank * (0.5 + coverage)
+    @staticmethod
+    def _rank(row: Any) -> float:
+        """Order: idf-weighted field matches, then PostgreSQL's cover density (tf, proximity)."""
+        return float(row["matched"]) + RANK_WEIGHT * float(row["rank"])
+
+    def _score(self, row: Any) -> float:
+        """Raw: the ranking value. Scaled: every query word in title and body gives 1, the same
+        meaning the bm25s store's scaled score has, so one confidence threshold fits both."""
+        if not self.scale_score:
+            return self._rank(row)
+        return min(1.0, float(row["matched"]) / max(float(row["mass"]) * (1 + TITLE_WEIGHT), 1e-9))
 
     @staticmethod
     def _document(row: Any, score: float) -> Document:

@@ -1,0 +1,226 @@
+"""Knowledge base end to end: API and CLI ingestion, replace, delete, search, stats."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from tests.client import STAFF
+from tests.files import build_docx, build_pdf
+from tests.stack import BIN, ROOT
+
+
+def wait_indexed(api, doc_id: str, timeout: float = 30) -> dict:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        doc = api.http.get(f"/api/kb/documents/{doc_id}", headers=STAFF).json()
+        if doc["status"] in ("indexed", "failed"):
+            return doc
+        assert time.monotonic() < deadline, doc
+        time.sleep(0.1)
+
+
+def search(api, query: str, limit: int = 5) -> list[dict]:  # type: ignore[no-untyped-def]
+    resp = api.http.post("/api/chat/search", json={"query": query, "limit": limit}, headers=STAFF)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def search_until(api, query: str, predicate, timeout: float = 10) -> list[dict]:  # type: ignore[no-untyped-def]
+    """Every process must see a KB change within seconds, without a restart."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = search(api, query)
+        if predicate(rows):
+            return rows
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.2)
+
+
+def ext_ids(rows: list[dict]) -> list[str]:
+    return [r["metadata"]["external_id"] for r in rows]
+
+
+def test_json_document_add_replace_delete(api):
+    ext = f"test/quasar-{uuid.uuid4().hex[:6]}"
+    body = {
+        "title": "Quasar lamp descaling",
+        "text": "Descale the Quasar lamp every month with the blue descaling tablet. "
+        "Rinse the tank twice afterwards.",
+        "external_id": ext,
+        "metadata": {"category": "troubleshooting"},
+    }
+    resp = api.http.post("/api/kb/documents", json=body, headers=STAFF)
+    assert resp.status_code == 202, resp.text
+    doc = wait_indexed(api, resp.json()["id"])
+    assert doc["status"] == "indexed" and doc["chunk_count"] >= 1
+    rows = search_until(api, "how do I descale my quasar lamp", lambda r: ext in ext_ids(r))
+    top = rows[0]
+    assert top["rank"] == 1 and top["metadata"]["title"] == "Quasar lamp descaling"
+    assert top["metadata"]["document_id"] == doc["id"] and 0 < top["relevance_score"] <= 1
+
+    # Same content again: nothing to do (200, not re-queued).
+    again = api.http.post("/api/kb/documents", json=body, headers=STAFF)
+    assert again.status_code == 200 and again.json()["id"] == doc["id"]
+
+    # Same external_id, new text: replaces the old chunks everywhere.
+    body["text"] = "The Quasar lamp never needs descaling; wipe the glass with a dry cloth."
+    resp = api.http.post("/api/kb/documents", json=body, headers=STAFF)
+    assert resp.status_code == 202 and resp.json()["id"] == doc["id"]
+    wait_indexed(api, doc["id"])
+    rows = search_until(
+        api,
+        "quasar lamp dry cloth glass",
+        lambda r: ext in ext_ids(r) and "dry cloth" in r[ext_ids(r).index(ext)]["content"],
+    )
+    assert not any("tablet" in r["content"] for r in rows if r["metadata"]["external_id"] == ext)
+
+    assert api.http.delete(f"/api/kb/documents/{doc['id']}", headers=STAFF).status_code == 204
+    search_until(api, "quasar lamp dry cloth glass", lambda r: ext not in ext_ids(r))
+    assert api.http.get(f"/api/kb/documents/{doc['id']}", headers=STAFF).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "phrase"),
+    [
+        (
+            "guide.pdf",
+            lambda w: build_pdf([["Nebula router guide", f"Hold the {w} button."]]),
+            "pdf",
+        ),
+        (
+            "guide.docx",
+            lambda w: build_docx([("h1", "Nebula router"), ("p", f"Hold the {w} button.")]),
+            "docx",
+        ),
+        (
+            "guide.html",
+            lambda w: (
+                f"<html><body><h1>Nebula</h1><p>Hold the {w} button.</p></body></html>".encode()
+            ),
+            "html",
+        ),
+        ("guide.md", lambda w: f"# Nebula router\n\nHold the {w} button.\n".encode(), "md"),
+        (
+            "guide.txt",
+            lambda w: f"Nebula router\n\nHold the {w} button for ten seconds.\n".encode(),
+            "txt",
+        ),
+    ],
+)
+def test_file_upload_each_type_is_indexed(api, name, make, phrase):
+    word = f"zq{uuid.uuid4().hex[:8]}"
+    ext = f"test/file-{phrase}-{word}"
+    resp = api.http.post(
+        "/api/kb/documents",
+        data={"external_id": ext, "metadata": json.dumps({"kind": phrase})},
+        files={"file": (name, make(word), "application/octet-stream")},
+        headers=STAFF,
+    )
+    assert resp.status_code == 202, resp.text
+    doc = wait_indexed(api, resp.json()["id"])
+    assert doc["status"] == "indexed", doc
+    rows = search_until(api, f"{word} button", lambda r: ext in ext_ids(r))
+    assert word in rows[0]["content"]
+    api.http.delete(f"/api/kb/documents/{doc['id']}", headers=STAFF)
+
+
+def test_kb_refusals(api, chat):
+    assert api.http.get("/api/kb/documents").status_code == 401
+    assert (
+        api.http.post("/api/kb/documents", json={"text": "x"}, headers=api.auth(chat)).status_code
+        == 401
+    )
+    resp = api.http.post("/api/kb/documents", json={"title": "no text"}, headers=STAFF)
+    assert resp.status_code == 422
+    resp = api.http.post(
+        "/api/kb/documents",
+        files={"file": ("x.pdf", b"\x7fELF\x00\x00", "application/pdf")},
+        headers=STAFF,
+    )
+    assert resp.status_code == 415
+    resp = api.http.post(
+        "/api/kb/documents",
+        files={"file": ("pic.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)},
+        headers=STAFF,
+    )
+    assert resp.status_code == 415
+    assert api.http.get(f"/api/kb/documents/{uuid.uuid4()}", headers=STAFF).status_code == 404
+
+
+def test_search_api_with_session_token_and_validation(api, chat):
+    resp = api.http.post(
+        "/api/chat/search", json={"query": "reset my password", "limit": 3}, headers=api.auth(chat)
+    )
+    assert resp.status_code == 200
+    rows = resp.json()
+    assert 1 <= len(rows) <= 3 and [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+    assert rows[0]["metadata"]["external_id"] == "accounts/reset-password"
+    assert api.http.post("/api/chat/search", json={"query": "x"}).status_code == 401
+    resp = api.http.post("/api/chat/search", json={"query": "", "limit": 3}, headers=STAFF)
+    assert resp.status_code == 422
+    resp = api.http.post("/api/chat/search", json={"query": "x", "limit": 500}, headers=STAFF)
+    assert resp.status_code == 422
+
+
+def test_list_documents_shows_sample_kb(api):
+    resp = api.http.get("/api/kb/documents", params={"limit": 1000}, headers=STAFF)
+    assert resp.status_code == 200
+    docs = {d["external_id"]: d for d in resp.json()}
+    assert docs["returns/return-policy"]["status"] == "indexed"
+    assert docs["returns/return-policy"]["chunk_count"] >= 1
+    assert int(resp.headers["X-Total-Count"]) >= 30
+
+
+def flask(stack, *args: str) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
+    return subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", *args],
+        cwd=ROOT,
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_import_jsonl_search_and_stats(stack, api, tmp_path):
+    word = f"kx{uuid.uuid4().hex[:6]}"
+    rows = [
+        {
+            "id": f"faq-{word}-1",
+            "title": f"Can I pay for {word} in instalments?",
+            "text": "Yes. Orders over 200 euro can be split into three monthly instalments.",
+            "metadata": {"source": "faq"},
+        },
+        {
+            "id": f"faq-{word}-2",
+            "title": f"Does {word} work offline?",
+            "text": "It keeps working offline; settings sync when it reconnects.",
+            "metadata": {},
+        },
+    ]
+    path = tmp_path / "faq.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = flask(stack, "kb", "import", str(path), "--wait")
+    assert result.returncode == 0, result.stderr
+    assert "2 new or changed" in result.stdout
+
+    result = flask(stack, "kb", "search", f"pay {word} instalments", "--limit", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found[0]["metadata"]["external_id"] == f"faq-{word}-1"
+
+    result = flask(stack, "kb", "search", f"{word} offline")
+    assert result.returncode == 0 and f"faq-{word}-2" in result.stdout.splitlines()[0]
+
+    result = flask(stack, "kb", "stats")
+    assert result.returncode == 0 and "documents:" in result.stdout and "version:" in result.stdout
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "title": "no text"}\n')
+    result = flask(stack, "kb", "import", str(bad))
+    assert result.returncode != 0 and "needs a 'text'" in result.stderr
