@@ -155,3 +155,24 @@ def test_duplicate_client_msg_id_over_socket(api, chat):
     assert again["message_id"] == first[0]["message_id"]
     assert all(e["type"] != "start" for e in sock.quiet(1.0))
     sock.close()
+
+
+def test_ending_or_deleting_the_session_closes_its_sockets(api):
+    import websocket
+
+    for action, expected in (("end", 4009), ("delete", 4004)):
+        chat = api.create_session()
+        sock = open_socket(api, chat)
+        url = f"/api/sessions/{chat['session_id']}"
+        if action == "end":
+            api.http.patch(url, json={"status": "ended"}, headers=api.auth(chat))
+        else:
+            api.http.delete(url, headers=api.auth(chat))
+        event = sock.recv()
+        assert event["type"] == "session_status"
+        while True:
+            opcode, frame = sock.ws.recv_data_frame(True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                break
+        assert int.from_bytes(frame.data[:2], "big") == expected
+        sock.close()

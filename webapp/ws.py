@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 # HTTP-style status of a refusal → WebSocket close code (documented in the README).
 CLOSE_CODES = {400: 4001, 401: 4003, 403: 4003, 404: 4004, 409: 4009}
 _CLOSE = object()
+# A session that ends or is deleted closes its sockets after the event that says so.
+ENDING = {"ended": (4009, "session ended"), "deleted": (4004, "session deleted")}
 
 
 class Connection:
@@ -100,6 +102,11 @@ class Connection:
                 return
             try:
                 self._deliver(event)
+                if event.get("type") == "session_status" and event.get("status") in ENDING:
+                    # Tell the client why the socket goes away, like a refusal at connect.
+                    code, why = ENDING[event["status"]]
+                    self.ws.close(reason=code, message=why)
+                    return
             except ConnectionClosed:
                 return
             except Exception:

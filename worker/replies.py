@@ -131,11 +131,12 @@ def renew_lease(message_id: str) -> None:
         )
 
 
-def load_context(message_id: str) -> Context:
-    """The question, recent turns and attachment text, read once."""
+def load_context(message_id: str) -> Context | None:
+    """The question, recent turns and attachment text, read once (None if deleted meanwhile)."""
     with session_scope() as db:
         msg = db.get(Message, message_id)
-        assert msg is not None
+        if msg is None:
+            return None
         turns = db.scalars(
             select(Message)
             .where(
@@ -190,6 +191,8 @@ def answer_one(message_id: str) -> None:
     from worker.engines import answer_engine
 
     ctx = load_context(message_id)
+    if ctx is None:
+        return  # the session was deleted while the message waited
     reply_id = new_id()
     started = time.perf_counter()
     publish(envelope("start", ctx.session_id, message_id=reply_id, reply_to=message_id))

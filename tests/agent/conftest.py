@@ -1,4 +1,4 @@
-"""Fixtures for retrieval and offline-engine tests: a small help centre, real SQLite/PostgreSQL/Redis."""
+"""Fixtures for retrieval and offline-engine tests: a small help centre, real SQL and Redis."""
 
 from __future__ import annotations
 

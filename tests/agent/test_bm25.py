@@ -12,9 +12,13 @@ from worker.agent.bm25 import ANALYZER, BM25sIndex, BM25sRetriever, chunk_docume
 
 def doc(chunk_id: str, title: str, content: str, section: str | None = None) -> Document:
     return chunk_document(
-        chunk_id=chunk_id, document_id=chunk_id, external_id=chunk_id, title=title,
-        section=section, content=content,
-    )  # fmt: skip
+        chunk_id=chunk_id,
+        document_id=chunk_id,
+        external_id=chunk_id,
+        title=title,
+        section=section,
+        content=content,
+    )
 
 
 def ids(documents: list[Document]) -> list[str]:
@@ -113,9 +117,10 @@ def test_retriever_run_and_top_k(kb_documents):
 
 def test_retriever_round_trip(kb_documents):
     retriever = BM25sRetriever(
-        index=BM25sIndex(documents=kb_documents, k1=1.1, title_weight=2.0), top_k=4,
+        index=BM25sIndex(documents=kb_documents, k1=1.1, title_weight=2.0),
+        top_k=4,
         scale_score=True,
-    )  # fmt: skip
+    )
     data = retriever.to_dict()
     assert data["type"] == "worker.agent.bm25.BM25sRetriever"
     restored = BM25sRetriever.from_dict(data)

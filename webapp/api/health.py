@@ -41,7 +41,7 @@ def _redis() -> None:
 
 
 def _worker() -> dict:
-    replies = celery_client.control.ping(timeout=1.0)
+    replies = celery_client.control.ping(timeout=1.0, limit=1)
     if not replies:
         raise RuntimeError("no Celery worker answered a ping within 1 s")
     return {"workers": len(replies)}

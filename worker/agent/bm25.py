@@ -51,6 +51,7 @@ EXACT_WEIGHT = 1.0  # an exact-form match counts as much again as its stem
 _WORD = re.compile(r"[^\W_]+(?:[-_./][^\W_]+)*")
 _PARTS = re.compile(r"[^\W\d_]+|\d+")
 _APOSTROPHES = str.maketrans("", "", "'’‘`")
+_NO_STOP_WORDS: frozenset[str] = frozenset()
 _STEM_CACHE_LIMIT = 500_000
 _UNKNOWN_TERM_WEIGHT = 1.0  # an unmatched query word costs the scaled score as much as a rare term
 
@@ -64,17 +65,15 @@ class Analyzer:
         self._cache: dict[str, str] = {}
 
     def words(self, text: str, *, keep_stop_words: bool = False) -> list[str]:
-        """Lower-cased words; a compound ("wi-fi") yields its parts and the joined form."""
-        out: list[str] = []
-        for raw in _WORD.findall(text.lower().translate(_APOSTROPHES)):
-            if raw.isalnum() and (raw.isalpha() or raw.isdigit()):
-                if len(raw) > 1 and (keep_stop_words or raw not in STOP_WORDS):
-                    out.append(raw)
-                continue
-            parts = _PARTS.findall(raw)
-            out.extend(p for p in parts if len(p) > 1 and (keep_stop_words or p not in STOP_WORDS))
-            if 1 < len(parts) <= 4:
-                out.append("".join(parts))
+        """Lower-cased words; a compound ("wi-fi", "mp3") yields its parts and the joined form."""
+        low = text.lower().translate(_APOSTROPHES)
+        stop = _NO_STOP_WORDS if keep_stop_words else STOP_WORDS
+        out = [w for w in _PARTS.findall(low) if len(w) > 1 and w not in stop]
+        for token in _WORD.findall(low):
+            if not (token.isalpha() or token.isdigit()):
+                parts = _PARTS.findall(token)
+                if 1 < len(parts) <= 4:
+                    out.append("".join(parts))
         return out
 
     def stem(self, word: str) -> str:
@@ -91,10 +90,13 @@ class Analyzer:
         return stem
 
     def terms(self, text: str) -> list[str]:
-        """Index terms: stems ("refunds" matches "refund") plus the exact form of inflected words,
-        so an exact match still outranks a merely related one (Lucene's keyword-repeat idea)."""
+        """Index terms of a text (see `terms_of`)."""
+        return self.terms_of(self.words(text))
+
+    def terms_of(self, words: list[str]) -> list[str]:
+        """Stems ("refunds" matches "refund") plus the exact form of inflected words, so an
+        exact match still outranks a merely related one (Lucene's keyword-repeat idea)."""
         cache = self._cache
-        words = self.words(text)
         stems = [cache.get(w) or self.stem(w) for w in words]
         return stems + [EXACT + w for w, s in zip(words, stems, strict=True) if w != s]
 
@@ -286,11 +288,10 @@ class _Built:
         bodies: list[list[int]] = []
         self.surface: set[str] = set()
         for doc in docs:
-            title, body = _title_text(doc), doc.content or ""
-            titles.append([vocab.setdefault(t, len(vocab)) for t in analyze(title)])
-            bodies.append([vocab.setdefault(t, len(vocab)) for t in analyze(body)])
-            self.surface.update(ANALYZER.words(body))
-            self.surface.update(ANALYZER.words(title))
+            for field, text in ((titles, _title_text(doc)), (bodies, doc.content or "")):
+                words = ANALYZER.words(text)
+                self.surface.update(words)
+                field.append([vocab.setdefault(t, len(vocab)) for t in ANALYZER.terms_of(words)])
         if not vocab:
             vocab[""] = 0
         self.vocab = vocab
