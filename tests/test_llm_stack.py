@@ -1,8 +1,9 @@
-"""Kill -9 the worker in the middle of a streamed answer: the customer still gets exactly one.
+"""A worker configured for an OpenAI-compatible model: streaming through the socket, falling
+back to the offline engine when the model fails, and surviving kill -9 mid-answer.
 
 A stack of its own (database, Redis db, channel prefix) so the LLM-configured worker never
-touches the main suite's tasks. The model is the local OpenAI-protocol test server, streaming
-slowly enough to kill the worker between two deltas.
+touches the main suite's tasks. The model is the local OpenAI-protocol test server (the one
+allowed stand-in: a paid external API), streaming SSE like the real one.
 """
 
 from __future__ import annotations
@@ -66,19 +67,57 @@ def crash_stack(logdir):  # type: ignore[no-untyped-def]
             drop_postgres(url)
 
 
-@pytest.mark.slow
-def test_worker_killed_mid_answer_still_answers_once(crash_stack):
-    stack, fake = crash_stack
+def open_chat(stack):  # type: ignore[no-untyped-def]
     api = Api(stack.urls[0])
     chat = api.create_session()
     sock = Socket(api.base_url, session_id=chat["session_id"], token=chat["token"])
     assert sock.recv()["type"] == "connected"
+    return api, chat, sock
+
+
+def test_model_tokens_stream_through_the_socket(crash_stack):
+    stack, fake = crash_stack
+    fake.set_reply(REPLY, delay=0.0, chunk_size=3)
+    api, chat, sock = open_chat(stack)
+    sock.send({"type": "message", "content": "How long do I have to return an item?"})
+    events = sock.until("complete", timeout=30)
+    deltas = [e["content"] for e in events if e["type"] == "text"]
+    assert len(deltas) >= 8 and "".join(deltas) == REPLY
+    message = events[-1]["message"]
+    assert message["content"] == REPLY
+    assert [s["index"] for s in message["sources"]] == [1]
+    assert message["metadata"]["engine"] == "openai"
+    prompt = fake.last_request.text
+    assert "How long do I have to return an item?" in prompt and "[1]" in prompt
+    sock.close()
+    api.close()
+
+
+def test_model_failure_falls_back_to_offline_answer(crash_stack):
+    stack, fake = crash_stack
+    fake.set_reply(REPLY, delay=0.0)
+    fake.fail(500, times=1)
+    api, chat, sock = open_chat(stack)
+    sock.send({"type": "message", "content": "How do I reset my password?"})
+    done = sock.until("complete", timeout=30)[-1]["message"]
+    assert done["metadata"]["fallback"] == "offline"
+    assert done["sources"] and done["content"] != REPLY
+    sock.close()
+    api.close()
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_answer_still_answers_once(crash_stack):
+    stack, fake = crash_stack
+    fake.set_reply(REPLY, delay=0.12, chunk_size=2)
+    api, chat, sock = open_chat(stack)
+    sent_before = len(fake.chat_requests)
     sock.send({"type": "message", "content": "How long do I have to return an item?"})
     before_kill = sock.until("text", timeout=30)
     message_id = before_kill[0]["message_id"]
     stack.kill_worker()
     sock.quiet(0.5)  # deltas already in flight may still arrive
-    assert len(fake.chat_requests) == 1
+    assert len(fake.chat_requests) == sent_before + 1
 
     stack.start_worker()
     events = sock.until("complete", timeout=60)
@@ -87,7 +126,7 @@ def test_worker_killed_mid_answer_still_answers_once(crash_stack):
     done = events[-1]
     assert done["message"]["content"] == REPLY
     assert done["message"]["reply_to_id"] == message_id
-    assert len(fake.chat_requests) == 2
+    assert len(fake.chat_requests) == sent_before + 2
 
     # A redelivered copy of the task must not answer twice.
     client = Celery(broker=stack.env["REDIS_URL"])
@@ -97,6 +136,6 @@ def test_worker_killed_mid_answer_still_answers_once(crash_stack):
     messages = api.history(chat)["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant"]
     assert messages[0]["status"] == "answered"
-    assert len(fake.chat_requests) == 2
+    assert len(fake.chat_requests) == sent_before + 2
     sock.close()
     api.close()
