@@ -101,6 +101,17 @@ def build_postgres_kb(articles: list[dict[str, Any]], rows: list[dict[str, Any]]
     return KnowledgeBase(store="postgres", database_url=url, use_redis=False)
 
 
+def first_relevant_rank(
+    kb: Any, question: str, relevant: set[str], limit_k: int, show: bool
+) -> int | None:
+    """0-based rank of the first relevant article in the top `limit_k`, or None."""
+    ranked = [p.external_id for p in kb.search(question, limit=limit_k)]
+    rank = next((i for i, ext in enumerate(ranked) if ext in relevant), None)
+    if rank != 0 and show:
+        print(f"  rank {rank}: {question!r} -> {ranked[:3]} want {sorted(relevant)}")
+    return rank
+
+
 def evaluate(kb: Any, questions: list[dict[str, Any]], limit_k: int, misses: int) -> dict:
     """Recall@1/5/k, MRR@k and abstention, using the real engine's decision."""
     from worker.agent.offline import OfflineEngine
@@ -120,11 +131,8 @@ def evaluate(kb: Any, questions: list[dict[str, Any]], limit_k: int, misses: int
             continue
         answerable += 1
         abstain_answerable += abstained
-        ranked = [p.external_id for p in kb.search(q["question"], limit=limit_k)]
-        rank = next((i for i, ext in enumerate(ranked) if ext in relevant), None)
-        if rank != 0 and misses > 0:
-            misses -= 1
-            print(f"  rank {rank}: {q['question']!r} -> {ranked[:3]} want {sorted(relevant)}")
+        rank = first_relevant_rank(kb, q["question"], relevant, limit_k, misses > 0)
+        misses -= rank != 0
         if rank is None:
             continue
         mrr += 1.0 / (rank + 1)

@@ -19,7 +19,6 @@ import pytest
 
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no network calls from tests
 
-TEST_REDIS_DB = 14
 STAFF_KEY = "test-staff-key"
 _TMP = Path(tempfile.mkdtemp(prefix="helpline-tests-"))
 _PREFIX = f"hltest-{uuid.uuid4().hex[:8]}"
@@ -64,9 +63,20 @@ def database_url(suffix: str = "") -> str:
     return pg
 
 
-def redis_url(db: int = TEST_REDIS_DB) -> str:
-    base = os.environ.get("TEST_REDIS_URL", "redis://localhost:6379")
-    return f"{base.rstrip('/')}/{db}"
+_REDIS_BASE = os.environ.get("TEST_REDIS_URL", "redis://localhost:6379")
+_REDIS_DBS: dict[str, int] = {}
+
+
+def redis_url(name: str = "main") -> str:
+    """This run's Redis database for `name` (claimed on first use, released at the end)."""
+    from tests.stack import claim_redis_db
+
+    if name not in _REDIS_DBS:
+        taken = set(_REDIS_DBS.values())
+        _REDIS_DBS[name] = claim_redis_db(
+            _REDIS_BASE, [d for d in range(15, 7, -1) if d not in taken]
+        )
+    return f"{_REDIS_BASE.rstrip('/')}/{_REDIS_DBS[name]}"
 
 
 def base_env() -> dict[str, str]:
@@ -125,10 +135,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    try:
-        flush_redis(redis_url())
-    except Exception:
-        pass
+    for name in list(_REDIS_DBS):
+        try:
+            flush_redis(redis_url(name))  # also drops our claim on the database
+        except Exception:
+            pass
     if os.environ.get("TEST_DATABASE_URL"):
         try:
             drop_postgres(database_url())
@@ -149,7 +160,6 @@ def migrated_db() -> str:
     """The suite's database, migrated to head."""
     url = os.environ["DATABASE_URL"]
     migrate(url)
-    flush_redis(redis_url())
     return url
 
 

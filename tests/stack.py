@@ -12,12 +12,45 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+
+LOCK_KEY = "helpline:test-run-lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_redis_db(base_url: str, candidates: Sequence[int] = range(15, 7, -1)) -> int:
+    """A Redis database number no other live test run or benchmark on this host is using.
+
+    Celery queue names are the same in every run, so two runs sharing a database would take
+    each other's tasks. A lock key holding our pid marks the claim; a dead holder's is taken.
+    """
+    import redis
+
+    for db in candidates:
+        client = redis.Redis.from_url(f"{base_url.rstrip('/')}/{db}")
+        holder = client.get(LOCK_KEY)
+        if holder is not None and int(holder) != os.getpid() and _alive(int(holder)):
+            continue
+        client.flushdb()
+        if client.set(LOCK_KEY, os.getpid(), nx=True, ex=6 * 3600):
+            return db
+    raise RuntimeError(f"no free Redis database among {list(candidates)} at {base_url}")
 
 
 def free_port() -> int:

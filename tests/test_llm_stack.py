@@ -43,7 +43,7 @@ def crash_stack(logdir):  # type: ignore[no-untyped-def]
     migrate(url)
     env = base_env() | {
         "DATABASE_URL": url,
-        "REDIS_URL": redis_url(13),
+        "REDIS_URL": redis_url("crash"),
         "EVENT_CHANNEL_PREFIX": f"hlcrash-{uuid.uuid4().hex[:6]}",
         "LLM_PROVIDER": "openai",
         "OPENAI_BASE_URL": fake.base_url,
@@ -51,7 +51,6 @@ def crash_stack(logdir):  # type: ignore[no-untyped-def]
         "LLM_TIMEOUT": "10",
         "AGENT_LEASE_SECONDS": "3",
     }
-    flush_redis(env["REDIS_URL"])
     stack = Stack(env, logdir, name="crash")
     try:
         stack.start_web()

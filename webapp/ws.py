@@ -54,10 +54,14 @@ class Connection:
             return  # a typist never hears its own typing
         self.outbox.put(event)
 
-    def send_error(self, code: str, message: str, details: Any = None) -> None:
-        self.outbox.put(
-            envelope("error", self.session_id, code=code, message=message, details=details)
-        )
+    def send_error(
+        self, code: str, message: str, details: Any = None, client_msg_id: str | None = None
+    ) -> None:
+        """An `error` event; a refused message's `client_msg_id` lets the client mark it."""
+        fields: dict[str, Any] = {"code": code, "message": message, "details": details}
+        if client_msg_id is not None:
+            fields["client_msg_id"] = client_msg_id
+        self.outbox.put(envelope("error", self.session_id, **fields))
 
     # -- writer ---------------------------------------------------------------------------
     def _send(self, event: dict) -> None:
@@ -159,28 +163,33 @@ class Connection:
         )
 
     def on_message(self, data: dict) -> None:
-        client_msg_id = data.get("client_msg_id")
-        if client_msg_id is not None and not isinstance(client_msg_id, str | int):
+        raw_id = data.get("client_msg_id")
+        if raw_id is not None and not isinstance(raw_id, str | int):
             return self.send_error("invalid_fields", "client_msg_id must be a string")
+        client_msg_id = str(raw_id)[:128] if raw_id is not None else None
         ids = data.get("attachment_ids") or []
         if not isinstance(ids, list):
-            return self.send_error("invalid_fields", "attachment_ids must be a list")
+            return self.send_error(
+                "invalid_fields", "attachment_ids must be a list", client_msg_id=client_msg_id
+            )
         db = new_session()
         try:
             chat = db.get(ChatSession, self.session_id)
             if chat is None:
-                return self.send_error("unknown_session", "this session no longer exists")
+                return self.send_error(
+                    "unknown_session", "this session no longer exists", client_msg_id=client_msg_id
+                )
             accept_message(
                 db,
                 chat,
                 self.actor,
                 data.get("content"),
-                str(client_msg_id) if client_msg_id is not None else None,
+                client_msg_id,
                 ids,
                 on_stored=self._acknowledge,
             )
         except ApiError as err:
-            return self.send_error(err.code, err.message, err.details)
+            return self.send_error(err.code, err.message, err.details, client_msg_id)
         finally:
             db.close()
         return None

@@ -13,6 +13,7 @@ from models.events import append_event, publish
 from models.filetypes import is_parseable
 from models.logs import session_id_var
 from models.serialize import attachment_json
+from worker.ingest.convert import ConversionError, extract_text, make_preview
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +22,6 @@ MAX_TEXT_CHARS = 200_000
 
 def _extract(att: Attachment, data: bytes) -> tuple[str | None, str | None, str | None]:
     """(text, preview, error) for one file."""
-    from worker.ingest.convert import ConversionError, extract_text, make_preview
-
     if not is_parseable(att.content_type):
         return None, f"{att.content_type} file, {att.size} bytes (no text extracted)", None
     try:

@@ -7,58 +7,46 @@ import threading
 
 from models.settings import get_settings
 from worker.agent.base import AnswerEngine, Passage
+from worker.agent.llm import LLMEngine
+from worker.agent.offline import OfflineEngine
+from worker.agent.retrieval import get_knowledge_base
 
 _lock = threading.Lock()
-_state: dict[str, object] = {}
+_engine: AnswerEngine | None = None
+_pid: int | None = None
 
 
-def _fresh() -> dict[str, object]:
-    """Reset cached objects when this code runs in a new (forked) process."""
-    if _state.get("pid") != os.getpid():
-        _state.clear()
-        _state["pid"] = os.getpid()
-    return _state
-
-
-def knowledge_base():  # type: ignore[no-untyped-def]
-    """The warm retrieval index of this process (rebuilt when the KB version changes)."""
-    from worker.agent.retrieval import get_knowledge_base
-
-    return get_knowledge_base()
+def build_engine() -> AnswerEngine:
+    """The configured engine: offline by default, an OpenAI-compatible model when asked."""
+    s = get_settings()
+    offline = OfflineEngine(get_knowledge_base(), threshold=s.confidence_threshold)
+    if s.answer_engine != "openai":
+        return offline
+    return LLMEngine(
+        get_knowledge_base().search,
+        offline,
+        model=s.llm_model,
+        api_key=s.openai_api_key,
+        base_url=s.openai_base_url,
+        timeout=s.llm_timeout,
+        confidence_threshold=s.confidence_threshold,
+        max_retries=0,  # one attempt, then the offline engine: stays inside the task limit
+        total_timeout=max(s.task_soft_time_limit - 10, 5),
+    )
 
 
 def answer_engine() -> AnswerEngine:
-    """The configured engine: offline by default, an OpenAI-compatible model when asked."""
-    from worker.agent.offline import OfflineEngine
-
-    kb = knowledge_base()
+    """This process's engine, built on first use after the fork."""
+    global _engine, _pid
     with _lock:
-        state = _fresh()
-        if "engine" not in state:
-            s = get_settings()
-            offline = OfflineEngine(kb, threshold=s.confidence_threshold)
-            engine: AnswerEngine = offline
-            if s.answer_engine == "openai":
-                from worker.agent.llm import LLMEngine
-
-                engine = LLMEngine(
-                    kb.search,
-                    offline,
-                    model=s.llm_model,
-                    api_key=s.openai_api_key,
-                    base_url=s.openai_base_url,
-                    timeout=s.llm_timeout,
-                    confidence_threshold=s.confidence_threshold,
-                    max_retries=0,
-                    total_timeout=max(s.task_soft_time_limit - 10, 5),
-                )
-            state["engine"] = engine
-        return state["engine"]  # type: ignore[return-value]
+        if _engine is None or _pid != os.getpid():
+            _engine, _pid = build_engine(), os.getpid()
+        return _engine
 
 
 def search_rows(query: str, limit: int) -> list[dict]:
     """Search results in the API's shape."""
-    passages: list[Passage] = knowledge_base().search(query, limit)
+    passages: list[Passage] = get_knowledge_base().search(query, limit)
     return [
         {
             "content": p.content,

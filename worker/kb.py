@@ -15,6 +15,8 @@ from models.base import utcnow
 from models.db import session_scope
 from models.kb import KBChunk, KBDocument
 from models.kbstate import bump_version
+from worker.ingest.chunking import chunk_text
+from worker.ingest.convert import ConversionError, extract_text
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +33,6 @@ def derive_title(text: str, fallback: str) -> str:
 
 def ingest(document_id: str) -> str:
     """Index one document; idempotent (an indexed document is left alone)."""
-    from worker.ingest.chunking import chunk_text
-    from worker.ingest.convert import ConversionError, extract_text
-
     with session_scope() as db:
         doc = db.get(KBDocument, document_id)
         if doc is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -24,6 +24,7 @@ from models.logs import session_id_var
 from models.serialize import message_json
 from models.settings import get_settings
 from worker.agent.base import Reply, Turn
+from worker.engines import answer_engine
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,6 @@ def _check_attachments_ready(db, msg: Message) -> None:  # type: ignore[no-untyp
 
 def _aware(ts):  # type: ignore[no-untyped-def]
     """SQLite returns naive datetimes; treat them as the UTC they were written as."""
-    from datetime import UTC
-
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
@@ -188,8 +187,6 @@ class Streamer:
 
 def answer_one(message_id: str) -> None:
     """Generate and store the reply to one claimed message."""
-    from worker.engines import answer_engine
-
     ctx = load_context(message_id)
     if ctx is None:
         return  # the session was deleted while the message waited
@@ -233,6 +230,7 @@ def _write_reply(db, ctx: Context, reply_id: str, reply: Reply, seconds: float) 
         "engine": reply.engine,
         "requires_escalation": reply.requires_escalation,
         "escalation_reason": reply.escalation_reason,
+        "escalation_required": escalation_required(reply),
         **reply.metadata,
     }
     msg = Message(
@@ -264,10 +262,18 @@ def _write_reply(db, ctx: Context, reply_id: str, reply: Reply, seconds: float) 
     return events
 
 
+def escalation_required(reply: Reply) -> bool:
+    """A person must join (not merely be offered) when asked for, or when we failed outright."""
+    return reply.requires_escalation and reply.escalation_reason in (
+        "user_request",
+        "processing_failed",
+    )
+
+
 def _escalate(db, session_id: str, reply: Reply) -> dict:  # type: ignore[no-untyped-def]
     """A customer's request opens a ticket; low confidence only offers one (required=False)."""
     ticket_id = None
-    required = reply.escalation_reason in ("user_request", "processing_failed")
+    required = escalation_required(reply)
     if required:
         chat = db.get(ChatSession, session_id)
         open_ticket = db.scalar(

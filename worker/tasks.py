@@ -2,72 +2,52 @@
 
 from __future__ import annotations
 
-import logging
-
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
 from worker import app
-
-log = logging.getLogger(__name__)
+from worker.attachments import parse
+from worker.engines import search_rows
+from worker.kb import ingest
+from worker.replies import Busy, answer_pending
 
 # Only errors that a later attempt can plausibly fix are retried automatically.
 TRANSIENT = (OperationalError, RedisConnectionError, ConnectionError, TimeoutError)
+RETRYING = {
+    "autoretry_for": TRANSIENT,
+    "retry_backoff": True,
+    "retry_backoff_max": 30,
+    "retry_jitter": True,
+}
+# Waiting for an earlier message or an attachment: 0.5 s steps for up to ~3 minutes.
+BUSY_RETRIES = 400
 
 
-@app.task(
-    name="helpline.generate_reply",
-    bind=True,
-    autoretry_for=TRANSIENT,
-    retry_backoff=True,
-    retry_backoff_max=30,
-    retry_jitter=True,
-    max_retries=400,
-)
+@app.task(name="helpline.generate_reply", bind=True, max_retries=BUSY_RETRIES, **RETRYING)
 def generate_reply(self, message_id: str) -> str:  # type: ignore[no-untyped-def]
     """Answer a user message (and any earlier unanswered one in its session) exactly once."""
-    from worker.replies import Busy, answer_pending
-
     try:
         return answer_pending(message_id)
     except Busy as busy:
-        raise self.retry(countdown=busy.countdown, max_retries=400) from None
+        raise self.retry(countdown=busy.countdown) from None
 
 
-@app.task(
-    name="helpline.parse_attachment",
-    autoretry_for=TRANSIENT,
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=5,
-)
+@app.task(name="helpline.parse_attachment", max_retries=5, **RETRYING)
 def parse_attachment(attachment_id: str) -> str:
     """Extract an attachment's text and tell the session."""
-    from worker.attachments import parse
-
     return parse(attachment_id)
+
+
+@app.task(name="helpline.ingest_document", max_retries=5, **RETRYING)
+def ingest_document(document_id: str) -> str:
+    """Convert, split and index one knowledge-base document."""
+    return ingest(document_id)
 
 
 @app.task(name="helpline.search_kb", ignore_result=False, soft_time_limit=10)
 def search_kb(query: str, limit: int = 5) -> list[dict]:
     """Ranked knowledge-base passages for the web's /api/chat/search."""
-    from worker.engines import search_rows
-
     return search_rows(query, limit)
-
-
-@app.task(
-    name="helpline.ingest_document",
-    autoretry_for=TRANSIENT,
-    retry_backoff=True,
-    retry_jitter=True,
-    max_retries=5,
-)
-def ingest_document(document_id: str) -> str:
-    """Convert, split and index one knowledge-base document."""
-    from worker.kb import ingest
-
-    return ingest(document_id)
 
 
 @app.task(name="helpline.ping", ignore_result=False)

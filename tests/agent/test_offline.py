@@ -90,7 +90,13 @@ def test_human_request_escalates(engine, events):
 
 
 def test_small_talk(engine, events):
-    for message, kind in (("Hi there!", "greeting"), ("thanks a lot", "thanks"), ("bye", "bye")):
+    cases = (
+        ("Hi there!", "greeting"),
+        ("thanks a lot", "thanks"),
+        ("bye", "bye"),
+        ("ok great", "ack"),
+    )
+    for message, kind in cases:
         assert classify(message) == kind
         reply, rec = ask(engine, events, message)
         assert not reply.requires_escalation and not reply.sources and rec.text == reply.text

@@ -50,7 +50,11 @@ def test_rebuilds_when_version_changes(sqlite_url, settings):
     rows = chunk_rows()
     load_rows(sqlite_url, rows, version=1)
     kb = KnowledgeBase(
-        database_url=sqlite_url, settings=settings, use_redis=False, check_interval=0.0
+        database_url=sqlite_url,
+        settings=settings,
+        use_redis=False,
+        check_interval=0.0,
+        background_rebuild=False,
     )
     assert kb.search("descale kettle") == []
     assert kb.version == 1
@@ -61,10 +65,42 @@ def test_rebuilds_when_version_changes(sqlite_url, settings):
     assert "blue tablet" in passages[0].content
 
 
+def test_slow_rebuild_finishes_in_background_while_old_index_serves(sqlite_url, settings):
+    load_rows(sqlite_url, chunk_rows(), version=1)
+    kb = KnowledgeBase(
+        database_url=sqlite_url,
+        settings=settings,
+        use_redis=False,
+        check_interval=0.0,
+        rebuild_wait=0.0,  # treat every rebuild as slow
+    )
+    assert kb.search("customs")  # the first build is synchronous
+    bump(sqlite_url, 2, "Descale the kettle monthly.", "Delivery times")
+    deadline = time.monotonic() + 10
+    while not kb.search("descale kettle"):  # answers from the old index meanwhile
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert kb.version == 2
+
+
+def test_fast_rebuild_is_seen_by_the_same_search(sqlite_url, settings):
+    load_rows(sqlite_url, chunk_rows(), version=1)
+    kb = KnowledgeBase(
+        database_url=sqlite_url, settings=settings, use_redis=False, check_interval=0.0
+    )
+    assert kb.search("customs")
+    bump(sqlite_url, 2, "Descale the kettle monthly.", "Delivery times")
+    assert kb.search("descale kettle") and kb.version == 2
+
+
 def test_version_is_checked_at_most_every_interval(sqlite_url, settings):
     load_rows(sqlite_url, chunk_rows(), version=1)
     kb = KnowledgeBase(
-        database_url=sqlite_url, settings=settings, use_redis=False, check_interval=0.5
+        database_url=sqlite_url,
+        settings=settings,
+        use_redis=False,
+        check_interval=0.5,
+        background_rebuild=False,
     )
     kb.search("refund")
     bump(sqlite_url, 2, "Descale the kettle monthly.", "Delivery times")
@@ -76,7 +112,11 @@ def test_version_is_checked_at_most_every_interval(sqlite_url, settings):
 def test_redis_cache_is_used_and_invalidated_by_version(sqlite_url, settings, redis15):
     load_rows(sqlite_url, chunk_rows(), version=1)
     kb = KnowledgeBase(
-        database_url=sqlite_url, settings=settings, redis_client=redis15, check_interval=0.0
+        database_url=sqlite_url,
+        settings=settings,
+        redis_client=redis15,
+        check_interval=0.0,
+        background_rebuild=False,
     )
     first = kb.search("express delivery")
     keys = [k.decode() for k in redis15.keys("*kbsearch*")]

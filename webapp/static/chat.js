@@ -24,7 +24,6 @@
   var HANDOFF_TEXT = "I'd like to talk to a person";
   var ATTACHMENT_ONLY_TEXT = 'Please see the attached file.';
   // Escalation reasons that open a ticket (mirrors worker/replies.py `_escalate`).
-  var REQUIRED_REASONS = ['user_request', 'processing_failed'];
   var CITATION = /\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]/g;
 
   var dom = {};
@@ -385,7 +384,9 @@
     state.attachmentInfo.set(info.attachment_id, merged);
     var sel = '.attachment[data-attachment-id="' + CSS.escape(info.attachment_id) + '"]';
     document.querySelectorAll(sel).forEach(function (li) { updateAttachmentEl(li, merged); });
-    state.uploads.forEach(function (u) { if (u.id === info.attachment_id) u.info = merged; });
+    state.uploads.forEach(function (u) {
+      if (u.info && u.info.attachment_id === info.attachment_id) u.info = merged;
+    });
   }
 
   function addAttachments(li, list) {
@@ -584,8 +585,7 @@
     state.rendered.set(m.id, li);
     var meta = m.metadata || {};
     if (!live && meta.requires_escalation) {
-      var reason = meta.escalation_reason;
-      addEscalation(li, { required: REQUIRED_REASONS.indexOf(reason) >= 0, reason: reason }, false);
+      addEscalation(li, { required: !!meta.escalation_required, reason: meta.escalation_reason }, false);
     }
     if (live) announce('Helpline assistant: ' + stripCitations(m.content));
     return li;
@@ -726,8 +726,15 @@
   }
 
   function onErrorEvent(ev) {
-    // Each message frame is answered by `acknowledged` or `error`, in order.
-    while (state.inflight.length) {
+    // A refused message names its client_msg_id; otherwise frames are answered in order.
+    if (ev.client_msg_id && state.outbox.get(ev.client_msg_id)) {
+      var idx = state.inflight.indexOf(ev.client_msg_id);
+      if (idx >= 0) state.inflight.splice(idx, 1);
+      setSendStatus(state.outbox.get(ev.client_msg_id), 'failed', ev.message);
+      showError(ev.message || 'Something went wrong.', { code: ev.code });
+      return;
+    }
+    while (ev.code !== 'unknown_type' && state.inflight.length) {
       var rec = state.outbox.get(state.inflight.shift());
       if (rec) {
         setSendStatus(rec, 'failed', ev.message);
@@ -1031,6 +1038,7 @@
     state.attachmentInfo = new Map();
     state.attempt = 0;
     state.ended = false;
+    setConn('connecting');
     dom.messages.textContent = '';
     dom.welcome.hidden = false;
     renderPendingUploads();

@@ -53,6 +53,7 @@ _PARTS = re.compile(r"[^\W\d_]+|\d+")
 _APOSTROPHES = str.maketrans("", "", "'’‘`")
 _NO_STOP_WORDS: frozenset[str] = frozenset()
 _STEM_CACHE_LIMIT = 500_000
+CORE_TERMS = 6  # query terms beyond the heaviest six no longer dilute scaled scores
 _UNKNOWN_TERM_WEIGHT = 1.0  # an unmatched query word costs the scaled score as much as a rare term
 
 
@@ -94,8 +95,7 @@ class Analyzer:
         return self.terms_of(self.words(text))
 
     def terms_of(self, words: list[str]) -> list[str]:
-        """Stems ("refunds" matches "refund") plus the exact form of inflected words, so an
-        exact match still outranks a merely related one (Lucene's keyword-repeat idea)."""
+        """Stems plus exact forms of inflected words: "refunds" finds "refund", exact still wins."""
         cache = self._cache
         stems = [cache.get(w) or self.stem(w) for w in words]
         return stems + [EXACT + w for w, s in zip(words, stems, strict=True) if w != s]
@@ -108,9 +108,14 @@ class Analyzer:
 ANALYZER = Analyzer()
 
 
-def analyze(text: str) -> list[str]:
-    """Index terms of `text` with the shared English analyzer."""
-    return ANALYZER.terms(text)
+def is_noise(word: str) -> bool:
+    """Order numbers, codes and initials: unknown ones say nothing about KB coverage."""
+    return len(word) <= 2 or not word.isalpha()
+
+
+def capped_mass(masses: list[float]) -> float:
+    """Total of the heaviest few terms: a long message is covered once its core words are."""
+    return float(sum(sorted(masses, reverse=True)[:CORE_TERMS]))
 
 
 def _deletes(word: str) -> list[str]:
@@ -220,18 +225,20 @@ class BM25sIndex:
             return []
         best = np.argpartition(-scores, k - 1)[:k]
         best = best[np.argsort(-scores[best], kind="stable")]
-        norm = 1.0 / built.reference(weights, unknown) if scale_score else 1.0
+        ref = built.reference(weights, unknown)
+        values = [
+            min(1.0, float(scores[i]) / ref) if scale_score else float(scores[i]) for i in best
+        ]
         return [
-            dataclasses.replace(built.docs[i], score=min(1.0, float(scores[i]) * norm))
-            if scale_score
-            else dataclasses.replace(built.docs[i], score=float(scores[i]))
-            for i in best
+            dataclasses.replace(built.docs[i], score=v) for i, v in zip(best, values, strict=True)
         ]
 
     def term_weights(self, text: str) -> dict[str, float]:
-        """Idf of each content term of `text`, for weighting overlap (unknown terms: rarest)."""
+        """Idf per content term of `text` (unknown: rarest; unknown codes and numbers: skipped)."""
         built = self._index()
-        terms = ANALYZER.content_terms(text)
+        terms = [
+            t for t in ANALYZER.content_terms(text) if built and t in built.vocab or not is_noise(t)
+        ]
         if built is None:
             return dict.fromkeys(terms, 1.0)
         return {t: built.term_idf(t) for t in terms}
@@ -309,13 +316,13 @@ class _Built:
         return scores
 
     def reference(self, weights: dict[int, float], unknown: int) -> float:
-        """Score of a chunk holding each query term once in title and body (scaled score 1)."""
-        mass = sum(
+        """Score of a chunk holding the query's main terms once in title and body (scaled 1)."""
+        masses = [
             w * (self.title_weight * self.title.idf[t] + self.body.idf[t])
             for t, w in weights.items()
-        )
-        mass += unknown * self.max_idf * (1 + self.title_weight) * _UNKNOWN_TERM_WEIGHT
-        return max(float(mass) / (self.k1 + 1), 1e-9)
+        ]
+        masses += [self.max_idf * (1 + self.title_weight) * _UNKNOWN_TERM_WEIGHT] * unknown
+        return max(capped_mass(masses) / (self.k1 + 1), 1e-9)
 
     def term_idf(self, term: str) -> float:
         """Body idf of a stemmed term; unseen terms count as the rarest possible."""
@@ -332,7 +339,7 @@ class _Built:
         for word in (w for w in raw if w not in STOP_WORDS):
             soft = word in SOFT_STOP_WORDS
             ids = self._resolve(word, repair=not soft)
-            if not ids and not soft:
+            if not ids and not soft and not is_noise(word):
                 unknown += 1
             base = SOFT_WEIGHT if soft else 1.0
             for tid in ids:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from worker.agent.base import Emit, Passage, Reply, Source, Turn
-from worker.agent.bm25 import ANALYZER
+from worker.agent.bm25 import ANALYZER, capped_mass
 from worker.agent.retrieval import KnowledgeBase, get_knowledge_base
 from worker.ingest.sentences import split_sentences
 
@@ -22,9 +22,10 @@ _HUMAN_REQUEST = (
         rf"\b{_PERSON}\b"
     ),
     re.compile(
-        r"\b(?:want|need|get|give me|have)\b.{0,20}\b(?:human|real person|live agent|"
-        r"representative|agent|operator)\b"
+        r"\b(?:want|need|get|give me|have|request)\b.{0,20}\b(?:human|real person|"
+        r"live (?:agent|person)|representative|operator)\b"
     ),
+    re.compile(r"\b(?:want|need|get)\b.{0,12}\bagent\b"),
     re.compile(
         r"^\W*(?:a\s+)?(?:human|real person|live agent|representative|agent|operator)"
         r"(?:\s+(?:please|pls|now|asap))?\W*$"
@@ -84,8 +85,7 @@ def stream(emit: Emit, text: str) -> None:
 
 
 def classify(message: str) -> str:
-    """'human' for an explicit request for a person, 'greeting'/'thanks'/'bye' for pure small
-    talk, else 'question'."""
+    """Route before searching: 'human', 'greeting', 'thanks', 'bye', 'ack' or 'question'."""
     low = " ".join(message.lower().split())
     if any(p.search(low) for p in _HUMAN_REQUEST):
         return "human"
@@ -98,22 +98,23 @@ def classify(message: str) -> str:
         return "thanks"
     if set(words) & _BYE:
         return "bye"
-    return "greeting" if set(words) & _GREETING else "question"
+    return "greeting" if set(words) & _GREETING else "ack"
 
 
-def build_query(question: str, history: list[Turn], attachments: list[str]) -> tuple[str, bool]:
-    """The search query: the question, plus the previous user turn when the question leans on
-    it ("and how long does that take?"), plus the start of the first attachment."""
-    query, enriched = question.strip(), False
-    content = ANALYZER.content_terms(query)
-    if len(content) <= 3 and (len(content) <= 1 or _ELLIPTICAL.search(query)):
-        earlier = [t.content for t in history if t.role == "user" and t.content.strip() != query]
-        if earlier:
-            query, enriched = f"{earlier[-1].strip()} {query}", True
-    if attachments and attachments[0].strip():
-        query = f"{query} {' '.join(attachments[0].split()[:60])}".strip()
-        enriched = True
-    return query, enriched
+def build_queries(
+    question: str, history: list[Turn], attachments: list[str]
+) -> list[tuple[str, bool]]:
+    """(text, uses history) to try: follow-ups borrow the last user turn, one-word asks try both."""
+    question = question.strip()
+    base = f"{question} {' '.join(attachments[0].split()[:60]) if attachments else ''}".strip()
+    earlier = [t.content for t in history if t.role == "user" and t.content.strip() != question]
+    content = ANALYZER.content_terms(question)
+    if not earlier or len(content) > 3:
+        return [(base, False)]
+    enriched = (f"{earlier[-1].strip()} {base}", True)  # "and how long does that take?"
+    if _ELLIPTICAL.search(question):
+        return [enriched]
+    return [(base, False), enriched] if len(content) <= 1 else [(base, False)]
 
 
 def clean(sentence: str) -> str:
@@ -154,12 +155,14 @@ class OfflineEngine:
         kind = classify(question)
         if kind == "human":
             return self._plain(emit, HANDOFF_TEXT, escalate="user_request")
-        if kind in ("greeting", "thanks", "bye") and not attachments:
+        if kind in _SMALL_TALK and not attachments:
             return self._plain(emit, _SMALL_TALK[kind])
         emit("status", {"state": "searching"})
-        query, enriched = build_query(question, history, attachments)
-        passages = self.kb.search(query, limit=5)
-        confidence = self.confidence(query, passages)
+        tries = []
+        for i, (query, enriched) in enumerate(build_queries(question, history, attachments)):
+            passages = self.kb.search(query, limit=5)
+            tries.append((self.confidence(query, passages), -i, query, enriched, passages))
+        confidence, _, query, enriched, passages = max(tries, key=lambda t: t[:2])
         meta = {"query": query, "enriched": enriched, "retrieved": len(passages)}
         if confidence < self.threshold:
             reply = self._plain(emit, ABSTAIN_TEXT, escalate="low_confidence")
@@ -173,8 +176,7 @@ class OfflineEngine:
         return Reply(text=text, sources=sources, confidence=confidence, metadata=meta)
 
     def confidence(self, query: str, passages: list[Passage]) -> float:
-        """Geometric mean of the top passage's retrieval score and its idf-weighted coverage of
-        the query's topic words: both must be high for a confident answer."""
+        """Geometric mean of top score and idf-weighted query coverage: both must be high."""
         if not passages:
             return 0.0
         weights = self.kb.term_weights(query)
@@ -182,7 +184,8 @@ class OfflineEngine:
             return 0.0
         top = passages[0]
         present = set(ANALYZER.content_terms(f"{top.title} {top.section or ''} {top.content}"))
-        coverage = sum(w for t, w in weights.items() if t in present) / sum(weights.values())
+        matched = sum(w for t, w in weights.items() if t in present)
+        coverage = min(1.0, matched / capped_mass(list(weights.values())))
         return round(math.sqrt(max(0.0, top.score) * coverage), 4)
 
     def compose(self, query: str, passages: list[Passage]) -> tuple[str, list[Source]]:
@@ -193,7 +196,7 @@ class OfflineEngine:
         for p_index, passage in enumerate(passages[: self.max_passages]):
             prior = (passage.score / top) ** 2
             units.append(_units(split_sentences(passage.content), p_index, weights, prior))
-        chosen = _pick(units, passages, self.max_sentences)
+        chosen = _pick(units, passages, self.max_sentences) or units[0][:2]  # never say nothing
         sources: list[Source] = []
         parts: list[str] = []
         for p_index in sorted({u.passage for u in chosen}):
@@ -228,6 +231,7 @@ _SMALL_TALK = {
     "greeting": "Hi! How can I help you today?",
     "thanks": "You're welcome! Is there anything else I can help you with?",
     "bye": "Thanks for getting in touch. Have a great day!",
+    "ack": "Great! Is there anything else I can help you with?",
 }
 
 

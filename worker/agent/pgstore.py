@@ -6,6 +6,7 @@ and worker process searches the same up-to-date data without holding the corpus 
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -17,7 +18,7 @@ from worker.agent.bm25 import ANALYZER, chunk_document
 FTS_CONFIG = "english"
 MAX_QUERY_TERMS = 16  # a pasted paragraph must not turn into a 200-way OR
 CANDIDATES = 100  # rows re-scored with idf after PostgreSQL's own (idf-less) ranking
-DF_CAP = 5000  # document-frequency counts stop here (bounded cost on huge tables)
+DF_CAP = 5000  # frequencies are counted up to here; a word this common is not informative
 TITLE_WEIGHT = 1.5  # a title/section match counts this much more than a body match
 RANK_WEIGHT = 1.0  # share of ts_rank_cd in the final order (it brings tf and proximity)
 
@@ -33,46 +34,46 @@ FTS_DDL: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS ix_kb_chunks_search_vector ON kb_chunks USING gin (search_vector)",
 )
 
-# 1. lex: the query's lexemes, stemmed by PostgreSQL exactly as the column was.
-# 2. stats: each lexeme's idf, from a document count capped at :df_cap rows (GIN makes it cheap,
-#    the cap bounds it on huge tables; beyond the cap a word is common anyway).
-# 3. hits: OR-match through the GIN index, ranked by ts_rank_cd (title-weighted) -> candidates.
-# 4. final: candidates re-scored by idf-weighted title/section and body matches, because
-#    ts_rank_cd has no idf and would let a common word outrank the rare word that matters.
-_SEARCH_SQL = text(
+# Step 1: the query's lexemes (stemmed by PostgreSQL exactly as the column was) with document
+# frequencies counted through the GIN index and capped, so a common word costs little.
+_STATS_SQL = text(
     f"""
-    WITH lex AS (
-        SELECT DISTINCT quote_literal(t.lexeme)::tsquery AS tq
-        FROM unnest(to_tsvector('{FTS_CONFIG}', :plain)) AS t
-    ),
-    total AS (
-        SELECT greatest(1, CASE WHEN c.reltuples < 50000 THEN (SELECT count(*) FROM kb_chunks)
-                                ELSE c.reltuples::bigint END) AS n
-        FROM pg_class c WHERE c.oid = 'kb_chunks'::regclass
-    ),
-    stats AS (
-        SELECT lex.tq, ln(1 + (total.n - d.df + 0.5) / (d.df + 0.5)) AS idf
-        FROM lex, total, LATERAL (
-            SELECT count(*) AS df FROM (
-                SELECT 1 FROM kb_chunks k WHERE k.search_vector @@ lex.tq LIMIT :df_cap
-            ) capped
-        ) d
+    SELECT t.lexeme,
+           (SELECT count(*) FROM (
+                SELECT 1 FROM kb_chunks k
+                WHERE k.search_vector @@ quote_literal(t.lexeme)::tsquery LIMIT :df_cap
+            ) capped) AS df,
+           (SELECT greatest(1, CASE WHEN c.reltuples < 50000
+                                    THEN (SELECT count(*) FROM kb_chunks)
+                                    ELSE c.reltuples::bigint END)
+            FROM pg_class c WHERE c.oid = 'kb_chunks'::regclass) AS n
+    FROM unnest(to_tsvector('{FTS_CONFIG}', :plain)) AS t
+    """
+)
+
+# Step 2: OR-match the informative lexemes through the GIN index, take the best candidates by
+# ts_rank_cd (title-weighted, length-normalised), then score them by idf-weighted title/section
+# and body matches, because ts_rank_cd has no idf and lets a common word outrank a rare one.
+_SEARCH_SQL = text(
+    """
+    WITH stats AS (
+        SELECT quote_literal(s.lexeme)::tsquery AS tq, s.idf
+        FROM unnest(CAST(:lexemes AS text[]), CAST(:idfs AS float8[])) AS s(lexeme, idf)
     ),
     hits AS (
         SELECT c.id, c.document_id, c.position, c.title, c.section, c.content, c.search_vector,
-               ts_rank_cd('{{0.1, 0.2, 0.4, 1.0}}', c.search_vector, q.query, 1) AS rank
-        FROM kb_chunks c, websearch_to_tsquery('{FTS_CONFIG}', :ors) AS q(query)
+               ts_rank_cd('{0.1, 0.2, 0.4, 1.0}', c.search_vector, q.query, 1) AS rank
+        FROM kb_chunks c, CAST(:match AS tsquery) AS q(query)
         WHERE c.search_vector @@ q.query
         ORDER BY rank DESC
         LIMIT :candidates
     )
     SELECT h.id, h.document_id, h.position, h.title, h.section, h.content, d.external_id, h.rank,
            (SELECT coalesce(sum(s.idf * (
-                CASE WHEN ts_filter(h.search_vector, '{{a,b}}') @@ s.tq THEN :title_weight
+                CASE WHEN ts_filter(h.search_vector, '{a,b}') @@ s.tq THEN :title_weight
                      ELSE 0 END +
-                CASE WHEN ts_filter(h.search_vector, '{{c}}') @@ s.tq THEN 1 ELSE 0 END)), 0)
-            FROM stats s) AS matched,
-           (SELECT coalesce(sum(s.idf), 0) FROM stats s) AS mass
+                CASE WHEN ts_filter(h.search_vector, '{c}') @@ s.tq THEN 1 ELSE 0 END)), 0)
+            FROM stats s) AS matched
     FROM hits h JOIN kb_documents d ON d.id = h.document_id
     """
 )
@@ -100,6 +101,21 @@ def engine_for(database_url: str | None) -> Engine:
         return engine
 
 
+def _quote(lexeme: str) -> str:
+    """A lexeme as a tsquery operand (quoted, so it is taken literally)."""
+    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _match_queries(stats: list[tuple[str, int]]) -> list[str]:
+    """Candidate tsqueries to try in turn: any informative word or all common ones together."""
+    rare = [_quote(lex) for lex, df in stats if 0 < df < DF_CAP]
+    common = [_quote(lex) for lex, df in stats if df >= DF_CAP]
+    every_common = f"({' & '.join(common)})" if common else ""
+    if rare:
+        return [" | ".join(rare + ([every_common] if common else []))]
+    return [every_common, " | ".join(common)] if common else []
+
+
 def query_words(query: str) -> list[str]:
     """Distinct query words, in order, capped: the terms OR-ed together for PostgreSQL."""
     words = list(dict.fromkeys(ANALYZER.words(query)))
@@ -113,8 +129,7 @@ class PgFullTextRetriever:
     def __init__(
         self, *, database_url: str | None = None, top_k: int = 10, scale_score: bool = False
     ) -> None:
-        """`database_url=None` uses the app's configured database (and keeps secrets out of
-        serialised pipelines)."""
+        """`database_url=None` means the app's database, keeping secrets out of saved pipelines."""
         if top_k <= 0:
             raise ValueError(f"top_k must be greater than 0, got {top_k}")
         self.database_url = database_url
@@ -130,29 +145,34 @@ class PgFullTextRetriever:
         words = query_words(query)
         if top_k == 0 or not words:
             return {"documents": []}
-        params = {
-            "ors": " or ".join(words),
-            "plain": " ".join(words),
-            "candidates": max(CANDIDATES, top_k),
-            "df_cap": DF_CAP,
-            "title_weight": TITLE_WEIGHT,
-        }
         with engine_for(self.database_url).connect() as conn:
-            rows = conn.execute(_SEARCH_SQL, params).mappings().all()
+            stats = conn.execute(_STATS_SQL, {"plain": " ".join(words), "df_cap": DF_CAP}).all()
+            idf = {lex: math.log1p((n - df + 0.5) / (df + 0.5)) for lex, df, n in stats}
+            params = {
+                "lexemes": list(idf),
+                "idfs": list(idf.values()),
+                "candidates": max(CANDIDATES, top_k),
+                "title_weight": TITLE_WEIGHT,
+            }
+            rows: list[Any] = []
+            for match in _match_queries([(lex, df) for lex, df, _ in stats]):
+                rows = conn.execute(_SEARCH_SQL, {**params, "match": match}).mappings().all()
+                if rows:
+                    break
+        mass = sum(idf.values())
         ranked = sorted(rows, key=lambda r: (-self._rank(r), r["id"]))[:top_k]
-        return {"documents": [self._document(r, self._score(r)) for r in ranked]}
+        return {"documents": [self._document(r, self._score(r, mass)) for r in ranked]}
 
     @staticmethod
     def _rank(row: Any) -> float:
         """Order: idf-weighted field matches, then PostgreSQL's cover density (tf, proximity)."""
         return float(row["matched"]) + RANK_WEIGHT * float(row["rank"])
 
-    def _score(self, row: Any) -> float:
-        """Raw: the ranking value. Scaled: every query word in title and body gives 1, the same
-        meaning the bm25s store's scaled score has, so one confidence threshold fits both."""
+    def _score(self, row: Any, mass: float) -> float:
+        """Scaled: all words in title and body = 1, as in bm25s, so one threshold fits both."""
         if not self.scale_score:
             return self._rank(row)
-        return min(1.0, float(row["matched"]) / max(float(row["mass"]) * (1 + TITLE_WEIGHT), 1e-9))
+        return min(1.0, float(row["matched"]) / max(mass * (1 + TITLE_WEIGHT), 1e-9))
 
     @staticmethod
     def _document(row: Any, score: float) -> Document:

@@ -7,6 +7,7 @@ under the version, which makes every cache entry stale the moment the KB changes
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -25,7 +26,7 @@ from sqlalchemy import select
 from models.kb import KBChunk, KBDocument, KBState
 from models.settings import Settings, get_settings
 from worker.agent.base import Passage
-from worker.agent.bm25 import ANALYZER, BM25sIndex, BM25sRetriever, chunk_document
+from worker.agent.bm25 import ANALYZER, BM25sIndex, BM25sRetriever, chunk_document, is_noise
 from worker.agent.pgstore import PgFullTextRetriever, engine_for
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,11 @@ class KnowledgeBase:
         check_interval: float = 1.0,
         candidates: int = 40,
         index_params: dict[str, Any] | None = None,
+        background_rebuild: bool = True,
+        rebuild_wait: float = 3.0,
     ) -> None:
+        """`background_rebuild`: a rebuild taking over `rebuild_wait` s finishes in a thread."""
+        self.background_rebuild, self.rebuild_wait = background_rebuild, rebuild_wait
         self.settings = settings or get_settings()
         self.store = resolve_store(store or self.settings.kb_store, self.settings.is_postgres)
         self.database_url = database_url
@@ -162,16 +167,13 @@ class KnowledgeBase:
         self.cache = SearchCache(
             redis_client if use_redis else None, ttl=cache_ttl, maxsize=cache_size, prefix=prefix
         )
-        self.index: BM25sIndex | None = None
-        self.pipeline: Pipeline | None = None
-        self._version: int | None = None
-        self._namespace = ""
+        self._current = _Snapshot(None, None, None, "")
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
         self._static = False
         if self.store == "postgres":
             retriever = PgFullTextRetriever(database_url=database_url, scale_score=True)
-            self.pipeline = _single(retriever)
+            self._current = _Snapshot(None, _single(retriever), None, "")
 
     @classmethod
     def from_documents(cls, documents: list[Document], **kwargs: Any) -> KnowledgeBase:
@@ -188,7 +190,12 @@ class KnowledgeBase:
     @property
     def version(self) -> int | None:
         """The KB version the current index was built from (None before the first load)."""
-        return self._version
+        return self._current.version
+
+    @property
+    def index(self) -> BM25sIndex | None:
+        """The in-memory index (None for PostgreSQL, which holds its own)."""
+        return self._current.index
 
     def search(self, query: str, limit: int = 5) -> list[Passage]:
         """Up to `limit` passages, one per article, best first, scores normalised to 0..1."""
@@ -196,24 +203,25 @@ class KnowledgeBase:
         if not norm or limit <= 0:
             return []
         self.refresh()
-        pipeline, namespace = self.pipeline, self._namespace
-        if pipeline is None:
+        current = self._current  # one consistent snapshot, even while a rebuild swaps it
+        if current.pipeline is None:
             return []
-        key = self.cache.key(namespace, norm, limit)
-        cached = self.cache.get(key)
+        key = self.cache.key(current.namespace, norm, limit) if current.namespace else None
+        cached = self.cache.get(key) if key else None
         if cached is not None:
             return cached
         top_k = max(self.candidates, limit * 4)
-        result = pipeline.run({"retriever": {"query": norm, "top_k": top_k}})
+        result = current.pipeline.run({"retriever": {"query": norm, "top_k": top_k}})
         passages = best_per_document(result["retriever"]["documents"], limit)
-        self.cache.set(key, passages)
+        if key:
+            self.cache.set(key, passages)
         return passages
 
     def term_weights(self, text: str) -> dict[str, float]:
         """Idf weight per content term (uniform for PostgreSQL, which exposes no cheap idf)."""
         if self.index is not None:
             return self.index.term_weights(text)
-        return dict.fromkeys(ANALYZER.content_terms(text), 1.0)
+        return dict.fromkeys((t for t in ANALYZER.content_terms(text) if not is_noise(t)), 1.0)
 
     def refresh(self, force: bool = False) -> None:
         """Check the version (at most every `check_interval` s) and rebuild if it moved."""
@@ -222,44 +230,80 @@ class KnowledgeBase:
         now = time.monotonic()
         if not force and now - self._checked_at < self.check_interval:
             return
-        blocking = self.pipeline is None  # nothing to serve yet: wait for the first build
+        blocking = self._current.pipeline is None  # nothing to serve yet: wait for the first build
         if not self._lock.acquire(blocking=blocking):
             return  # another thread is rebuilding; keep serving the current index
+        handed_off = False
         try:
             self._checked_at = now
-            self._reload_if_changed()
+            handed_off = self._check_version()
         except Exception:
             log.exception("knowledge base refresh failed; serving the previous index")
         finally:
-            self._lock.release()
+            if not handed_off:
+                self._lock.release()
 
-    def _reload_if_changed(self) -> None:
+    def _check_version(self) -> bool:
+        """Follow a version change; True if a background thread now owns the lock."""
         with engine_for(self.database_url).connect() as conn:
             version = conn.execute(select(KBState.version).where(KBState.id == 1)).scalar()
-            version = int(version or 0)
-            if version == self._version:
-                return
-            if self.store == "postgres":
-                self._version, self._namespace = version, f"pg-{version}"
-            else:
-                started = time.perf_counter()
+        version = int(version or 0)
+        if version == self._current.version:
+            return False
+        if self.store == "postgres":
+            self._current = dataclasses.replace(
+                self._current, version=version, namespace=f"pg-{version}"
+            )
+            self.cache.clear_local()
+            return False
+        if self.background_rebuild and self._current.pipeline is not None:
+            worker = threading.Thread(
+                target=self._rebuild, args=(version, True), name="kb-index-rebuild", daemon=True
+            )
+            worker.start()
+            worker.join(self.rebuild_wait)  # usually done by then; if not, serve the old index
+            return True
+        self._rebuild(version, False)
+        return False
+
+    def _rebuild(self, version: int, release: bool) -> None:
+        """Load every chunk and swap in a new index (releases the lock if asked)."""
+        try:
+            started = time.perf_counter()
+            with engine_for(self.database_url).connect() as conn:
                 documents = _load_chunks(conn)
-                self._install(documents, version, f"v{version}")
-                log.info(
-                    "kb index rebuilt: version=%s chunks=%s in %.2fs",
-                    version,
-                    len(documents),
-                    time.perf_counter() - started,
-                )
-        self.cache.clear_local()
+            self._install(documents, version, f"v{version}")
+            self.cache.clear_local()
+            log.info(
+                "kb index rebuilt: version=%s chunks=%s in %.2fs",
+                version,
+                len(documents),
+                time.perf_counter() - started,
+            )
+        except Exception:
+            if not release:
+                raise
+            log.exception("background kb index rebuild failed; serving the previous index")
+        finally:
+            if release:
+                self._lock.release()
 
     def _install(self, documents: list[Document], version: int, namespace: str) -> None:
         """Build the index fully, then swap it in, so searches never see a half-built one."""
         index = BM25sIndex(documents=documents, **self.index_params)
         index.warm_up()
         pipeline = _single(BM25sRetriever(index=index, scale_score=True))
-        self.index, self.pipeline = index, pipeline
-        self._version, self._namespace = version, namespace
+        self._current = _Snapshot(index, pipeline, version, namespace)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Snapshot:
+    """What a search uses, swapped as one object so it never mixes two KB versions."""
+
+    index: BM25sIndex | None
+    pipeline: Pipeline | None
+    version: int | None
+    namespace: str
 
 
 def _single(retriever: Any) -> Pipeline:

@@ -1,0 +1,1 @@
+"""Browser tests of the customer chat page (headless Chromium via Playwright)."""
