@@ -272,6 +272,7 @@ class LoadResult:
     acks_later: list[float] = field(default_factory=list)  # without each session's first burst
     errors: Counter = field(default_factory=Counter)
     timeouts: int = 0
+    overtaken: int = 0  # replies whose events arrived before their acknowledgement
     sent: int = 0
     wall: float = 0.0
     loop_lag: list[float] = field(default_factory=list)
@@ -346,29 +347,48 @@ class Session:
         result.sent += 1
         message_id: str | None = None
         ack = first_text = None
+        # The protocol promises `acknowledged` before the reply's events; if the reply overtakes
+        # it anyway, keep what came early (by the id it answers) and count the overtaking.
+        early: dict[str, dict[str, Any]] = {}
         while True:
             event = await recv_event(self.ws, wait_until - time.monotonic())
             now = time.perf_counter() - started
             kind = event.get("type")
             if kind == "acknowledged" and event.get("client_msg_id") == client_msg_id:
-                ack, message_id = now, event.get("message_id")
+                ack, message_id = now, str(event.get("message_id"))
                 result.acks.append(ack)
                 if not first:
                     result.acks_later.append(ack)
+                seen = early.get(message_id)
+                if seen:
+                    result.overtaken += 1
+                    first_text = seen.get("text")
+                    if "complete" in seen:
+                        result.samples.append(
+                            Sample(ack, first_text, seen["complete"], seen["processing_time"])
+                        )
+                        return
             elif kind == "error":
                 result.errors[str(event.get("code"))] += 1
                 return
-            elif message_id is None:
-                continue
-            elif kind == "text" and first_text is None and event.get("reply_to") == message_id:
-                first_text = now
-            elif kind == "complete":
+            elif kind in ("text", "complete"):
                 message = event.get("message") or {}
-                if message.get("reply_to_id") != message_id:
+                reply_to = event.get("reply_to") if kind == "text" else message.get("reply_to_id")
+                if message_id is None:
+                    slot = early.setdefault(str(reply_to), {})
+                    if kind == "text":
+                        slot.setdefault("text", now)
+                    else:
+                        slot.update(complete=now, processing_time=message.get("processing_time"))
+                elif reply_to != message_id:
                     continue
-                assert ack is not None
-                result.samples.append(Sample(ack, first_text, now, message.get("processing_time")))
-                return
+                elif kind == "text" and first_text is None:
+                    first_text = now
+                elif kind == "complete":
+                    assert ack is not None
+                    sample = Sample(ack, first_text, now, message.get("processing_time"))
+                    result.samples.append(sample)
+                    return
 
     async def run(
         self, start: asyncio.Event, count: int, result: LoadResult, deadline: float
@@ -502,7 +522,7 @@ def print_report(r: Report) -> None:
     print(
         f"sent {load.sent}, answered {len(load.samples)} in {load.wall:.1f} s "
         f"-> {r.rate:.1f} answered/s; errors {errors} {dict(load.errors) or ''}; "
-        f"timeouts {load.timeouts}"
+        f"timeouts {load.timeouts}; acknowledgements overtaken by their reply {load.overtaken}"
     )
     for name, label in (
         ("ack", "acknowledged"),
@@ -558,13 +578,13 @@ def print_report(r: Report) -> None:
 
     print(
         "\n| run | web | ack p50/p95/p99 ms | first text p50/p95/p99 ms "
-        "| complete p50/p95/p99 ms | answered/s | errors | timeouts "
+        "| complete p50/p95/p99 ms | answered/s | errors | timeouts | ack overtaken "
         "| ping p50/p95 ms | processing p50 ms | ratio |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     print(
         f"| {r.label} | {r.web_processes} | {trio(acks)} | {trio(text)} | {trio(done)} "
-        f"| {r.rate:.1f} | {errors} | {load.timeouts} "
+        f"| {r.rate:.1f} | {errors} | {load.timeouts} | {load.overtaken} "
         f"| {ms(percentile(r.ping, 50))} / {ms(percentile(r.ping, 95))} "
         f"| {ms(r.processing_median)} | {'-' if ratio is None else f'{ratio:.2f}'} |"
     )

@@ -143,6 +143,7 @@ def bench_haystack(rows: list[dict[str, Any]], queries: list[str]) -> dict[str, 
 
 
 def _child(fn: Callable, rows: list, queries: list, conn: Any) -> None:
+    """Forked-process entry point: run one store's benchmark, send back its numbers."""
     conn.send(fn(rows, queries))
     conn.close()
 

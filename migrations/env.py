@@ -17,6 +17,14 @@ if config.config_file_name is not None and not config.attributes.get("skip_loggi
 
 target_metadata = Base.metadata
 
+# Made by migration 0002 on PostgreSQL only, not in the models: autogenerate must not drop them.
+_DB_ONLY = {"search_vector", "ix_kb_chunks_search_vector"}
+
+
+def include_object(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]
+    """Leave database-only full-text objects out of autogenerate's comparison."""
+    return not (reflected and compare_to is None and name in _DB_ONLY)
+
 
 def run_migrations_offline() -> None:
     """Emit SQL without a connection (`alembic upgrade head --sql`)."""
@@ -27,6 +35,7 @@ def run_migrations_offline() -> None:
         target_metadata=target_metadata,
         literal_binds=True,
         render_as_batch=True,
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -98,9 +98,11 @@ class EventHub:
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.psubscribe(self.pattern)
                 self._connected.set()
+                # Whatever was published before this subscription existed (at start-up, or
+                # while Redis was away) never reaches us: subscribers re-read the database.
                 if not first:
                     log.info("event hub reconnected; resyncing sockets")
-                    self._broadcast_resync()
+                self._broadcast_resync()
                 first, backoff = False, 0.1
                 self._listen(pubsub)
             except (redis.RedisError, OSError) as exc:

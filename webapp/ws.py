@@ -245,6 +245,7 @@ def websocket(ws: Any) -> None:
     conn.outbox.put(envelope("connected", session_id, client_id=conn.client_id, last_seq=current))
     hub = get_hub()
     hub.add(session_id, conn)
+    hub.wait_connected(2.0)  # the first socket of a process may arrive before the subscription
     conn.outbox.put(RESYNC)  # anything committed between our read and the subscription
     writer = threading.Thread(target=conn.writer, name="ws-writer", daemon=True)
     writer.start()

@@ -72,8 +72,8 @@ class Analyzer:
         out = [w for w in _PARTS.findall(low) if len(w) > 1 and w not in stop]
         for token in _WORD.findall(low):
             if not (token.isalpha() or token.isdigit()):
-                parts = _PARTS.findall(token)
-                if 1 < len(parts) <= 4:
+                parts = _PARTS.findall(token)  # ids like "x7k2p9" stay whole; long a-b-c-d-e don't
+                if token.isalnum() or len(parts) <= 4:
                     out.append("".join(parts))
         return out
 
@@ -109,7 +109,7 @@ ANALYZER = Analyzer()
 
 
 def is_noise(word: str) -> bool:
-    """Order numbers, codes and initials: unknown ones say nothing about KB coverage."""
+    """Numbers, codes and initials: when unknown they only weigh like a common word."""
     return len(word) <= 2 or not word.isalpha()
 
 
@@ -234,16 +234,17 @@ class BM25sIndex:
         ]
 
     def term_weights(self, text: str) -> dict[str, float]:
-        """Idf per content term of `text` (unknown: rarest; unknown codes and numbers: skipped)."""
+        """Idf per content term of `text`; unknown words count as the rarest, unknown codes as 1."""
         built = self._index()
-        terms = [
-            t for t in ANALYZER.content_terms(text) if built and t in built.vocab or not is_noise(t)
-        ]
+        terms = ANALYZER.content_terms(text)
         if built is None:
             return dict.fromkeys(terms, 1.0)
-        return {t: built.term_idf(t) for t in terms}
+        return {
+            t: 1.0 if t not in built.vocab and is_noise(t) else built.term_idf(t) for t in terms
+        }
 
     def _index(self) -> _Built | None:
+        """The current snapshot, built on first use after a write (double-checked locking)."""
         built = self._built
         if built is not None or not self._docs:
             return built
@@ -315,13 +316,13 @@ class _Built:
             self.body.add(scores, tid, weight)
         return scores
 
-    def reference(self, weights: dict[int, float], unknown: int) -> float:
+    def reference(self, weights: dict[int, float], unknown: list[float]) -> float:
         """Score of a chunk holding the query's main terms once in title and body (scaled 1)."""
         masses = [
             w * (self.title_weight * self.title.idf[t] + self.body.idf[t])
             for t, w in weights.items()
         ]
-        masses += [self.max_idf * (1 + self.title_weight) * _UNKNOWN_TERM_WEIGHT] * unknown
+        masses += [idf * (1 + self.title_weight) * _UNKNOWN_TERM_WEIGHT for idf in unknown]
         return max(capped_mass(masses) / (self.k1 + 1), 1e-9)
 
     def term_idf(self, term: str) -> float:
@@ -331,16 +332,16 @@ class _Built:
             return self.max_idf
         return float(self.body.idf[tid])
 
-    def query_terms(self, query: str) -> tuple[dict[int, float], int]:
-        """Term ids with weights, plus how many content words matched nothing even after repair."""
+    def query_terms(self, query: str) -> tuple[dict[int, float], list[float]]:
+        """Term ids with weights, plus the idf mass of each word that matched nothing at all."""
         raw = ANALYZER.words(query, keep_stop_words=True)
         weights: dict[int, float] = {}
-        unknown = 0
+        unknown: list[float] = []
         for word in (w for w in raw if w not in STOP_WORDS):
             soft = word in SOFT_STOP_WORDS
             ids = self._resolve(word, repair=not soft)
-            if not ids and not soft and not is_noise(word):
-                unknown += 1
+            if not ids and not soft:
+                unknown.append(1.0 if is_noise(word) else self.max_idf)
             base = SOFT_WEIGHT if soft else 1.0
             for tid in ids:
                 weights[tid] = max(weights.get(tid, 0.0), base / len(ids))

@@ -218,6 +218,7 @@ class OfflineEngine:
         return "\n\n".join(parts), sources
 
     def _plain(self, emit: Emit, text: str, escalate: str | None = None) -> Reply:
+        """A fixed, uncited reply (handoff, abstention, small talk), streamed like any other."""
         stream(emit, text)
         return Reply(
             text=text,

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, text
 from worker.agent.bm25 import ANALYZER, chunk_document
 
 FTS_CONFIG = "english"
-MAX_QUERY_TERMS = 16  # a pasted paragraph must not turn into a 200-way OR
+MAX_QUERY_WORDS = 40  # a pasted paragraph must not turn into a 200-way OR
 CANDIDATES = 100  # rows re-scored with idf after PostgreSQL's own (idf-less) ranking
 DF_CAP = 5000  # frequencies are counted up to here; a word this common is not informative
 TITLE_WEIGHT = 1.5  # a title/section match counts this much more than a body match
@@ -116,12 +116,6 @@ def _match_queries(stats: list[tuple[str, int]]) -> list[str]:
     return [every_common, " | ".join(common)] if common else []
 
 
-def query_words(query: str) -> list[str]:
-    """Distinct query words, in order, capped: the terms OR-ed together for PostgreSQL."""
-    words = list(dict.fromkeys(ANALYZER.words(query)))
-    return words[:MAX_QUERY_TERMS]
-
-
 @component
 class PgFullTextRetriever:
     """Haystack retriever over PostgreSQL full-text search on `kb_chunks`."""
@@ -142,11 +136,11 @@ class PgFullTextRetriever:
         top_k = self.top_k if top_k is None else top_k
         if top_k < 0:
             raise ValueError(f"top_k must be at least 0, got {top_k}")
-        words = query_words(query)
-        if top_k == 0 or not words:
+        if top_k == 0 or not ANALYZER.words(query):
             return {"documents": []}
+        plain = " ".join(query.split()[:MAX_QUERY_WORDS])  # PostgreSQL parses it as it did the KB
         with engine_for(self.database_url).connect() as conn:
-            stats = conn.execute(_STATS_SQL, {"plain": " ".join(words), "df_cap": DF_CAP}).all()
+            stats = conn.execute(_STATS_SQL, {"plain": plain, "df_cap": DF_CAP}).all()
             idf = {lex: math.log1p((n - df + 0.5) / (df + 0.5)) for lex, df, n in stats}
             params = {
                 "lexemes": list(idf),
@@ -176,6 +170,7 @@ class PgFullTextRetriever:
 
     @staticmethod
     def _document(row: Any, score: float) -> Document:
+        """A result row as a chunk Document with the scored value."""
         doc = chunk_document(
             chunk_id=row["id"],
             document_id=row["document_id"],

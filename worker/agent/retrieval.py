@@ -121,9 +121,11 @@ class SearchCache:
             self._local.clear()
 
     def _redis_usable(self) -> bool:
+        """Skip Redis for a while after a failure instead of paying its timeout on every search."""
         return self.redis is not None and time.monotonic() >= self._redis_down_until
 
     def _redis_failed(self, exc: Exception) -> None:
+        """Log once per back-off window and fall back to the in-process cache."""
         log.warning("kb search cache: Redis unavailable (%s); using in-process cache", exc)
         self._redis_down_until = time.monotonic() + REDIS_BACKOFF_SECONDS
 
@@ -211,7 +213,8 @@ class KnowledgeBase:
         if cached is not None:
             return cached
         top_k = max(self.candidates, limit * 4)
-        result = current.pipeline.run({"retriever": {"query": norm, "top_k": top_k}})
+        # the raw text goes to the store (PostgreSQL must parse it as it parsed the KB)
+        result = current.pipeline.run({"retriever": {"query": query, "top_k": top_k}})
         passages = best_per_document(result["retriever"]["documents"], limit)
         if key:
             self.cache.set(key, passages)
