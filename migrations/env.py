@@ -26,12 +26,17 @@ def include_object(obj, name, type_, reflected, compare_to) -> bool:  # type: ig
     return not (reflected and compare_to is None and name in _DB_ONLY)
 
 
+def database_url() -> str:
+    """An explicit URL from models.migrate.upgrade, else DATABASE_URL."""
+    return config.attributes.get("database_url") or get_settings().database_url
+
+
 def run_migrations_offline() -> None:
     """Emit SQL without a connection (`alembic upgrade head --sql`)."""
     from models.db import normalise_url
 
     context.configure(
-        url=normalise_url(get_settings().database_url),
+        url=normalise_url(database_url()),
         target_metadata=target_metadata,
         literal_binds=True,
         render_as_batch=True,
@@ -47,7 +52,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    engine = make_engine(get_settings().database_url)
+    engine = make_engine(database_url())
     with engine.connect() as conn:
         _run(conn)
     engine.dispose()

@@ -98,24 +98,9 @@ def base_env() -> dict[str, str]:
 
 def migrate(url: str) -> None:
     """Create the schema through the real migrations (so they are tested too)."""
-    from alembic import command
-    from alembic.config import Config
+    from models.migrate import upgrade
 
-    from models.db import reset_engine
-    from models.settings import ROOT, get_settings
-
-    saved = os.environ.get("DATABASE_URL", "")
-    os.environ["DATABASE_URL"] = url
-    get_settings(reload=True)
-    reset_engine()
-    try:
-        cfg = Config(str(ROOT / "alembic.ini"))
-        cfg.attributes["skip_logging"] = True
-        command.upgrade(cfg, "head")
-    finally:
-        os.environ["DATABASE_URL"] = saved
-        get_settings(reload=True)
-        reset_engine()
+    upgrade(url)
 
 
 def flush_redis(url: str) -> None:

@@ -8,27 +8,16 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from models.settings import ROOT
-
 db_cli = AppGroup("db", help="Database migrations (Alembic).")
-
-
-def alembic_config():  # type: ignore[no-untyped-def]
-    """Alembic config pointing at our migrations folder, wherever the command runs from."""
-    from alembic.config import Config
-
-    cfg = Config(str(Path(ROOT) / "alembic.ini"))
-    cfg.set_main_option("script_location", str(Path(ROOT) / "migrations"))
-    return cfg
 
 
 @db_cli.command("upgrade")
 @click.argument("revision", default="head")
 def upgrade(revision: str) -> None:
     """Apply migrations up to REVISION (default: head)."""
-    from alembic import command
+    from models.migrate import upgrade as run_upgrade
 
-    command.upgrade(alembic_config(), revision)
+    run_upgrade(revision=revision)
     click.echo(f"database upgraded to {revision}")
 
 
@@ -36,6 +25,8 @@ def upgrade(revision: str) -> None:
 def current() -> None:
     """Show the applied revision."""
     from alembic import command
+
+    from models.migrate import alembic_config
 
     command.current(alembic_config())
 
