@@ -76,6 +76,26 @@ def test_typo_and_split_compound_are_repaired():
     assert index.bm25_retrieval("zzzzqqq", top_k=3) == []
 
 
+def test_related_words_find_each_other_without_raising_the_bar():
+    index = BM25sIndex(
+        documents=[
+            doc("cost", "Express delivery", "Express delivery costs 9.95 euros."),
+            doc("time", "Express delivery", "Express delivery arrives the next day."),
+        ]
+    )
+    assert ids(index.bm25_retrieval("express delivery price", top_k=2)) == ["cost", "time"]
+    assert ids(index.bm25_retrieval("how much is express delivery", top_k=2)) == ["cost", "time"]
+    exact = index.bm25_retrieval("express delivery cost", top_k=1, scale_score=True)[0].score
+    related = index.bm25_retrieval("express delivery price", top_k=1, scale_score=True)[0].score
+    assert related < exact  # a synonym helps ranking but never counts as the asker's own word
+
+
+def test_contractions_without_apostrophe_are_question_words():
+    assert ANALYZER.content_terms("whats the return window") == ANALYZER.content_terms(
+        "return window"
+    )
+
+
 def test_scaled_scores_are_between_zero_and_one(kb_documents):
     index = BM25sIndex(documents=kb_documents)
     results = index.bm25_retrieval("how long does a refund take", top_k=5, scale_score=True)

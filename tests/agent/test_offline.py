@@ -71,6 +71,19 @@ def test_answers_from_the_right_article(engine, events):
     assert "1. Open the sign-in page." in steps.text and "4. Open the email" in steps.text
 
 
+@pytest.mark.parametrize(
+    ("question", "fact"),
+    [
+        ("how long do paypal refunds take", "24 hours"),
+        ("how long is the password reset link valid", "60 minutes"),
+        ("when is express delivered", "next working day"),
+    ],
+)
+def test_quotes_the_fact_the_question_asks_for(engine, events, question, fact):
+    reply, _ = ask(engine, events, question)
+    assert fact in reply.text and len(reply.text.split()) < 60
+
+
 @pytest.mark.parametrize("question", OFF_TOPIC)
 def test_abstains_off_topic(engine, events, question):
     reply, rec = ask(engine, events, question)

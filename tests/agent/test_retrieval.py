@@ -34,6 +34,19 @@ def test_one_passage_per_document_and_limit(memory_kb):
     assert memory_kb.search("refund", limit=0) == [] and memory_kb.search("  ?! ") == []
 
 
+def test_more_chunks_per_document_for_quoting(memory_kb):
+    single = memory_kb.search("refund speaker charging", limit=3)
+    several = memory_kb.search("refund speaker charging", limit=3, per_document=3)
+    firsts = []
+    for p in several:
+        if p.document_id not in {f.document_id for f in firsts}:
+            firsts.append(p)
+    assert firsts == single  # each article's first passage is still its best chunk
+    counts = {d: sum(p.document_id == d for p in several) for d in {p.document_id for p in several}}
+    assert max(counts.values()) > 1 and all(n <= 3 for n in counts.values())
+    assert memory_kb.cache.key("v1", "q", 5) != memory_kb.cache.key("v1", "q", 5, per_document=3)
+
+
 def test_scores_are_normalised_and_ordered(memory_kb):
     passages = memory_kb.search("how long does a card refund take")
     assert passages[0].external_id == "billing/refund-timing"

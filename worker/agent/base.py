@@ -24,7 +24,11 @@ class Turn:
 
 @dataclass(frozen=True)
 class Passage:
-    """A retrieved knowledge-base chunk with its score (higher is better, engine-specific)."""
+    """A retrieved knowledge-base chunk with its score (higher is better, engine-specific).
+
+    `position` is the chunk's place in its article, so text quoted from several chunks of one
+    article can be put back in reading order.
+    """
 
     chunk_id: str
     document_id: str
@@ -33,6 +37,7 @@ class Passage:
     content: str
     score: float
     section: str | None = None
+    position: int = 0
 
 
 @dataclass(frozen=True)

@@ -9,132 +9,35 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import threading
-from collections.abc import Iterable
 from typing import Any
 
 import bm25s
 import numpy as np
-import Stemmer
 from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.document_stores.errors import DuplicateDocumentError
 from haystack.document_stores.types import DuplicatePolicy
 from haystack.utils.filters import document_matches_filter
 
-# Words that carry no topic: removed everywhere (articles, prepositions, be/have, chat filler).
-STOP_WORDS: frozenset[str] = frozenset(
-    """
-    a about above after against also am an and are as at be because been before being below
-    between both but by during either else ever for from further had has have having here hers
-    herself himself if in into is it its itself just let lets like nor of once onto or ours
-    ourselves over per quite rather really so still such than that the their theirs them
-    themselves then there these this those though thus to too until upon very via was were
-    whether while with within without yet yourself yourselves hi hello hey thanks thank thx
-    please plz pls ok okay im ive id youre
-    """.split()
+from worker.agent.analysis import (
+    ANALYZER,
+    EXACT,
+    EXACT_WEIGHT,
+    RELATED_WEIGHT,
+    SOFT_STOP_WORDS,
+    SOFT_WEIGHT,
+    STOP_WORDS,
+    Speller,
+    capped_mass,
+    expansion_stems,
+    is_noise,
 )
-# Question words, pronouns, modals, particles: kept at a low query weight, as they tell "how long"
-# from "how many" and "turn on" from "turn off", but must never outrank a topic word.
-SOFT_STOP_WORDS: frozenset[str] = frozenset(
-    """
-    what when where which who whom whose why how i me my mine myself we us our you your he she
-    him her his they can could should would will shall may might must do does did done doing
-    dont doesnt didnt isnt arent wasnt cant wont not no get gets got getting any all some each
-    every more most other others only own same up down on out off under again now
-    """.split()
-)
-SOFT_WEIGHT = 0.5
-EXACT = "="  # prefix of exact-form terms
-EXACT_WEIGHT = 1.0  # an exact-form match counts as much again as its stem
+from worker.agent.chunks import chunk_document, documents_from_rows, title_text
 
-_WORD = re.compile(r"[^\W_]+(?:[-_./][^\W_]+)*")
-_PARTS = re.compile(r"[^\W\d_]+|\d+")
-_APOSTROPHES = str.maketrans("", "", "'’‘`")
-_NO_STOP_WORDS: frozenset[str] = frozenset()
-_STEM_CACHE_LIMIT = 500_000
-CORE_TERMS = 6  # query terms beyond the heaviest six no longer dilute scaled scores
+# ANALYZER and the chunk helpers are re-exported: callers and tests import them from here.
+__all__ = ["ANALYZER", "BM25sIndex", "BM25sRetriever", "chunk_document", "documents_from_rows"]
+
 _UNKNOWN_TERM_WEIGHT = 1.0  # an unmatched query word costs the scaled score as much as a rare term
-
-
-class Analyzer:
-    """One tokenisation shared by indexing, querying and sentence scoring so they always agree."""
-
-    def __init__(self, language: str = "english") -> None:
-        self.language = language
-        self._local = threading.local()
-        self._cache: dict[str, str] = {}
-
-    def words(self, text: str, *, keep_stop_words: bool = False) -> list[str]:
-        """Lower-cased words; a compound ("wi-fi", "mp3") yields its parts and the joined form."""
-        low = text.lower().translate(_APOSTROPHES)
-        stop = _NO_STOP_WORDS if keep_stop_words else STOP_WORDS
-        out = [w for w in _PARTS.findall(low) if len(w) > 1 and w not in stop]
-        for token in _WORD.findall(low):
-            if not (token.isalpha() or token.isdigit()):
-                parts = _PARTS.findall(token)  # ids like "x7k2p9" stay whole; long a-b-c-d-e don't
-                if token.isalnum() or len(parts) <= 4:
-                    out.append("".join(parts))
-        return out
-
-    def stem(self, word: str) -> str:
-        """Snowball stem, cached (stemming dominates indexing time otherwise)."""
-        stem = self._cache.get(word)
-        if stem is None:
-            stemmer = getattr(self._local, "stemmer", None)
-            if stemmer is None:  # PyStemmer objects must not be shared between threads
-                stemmer = self._local.stemmer = Stemmer.Stemmer(self.language)
-            stem = stemmer.stemWord(word)
-            if len(self._cache) > _STEM_CACHE_LIMIT:
-                self._cache.clear()
-            self._cache[word] = stem
-        return stem
-
-    def terms(self, text: str) -> list[str]:
-        """Index terms of a text (see `terms_of`)."""
-        return self.terms_of(self.words(text))
-
-    def terms_of(self, words: list[str]) -> list[str]:
-        """Stems plus exact forms of inflected words: "refunds" finds "refund", exact still wins."""
-        cache = self._cache
-        stems = [cache.get(w) or self.stem(w) for w in words]
-        return stems + [EXACT + w for w, s in zip(words, stems, strict=True) if w != s]
-
-    def content_terms(self, text: str) -> list[str]:
-        """Stemmed topic words only (no question words or pronouns), for overlap scoring."""
-        return [self.stem(w) for w in self.words(text) if w not in SOFT_STOP_WORDS]
-
-
-ANALYZER = Analyzer()
-
-
-def is_noise(word: str) -> bool:
-    """Numbers, codes and initials: when unknown they only weigh like a common word."""
-    return len(word) <= 2 or not word.isalpha()
-
-
-def capped_mass(masses: list[float]) -> float:
-    """Total of the heaviest few terms: a long message is covered once its core words are."""
-    return float(sum(sorted(masses, reverse=True)[:CORE_TERMS]))
-
-
-def _deletes(word: str) -> list[str]:
-    """All strings one deletion away (the symmetric-delete trick for typo lookup)."""
-    return [word[:i] + word[i + 1 :] for i in range(len(word))]
-
-
-def _one_edit(a: str, b: str) -> bool:
-    """True when a and b differ by one insertion, deletion, substitution or adjacent swap."""
-    if abs(len(a) - len(b)) > 1 or a == b:
-        return False
-    i = 0
-    while i < min(len(a), len(b)) and a[i] == b[i]:
-        i += 1
-    if len(a) == len(b):
-        swapped = a[i + 1 : i + 2] + a[i : i + 1] + a[i + 2 :]
-        return a[i + 1 :] == b[i + 1 :] or swapped == b[i:]
-    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
-    return longer[i + 1 :] == shorter[i:]
 
 
 class BM25sIndex:
@@ -216,10 +119,10 @@ class BM25sIndex:
         built = self._index()
         if built is None or top_k <= 0:
             return []
-        weights, unknown = built.query_terms(query)
+        weights, unknown, related = built.query_terms(query)
         if not weights:
             return []
-        scores = built.score(weights)
+        scores = built.score({**related, **weights})
         k = min(top_k, int(np.count_nonzero(scores)))
         if k == 0:
             return []
@@ -252,13 +155,6 @@ class BM25sIndex:
             if self._built is None and self._docs:
                 self._built = _Built(list(self._docs.values()), self)
             return self._built
-
-
-def _title_text(doc: Document) -> str:
-    """The title field: article title plus the chunk's section heading when it adds anything."""
-    title = str(doc.meta.get("title") or "")
-    section = str(doc.meta.get("section") or "")
-    return f"{title} {section}" if section and section != title else title
 
 
 class _Field:
@@ -296,7 +192,7 @@ class _Built:
         bodies: list[list[int]] = []
         self.surface: set[str] = set()
         for doc in docs:
-            for field, text in ((titles, _title_text(doc)), (bodies, doc.content or "")):
+            for field, text in ((titles, title_text(doc)), (bodies, doc.content or "")):
                 words = ANALYZER.words(text)
                 self.surface.update(words)
                 field.append([vocab.setdefault(t, len(vocab)) for t in ANALYZER.terms_of(words)])
@@ -306,7 +202,7 @@ class _Built:
         self.title = _Field(titles, vocab, owner.k1, owner.b)
         self.body = _Field(bodies, vocab, owner.k1, owner.b)
         self.max_idf = math.log1p((len(docs) + 0.5) / 0.5)
-        self._typo_index: dict[str, list[str]] | None = None
+        self.speller = Speller(self.surface, lambda stem: stem in vocab, self.term_idf)
 
     def score(self, weights: dict[int, float]) -> np.ndarray:
         """Raw scores of every chunk: weighted title BM25 plus body BM25."""
@@ -332,11 +228,13 @@ class _Built:
             return self.max_idf
         return float(self.body.idf[tid])
 
-    def query_terms(self, query: str) -> tuple[dict[int, float], list[float]]:
-        """Term ids with weights, plus the idf mass of each word that matched nothing at all."""
+    def query_terms(self, query: str) -> tuple[dict[int, float], list[float], dict[int, float]]:
+        """Term ids with weights, the idf mass of each word that matched nothing at all, and
+        low-weight related terms ("price" for "cost"), which score but never raise the bar."""
         raw = ANALYZER.words(query, keep_stop_words=True)
         weights: dict[int, float] = {}
         unknown: list[float] = []
+        related: dict[int, float] = {}
         for word in (w for w in raw if w not in STOP_WORDS):
             soft = word in SOFT_STOP_WORDS
             ids = self._resolve(word, repair=not soft)
@@ -348,45 +246,28 @@ class _Built:
             exact = self.vocab.get(EXACT + word)
             if exact is not None:
                 weights[exact] = max(weights.get(exact, 0.0), base * EXACT_WEIGHT)
+        for stem in expansion_stems(raw):
+            if (tid := self.vocab.get(stem)) is not None:
+                related[tid] = RELATED_WEIGHT
         for left, right in zip(raw, raw[1:], strict=False):  # "log in" -> "login"
             tid = self.vocab.get(ANALYZER.stem(left + right))
             if tid is not None and (left + right) in self.surface:
                 weights[tid] = max(weights.get(tid, 0.0), 1.0)
-        return weights, unknown
+        return weights, unknown, {t: w for t, w in related.items() if t not in weights}
 
     def _resolve(self, word: str, repair: bool) -> list[int]:
         """The word's term id, or ids of a split compound or a one-edit typo correction."""
         tid = self.vocab.get(ANALYZER.stem(word))
         if tid is not None:
             return [tid]
-        if not (repair and self.fuzzy) or len(word) < 6 or not word.isalpha():
-            return []  # short real words ("smell", "order") sit one edit from other real words
-        for i in range(3, len(word) - 1):  # "healthcare" -> "health" + "care"
-            head, tail = word[:i], word[i:]
-            if head in self.surface and (tail in self.surface or tail in STOP_WORDS):
-                ids = [self.vocab.get(ANALYZER.stem(p)) for p in (head, tail)]
-                return [t for t in ids if t is not None]
-        fixed = self._correct(word)
+        if not (repair and self.fuzzy) or not Speller.repairable(word):
+            return []
+        parts = self.speller.split(word)  # "healthcare" -> "health" + "care"
+        if parts:
+            ids = [self.vocab.get(ANALYZER.stem(p)) for p in parts]
+            return [t for t in ids if t is not None]
+        fixed = self.speller.correct(word)
         return [self.vocab[ANALYZER.stem(fixed)]] if fixed else []
-
-    def _correct(self, word: str) -> str | None:
-        """Most frequent indexed word within one edit of `word` (symmetric-delete lookup)."""
-        if self._typo_index is None:
-            index: dict[str, list[str]] = {}
-            for known in self.surface:
-                if len(known) >= 5 and known.isalpha() and known not in SOFT_STOP_WORDS:
-                    for key in [known, *_deletes(known)]:
-                        index.setdefault(key, []).append(known)
-            self._typo_index = index
-        found = {c for key in [word, *_deletes(word)] for c in self._typo_index.get(key, ())}
-        found = {
-            c
-            for c in found
-            if c[0] == word[0] and _one_edit(word, c) and ANALYZER.stem(c) in self.vocab
-        }
-        if not found:
-            return None
-        return min(found, key=lambda c: (self.term_idf(ANALYZER.stem(c)), c))
 
 
 @component
@@ -421,30 +302,3 @@ class BM25sRetriever:
         params = dict(data.get("init_parameters", {}))
         params["index"] = BM25sIndex.from_dict(params["index"])
         return default_from_dict(cls, {**data, "init_parameters": params})
-
-
-def chunk_document(
-    *,
-    chunk_id: str,
-    document_id: str,
-    content: str,
-    title: str = "",
-    section: str | None = None,
-    position: int = 0,
-    external_id: str | None = None,
-) -> Document:
-    """A chunk as a haystack Document with the meta every retriever here expects."""
-    meta = {
-        "chunk_id": chunk_id,
-        "document_id": document_id,
-        "external_id": external_id,
-        "title": title,
-        "section": section,
-        "position": position,
-    }
-    return Document(id=chunk_id, content=content, meta=meta)
-
-
-def documents_from_rows(rows: Iterable[dict[str, Any]]) -> list[Document]:
-    """Documents from plain dict rows with `chunk_document`'s keyword names."""
-    return [chunk_document(**row) for row in rows]

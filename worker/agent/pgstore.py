@@ -13,7 +13,8 @@ from typing import Any
 from haystack import Document, component, default_from_dict, default_to_dict
 from sqlalchemy import Connection, Engine, text
 
-from worker.agent.bm25 import ANALYZER, chunk_document
+from worker.agent.analysis import ANALYZER
+from worker.agent.chunks import chunk_document
 
 FTS_CONFIG = "english"
 MAX_QUERY_WORDS = 40  # a pasted paragraph must not turn into a 200-way OR

@@ -9,29 +9,27 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Iterable
-from dataclasses import asdict
 from typing import Any
 
-import redis
 from haystack import Document, Pipeline
 from sqlalchemy import select
 
 from models.kb import KBChunk, KBDocument, KBState
 from models.settings import Settings, get_settings
+from worker.agent.analysis import ANALYZER, is_noise
 from worker.agent.base import Passage
-from worker.agent.bm25 import ANALYZER, BM25sIndex, BM25sRetriever, chunk_document, is_noise
+from worker.agent.bm25 import BM25sIndex, BM25sRetriever
+from worker.agent.cache import SearchCache, redis_from_url
+from worker.agent.chunks import best_per_document, chunk_document
 from worker.agent.pgstore import PgFullTextRetriever, engine_for
 
-log = logging.getLogger(__name__)
+__all__ = ["KnowledgeBase", "get_knowledge_base", "normalise_query", "redis_from_url"]
 
-REDIS_BACKOFF_SECONDS = 5.0  # after a Redis error, skip it this long instead of timing out again
+log = logging.getLogger(__name__)
 
 
 def normalise_query(query: str) -> str:
@@ -44,97 +42,6 @@ def resolve_store(kb_store: str, is_postgres: bool) -> str:
     if kb_store == "auto":
         return "postgres" if is_postgres else "bm25s"
     return kb_store
-
-
-def best_per_document(documents: Iterable[Document], limit: int) -> list[Passage]:
-    """Keep each article's best chunk so one long article cannot crowd out the others."""
-    seen: set[str] = set()
-    out: list[Passage] = []
-    for doc in documents:
-        doc_id = str(doc.meta.get("document_id") or doc.id)
-        if doc_id in seen:
-            continue
-        seen.add(doc_id)
-        out.append(
-            Passage(
-                chunk_id=str(doc.meta.get("chunk_id") or doc.id),
-                document_id=doc_id,
-                external_id=doc.meta.get("external_id"),
-                title=str(doc.meta.get("title") or ""),
-                content=doc.content or "",
-                score=round(min(1.0, max(0.0, float(doc.score or 0.0))), 4),
-                section=doc.meta.get("section"),
-            )
-        )
-        if len(out) >= limit:
-            break
-    return out
-
-
-class SearchCache:
-    """Redis first (shared by every worker); a bounded in-process TTL cache while Redis is down."""
-
-    def __init__(self, redis: Any | None, *, ttl: float, maxsize: int, prefix: str) -> None:
-        self.redis, self.ttl, self.maxsize, self.prefix = redis, ttl, maxsize, prefix
-        self._local: OrderedDict[str, tuple[float, list[Passage]]] = OrderedDict()
-        self._lock = threading.Lock()
-        self._redis_down_until = 0.0
-
-    def key(self, namespace: str, query: str, limit: int) -> str:
-        """Cache key; `namespace` carries the KB version."""
-        digest = hashlib.sha1(query.encode(), usedforsecurity=False).hexdigest()
-        return f"{self.prefix}:kbsearch:{namespace}:{limit}:{digest}"
-
-    def get(self, key: str) -> list[Passage] | None:
-        """Cached passages or None; a Redis failure is a miss, never an error."""
-        if self._redis_usable():
-            try:
-                raw = self.redis.get(key)
-                return None if raw is None else [Passage(**p) for p in json.loads(raw)]
-            except Exception as exc:  # any Redis/network failure: fall back, don't fail search
-                self._redis_failed(exc)
-        with self._lock:
-            hit = self._local.get(key)
-            if hit is None or hit[0] < time.monotonic():
-                return None
-            self._local.move_to_end(key)
-            return hit[1]
-
-    def set(self, key: str, passages: list[Passage]) -> None:
-        """Store in Redis with a TTL, or locally when Redis is unusable."""
-        if self._redis_usable():
-            try:
-                payload = json.dumps([asdict(p) for p in passages])
-                self.redis.set(key, payload, ex=max(1, int(self.ttl)))
-                return
-            except Exception as exc:
-                self._redis_failed(exc)
-        with self._lock:
-            self._local[key] = (time.monotonic() + self.ttl, passages)
-            self._local.move_to_end(key)
-            while len(self._local) > self.maxsize:
-                self._local.popitem(last=False)
-
-    def clear_local(self) -> None:
-        """Drop in-process entries (Redis entries die with their version and TTL)."""
-        with self._lock:
-            self._local.clear()
-
-    def _redis_usable(self) -> bool:
-        """Skip Redis for a while after a failure instead of paying its timeout on every search."""
-        return self.redis is not None and time.monotonic() >= self._redis_down_until
-
-    def _redis_failed(self, exc: Exception) -> None:
-        """Log once per back-off window and fall back to the in-process cache."""
-        log.warning("kb search cache: Redis unavailable (%s); using in-process cache", exc)
-        self._redis_down_until = time.monotonic() + REDIS_BACKOFF_SECONDS
-
-
-def redis_from_url(url: str) -> Any:
-    """A client with short timeouts: the cache must never make a search slow."""
-    return redis.Redis.from_url(
-        url, socket_timeout=0.25, socket_connect_timeout=0.25, health_check_interval=30
-    )
 
 
 class KnowledgeBase:
@@ -199,23 +106,29 @@ class KnowledgeBase:
         """The in-memory index (None for PostgreSQL, which holds its own)."""
         return self._current.index
 
-    def search(self, query: str, limit: int = 5) -> list[Passage]:
-        """Up to `limit` passages, one per article, best first, scores normalised to 0..1."""
+    def search(self, query: str, limit: int = 5, per_document: int = 1) -> list[Passage]:
+        """Passages of up to `limit` articles, best first, scores normalised to 0..1.
+
+        Each article contributes its best chunk, plus up to `per_document` - 1 more of its
+        chunks (for quoting); the first passage of each article is always its best one.
+        """
         norm = normalise_query(query)
-        if not norm or limit <= 0:
+        if not norm or limit <= 0 or per_document <= 0:
             return []
         self.refresh()
         current = self._current  # one consistent snapshot, even while a rebuild swaps it
         if current.pipeline is None:
             return []
-        key = self.cache.key(current.namespace, norm, limit) if current.namespace else None
+        key = None
+        if current.namespace:
+            key = self.cache.key(current.namespace, norm, limit, per_document)
         cached = self.cache.get(key) if key else None
         if cached is not None:
             return cached
         top_k = max(self.candidates, limit * 4)
         # the raw text goes to the store (PostgreSQL must parse it as it parsed the KB)
         result = current.pipeline.run({"retriever": {"query": query, "top_k": top_k}})
-        passages = best_per_document(result["retriever"]["documents"], limit)
+        passages = best_per_document(result["retriever"]["documents"], limit, per_document)
         if key:
             self.cache.set(key, passages)
         return passages

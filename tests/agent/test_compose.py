@@ -1,0 +1,138 @@
+"""Answer composition: which retrieved units get quoted, how they read, and how they are cited."""
+
+from __future__ import annotations
+
+import re
+
+from worker.agent.analysis import ANALYZER
+from worker.agent.base import Passage
+from worker.agent.compose import compose
+from worker.agent.questions import question_type, question_weights
+from worker.agent.units import build_units
+
+
+def passage(
+    doc: str, content: str, *, score: float = 0.9, section: str | None = None, position: int = 0
+) -> Passage:
+    return Passage(
+        chunk_id=f"{doc}#{position}",
+        document_id=doc,
+        external_id=doc,
+        title=doc.replace("-", " ").capitalize(),
+        content=content,
+        score=score,
+        section=section,
+        position=position,
+    )
+
+
+def answer(question: str, passages: list[Passage]) -> tuple[str, list]:
+    weights = dict.fromkeys(ANALYZER.content_terms(question), 1.0)
+    return compose(
+        passages,
+        question_weights(weights, question),
+        question_type(question),
+        question=question,
+    )
+
+
+def assert_citations_match(text: str, sources: list) -> None:
+    cited = [int(n) for n in re.findall(r"\[(\d+)\]", text)]
+    numbers = list(range(1, len(sources) + 1))
+    assert sorted(set(cited)) == [s.index for s in sources] == numbers
+    assert len(cited) == len(sources)  # one citation per article
+    for source in sources:
+        assert source.snippet and source.snippet.split()[0] in text
+
+
+REFUNDS = passage(
+    "refunds",
+    "Here's what's refunded, what might be deducted, and how long a refund takes. "
+    "Refunds go back to your original payment method. "
+    "We refund card payments within 5 business days of receiving your return. "
+    "A return label costs €4.95, deducted from your refund.",
+)
+
+
+def test_navigational_intro_loses_to_the_fact():
+    text, sources = answer("how long does a refund take", [REFUNDS])
+    assert "5 business days" in text and "Here's" not in text
+    assert_citations_match(text, sources)
+
+
+def test_question_type_picks_the_matching_fact():
+    long_text, _ = answer("how long does a refund take", [REFUNDS])
+    much_text, _ = answer("how much is the return label", [REFUNDS])
+    assert "5 business days" in long_text and "€4.95" not in long_text
+    assert "€4.95" in much_text
+
+
+def test_section_heading_scopes_its_sentences():
+    mini = passage(
+        "factory-reset",
+        "With the speaker on, hold Power and Volume + for 10 seconds.",
+        section="Pulse Mini speaker",
+        position=1,
+    )
+    bulb = passage(
+        "factory-reset",
+        "Switch the bulb off and on 5 times.",
+        section="Lumo bulbs",
+        position=2,
+        score=0.85,
+    )
+    text, sources = answer("how do I factory reset the pulse mini", [mini, bulb])
+    assert "Volume +" in text and "bulb" not in text
+    assert sources[0].chunk_id == "factory-reset#1"
+
+
+def test_steps_stay_whole_with_their_lead_in():
+    steps = passage(
+        "reset-password",
+        "To reset your password:\n1. Open the sign-in page.\n2. Select Forgot password.\n"
+        "3. Open the email. The link expires after 60 minutes.\n4. Choose a new password.",
+        section="Reset your password",
+    )
+    how, _ = answer("how do I reset my password", [steps])
+    assert how.startswith("To reset your password:\n1. Open the sign-in page.")
+    assert "4. Choose a new password [1]." in how
+    valid, _ = answer("how long is the reset link valid", [steps])
+    assert "expires after 60 minutes" in valid and "1. Open" not in valid
+
+
+def test_table_rows_read_as_sentences_with_their_headers():
+    table = passage(
+        "refund-timing",
+        "| Payment method | Time after we issue the refund |\n|---|---|\n"
+        "| Card | 3–5 business days |\n| PayPal | Within 24 hours |",
+        section="How long until the money shows up",
+    )
+    text, _ = answer("how long does a paypal refund take", [table])
+    assert text.startswith("PayPal — Time after we issue the refund: Within 24 hours")
+    assert "Card" not in text
+
+
+def test_chunk_overlap_is_quoted_once_and_in_reading_order():
+    first = passage("delivery", "Orders ship the same day. Express arrives the next day.")
+    second = passage(
+        "delivery", "Express arrives the next day. Sunday delivery is not available.", position=1
+    )
+    units, slots = build_units([second, first], {"delivery": 0})
+    texts = [u.text for u in units]
+    assert texts.count("Express arrives the next day.") == 1
+    assert [p.position for p in slots] == [0, 1]
+
+
+def test_citations_match_sources_across_articles_and_chunks():
+    passages = [
+        passage("returns", "You can return most items within 30 days of delivery.", score=0.9),
+        passage("returns", "Returns from abroad take 14 days to reach us.", score=0.8, position=3),
+        passage("refunds", "Refunds for returns take 5 business days.", score=0.88),
+        passage("labels", "A return label costs €4.95.", score=0.4),
+    ]
+    text, sources = answer("how many days do I have for a return", passages)
+    assert_citations_match(text, sources)
+    assert len({s.document_id for s in sources}) == len(sources)
+    assert all(s.chunk_id.startswith(f"{s.document_id}#") for s in sources)
+    assert "30 days" in text and "14 days" in text  # two chunks of one article, one citation
+    assert [s.document_id for s in sources] == ["returns", "refunds"]

@@ -1,0 +1,224 @@
+"""Text analysis shared by every retriever and the answer composer: words, stems and typo repair.
+
+Indexing, querying and sentence scoring must tokenise identically or a query word silently stops
+matching the passage it came from, so there is exactly one `Analyzer` (`ANALYZER`) for all three.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterable
+
+import Stemmer
+
+# Words that carry no topic: removed everywhere (articles, prepositions, be/have, chat filler).
+STOP_WORDS: frozenset[str] = frozenset(
+    """
+    a about above after against also am an and are as at be because been before being below
+    between both but by during either else ever for from further had has have having here hers
+    herself himself if in into is it its itself just let lets like nor of once onto or ours
+    ourselves over per quite rather really so still such than that the their theirs them
+    themselves then there these this those though thus to too until upon very via was were
+    whether while with within without yet yourself yourselves hi hello hey thanks thank thx
+    please plz pls ok okay im ive id youre
+    """.split()
+)
+# Question words, pronouns, modals, particles: kept at a low query weight, as they tell "how long"
+# from "how many" and "turn on" from "turn off", but must never outrank a topic word. Contractions
+# typed without an apostrophe ("whats") are here too, or they would count as unknown rare words.
+SOFT_STOP_WORDS: frozenset[str] = frozenset(
+    """
+    what when where which who whom whose why how i me my mine myself we us our you your he she
+    him her his they can could should would will shall may might must do does did done doing
+    dont doesnt didnt isnt arent wasnt cant wont not no get gets got getting any all some each
+    every more most other others only own same up down on out off under again now much whats
+    wheres hows whos whens thats
+    """.split()
+)
+SOFT_WEIGHT = 0.5
+EXACT = "="  # prefix of exact-form terms
+EXACT_WEIGHT = 1.0  # an exact-form match counts as much again as its stem
+CORE_TERMS = 6  # query terms beyond the heaviest six no longer dilute scaled scores
+
+_WORD = re.compile(r"[^\W_]+(?:[-_./][^\W_]+)*")
+_PARTS = re.compile(r"[^\W\d_]+|\d+")
+_APOSTROPHES = str.maketrans("", "", "'’‘`")
+_NO_STOP_WORDS: frozenset[str] = frozenset()
+_STEM_CACHE_LIMIT = 500_000
+# Small, domain-neutral groups of words customers use interchangeably when asking the same thing
+# ("what's the fee" / "how much does it cost"). A query word also looks for its group mates, at a
+# low weight, so a text using the asker's own word still ranks first.
+RELATED_WORDS: tuple[tuple[str, ...], ...] = (
+    ("cost", "price", "fee", "charge"),
+    ("expire", "expiry", "valid", "validity"),
+)
+# Question forms whose answers are phrased with other words: "how much" is answered with a price.
+# ("how long" -> time, days was tried and dropped: it cost covidfaq R@5 0.914 -> 0.903.)
+FORM_RELATED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("how", "much"): ("cost", "price", "fee"),
+}
+RELATED_WEIGHT = 0.3
+_MIN_REPAIR_LENGTH = 6  # short real words ("smell", "order") sit one edit from other real words
+_MIN_TYPO_TARGET = 5
+
+
+class Analyzer:
+    """One tokenisation shared by indexing, querying and sentence scoring so they always agree."""
+
+    def __init__(self, language: str = "english") -> None:
+        self.language = language
+        self._local = threading.local()
+        self._cache: dict[str, str] = {}
+
+    def words(self, text: str, *, keep_stop_words: bool = False) -> list[str]:
+        """Lower-cased words; a compound ("wi-fi", "mp3") yields its parts and the joined form."""
+        low = text.lower().translate(_APOSTROPHES)
+        stop = _NO_STOP_WORDS if keep_stop_words else STOP_WORDS
+        out = [w for w in _PARTS.findall(low) if len(w) > 1 and w not in stop]
+        for token in _WORD.findall(low):
+            if not (token.isalpha() or token.isdigit()):
+                parts = _PARTS.findall(token)  # ids like "x7k2p9" stay whole; long a-b-c-d-e don't
+                if token.isalnum() or len(parts) <= 4:
+                    out.append("".join(parts))
+        return out
+
+    def stem(self, word: str) -> str:
+        """Snowball stem, cached (stemming dominates indexing time otherwise)."""
+        stem = self._cache.get(word)
+        if stem is None:
+            stemmer = getattr(self._local, "stemmer", None)
+            if stemmer is None:  # PyStemmer objects must not be shared between threads
+                stemmer = self._local.stemmer = Stemmer.Stemmer(self.language)
+            stem = stemmer.stemWord(word)
+            if len(self._cache) > _STEM_CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[word] = stem
+        return stem
+
+    def terms(self, text: str) -> list[str]:
+        """Index terms of a text (see `terms_of`)."""
+        return self.terms_of(self.words(text))
+
+    def terms_of(self, words: list[str]) -> list[str]:
+        """Stems plus exact forms of inflected words: "refunds" finds "refund", exact still wins."""
+        cache = self._cache
+        stems = [cache.get(w) or self.stem(w) for w in words]
+        return stems + [EXACT + w for w, s in zip(words, stems, strict=True) if w != s]
+
+    def content_terms(self, text: str) -> list[str]:
+        """Stemmed topic words only (no question words or pronouns), for overlap scoring."""
+        return [self.stem(w) for w in self.words(text) if w not in SOFT_STOP_WORDS]
+
+
+ANALYZER = Analyzer()
+_RELATED: dict[str, frozenset[str]] = {
+    ANALYZER.stem(word): frozenset(ANALYZER.stem(w) for w in group if w != word)
+    for group in RELATED_WORDS
+    for word in group
+}
+
+
+def related_stems(stem: str) -> frozenset[str]:
+    """Stems of the words in the same `RELATED_WORDS` group as `stem` (empty if none)."""
+    return _RELATED.get(stem, frozenset())
+
+
+def expansion_stems(words: list[str]) -> set[str]:
+    """Related stems for a query's words (see `RELATED_WORDS`, `FORM_RELATED`), for retrieval."""
+    out = form_related_stems(words)
+    for word in words:
+        if word not in SOFT_STOP_WORDS and word not in STOP_WORDS:
+            out.update(related_stems(ANALYZER.stem(word)))
+    return out
+
+
+def form_related_stems(words: list[str]) -> set[str]:
+    """Stems that answer the question forms in `words` ("how much" -> cost, price, fee)."""
+    out: set[str] = set()
+    for pair in zip(words, words[1:], strict=False):
+        out.update(ANALYZER.stem(w) for w in FORM_RELATED.get(pair, ()))
+    return out
+
+
+def is_noise(word: str) -> bool:
+    """Numbers, codes and initials: when unknown they only weigh like a common word."""
+    return len(word) <= 2 or not word.isalpha()
+
+
+def capped_mass(masses: list[float]) -> float:
+    """Total of the heaviest few terms: a long message is covered once its core words are."""
+    return float(sum(sorted(masses, reverse=True)[:CORE_TERMS]))
+
+
+def _deletes(word: str) -> list[str]:
+    """All strings one deletion away (the symmetric-delete trick for typo lookup)."""
+    return [word[:i] + word[i + 1 :] for i in range(len(word))]
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """True when a and b differ by one insertion, deletion, substitution or adjacent swap."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    if len(a) == len(b):
+        swapped = a[i + 1 : i + 2] + a[i : i + 1] + a[i + 2 :]
+        return a[i + 1 :] == b[i + 1 :] or swapped == b[i:]
+    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+    return longer[i + 1 :] == shorter[i:]
+
+
+class Speller:
+    """Repairs query words an index does not hold: split compounds and one-edit typos.
+
+    `surface` is every word the index saw; `known(stem)` says whether a stem is indexed and
+    `rarity(stem)` ranks candidates (lower = more common, so the likelier intended word wins).
+    """
+
+    def __init__(
+        self,
+        surface: Iterable[str],
+        known: Callable[[str], bool],
+        rarity: Callable[[str], float],
+    ) -> None:
+        self.surface = set(surface)
+        self._known, self._rarity = known, rarity
+        self._typo_index: dict[str, list[str]] | None = None
+
+    @staticmethod
+    def repairable(word: str) -> bool:
+        """Only long alphabetic words: short ones are too close to other real words to guess."""
+        return len(word) >= _MIN_REPAIR_LENGTH and word.isalpha()
+
+    def split(self, word: str) -> list[str]:
+        """Halves of a run-together word ("healthcare": health, care) when both are indexed."""
+        for i in range(3, len(word) - 1):
+            head, tail = word[:i], word[i:]
+            if head in self.surface and (tail in self.surface or tail in STOP_WORDS):
+                return [head, tail]
+        return []
+
+    def correct(self, word: str) -> str | None:
+        """Most common indexed word within one edit of `word` (symmetric-delete lookup)."""
+        if self._typo_index is None:
+            index: dict[str, list[str]] = {}
+            for known in self.surface:
+                if (
+                    len(known) >= _MIN_TYPO_TARGET
+                    and known.isalpha()
+                    and known not in SOFT_STOP_WORDS
+                ):
+                    for key in [known, *_deletes(known)]:
+                        index.setdefault(key, []).append(known)
+            self._typo_index = index
+        found = {c for key in [word, *_deletes(word)] for c in self._typo_index.get(key, ())}
+        found = {
+            c
+            for c in found
+            if c[0] == word[0] and _one_edit(word, c) and self._known(ANALYZER.stem(c))
+        }
+        if not found:
+            return None
+        return min(found, key=lambda c: (self._rarity(ANALYZER.stem(c)), c))

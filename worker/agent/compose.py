@@ -1,0 +1,283 @@
+"""Extractive answers: choose the retrieved sentences that answer the question, then cite them.
+
+Retrieval finds the right article; this decides which of its units (see `units`) to quote. A
+unit scores by the idf-weighted share of the question's topic words it holds (words only in its
+section heading or article title count less), raised when it holds the kind of fact the question
+asks for (a duration for "how long", an amount for "how much", steps for "how do I"), times how
+well its passage was retrieved. Units that only point elsewhere ("Here's how...", "See ..."),
+run long, or say the opposite ("off" for "switch on") are penalised. The best unit is the anchor;
+a neighbour it needs and strong units that mention the question complete an answer of a few
+sentences with one citation per article.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+from worker.agent.analysis import ANALYZER, related_stems
+from worker.agent.base import Passage, Source
+from worker.agent.questions import Ask, answer_match, contradicts, is_navigational
+from worker.agent.units import Unit, build_units, render
+
+_ANAPHOR = re.compile(r"^(?:it|this|that|these|those|they|them|then|so|also|such)\b", re.I)
+_MIN_PREFIX = 5
+# Relevance
+HEADING_WEIGHT = 0.8  # a question word found only in the section heading counts nearly fully
+TITLE_WEIGHT = 0.5  # ... and one found only in the article title counts half
+RELATED_CREDIT = 0.7  # "price" in the text for "cost" in the question
+# Priors: how well the unit's passage was retrieved, relative to the best
+DOC_EXPONENT = 1.0  # an article's prior is its score over the best article's, to this power
+CHUNK_EXPONENT = 1.0  # ... times another chunk's score over its article's best, to this power
+# Answer type and penalties
+TYPE_BOOST = 0.5  # holding the asked-for kind of fact scales relevance up by this much ...
+TYPE_WEIGHT = 0.2  # ... and adds this much
+NAVIGATION_PENALTY = 0.3
+OPPOSITE_PENALTY = 0.5
+LONG_WORDS = 25  # past this many words a sentence starts paying for its length
+LENGTH_PENALTY = 0.5
+LEAD_BONUS = 0.05  # help articles tend to answer in their first sentence
+# Selection
+FACT_RATIO = 0.7  # a unit holding the asked-for fact is the anchor if within this of the best
+SUPPORT_RATIO = 0.6  # a second unit must score at least this share of the anchor
+OTHER_DOC_RATIO = 0.8  # ... and one from another article this much
+STRONG_RATIO = 0.8  # ... which must itself have scored this close to the best article
+CONTEXT_RATIO = 0.6  # a neighbour joins unasked only if this relevant
+SHORT_ANCHOR_WORDS = 12  # an anchor shorter than this brings the sentence after it
+LIST_COST = 3  # a steps list counts as this many sentences against the length budget
+MAX_CHARS = 600  # support stops before the answer grows past this (a long list may alone)
+
+
+def _contains(terms: set[str], term: str) -> bool:
+    """Stem match, or one stem a prefix of the other ("expir"/"expiri", "deliv"/"deliveri")."""
+    if term in terms:
+        return True
+    if len(term) < _MIN_PREFIX:
+        return False
+    return any(len(t) >= _MIN_PREFIX and (t.startswith(term) or term.startswith(t)) for t in terms)
+
+
+def relevance(weights: dict[str, float], text: str, heading: str = "", title: str = "") -> float:
+    """Idf-weighted share of question words in `text`; heading and title words count less.
+
+    A section heading scopes every sentence under it ("Pulse Mini" above "hold Power and
+    Volume +"), so its words count nearly fully; the article title applies to all its sentences.
+    """
+    total = sum(weights.values()) or 1.0
+    own, head, top = (set(ANALYZER.content_terms(t)) for t in (text, heading, title))
+    credit = 0.0
+    for term, weight in weights.items():
+        related = related_stems(term)
+        for found, share in ((own, 1.0), (head, HEADING_WEIGHT), (top, TITLE_WEIGHT)):
+            if _contains(found, term):
+                credit += share * weight
+                break
+            if related & found:
+                credit += share * RELATED_CREDIT * weight
+                break
+    return credit / total
+
+
+def _value(relevance: float, match: float) -> float:
+    """Relevance scaled up, plus a floor, for holding the asked-for kind of fact.
+
+    The scaling decides between sentences that all mention the topic; the additive part lets a
+    sentence that holds the fact under a matching heading beat one that only repeats the topic.
+    """
+    return relevance * (1.0 + TYPE_BOOST * match) + TYPE_WEIGHT * match
+
+
+def _brevity(text: str) -> float:
+    """Long sentences match more words by chance and bury the fact: past `LONG_WORDS` words each
+    further `LONG_WORDS` cost a `LENGTH_PENALTY` share of the score."""
+    extra = max(0, len(text.split()) - LONG_WORDS) / LONG_WORDS
+    return 1.0 / (1.0 + LENGTH_PENALTY * extra)
+
+
+def score_units(
+    units: list[Unit],
+    weights: dict[str, float],
+    ask: Ask,
+    priors: list[float],
+    titles: dict[int, str],
+    question: str = "",
+) -> None:
+    """Relevance plus the answer-type bonus, times the passage prior; pointers are penalised,
+    and so are units saying the opposite of the question ("off" for "switch on")."""
+    first_seen: set[int] = set()
+    steps_children: dict[int, float] = defaultdict(float)
+    mentioned: dict[int, bool] = {}
+    for unit in units:
+        if unit.kind == "steps":
+            continue
+        rel = relevance(weights, unit.text, unit.context, titles.get(unit.doc, ""))
+        unit.mentions = relevance(weights, unit.text) > 0
+        unit.match = answer_match(ask, unit.text)
+        unit.score = priors[unit.order[0]] * _value(rel, unit.match)
+        unit.score *= _brevity(unit.text)
+        if is_navigational(unit.text):
+            unit.score *= NAVIGATION_PENALTY
+        elif unit.doc == 0 and unit.doc not in first_seen and unit.kind == "sentence":
+            unit.score += LEAD_BONUS
+        first_seen.add(unit.doc)
+        if contradicts(question, f"{unit.context} {unit.text}"):
+            unit.score *= OPPOSITE_PENALTY
+        if not unit.usable:
+            unit.score = 0.0
+        if unit.parent is not None:
+            steps_children[unit.parent] = max(steps_children[unit.parent], rel)
+            mentioned[unit.parent] = mentioned.get(unit.parent, False) or unit.mentions
+    for unit in units:
+        if unit.kind == "steps":
+            unit.match = 1.0 if ask == Ask.STEPS else 0.0
+            rel = steps_children.get(unit.uid, 0.0)
+            unit.mentions = mentioned.get(unit.uid, False)
+            unit.score = priors[unit.order[0]] * _value(rel, unit.match)
+            if contradicts(question, f"{unit.context} {unit.text}"):
+                unit.score *= OPPOSITE_PENALTY
+
+
+def _overlaps(a: Unit, b: Unit) -> bool:
+    """A steps list and a sentence inside it say the same thing twice."""
+    return a.parent == b.uid or b.parent == a.uid
+
+
+def pick(units: list[Unit], ask: Ask, max_sentences: int, strong_docs: set[int]) -> list[Unit]:
+    """Anchor on the best unit, add a supporting neighbour, then other strong units."""
+    pool = [u for u in units if u.score > 0 and u.usable and not u.lead_in]
+    if not pool:
+        return []
+    anchor = max(pool, key=lambda u: (u.score, -u.doc, -len(u.text)))
+    typed = ask in (Ask.DURATION, Ask.AMOUNT, Ask.COUNT)
+    facts = [u for u in pool if u.match >= 1.0]
+    if typed and facts and anchor.match < 1.0:  # "how much" is answered by an amount if any fits
+        fact = max(facts, key=lambda u: (u.score, -u.doc, -len(u.text)))
+        anchor = fact if fact.score >= FACT_RATIO * anchor.score else anchor
+    chosen = [anchor, *_context(units, anchor)]
+    for unit in sorted(pool, key=lambda u: -u.score):
+        if _cost(chosen) >= max_sentences or unit.score < SUPPORT_RATIO * anchor.score:
+            break
+        if unit in chosen or any(_overlaps(unit, c) for c in chosen):
+            continue
+        if unit.kind == "steps" and (ask != Ask.STEPS or any(c.kind == "steps" for c in chosen)):
+            continue  # a whole list supports only a how-to answer
+        if unit.kind == "item" and len(unit.text.split()) < 4:
+            continue  # "Purple: optical" says nothing on its own
+        if not unit.mentions:
+            continue  # support must itself be about the question, not just sit under its heading
+        if typed and unit.match == 0:
+            continue  # a support sentence for "how long" must hold a time too
+        if unit.doc != anchor.doc and (
+            unit.doc not in strong_docs or unit.score < OTHER_DOC_RATIO * anchor.score
+        ):
+            continue  # another article must be nearly as good to be worth a second citation
+        if _cost([*chosen, unit]) > max_sentences or _length([*chosen, unit]) > MAX_CHARS:
+            continue
+        chosen.append(unit)
+    return _with_lead_ins(_whole_lists(chosen, units), units)
+
+
+def _whole_lists(chosen: list[Unit], units: list[Unit]) -> list[Unit]:
+    """Two sentences from one steps list read better as the numbered list itself."""
+    by_uid = {u.uid: u for u in units}
+    for parent in {u.parent for u in chosen if u.parent is not None}:
+        kids = [u for u in chosen if u.parent == parent]
+        if len(kids) >= 2 and parent in by_uid and not any(u.kind == "steps" for u in chosen):
+            at = chosen.index(kids[0])
+            chosen = [u for u in chosen if u not in kids]
+            chosen.insert(at, by_uid[parent])
+    return chosen
+
+
+def _with_lead_ins(chosen: list[Unit], units: list[Unit]) -> list[Unit]:
+    """A quoted list or list item comes with the line that introduces it ("To reset it:")."""
+    groups = {u.group for u in chosen if u.kind in ("steps", "item") and u.group is not None}
+    return chosen + [u for u in units if u.lead_in and u.group in groups and u not in chosen]
+
+
+def _length(units: list[Unit]) -> int:
+    """Characters the units will take in the reply."""
+    return sum(len(line) + 1 for u in units for line in u.lines)
+
+
+def _cost(units: list[Unit]) -> int:
+    """Sentences against the budget: a steps list costs more than one sentence."""
+    return sum(LIST_COST if u.kind == "steps" else 1 for u in units)
+
+
+def _context(units: list[Unit], anchor: Unit) -> list[Unit]:
+    """The prose neighbour an anchor needs: the sentence an "It..."/"This..." refers back to,
+    the next one after a short anchor, or a neighbour relevant enough to stand on its own."""
+    same = [u for u in units if u.doc == anchor.doc and u.kind != "steps" and u.parent is None]
+    if anchor.kind != "sentence" or anchor not in same:
+        return []
+    at = same.index(anchor)
+    before = same[at - 1 : at] if at else []
+    after = same[at + 1 : at + 2]
+    ok = [
+        u
+        for u in before + after
+        if u.kind == "sentence"
+        and u.usable
+        and not u.lead_in
+        and not is_navigational(u.text)
+        and u.order[0] == anchor.order[0]
+    ]
+    if _ANAPHOR.match(anchor.text):
+        return [u for u in ok if u in before]
+    if len(anchor.text.split()) < SHORT_ANCHOR_WORDS:
+        return [u for u in ok if u in after]
+    return [u for u in ok if u.score >= CONTEXT_RATIO * anchor.score][:1]
+
+
+def compose(
+    passages: list[Passage],
+    weights: dict[str, float],
+    ask: Ask,
+    *,
+    question: str = "",
+    max_sentences: int = 4,
+    max_documents: int = 3,
+) -> tuple[str, list[Source]]:
+    """Pick the answering units, group them per article (reading order) and cite each group."""
+    docs: dict[str, int] = {}
+    best: dict[str, Passage] = {}
+    for passage in passages:
+        if passage.document_id not in docs and len(docs) < max_documents:
+            docs[passage.document_id] = len(docs)
+            best[passage.document_id] = passage
+    passages = [p for p in passages if p.document_id in docs]
+    top = max(best[next(iter(docs))].score, 1e-9)
+    units, slots = build_units(passages, docs)
+    doc_prior = {d: min(1.0, p.score / top) ** DOC_EXPONENT for d, p in best.items()}
+    priors = [
+        doc_prior[p.document_id]
+        * min(1.0, p.score / max(best[p.document_id].score, 1e-9)) ** CHUNK_EXPONENT
+        for p in slots
+    ]
+    strong = {docs[d] for d, p in best.items() if p.score >= STRONG_RATIO * top}
+    titles = {i: best[d].title for d, i in docs.items()}
+    score_units(units, weights, ask, priors, titles, question)
+    chosen = pick(units, ask, max_sentences, strong)
+    if not chosen:  # never say nothing: fall back to the best passage's opening
+        chosen = [u for u in units if u.doc == 0 and u.usable][:2] or units[:1]
+    sources: list[Source] = []
+    parts: list[str] = []
+    for doc in sorted({u.doc for u in chosen}):
+        group = sorted((u for u in chosen if u.doc == doc), key=lambda u: u.order)
+        passage = slots[max(group, key=lambda u: u.score).order[0]]
+        number = len(sources) + 1
+        parts.append(render(group, number))
+        snippet = " ".join(line for u in group for line in u.lines)
+        sources.append(
+            Source(
+                index=number,
+                chunk_id=passage.chunk_id,
+                document_id=passage.document_id,
+                external_id=passage.external_id,
+                title=passage.title,
+                snippet=" ".join(snippet.split())[:300],
+                score=best[passage.document_id].score,
+            )
+        )
+    return "\n\n".join(parts), sources
