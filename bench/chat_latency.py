@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import re
 import shutil
@@ -109,28 +108,10 @@ def _postgres_admin(url: str, create: bool) -> None:
 
 
 def migrate(url: str) -> None:
-    """Create the schema through the real migrations, as the test suite does."""
-    from alembic import command
-    from alembic.config import Config
+    """Create the schema through the real migrations (the entry point the tests use)."""
+    from models.migrate import upgrade
 
-    from models.db import reset_engine
-    from models.settings import get_settings
-
-    saved = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = url
-    get_settings(reload=True)
-    reset_engine()
-    try:
-        cfg = Config(str(ROOT / "alembic.ini"))
-        cfg.attributes["skip_logging"] = True
-        command.upgrade(cfg, "head")
-    finally:
-        if saved is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = saved
-        get_settings(reload=True)
-        reset_engine()
+    upgrade(url)
 
 
 def flush_redis(url: str) -> None:
@@ -138,6 +119,22 @@ def flush_redis(url: str) -> None:
     import redis
 
     redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2).flushdb()
+
+
+def claim_redis(base_url: str) -> str:
+    """Database 12, claimed the way test runs claim theirs: two stacks on one broker database
+    take each other's Celery tasks (and each flush wipes the other's queues), which would show
+    up here as lost replies. Released by the final flush."""
+    from tests.stack import claim_redis_db
+
+    try:
+        db = claim_redis_db(base_url, [BENCH_REDIS_DB])
+    except RuntimeError:
+        raise SystemExit(
+            f"Redis database {BENCH_REDIS_DB} at {base_url} is held by another live run "
+            "(a test suite or a benchmark); try again when it has finished"
+        ) from None
+    return f"{base_url.rstrip('/')}/{db}"
 
 
 @dataclass
@@ -155,10 +152,11 @@ def local_stack(args: argparse.Namespace) -> Iterator[Target]:
     from tests.client import load_sample_kb
     from tests.stack import Stack
 
+    # First, so that a second run stops before touching the first one's Redis or database.
+    redis_url = claim_redis(args.redis)
     tmp = Path(tempfile.mkdtemp(prefix="helpline-bench-"))
     logdir = Path(args.log_dir) if args.log_dir else tmp / "logs"
     logdir.mkdir(parents=True, exist_ok=True)
-    redis_url = f"{args.redis.rstrip('/')}/{BENCH_REDIS_DB}"
     database_url = args.database_url or f"sqlite:///{tmp / 'helpline_bench.db'}"
     env = {
         "DATABASE_URL": database_url,
@@ -177,7 +175,6 @@ def local_stack(args: argparse.Namespace) -> Iterator[Target]:
     try:
         if args.database_url:
             _postgres_admin(database_url, create=True)
-        flush_redis(redis_url)
         migrate(database_url)
         stack = Stack(env, logdir, name="bench")
         for _ in range(args.web_processes):
@@ -191,7 +188,7 @@ def local_stack(args: argparse.Namespace) -> Iterator[Target]:
         if stack is not None:
             stack.stop()
         try:
-            flush_redis(redis_url)
+            flush_redis(redis_url)  # also releases the claim
         except Exception as exc:  # Redis may be the reason we are here
             log(f"could not flush {redis_url}: {exc}")
         if args.database_url:

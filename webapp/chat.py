@@ -47,7 +47,9 @@ class Accepted:
 def enqueue(task: str, *args: str) -> bool:
     """Send a task by name after commit; on broker failure the sweeper re-sends it later."""
     try:
-        celery_client.send_task(task, args=list(args))
+        # By name, send_task does not know the task ignores its result: say so, or every send
+        # subscribes to a result channel nobody reads.
+        celery_client.send_task(task, args=list(args), ignore_result=True)
         return True
     except Exception as exc:  # kombu raises several unrelated types when Redis is away
         log.error("enqueue failed; the sweeper will retry", extra={"task": task, "error": str(exc)})
@@ -143,7 +145,8 @@ def accept_message(
         return _duplicate(existing, on_stored)
     check_rate_limit(chat.id)
     attachments = _claim_attachments(db, chat, attachment_ids or [])
-    attachments += [store_upload(db, chat, name, data) for name, data in uploads or []]
+    uploaded = [store_upload(db, chat, name, data) for name, data in uploads or []]
+    attachments += uploaded
     role = "agent" if actor.is_staff else "user"
     msg = Message(
         id=new_id(),
@@ -166,14 +169,15 @@ def accept_message(
         if existing is None:
             raise
         return _duplicate(existing, on_stored)
-    new_files = [a.id for a in attachments if a.status == "queued"]
-    for att_id in new_files:
-        enqueue("helpline.parse_attachment", att_id)
-    if role == "user":
-        enqueue("helpline.generate_reply", msg.id)
+    # Acknowledge and announce before enqueueing, so no client ever sees the reply stream ahead
+    # of the message it answers; the stored message and the sweeper cover a failed enqueue.
     if on_stored is not None:
         on_stored(msg, True)
-    publish(msg._event)  # type: ignore[attr-defined]
+    publish(msg._event)
+    for att in uploaded:  # files uploaded earlier were queued by their upload
+        enqueue("helpline.parse_attachment", att.id)
+    if role == "user":
+        enqueue("helpline.generate_reply", msg.id)  # type: ignore[attr-defined]
     return Accepted(msg, created=True, event=msg._event)  # type: ignore[attr-defined]
 
 
