@@ -40,11 +40,13 @@ task_soft_time_limit = _s.task_soft_time_limit
 task_time_limit = _s.task_time_limit
 
 task_default_queue = "agent"
-task_queues = (Queue("agent"), Queue("attachments"), Queue("kb"))
+# `interactive` holds calls someone waits on (search, ping): they must not queue behind a
+# backlog of replies.
+task_queues = (Queue("interactive"), Queue("agent"), Queue("attachments"), Queue("kb"))
 task_routes = {
     "helpline.generate_reply": {"queue": "agent"},
-    "helpline.search_kb": {"queue": "agent"},
-    "helpline.ping": {"queue": "agent"},
+    "helpline.search_kb": {"queue": "interactive"},
+    "helpline.ping": {"queue": "interactive"},
     "helpline.parse_attachment": {"queue": "attachments"},
     "helpline.ingest_document": {"queue": "kb"},
     "helpline.delete_document": {"queue": "kb"},

@@ -236,7 +236,7 @@ def ping_round_trips(
             break
         started = time.perf_counter()
         try:
-            result = app.send_task("helpline.ping", args=[f"p{i}"], queue="agent")
+            result = app.send_task("helpline.ping", args=[f"p{i}"], queue="interactive")
             if result.get(timeout=timeout) != f"p{i}":
                 failures += 1
                 continue

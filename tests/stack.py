@@ -110,7 +110,7 @@ class Stack:
                 "worker",
                 "worker",
                 "-Q",
-                "agent,attachments,kb",
+                "interactive,agent,attachments,kb",
                 "--concurrency",
                 "2",
                 "--pool",
