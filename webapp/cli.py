@@ -161,7 +161,7 @@ def _wait_indexed(ids: list[str], timeout: int) -> None:
             if time.monotonic() > deadline:
                 raise click.ClickException(
                     f"only {done} of {len(ids)} indexed after {timeout}s: is a worker running "
-                    "(`make run`, or `celery -A worker worker -Q interactive,agent,attachments,kb`)?"
+                    "(`make run` starts one with the Procfile)?"
                 )
             time.sleep(0.2)
 

@@ -9,6 +9,7 @@ a task first answers any earlier unanswered message of its session.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
@@ -17,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from models.base import new_id, utcnow
-from models.chat import Attachment, ChatSession, Message, Ticket
+from models.chat import Attachment, Message
 from models.db import new_session, session_scope
 from models.events import append_event, envelope, next_seq, publish
 from models.logs import session_id_var
@@ -25,6 +26,7 @@ from models.serialize import message_json
 from models.settings import get_settings
 from worker.agent.base import Reply, Turn
 from worker.engines import answer_engine
+from worker.handoff import escalate, escalation_required
 
 log = logging.getLogger(__name__)
 
@@ -161,14 +163,39 @@ def load_context(message_id: str) -> Context | None:
         )
 
 
+class Heartbeat:
+    """Renews the lease every third of its length while the engine works, even when it is
+    silent (a model thinking before its first token), so the lease can stay short and a dead
+    worker's message is taken over quickly."""
+
+    def __init__(self, message_id: str) -> None:
+        self.message_id = message_id
+        self.every = max(get_settings().agent_lease_seconds / 3, 0.5)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lease-heartbeat", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                renew_lease(self.message_id)
+            except Exception:  # a missed beat only risks a harmless duplicate attempt
+                log.warning("lease renewal failed", exc_info=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 class Streamer:
-    """The engine's `emit`: publishes deltas and keeps the lease alive while streaming."""
+    """The engine's `emit`: publishes each event of the reply's stream."""
 
     def __init__(self, ctx: Context, reply_id: str) -> None:
         self.ctx = ctx
         self.reply_id = reply_id
-        self.renew_every = max(get_settings().agent_lease_seconds / 3, 0.5)
-        self.last_renew = time.monotonic()
 
     def __call__(self, kind: str, fields: dict) -> None:
         publish(
@@ -180,9 +207,6 @@ class Streamer:
                 **fields,
             )
         )
-        if time.monotonic() - self.last_renew > self.renew_every:
-            renew_lease(self.ctx.message_id)
-            self.last_renew = time.monotonic()
 
 
 def answer_one(message_id: str) -> None:
@@ -202,10 +226,13 @@ def answer_one(message_id: str) -> None:
             engine="none",
         )
     else:
-        streamer = Streamer(ctx, reply_id)
-        reply = answer_engine().answer(
-            ctx.question, history=ctx.history, attachments=ctx.attachments, emit=streamer
-        )
+        with Heartbeat(message_id):
+            reply = answer_engine().answer(
+                ctx.question,
+                history=ctx.history,
+                attachments=ctx.attachments,
+                emit=Streamer(ctx, reply_id),
+            )
     store_reply(ctx, reply_id, reply, time.perf_counter() - started)
 
 
@@ -258,42 +285,5 @@ def _write_reply(db, ctx: Context, reply_id: str, reply: Reply, seconds: float) 
     )
     events = [append_event(db, ctx.session_id, "complete", seq=msg.seq, message=message_json(msg))]
     if reply.requires_escalation:
-        events.append(_escalate(db, ctx.session_id, reply))
+        events.append(escalate(db, ctx.session_id, reply))
     return events
-
-
-def escalation_required(reply: Reply) -> bool:
-    """A person must join (not merely be offered) when asked for, or when we failed outright."""
-    return reply.requires_escalation and reply.escalation_reason in (
-        "user_request",
-        "processing_failed",
-    )
-
-
-def _escalate(db, session_id: str, reply: Reply) -> dict:  # type: ignore[no-untyped-def]
-    """A customer's request opens a ticket; low confidence only offers one (required=False)."""
-    ticket_id = None
-    required = escalation_required(reply)
-    if required:
-        chat = db.get(ChatSession, session_id)
-        open_ticket = db.scalar(
-            select(Ticket.id).where(
-                Ticket.session_id == session_id, Ticket.status.in_(("open", "claimed"))
-            )
-        )
-        ticket_id = open_ticket
-        if open_ticket is None:
-            ticket = Ticket(session_id=session_id, reasons=[reply.escalation_reason])
-            db.add(ticket)
-            db.flush()
-            ticket_id = ticket.id
-        if chat is not None and chat.status == "active":
-            chat.status = "escalated"
-    return append_event(
-        db,
-        session_id,
-        "escalation",
-        required=required,
-        reason=reply.escalation_reason,
-        ticket_id=ticket_id,
-    )
