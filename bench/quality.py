@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from bench.retrieval import scratch_database
 
-        with scratch_database(args.pg_admin_url, "helpline_quality") as url:
+        with scratch_database(args.pg_admin_url, "helpline_quality_bench") as url:
             kb = build_postgres_kb(articles, rows, url)
             metrics = evaluate(kb, questions, args.limit_k, args.misses)
     print(report(f"{args.kb.name} ({args.store})", args.limit_k, metrics))

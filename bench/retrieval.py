@@ -182,12 +182,16 @@ def scratch_database(admin_url: str, name: str) -> Iterator[str]:
 
 
 def load_postgres(url: str, rows: Iterator[dict[str, Any]]) -> int:
-    """COPY articles and chunks in (the tsvector column is generated on insert), then index."""
+    """COPY articles and chunks in (the tsvector column is generated on insert), then index.
+
+    The term-frequency table and its triggers come after the load, as the migration adds them
+    to an existing KB: one grouped count instead of a trigger per COPY batch.
+    """
     import psycopg
 
     from models import Base
     from models.db import make_engine
-    from worker.agent.pgstore import FTS_DDL
+    from worker.agent.pgstore import FTS_DDL, TERMS_DDL
 
     engine = make_engine(url)
     Base.metadata.create_all(engine)
@@ -203,6 +207,8 @@ def load_postgres(url: str, rows: Iterator[dict[str, Any]]) -> int:
                 batch = []
         n += _copy_batch(conn, batch)
         conn.execute(FTS_DDL[1])
+        for statement in TERMS_DDL:
+            conn.execute(statement)
         conn.execute("INSERT INTO kb_state (id, version, updated_at) VALUES (1, 1, now())")
         conn.execute("ANALYZE kb_chunks")
         conn.commit()

@@ -17,8 +17,9 @@ if config.config_file_name is not None and not config.attributes.get("skip_loggi
 
 target_metadata = Base.metadata
 
-# Made by migration 0002 on PostgreSQL only, not in the models: autogenerate must not drop them.
-_DB_ONLY = {"search_vector", "ix_kb_chunks_search_vector"}
+# Made by migrations 0002/0003 on PostgreSQL only, not in the models: autogenerate must not drop
+# them (kb_terms is kept by triggers, never written through the ORM).
+_DB_ONLY = {"search_vector", "ix_kb_chunks_search_vector", "kb_terms", "kb_terms_pkey"}
 
 
 def include_object(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]

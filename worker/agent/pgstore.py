@@ -19,7 +19,7 @@ from worker.agent.chunks import chunk_document
 FTS_CONFIG = "english"
 MAX_QUERY_WORDS = 40  # a pasted paragraph must not turn into a 200-way OR
 CANDIDATES = 100  # rows re-scored with idf after PostgreSQL's own (idf-less) ranking
-DF_CAP = 5000  # frequencies are counted up to here; a word this common is not informative
+MATCH_BUDGET = 2000  # rows a match may cost: beyond it, common words only score, never match
 TITLE_WEIGHT = 1.5  # a title/section match counts this much more than a body match
 RANK_WEIGHT = 1.0  # share of ts_rank_cd in the final order (it brings tf and proximity)
 
@@ -35,26 +35,77 @@ FTS_DDL: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS ix_kb_chunks_search_vector ON kb_chunks USING gin (search_vector)",
 )
 
-# Step 1: the query's lexemes (stemmed by PostgreSQL exactly as the column was) with document
-# frequencies counted through the GIN index and capped, so a common word costs little.
+# Per-lexeme document frequencies, kept exact by statement-level triggers on kb_chunks (one
+# grouped upsert per INSERT/DELETE/UPDATE statement, so bulk loads stay cheap); the row for the
+# empty lexeme counts the chunks. Counting matches through the GIN index per query cost most of
+# the time at 1M chunks: a common word's whole posting list was read just to learn it is common.
+TERMS_DDL: tuple[str, ...] = (
+    "LOCK TABLE kb_chunks IN SHARE ROW EXCLUSIVE MODE",  # no insert slips between count and trigger
+    "CREATE TABLE IF NOT EXISTS kb_terms (lexeme text PRIMARY KEY, df integer NOT NULL)",
+    """CREATE OR REPLACE FUNCTION kb_terms_count() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+        IF TG_OP = 'TRUNCATE' THEN
+            DELETE FROM kb_terms;
+        ELSIF TG_OP = 'INSERT' THEN
+            INSERT INTO kb_terms AS t (lexeme, df)
+            SELECT lexeme, count(*) FROM (
+                SELECT u.lexeme FROM new_rows r, unnest(r.search_vector) u
+                UNION ALL SELECT '' FROM new_rows) x
+            GROUP BY lexeme ORDER BY lexeme  -- one lock order: no deadlock between ingests
+            ON CONFLICT (lexeme) DO UPDATE SET df = t.df + excluded.df;
+        ELSIF TG_OP = 'DELETE' THEN
+            INSERT INTO kb_terms AS t (lexeme, df)
+            SELECT lexeme, -count(*) FROM (
+                SELECT u.lexeme FROM old_rows r, unnest(r.search_vector) u
+                UNION ALL SELECT '' FROM old_rows) x
+            GROUP BY lexeme ORDER BY lexeme
+            ON CONFLICT (lexeme) DO UPDATE SET df = t.df + excluded.df;
+        ELSE
+            INSERT INTO kb_terms AS t (lexeme, df)
+            SELECT lexeme, sum(d) FROM (
+                SELECT u.lexeme, 1 AS d FROM new_rows r, unnest(r.search_vector) u
+                UNION ALL SELECT u.lexeme, -1 FROM old_rows r, unnest(r.search_vector) u) x
+            GROUP BY lexeme ORDER BY lexeme
+            ON CONFLICT (lexeme) DO UPDATE SET df = t.df + excluded.df;
+        END IF;
+        RETURN NULL;
+    END
+    $fn$""",
+    """INSERT INTO kb_terms (lexeme, df)
+    SELECT u.lexeme, count(*) FROM kb_chunks c, unnest(c.search_vector) u
+    WHERE NOT EXISTS (SELECT 1 FROM kb_terms) GROUP BY u.lexeme
+    UNION ALL SELECT '', count(*) FROM kb_chunks HAVING NOT EXISTS (SELECT 1 FROM kb_terms)""",
+    *(
+        stmt
+        for name, event, tables in (
+            ("insert", "INSERT", "NEW TABLE AS new_rows"),
+            ("delete", "DELETE", "OLD TABLE AS old_rows"),
+            ("update", "UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+            ("truncate", "TRUNCATE", ""),
+        )
+        for stmt in (
+            f"DROP TRIGGER IF EXISTS kb_terms_{name} ON kb_chunks",
+            f"CREATE TRIGGER kb_terms_{name} AFTER {event} ON kb_chunks "
+            f"{'REFERENCING ' + tables if tables else ''} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION kb_terms_count()",
+        )
+    ),
+)
+
+# Step 1: the query's lexemes (stemmed by PostgreSQL exactly as the column was), their document
+# frequencies and the chunk count: primary-key lookups, whatever the corpus size.
 _STATS_SQL = text(
     f"""
-    SELECT t.lexeme,
-           (SELECT count(*) FROM (
-                SELECT 1 FROM kb_chunks k
-                WHERE k.search_vector @@ quote_literal(t.lexeme)::tsquery LIMIT :df_cap
-            ) capped) AS df,
-           (SELECT greatest(1, CASE WHEN c.reltuples < 50000
-                                    THEN (SELECT count(*) FROM kb_chunks)
-                                    ELSE c.reltuples::bigint END)
-            FROM pg_class c WHERE c.oid = 'kb_chunks'::regclass) AS n
-    FROM unnest(to_tsvector('{FTS_CONFIG}', :plain)) AS t
+    SELECT t.lexeme, coalesce(k.df, 0) AS df,
+           (SELECT greatest(1, df) FROM kb_terms WHERE lexeme = '') AS n
+    FROM unnest(to_tsvector('{FTS_CONFIG}', :plain)) AS t LEFT JOIN kb_terms k USING (lexeme)
     """
 )
 
-# Step 2: OR-match the informative lexemes through the GIN index, take the best candidates by
-# ts_rank_cd (title-weighted, length-normalised), then score them by idf-weighted title/section
-# and body matches, because ts_rank_cd has no idf and lets a common word outrank a rare one.
+# Step 2: match through the GIN index (at most :cap rows, so a common word cannot make every
+# query rank a third of the table), take the best candidates by ts_rank_cd over all the query's
+# words (title-weighted, length-normalised), then score them by idf-weighted title/section and
+# body matches, because ts_rank_cd has no idf and lets a common word outrank a rare one.
 _SEARCH_SQL = text(
     """
     WITH stats AS (
@@ -62,10 +113,14 @@ _SEARCH_SQL = text(
         FROM unnest(CAST(:lexemes AS text[]), CAST(:idfs AS float8[])) AS s(lexeme, idf)
     ),
     hits AS (
-        SELECT c.id, c.document_id, c.position, c.title, c.section, c.content, c.search_vector,
-               ts_rank_cd('{0.1, 0.2, 0.4, 1.0}', c.search_vector, q.query, 1) AS rank
-        FROM kb_chunks c, CAST(:match AS tsquery) AS q(query)
-        WHERE c.search_vector @@ q.query
+        SELECT m.*, ts_rank_cd('{0.1, 0.2, 0.4, 1.0}', m.search_vector, q.query, 1) AS rank
+        FROM (
+            SELECT c.id, c.document_id, c.position, c.title, c.section, c.content,
+                   c.search_vector
+            FROM kb_chunks c
+            WHERE c.search_vector @@ CAST(:match AS tsquery)
+            LIMIT :cap
+        ) m, CAST(:rank_query AS tsquery) AS q(query)
         ORDER BY rank DESC
         LIMIT :candidates
     )
@@ -84,8 +139,8 @@ _engines_lock = threading.Lock()
 
 
 def ensure_pg_fts(connection: Connection) -> None:
-    """Create the generated tsvector column and its GIN index if missing (idempotent)."""
-    for statement in FTS_DDL:
+    """Create the tsvector column, its GIN index and the term-frequency table (idempotent)."""
+    for statement in (*FTS_DDL, *TERMS_DDL):
         connection.execute(text(statement))
 
 
@@ -107,14 +162,50 @@ def _quote(lexeme: str) -> str:
     return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def _match_queries(stats: list[tuple[str, int]]) -> list[str]:
-    """Candidate tsqueries to try in turn: any informative word or all common ones together."""
-    rare = [_quote(lex) for lex, df in stats if 0 < df < DF_CAP]
-    common = [_quote(lex) for lex, df in stats if df >= DF_CAP]
-    every_common = f"({' & '.join(common)})" if common else ""
-    if rare:
-        return [" | ".join(rare + ([every_common] if common else []))]
-    return [every_common, " | ".join(common)] if common else []
+def _any(operands: list[str]) -> str:
+    return " | ".join(operands)
+
+
+def _all(lexemes: list[str]) -> str:
+    return "(" + " & ".join(_quote(lex) for lex in lexemes) + ")"
+
+
+def _match_queries(stats: list[tuple[str, int]], n: int, top_k: int) -> list[str]:
+    """Candidate tsqueries to try in turn, each expected to match at most ~MATCH_BUDGET rows.
+
+    A small corpus (or rare words) matches any word, exactly as BM25 would. Otherwise the rarest
+    words whose frequencies fit the budget match alone, and the common rest only as a
+    conjunction (documents with all of them), estimated as independent; when every word is
+    common, the longest conjunction of the rarest ones still expected to fill `top_k`. The last
+    resort (too few rows) is any word, cut at the budget by the caller's LIMIT.
+    """
+    terms = sorted(((df, lex) for lex, df in stats if df > 0), key=lambda t: (t[0], t[1]))
+    if not terms:
+        return []
+    every = _any([_quote(lex) for _, lex in terms])
+    if sum(df for df, _ in terms) <= MATCH_BUDGET:
+        return [every]
+    rare: list[str] = []
+    spent = 0
+    for df, lex in terms:
+        if spent + df > MATCH_BUDGET:
+            break
+        rare.append(lex)
+        spent += df
+    rest = [lex for _, lex in terms[len(rare) :]]
+    clauses = [_quote(lex) for lex in rare]
+    expected = float(n)
+    for df, _ in terms[len(rare) :]:
+        expected *= df / n
+    if rare and len(rest) > 1 and expected <= MATCH_BUDGET:
+        clauses.append(_all(rest))
+    elif not rare:
+        size, expected = 1, terms[0][0] * 1.0
+        while size < len(terms) and expected * terms[size][0] / n >= top_k:
+            expected *= terms[size][0] / n
+            size += 1
+        clauses.append(_all([lex for _, lex in terms[:size]]))
+    return [_any(clauses), every]
 
 
 @component
@@ -141,21 +232,25 @@ class PgFullTextRetriever:
             return {"documents": []}
         plain = " ".join(query.split()[:MAX_QUERY_WORDS])  # PostgreSQL parses it as it did the KB
         with engine_for(self.database_url).connect() as conn:
-            stats = conn.execute(_STATS_SQL, {"plain": plain, "df_cap": DF_CAP}).all()
-            idf = {lex: math.log1p((n - df + 0.5) / (df + 0.5)) for lex, df, n in stats}
+            stats = conn.execute(_STATS_SQL, {"plain": plain}).all()
+            n = int(stats[0][2] or 1) if stats else 1
+            idf = {lex: math.log1p((n - df + 0.5) / (df + 0.5)) for lex, df, _ in stats}
             params = {
                 "lexemes": list(idf),
                 "idfs": list(idf.values()),
                 "candidates": max(CANDIDATES, top_k),
+                "cap": max(MATCH_BUDGET, top_k),
                 "title_weight": TITLE_WEIGHT,
             }
-            rows: list[Any] = []
-            for match in _match_queries([(lex, df) for lex, df, _ in stats]):
-                rows = conn.execute(_SEARCH_SQL, {**params, "match": match}).mappings().all()
-                if rows:
+            rows: dict[str, Any] = {}  # a wider pass is cut at the budget: keep the narrower hits
+            plan = _match_queries([(lex, df) for lex, df, _ in stats], n, top_k)
+            for match in plan:
+                args = {**params, "match": match, "rank_query": plan[-1]}
+                rows.update((r["id"], r) for r in conn.execute(_SEARCH_SQL, args).mappings())
+                if len(rows) >= min(top_k, CANDIDATES):
                     break
         mass = sum(idf.values())
-        ranked = sorted(rows, key=lambda r: (-self._rank(r), r["id"]))[:top_k]
+        ranked = sorted(rows.values(), key=lambda r: (-self._rank(r), r["id"]))[:top_k]
         return {"documents": [self._document(r, self._score(r, mass)) for r in ranked]}
 
     @staticmethod
