@@ -14,6 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright import sync_api
+
+from tests.client import STAFF
 
 pytestmark = pytest.mark.browser
 
@@ -29,17 +32,17 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOT = Path("/tmp/helpline-chat.png")
-STAFF = {"X-API-Key": "test-staff-key"}
 REPLY_TIMEOUT = 20_000  # ms; the offline engine answers in well under a second
 
-sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
     if not CHROMIUM.exists():
-        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
+        pytest.fail(
+            "Debian chromium is not installed: run `make chromium` (apt-get install chromium)"
+        )
     with sync_api.sync_playwright() as pw:
         instance = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield instance
