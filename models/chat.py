@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import (
     DateTime,
@@ -21,6 +21,8 @@ from models.base import Base, new_id, utcnow
 
 SESSION_STATUSES = ("active", "escalated", "ended")
 ROLES = ("user", "assistant", "agent", "system")
+# A queued user message not claimed by a worker within this is re-sent by the sweeper.
+CLAIM_DEADLINE = timedelta(seconds=60)
 
 
 class ChatSession(Base):

@@ -9,7 +9,6 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 
 import redis
 from flask import current_app
@@ -18,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models.base import new_id, utcnow
-from models.chat import Attachment, AttachmentBlob, ChatSession, Message
+from models.chat import CLAIM_DEADLINE, Attachment, AttachmentBlob, ChatSession, Message
 from models.events import append_event, next_seq, publish, redis_client
 from models.filetypes import UnsupportedFileType, safe_filename, sniff_content_type
 from models.serialize import attachment_json, message_json
@@ -132,7 +131,7 @@ def accept_message(
     uploads: list[tuple[str, bytes]] | None = None,
     on_stored: Callable[[Message, bool], None] | None = None,
 ) -> Accepted:
-    """Store the message (and its files), commit, then enqueue its reply and ring the bell.
+    """Store the message (and its files) and commit; then acknowledge, announce, enqueue.
 
     `on_stored(message, created)` runs after the commit and before the publish, so a socket can
     queue its acknowledgement ahead of the broadcast copy of the same message.
@@ -156,10 +155,8 @@ def accept_message(
         client_msg_id=client_msg_id,
         status="queued" if role == "user" else "done",
     )
-    msg.seq = _seq_and_event(db, chat, msg, attachments)
+    event = _log_message(db, chat, msg, attachments)
     db.add(msg)
-    for att in attachments:
-        att.message_id = msg.id
     try:
         db.commit()
     except IntegrityError:
@@ -173,12 +170,12 @@ def accept_message(
     # of the message it answers; the stored message and the sweeper cover a failed enqueue.
     if on_stored is not None:
         on_stored(msg, True)
-    publish(msg._event)
+    publish(event)
     for att in uploaded:  # files uploaded earlier were queued by their upload
         enqueue("helpline.parse_attachment", att.id)
     if role == "user":
-        enqueue("helpline.generate_reply", msg.id)  # type: ignore[attr-defined]
-    return Accepted(msg, created=True, event=msg._event)  # type: ignore[attr-defined]
+        enqueue("helpline.generate_reply", msg.id)
+    return Accepted(msg, created=True, event=event)
 
 
 def _duplicate(msg: Message, on_stored: Callable[[Message, bool], None] | None) -> Accepted:
@@ -187,21 +184,18 @@ def _duplicate(msg: Message, on_stored: Callable[[Message, bool], None] | None) 
     return Accepted(msg, created=False)
 
 
-def _seq_and_event(
+def _log_message(
     db: Session, chat: ChatSession, msg: Message, attachments: list[Attachment]
-) -> int:
-    """Allocate the seq and log the event in the same transaction as the message."""
-    seq = next_seq(db, chat.id)
-    msg.seq = seq
+) -> dict:
+    """Give the message its seq and log its event in the same transaction; return the event."""
+    msg.seq = next_seq(db, chat.id)
     msg.created_at = utcnow()
     if msg.role == "user":
         # If nobody has claimed it by then, the worker's sweeper re-sends the task.
-        msg.lease_until = msg.created_at + timedelta(seconds=60)
-    msg.attachments = attachments
-    body = message_json(msg, attachments)
+        msg.lease_until = msg.created_at + CLAIM_DEADLINE
+    msg.attachments = attachments  # links each attachment to this message
     kind = "agent_message" if msg.role == "agent" else "user_message"
-    msg._event = append_event(db, chat.id, kind, seq=seq, message=body)  # type: ignore[attr-defined]
-    return seq
+    return append_event(db, chat.id, kind, seq=msg.seq, message=message_json(msg, attachments))
 
 
 def store_upload(db: Session, chat: ChatSession, filename: str, data: bytes) -> Attachment:

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
 
 from sqlalchemy import select, update
 
 from models.base import utcnow
-from models.chat import Message
+from models.chat import CLAIM_DEADLINE, Message
 from models.db import new_session
 from models.settings import get_settings
 
 log = logging.getLogger(__name__)
-
-REQUEUE_DEADLINE = timedelta(seconds=60)
 
 
 def sweep_once(limit: int = 200) -> int:
@@ -47,7 +44,7 @@ def sweep_once(limit: int = 200) -> int:
             won = db.execute(
                 update(Message)
                 .where(Message.id == msg_id, Message.lease_until == lease)
-                .values(status="queued", lease_until=now + REQUEUE_DEADLINE)
+                .values(status="queued", lease_until=now + CLAIM_DEADLINE)
             ).rowcount
             db.commit()
             if won:

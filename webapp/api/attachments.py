@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from models.chat import Attachment
 from models.schemas import ApiErrorSchema, AttachmentOut
 from models.serialize import attachment_json
-from webapp.auth import authorize_request
+from webapp.auth import authorize_request, request_credentials, staff_actor
 from webapp.chat import accept_upload
 from webapp.db import get_db
 from webapp.errors import abort
@@ -62,8 +62,6 @@ def get_attachment(attachment_id: str):  # type: ignore[no-untyped-def]
     att = db.get(Attachment, attachment_id)
     if att is None:
         # Authenticate first so an unknown id and a foreign one look alike to strangers.
-        from webapp.auth import request_credentials, staff_actor
-
         token, key = request_credentials()
         if not token and staff_actor(key) is None:
             abort(401, "missing session token (Authorization: Bearer <token>)", "missing_token")

@@ -91,16 +91,15 @@ class SessionItem(MethodView):
         """End a session (`{"status": "ended"}` or `?status=ended`); staff may set any status."""
         db = get_db()
         chat, actor = authorize_request(db, session_id)
-        body = request.get_json(silent=True) if request.data else None
-        if body is None:
-            body = {"status": request.args.get("status")} if "status" in request.args else {}
-        if request.data and request.get_json(silent=True) is None:
-            abort(400, "the request body is not valid JSON", "invalid_json")
+        if request.data:
+            body = request.get_json(silent=True)
+            if not isinstance(body, dict):
+                abort(400, "the request body is not a JSON object", "invalid_json")
+        else:
+            body = dict(request.args)
         data = SessionPatch().load(body)
         if not actor.is_staff and data["status"] != "ended":
             abort(403, "customers can only end a session", "forbidden_status")
-        if chat.status == "ended" and data["status"] != "ended" and not actor.is_staff:
-            abort(409, "this session has ended", "session_not_active")
         set_status(chat, data["status"])
         return chat
 
