@@ -45,11 +45,24 @@ def claim_redis_db(base_url: str, candidates: Sequence[int] = range(15, 7, -1)) 
     for db in candidates:
         client = redis.Redis.from_url(f"{base_url.rstrip('/')}/{db}")
         holder = client.get(LOCK_KEY)
-        if holder is not None and int(holder) != os.getpid() and _alive(int(holder)):
-            continue
-        client.flushdb()
-        if client.set(LOCK_KEY, os.getpid(), nx=True, ex=6 * 3600):
-            return db
+        if holder is not None:
+            if int(holder) == os.getpid() or _alive(int(holder)):
+                continue
+            # A dead run's claim: remove it only if it is still that run's (compare, delete).
+            client.eval(
+                "if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end",
+                1,
+                LOCK_KEY,
+                holder,
+            )
+        if not client.set(LOCK_KEY, os.getpid(), nx=True, ex=6 * 3600):
+            continue  # another run won this database a moment ago
+        # Empty it of a previous run's leftovers, keeping our claim (never FLUSHDB here: it
+        # would drop the claim and let a second run in).
+        for key in client.scan_iter(count=1000):
+            if key != LOCK_KEY.encode():
+                client.delete(key)
+        return db
     raise RuntimeError(f"no free Redis database among {list(candidates)} at {base_url}")
 
 
