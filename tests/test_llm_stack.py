@@ -117,6 +117,10 @@ def test_worker_killed_mid_answer_still_answers_once(crash_stack):
     stack.kill_worker()
     sock.quiet(0.5)  # deltas already in flight may still arrive
     assert len(fake.chat_requests) == sent_before + 1
+    # With no worker, readiness says so (and when to ask again).
+    ready = api.http.get("/health/ready")
+    assert ready.status_code == 503 and ready.headers["Retry-After"]
+    assert ready.json()["checks"]["worker"]["ok"] is False
 
     stack.start_worker()
     events = sock.until("complete", timeout=60)
