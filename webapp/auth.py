@@ -11,11 +11,12 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from flask import current_app, request
+from flask import request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.chat import ChatSession
+from webapp.config import current_settings
 from webapp.errors import abort
 
 
@@ -54,7 +55,7 @@ def staff_actor(api_key: str | None) -> Actor | None:
     """Staff if the key matches one of STAFF_API_KEYS (compared in constant time)."""
     if not api_key:
         return None
-    for key in current_app.config["HELPLINE"].staff_api_keys:
+    for key in current_settings().staff_api_keys:
         if hmac.compare_digest(key.encode(), api_key.encode()):
             # Identify the key in logs by a short hash, never by its value.
             return Actor("staff", hashlib.sha256(key.encode()).hexdigest()[:8])
@@ -77,6 +78,11 @@ def require_staff() -> Actor:
     return actor
 
 
+def token_owner(db: Session, token: str) -> str | None:
+    """The id of the session a token belongs to (None for a bad or deleted session's token)."""
+    return db.scalar(select(ChatSession.id).where(ChatSession.token_hash == hash_token(token)))
+
+
 def authorize(
     db: Session, raw_session_id: str | None, token: str | None, api_key: str | None
 ) -> tuple[ChatSession, Actor]:
@@ -91,7 +97,7 @@ def authorize(
             abort(404, "unknown session", "unknown_session")
         return chat, actor
     assert token is not None
-    owner = db.scalar(select(ChatSession.id).where(ChatSession.token_hash == hash_token(token)))
+    owner = token_owner(db, token)
     if owner is None:
         abort(401, "invalid session token", "invalid_token")
     if chat is None:

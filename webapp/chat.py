@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -21,17 +20,12 @@ from models.chat import CLAIM_DEADLINE, Attachment, AttachmentBlob, ChatSession,
 from models.events import append_event, next_seq, publish, redis_client
 from models.filetypes import UnsupportedFileType, safe_filename, sniff_content_type
 from models.serialize import attachment_json, message_json
-from models.settings import Settings
 from webapp.auth import Actor
+from webapp.config import current_settings
 from webapp.errors import abort
 from webapp.extensions import celery_client
 
 log = logging.getLogger(__name__)
-
-
-def settings() -> Settings:
-    """Typed settings of the running app."""
-    return current_app.config["HELPLINE"]
 
 
 @dataclass
@@ -57,10 +51,10 @@ def enqueue(task: str, *args: str) -> bool:
 
 def check_rate_limit(session_id: str) -> None:
     """Fixed one-minute window per session in Redis; fails open when Redis is down."""
-    limit = settings().rate_limit_per_minute
+    limit = current_settings().rate_limit_per_minute
     if limit <= 0:
         return
-    key = f"{settings().event_channel_prefix}:rl:{session_id}"
+    key = f"{current_settings().event_channel_prefix}:rl:{session_id}"
     try:
         pipe = redis_client().pipeline()
         pipe.incr(key)
@@ -87,7 +81,7 @@ def validate_content(content: object) -> str:
     text = content.strip()
     if not text:
         abort(422, "message is empty", "empty_message", details={"message": ["Empty message."]})
-    limit = settings().max_message_chars
+    limit = current_settings().max_message_chars
     if len(text) > limit:
         abort(
             413,
@@ -200,9 +194,9 @@ def _log_message(
 
 def store_upload(db: Session, chat: ChatSession, filename: str, data: bytes) -> Attachment:
     """Check size and type, then keep the bytes in the database (web and worker share no disk)."""
-    limit = settings().max_upload_bytes
+    limit = current_settings().max_upload_bytes
     if len(data) > limit:
-        abort(413, f"file is larger than {settings().max_upload_mb} MB", "file_too_large")
+        abort(413, f"file is larger than {current_settings().max_upload_mb} MB", "file_too_large")
     try:
         content_type = sniff_content_type(data, filename or "")
     except UnsupportedFileType as exc:

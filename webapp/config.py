@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app
+
 from models.settings import Settings
+
+
+def current_settings() -> Settings:
+    """The typed settings of the running app (tests may build apps with other settings)."""
+    return current_app.config["HELPLINE"]
 
 
 def flask_config(settings: Settings) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import threading
 import uuid
 from typing import Any
 
-from flask import current_app, request
+from flask import request
 from simple_websocket import ConnectionClosed
 
 from models.chat import ChatSession, Message
@@ -23,6 +23,7 @@ from models.events import envelope, events_after, publish
 from models.logs import request_id_var, session_id_var
 from webapp.auth import Actor, authorize
 from webapp.chat import accept_message
+from webapp.config import current_settings
 from webapp.errors import ApiError
 from webapp.events import RESYNC, get_hub
 from webapp.extensions import sock
@@ -46,7 +47,7 @@ class Connection:
         self.client_id = uuid.uuid4().hex[:12]
         self.last_seq = last_seq
         self.outbox: queue.Queue = queue.Queue()
-        self.settings = current_app.config["HELPLINE"]
+        self.settings = current_settings()
 
     # -- called by the hub and the reader; never blocks ----------------------------------
     def push(self, event: dict) -> None:

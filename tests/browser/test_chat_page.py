@@ -110,28 +110,27 @@ class Chat:
         return resp.json()["messages"]
 
 
-@pytest.fixture
-def ui(browser, stack) -> Iterator[Chat]:  # type: ignore[no-untyped-def]
-    context = browser.new_context(viewport={"width": 1200, "height": 860})
+def _page(browser, stack, **context_options) -> Iterator[Chat]:  # type: ignore[no-untyped-def]
+    """A fresh browser context on the chat page; fails the test if the page raised or alerted."""
+    context = browser.new_context(**context_options)
     page = Chat(context, stack.urls[0])
     try:
         yield page
     finally:
         context.close()
     assert not page.problems, page.problems
+
+
+@pytest.fixture
+def ui(browser, stack) -> Iterator[Chat]:  # type: ignore[no-untyped-def]
+    yield from _page(browser, stack, viewport={"width": 1200, "height": 860})
 
 
 @pytest.fixture
 def phone(browser, stack) -> Iterator[Chat]:  # type: ignore[no-untyped-def]
-    context = browser.new_context(
-        viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True
+    yield from _page(
+        browser, stack, viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True
     )
-    page = Chat(context, stack.urls[0])
-    try:
-        yield page
-    finally:
-        context.close()
-    assert not page.problems, page.problems
 
 
 def test_streamed_answer_with_citations_survives_reload(ui: Chat) -> None:

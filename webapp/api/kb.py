@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from flask import current_app, jsonify, make_response, request
+from flask import jsonify, make_response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import func, select
@@ -13,6 +13,7 @@ from models.kb import KBDocument
 from models.schemas import ApiErrorSchema, KBDocumentIn, KBDocumentOut, KBListQuery
 from webapp.auth import require_staff
 from webapp.chat import enqueue
+from webapp.config import current_settings
 from webapp.db import get_db
 from webapp.errors import abort
 from webapp.kb import delete_document, document_json, upsert_document
@@ -79,7 +80,7 @@ class Documents(MethodView):
         """Add or replace (same external_id) a document; indexing runs in the worker."""
         require_staff()
         db = get_db()
-        limit = current_app.config["HELPLINE"].max_upload_bytes
+        limit = current_settings().max_upload_bytes
         doc, changed = upsert_document(db, **_from_request(), max_bytes=limit)
         db.commit()
         if changed:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from flask import current_app, jsonify, make_response, request
+from flask import jsonify, make_response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import func, select
@@ -22,6 +22,7 @@ from models.schemas import (
 from models.serialize import chat_response, message_json
 from webapp.auth import authorize_request
 from webapp.chat import accept_message
+from webapp.config import current_settings
 from webapp.db import get_db
 from webapp.errors import abort
 from webapp.events import Waiter, get_hub
@@ -90,7 +91,7 @@ def _wait_seconds() -> float | None:
         value = float(raw)
     except ValueError:
         abort(422, "wait must be a number of seconds", details={"wait": ["Not a number."]})
-    limit = current_app.config["HELPLINE"].wait_max_seconds
+    limit = current_settings().wait_max_seconds
     if not 0 <= value <= limit:
         abort(422, f"wait must be between 0 and {limit}", details={"wait": ["Out of range."]})
     return value

@@ -5,11 +5,9 @@ from __future__ import annotations
 from celery.exceptions import TimeoutError as CeleryTimeout
 from flask import jsonify, make_response
 from flask_smorest import Blueprint
-from sqlalchemy import select
 
-from models.chat import ChatSession
 from models.schemas import ApiErrorSchema, SearchIn, SearchResult
-from webapp.auth import hash_token, request_credentials, require_staff
+from webapp.auth import request_credentials, require_staff, token_owner
 from webapp.db import get_db
 from webapp.errors import abort
 from webapp.extensions import celery_client
@@ -28,10 +26,7 @@ def search(body: dict):  # type: ignore[no-untyped-def]
     token, key = request_credentials()
     if key or not token:
         require_staff()
-    elif (
-        get_db().scalar(select(ChatSession.id).where(ChatSession.token_hash == hash_token(token)))
-        is None
-    ):
+    elif token_owner(get_db(), token) is None:
         abort(401, "invalid session token", "invalid_token")
     try:
         result = celery_client.send_task(
