@@ -50,6 +50,7 @@ task_routes = {
     "helpline.parse_attachment": {"queue": "attachments"},
     "helpline.ingest_document": {"queue": "kb"},
     "helpline.delete_document": {"queue": "kb"},
+    "helpline.deliver_webhook": {"queue": "kb"},
 }
 
 worker_hijack_root_logger = False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import (
     DateTime,
@@ -19,10 +19,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, new_id, utcnow
 
-SESSION_STATUSES = ("active", "escalated", "ended")
+SESSION_STATUSES = ("active", "ended")
 ROLES = ("user", "assistant", "agent", "system")
-# A queued user message not claimed by a worker within this is re-sent by the sweeper.
-CLAIM_DEADLINE = timedelta(seconds=60)
 
 
 class ChatSession(Base):
@@ -34,6 +32,11 @@ class ChatSession(Base):
     token_hash: Mapped[str] = mapped_column(String(64), index=True)
     user_id: Mapped[str | None] = mapped_column(String(255), index=True)
     status: Mapped[str] = mapped_column(String(16), default="active", index=True)
+    # Who answers: "bot", "waiting" (a person was asked for) or "person" (an agent claimed it).
+    # Only models/ownership.py changes these three columns.
+    owner: Mapped[str] = mapped_column(String(16), default="bot", server_default="bot")
+    agent_name: Mapped[str | None] = mapped_column(String(255))
+    owner_since_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     metadata_: Mapped[dict] = mapped_column("metadata", default=dict)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -47,7 +50,7 @@ class ChatSession(Base):
 
 
 class Message(Base):
-    """One turn. A user message's `status` tracks its reply: queued → processing → answered."""
+    """One turn. A user message's `status` is its reply's work state (models/work.py)."""
 
     __tablename__ = "messages"
     __table_args__ = (
@@ -73,8 +76,11 @@ class Message(Base):
     confidence: Mapped[float | None] = mapped_column(Float)
     processing_time: Mapped[float | None] = mapped_column(Float)
     metadata_: Mapped[dict] = mapped_column("metadata", default=dict)
+    # The escalation policy's decision for a customer message: action, reasons, signals.
+    escalation: Mapped[dict | None] = mapped_column()
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     session: Mapped[ChatSession] = relationship(back_populates="messages")
@@ -120,6 +126,8 @@ class Attachment(Base):
     text: Mapped[str | None] = mapped_column(Text)
     preview: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -138,7 +146,7 @@ class AttachmentBlob(Base):
 
 
 class Ticket(Base):
-    """A request for a human agent (the handoff issue fills in the console around it)."""
+    """One escalation: open → claimed (a named agent) → resolved; release puts it back to open."""
 
     __tablename__ = "tickets"
 
@@ -150,17 +158,43 @@ class Ticket(Base):
     priority: Mapped[str] = mapped_column(String(16), default="normal")
     category: Mapped[str | None] = mapped_column(String(64))
     reasons: Mapped[list] = mapped_column(default=list)
+    summary: Mapped[str] = mapped_column(Text, default="", server_default="")
     assignee: Mapped[str | None] = mapped_column(String(255))
+    trigger_message_id: Mapped[str | None] = mapped_column(String(36))
+    contact_email: Mapped[str | None] = mapped_column(String(320))
+    resolution: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookDelivery(Base):
+    """One notification to one URL: work with a lease and attempts, like any other job."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    ticket_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    event: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(2000))
+    payload: Mapped[dict] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Rating(Base):
-    """A customer's 1–5 score for a session."""
+    """A customer's 1–5 score for a session, once, with who handled the conversation."""
 
     __tablename__ = "ratings"
+    __table_args__ = (UniqueConstraint("session_id", name="uq_ratings_session_id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     session_id: Mapped[str] = mapped_column(
@@ -168,4 +202,6 @@ class Rating(Base):
     )
     score: Mapped[int] = mapped_column(Integer)
     comment: Mapped[str | None] = mapped_column(Text)
+    handled_by: Mapped[str] = mapped_column(String(16), default="bot", server_default="bot")
+    agent_name: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

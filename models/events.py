@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -24,7 +24,16 @@ log = logging.getLogger(__name__)
 
 # Types a client can see; persisted ones get a seq and are replayed after reconnect.
 PERSISTED_TYPES = frozenset(
-    {"user_message", "complete", "agent_message", "escalation", "attachment", "session_status"}
+    {
+        "user_message",
+        "complete",
+        "agent_message",
+        "escalation",
+        "attachment",
+        "session_status",
+        "agent_joined",
+        "agent_left",
+    }
 )
 EPHEMERAL_TYPES = frozenset({"start", "status", "sources", "text", "user_typing"})
 
@@ -40,8 +49,10 @@ def channel_pattern() -> str:
 
 
 def iso(ts: datetime) -> str:
-    """ISO-8601 UTC timestamp as clients receive it."""
-    return ts.isoformat().replace("+00:00", "Z")
+    """ISO-8601 UTC timestamp as clients receive it (SQLite's naive values are UTC too)."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def envelope(type_: str, session_id: str, seq: int | None = None, **fields: Any) -> dict:

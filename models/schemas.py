@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from marshmallow import EXCLUDE, Schema, fields, validate
+
+
+class Timestamp(fields.DateTime):
+    """ISO 8601 with an offset on both databases (SQLite hands back naive UTC values)."""
+
+    def _serialize(self, value, attr, obj, **kwargs):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        if isinstance(value, datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class _In(Schema):
@@ -32,19 +45,23 @@ class SessionOut(Schema):
     token = fields.String(metadata={"description": "only returned when the session is created"})
     user_id = fields.String(allow_none=True)
     status = fields.String(required=True)
-    created_at = fields.DateTime(required=True)
-    updated_at = fields.DateTime()
+    created_at = Timestamp(required=True)
+    updated_at = Timestamp()
     metadata = fields.Dict(attribute="metadata_")
     last_seq = fields.Integer()
+    owner = fields.String(metadata={"description": "bot, waiting (for a person) or person"})
+    agent = fields.String(attribute="agent_name", allow_none=True)
+    ticket_id = fields.String(allow_none=True, dump_default=None)
 
 
 class SessionPatch(_In):
-    status = fields.String(required=True, validate=validate.OneOf(["active", "escalated", "ended"]))
+    status = fields.String(required=True, validate=validate.OneOf(["ended"]))
 
 
 class SessionListQuery(_In):
     user_id = fields.String()
-    status = fields.String(validate=validate.OneOf(["active", "escalated", "ended"]))
+    status = fields.String(validate=validate.OneOf(["active", "ended"]))
+    owner = fields.String(validate=validate.OneOf(["bot", "waiting", "person"]))
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
     offset = fields.Integer(load_default=0, validate=validate.Range(0))
 
@@ -108,13 +125,13 @@ class AttachmentOut(Schema):
     processed = fields.Method("_processed")
     preview = fields.String(allow_none=True)
     error = fields.String(allow_none=True)
-    created_at = fields.DateTime()
+    created_at = Timestamp()
 
     def _size_mb(self, obj) -> float:  # type: ignore[no-untyped-def]
         return round(obj.size / (1024 * 1024), 3)
 
     def _processed(self, obj) -> bool:  # type: ignore[no-untyped-def]
-        return obj.status == "processed"
+        return obj.status == "done"
 
 
 class MessageOut(Schema):
@@ -123,7 +140,7 @@ class MessageOut(Schema):
     role = fields.String()
     content = fields.String()
     status = fields.String()
-    timestamp = fields.DateTime(attribute="created_at")
+    timestamp = Timestamp(attribute="created_at")
     client_msg_id = fields.String(allow_none=True)
     reply_to_id = fields.String(allow_none=True)
     attachments = fields.List(fields.Nested(AttachmentOut))
@@ -132,6 +149,7 @@ class MessageOut(Schema):
     confidence = fields.Float(allow_none=True)
     processing_time = fields.Float(allow_none=True)
     metadata = fields.Dict(attribute="metadata_")
+    escalation = fields.Dict(allow_none=True)
 
 
 class HistoryQuery(_In):
@@ -172,7 +190,91 @@ class RatingOut(Schema):
     session_id = fields.String()
     score = fields.Integer()
     comment = fields.String(allow_none=True)
-    created_at = fields.DateTime()
+    handled_by = fields.String(metadata={"description": "bot, or person when an agent joined"})
+    agent = fields.String(attribute="agent_name", allow_none=True)
+    created_at = Timestamp()
+
+
+class HandoffIn(_In):
+    client_msg_id = fields.String(validate=validate.Length(1, 128), allow_none=True)
+
+
+class ContactIn(_In):
+    email = fields.Email(required=True, validate=validate.Length(max=320))
+
+
+class ContactOut(Schema):
+    ticket_id = fields.String(attribute="id")
+    contact_email = fields.String()
+
+
+class TicketOut(Schema):
+    id = fields.String(required=True)
+    session_id = fields.String(required=True)
+    status = fields.String(metadata={"description": "open, claimed or resolved"})
+    priority = fields.String(metadata={"description": "low, normal, high or urgent"})
+    category = fields.String(allow_none=True)
+    reasons = fields.List(fields.String())
+    summary = fields.String()
+    agent = fields.String(attribute="assignee", allow_none=True)
+    contact_email = fields.String(allow_none=True)
+    trigger_message_id = fields.String(allow_none=True)
+    resolution = fields.String(allow_none=True)
+    created_at = Timestamp()
+    updated_at = Timestamp()
+    claimed_at = Timestamp(allow_none=True)
+    resolved_at = Timestamp(allow_none=True)
+
+
+class TicketList(Schema):
+    tickets = fields.List(fields.Nested(TicketOut))
+    total = fields.Integer()
+
+
+class TicketListQuery(_In):
+    status = fields.String(
+        load_default="active",
+        validate=validate.OneOf(["open", "claimed", "resolved", "active", "all"]),
+        metadata={"description": "active = open and claimed"},
+    )
+    session_id = fields.String()
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
+    offset = fields.Integer(load_default=0, validate=validate.Range(0, 1_000_000))
+
+
+class ResolveIn(_In):
+    end_session = fields.Boolean(load_default=False)
+
+
+class StaffTokenOut(Schema):
+    token = fields.String(required=True)
+    agent = fields.Dict()
+    expires_in = fields.Integer()
+
+
+class DeliveryOut(Schema):
+    id = fields.String()
+    ticket_id = fields.String(allow_none=True)
+    event = fields.String()
+    url = fields.String()
+    status = fields.String()
+    attempts = fields.Integer()
+    response_status = fields.Integer(allow_none=True)
+    error = fields.String(allow_none=True)
+    created_at = Timestamp()
+    delivered_at = Timestamp(allow_none=True)
+
+
+class DeliveryList(Schema):
+    deliveries = fields.List(fields.Nested(DeliveryOut))
+    total = fields.Integer()
+
+
+class DeliveryQuery(_In):
+    status = fields.String(validate=validate.OneOf(["queued", "processing", "done", "failed"]))
+    ticket_id = fields.String()
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
+    offset = fields.Integer(load_default=0, validate=validate.Range(0, 1_000_000))
 
 
 class KBDocumentIn(_In):
@@ -197,6 +299,6 @@ class KBDocumentOut(Schema):
 
 
 class KBListQuery(_In):
-    status = fields.String(validate=validate.OneOf(["queued", "indexed", "failed"]))
+    status = fields.String(validate=validate.OneOf(["queued", "processing", "done", "failed"]))
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
     offset = fields.Integer(load_default=0, validate=validate.Range(0))

@@ -56,13 +56,37 @@ def _default_database_url() -> str:
     return f"sqlite:///{ROOT / 'instance' / 'helpline.db'}"
 
 
+def parse_staff_keys(raw: str) -> tuple[tuple[str, str], ...]:
+    """`key` or `name=key` items, comma-separated → ((name, key), …); a plain key's name is
+    "Support". A key may itself contain `=` (base64 padding): it is a pair only when the text
+    after the first `=` does not start with another `=`."""
+    agents: list[tuple[str, str]] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        name, sep, key = item.partition("=")
+        if sep and name.strip() and key and not key.startswith("="):
+            agents.append((name.strip()[:64], key.strip()))
+        else:
+            agents.append(("Support", item))
+    return tuple(agents)
+
+
+def _urls(name: str) -> tuple[str, ...]:
+    urls = tuple(u.strip() for u in _str(name, "").split(",") if u.strip())
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{name} must hold http(s) URLs separated by commas; got {url!r}")
+    return urls
+
+
 @dataclass(frozen=True)
 class Settings:
     """Typed view of the environment; build with `Settings.from_env()`."""
 
     database_url: str
     redis_url: str
-    staff_api_keys: frozenset[str]
+    staff_agents: tuple[tuple[str, str], ...]
     max_upload_mb: int
     max_message_chars: int
     max_ws_frame_bytes: int
@@ -83,6 +107,10 @@ class Settings:
     log_level: str
     log_format: str
     event_channel_prefix: str
+    webhook_urls: tuple[str, ...]
+    webhook_secret: str | None
+    support_hours: str
+    support_timezone: str
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -108,11 +136,19 @@ class Settings:
         kb_store = _choice("KB_STORE", "auto", ("auto", "bm25s", "postgres"))
         if kb_store == "postgres" and not database_url.startswith(("postgres", "postgresql")):
             raise ConfigError("KB_STORE=postgres needs DATABASE_URL to point at PostgreSQL")
-        keys = frozenset(k.strip() for k in _str("STAFF_API_KEYS", "").split(",") if k.strip())
+        webhook_urls = _urls("WEBHOOK_URLS")
+        webhook_secret = os.environ.get("WEBHOOK_SECRET") or None
+        if webhook_urls and not webhook_secret:
+            raise ConfigError(
+                "WEBHOOK_URLS is set but WEBHOOK_SECRET is not: receivers could not tell our "
+                "notifications from forged ones"
+            )
+        hours, zone = _str("SUPPORT_HOURS", ""), _str("SUPPORT_TIMEZONE", "UTC")
+        _check_hours(hours, zone)
         return cls(
             database_url=database_url,
             redis_url=_str("REDIS_URL", "redis://localhost:6379/0"),
-            staff_api_keys=keys,
+            staff_agents=parse_staff_keys(_str("STAFF_API_KEYS", "")),
             max_upload_mb=_int("MAX_UPLOAD_MB", 10, 1),
             max_message_chars=_int("MAX_MESSAGE_CHARS", 4000, 1),
             max_ws_frame_bytes=_int("MAX_WS_FRAME_BYTES", 64 * 1024, 1024),
@@ -133,7 +169,16 @@ class Settings:
             log_level=_str("LOG_LEVEL", "INFO").upper(),
             log_format=_choice("LOG_FORMAT", "json", ("json", "text")),
             event_channel_prefix=_str("EVENT_CHANNEL_PREFIX", "helpline"),
+            webhook_urls=webhook_urls,
+            webhook_secret=webhook_secret,
+            support_hours=hours,
+            support_timezone=zone,
         )
+
+    @property
+    def staff_api_keys(self) -> frozenset[str]:
+        """Every accepted staff key."""
+        return frozenset(key for _, key in self.staff_agents)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -144,6 +189,16 @@ class Settings:
     def is_postgres(self) -> bool:
         """True when the record lives in PostgreSQL (enables the full-text KB store)."""
         return self.database_url.startswith(("postgresql", "postgres"))
+
+
+def _check_hours(hours: str, zone: str) -> None:
+    """Fail at start on a malformed SUPPORT_HOURS or an unknown SUPPORT_TIMEZONE."""
+    from models.hours import SupportHours
+
+    try:
+        SupportHours.parse(hours, zone)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 _cached: Settings | None = None

@@ -67,16 +67,16 @@ class Api:
             time.sleep(0.1)
 
 
-def ws_url(base_url: str, **params: Any) -> str:
+def ws_url(base_url: str, path: str = "/ws", **params: Any) -> str:
     query = urlencode({k: v for k, v in params.items() if v is not None})
-    return base_url.replace("http://", "ws://") + "/ws?" + query
+    return base_url.replace("http://", "ws://") + path + "?" + query
 
 
 class Socket:
     """A WebSocket client that reads JSON events with a deadline."""
 
-    def __init__(self, base_url: str, **params: Any) -> None:
-        self.ws = websocket.create_connection(ws_url(base_url, **params), timeout=20)
+    def __init__(self, base_url: str, path: str = "/ws", **params: Any) -> None:
+        self.ws = websocket.create_connection(ws_url(base_url, path, **params), timeout=20)
         self.seen: list[dict] = []
 
     def send(self, event: dict | str) -> None:

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
@@ -85,7 +86,7 @@ def base_env() -> dict[str, str]:
         "DATABASE_URL": database_url(),
         "REDIS_URL": redis_url(),
         "EVENT_CHANNEL_PREFIX": _PREFIX,
-        "STAFF_API_KEYS": STAFF_KEY,
+        "STAFF_API_KEYS": f"{STAFF_KEY},Sam=sam-key,Ana=ana-key",
         "AGENT_LEASE_SECONDS": "4",
         "SWEEP_INTERVAL": "1",
         "LOG_FORMAT": "json",
@@ -131,6 +132,38 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         except Exception:
             pass
     shutil.rmtree(_TMP, ignore_errors=True)
+
+
+@contextmanager
+def side_stack(logdir: Path, name: str, env: dict[str, str], *, kb: bool = True) -> Iterator:
+    """A stack of its own (database, Redis db, channel prefix) for tests that configure the
+    processes differently; its worker never touches the main suite's tasks."""
+    from tests.client import load_sample_kb
+    from tests.stack import Stack
+
+    url = database_url(f"_{name}")
+    if os.environ.get("TEST_DATABASE_URL"):
+        recreate_postgres(url)
+    migrate(url)
+    full = base_env() | {
+        "DATABASE_URL": url,
+        "REDIS_URL": redis_url(name),
+        "EVENT_CHANNEL_PREFIX": f"hl{name}-{uuid.uuid4().hex[:6]}",
+        **env,
+    }
+    stack = Stack(full, logdir, name=name)
+    try:
+        stack.start_web()
+        stack.start_worker()
+        stack.wait_ready()
+        if kb:
+            load_sample_kb(stack)
+        yield stack
+    finally:
+        stack.stop()
+        flush_redis(full["REDIS_URL"])
+        if os.environ.get("TEST_DATABASE_URL"):
+            drop_postgres(url)
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ def test_upload_is_parsed_and_announced(api, chat):
     assert body["status"] == "queued" and body["size_mb"] < 1
     event = sock.until("attachment")[-1]
     assert event["attachment_id"] == body["attachment_id"]
-    assert event["status"] == "processed" and "router keeps dropping" in event["preview"]
+    assert event["status"] == "done" and "router keeps dropping" in event["preview"]
     assert event["seq"] >= 1
     resp = api.http.get(f"/api/attachments/{body['attachment_id']}", headers=api.auth(chat))
     assert resp.status_code == 200

@@ -18,7 +18,7 @@ def wait_indexed(api, doc_id: str, timeout: float = 30) -> dict:  # type: ignore
     deadline = time.monotonic() + timeout
     while True:
         doc = api.http.get(f"/api/kb/documents/{doc_id}", headers=STAFF).json()
-        if doc["status"] in ("indexed", "failed"):
+        if doc["status"] in ("done", "failed"):
             return doc
         assert time.monotonic() < deadline, doc
         time.sleep(0.1)
@@ -57,7 +57,7 @@ def test_json_document_add_replace_delete(api):
     resp = api.http.post("/api/kb/documents", json=body, headers=STAFF)
     assert resp.status_code == 202, resp.text
     doc = wait_indexed(api, resp.json()["id"])
-    assert doc["status"] == "indexed" and doc["chunk_count"] >= 1
+    assert doc["status"] == "done" and doc["chunk_count"] >= 1
     rows = search_until(api, "how do I descale my quasar lamp", lambda r: ext in ext_ids(r))
     top = rows[0]
     assert top["rank"] == 1 and top["metadata"]["title"] == "Quasar lamp descaling"
@@ -123,7 +123,7 @@ def test_file_upload_each_type_is_indexed(api, name, make, phrase):
     )
     assert resp.status_code == 202, resp.text
     doc = wait_indexed(api, resp.json()["id"])
-    assert doc["status"] == "indexed", doc
+    assert doc["status"] == "done", doc
     rows = search_until(api, f"{word} button", lambda r: ext in ext_ids(r))
     assert word in rows[0]["content"]
     api.http.delete(f"/api/kb/documents/{doc['id']}", headers=STAFF)
@@ -171,7 +171,7 @@ def test_list_documents_shows_sample_kb(api):
     resp = api.http.get("/api/kb/documents", params={"limit": 1000}, headers=STAFF)
     assert resp.status_code == 200
     docs = {d["external_id"]: d for d in resp.json()}
-    assert docs["returns/return-policy"]["status"] == "indexed"
+    assert docs["returns/return-policy"]["status"] == "done"
     assert docs["returns/return-policy"]["chunk_count"] >= 1
     assert int(resp.headers["X-Total-Count"]) >= 30
 

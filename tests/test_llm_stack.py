@@ -8,25 +8,14 @@ allowed stand-in: a paid external API), streaming SSE like the real one.
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 
 import pytest
 from celery import Celery
 
-from tests.client import Api, Socket, load_sample_kb
-from tests.conftest import (
-    base_env,
-    database_url,
-    drop_postgres,
-    flush_redis,
-    migrate,
-    recreate_postgres,
-    redis_url,
-)
+from tests.client import Api, Socket
+from tests.conftest import side_stack
 from tests.fake_openai import FakeOpenAI
-from tests.stack import Stack
 
 REPLY = (
     "You can return most items within 30 days of delivery [1]. Start the return from your "
@@ -37,33 +26,18 @@ REPLY = (
 @pytest.fixture(scope="module")
 def crash_stack(logdir):  # type: ignore[no-untyped-def]
     fake = FakeOpenAI(REPLY, delay=0.12, chunk_size=2)
-    url = database_url("_crash")
-    if os.environ.get("TEST_DATABASE_URL"):
-        recreate_postgres(url)
-    migrate(url)
-    env = base_env() | {
-        "DATABASE_URL": url,
-        "REDIS_URL": redis_url("crash"),
-        "EVENT_CHANNEL_PREFIX": f"hlcrash-{uuid.uuid4().hex[:6]}",
+    env = {
         "LLM_PROVIDER": "openai",
         "OPENAI_BASE_URL": fake.base_url,
         "OPENAI_API_KEY": "test-key",
         "LLM_TIMEOUT": "10",
         "AGENT_LEASE_SECONDS": "3",
     }
-    stack = Stack(env, logdir, name="crash")
     try:
-        stack.start_web()
-        stack.start_worker()
-        stack.wait_ready()
-        load_sample_kb(stack)
-        yield stack, fake
+        with side_stack(logdir, "crash", env) as stack:
+            yield stack, fake
     finally:
-        stack.stop()
         fake.close()
-        flush_redis(env["REDIS_URL"])
-        if os.environ.get("TEST_DATABASE_URL"):
-            drop_postgres(url)
 
 
 def open_chat(stack):  # type: ignore[no-untyped-def]
@@ -138,7 +112,36 @@ def test_worker_killed_mid_answer_still_answers_once(crash_stack):
     assert all(e["type"] != "complete" for e in sock.quiet(1.0))
     messages = api.history(chat)["messages"]
     assert [m["role"] for m in messages] == ["user", "assistant"]
-    assert messages[0]["status"] == "answered"
+    assert messages[0]["status"] == "done"
     assert len(fake.chat_requests) == sent_before + 2
+    sock.close()
+    api.close()
+
+
+def test_handoff_with_the_model_engine_never_asks_the_model(crash_stack):
+    """The escalation policy runs before any engine: a request for a person opens a ticket,
+    and while a person owns the chat the model is not called at all."""
+    stack, fake = crash_stack
+    fake.set_reply(REPLY, delay=0.0)
+    api, chat, sock = open_chat(stack)
+    before = len(fake.chat_requests)
+    sock.send({"type": "message", "content": "can I speak to a real person please"})
+    escalation = sock.until("escalation")[-1]
+    assert escalation["required"] and "explicit_request" in escalation["reasons"]
+    staff = {"X-API-Key": "sam-key"}
+    claimed = api.http.post(f"/api/tickets/{escalation['ticket_id']}/claim", headers=staff)
+    assert claimed.status_code == 200
+    sock.until("agent_joined")
+    sock.send({"type": "message", "content": "How long do I have to return an item?"})
+    sock.until("acknowledged")
+    assert not [e for e in sock.quiet(2.5) if e["type"] in ("start", "complete")]
+    assert len(fake.chat_requests) == before
+
+    resolved = api.http.post(f"/api/tickets/{escalation['ticket_id']}/resolve", headers=staff)
+    assert resolved.status_code == 200
+    sock.until("agent_left")
+    sock.send({"type": "message", "content": "How long do I have to return an item?"})
+    done = sock.until("complete")[-1]["message"]
+    assert done["content"] == REPLY and len(fake.chat_requests) == before + 1
     sock.close()
     api.close()

@@ -19,7 +19,7 @@ def test_post_returns_202_then_reply_lands_in_history(api, chat):
     assert body["status"] == "queued" and body["seq"] == 1 and body["message_id"]
     data = api.wait_for(chat, lambda ms: any(m["role"] == "assistant" for m in ms))
     user, reply = data["messages"]
-    assert user["id"] == body["message_id"] and user["status"] == "answered"
+    assert user["id"] == body["message_id"] and user["status"] == "done"
     assert reply["reply_to_id"] == user["id"] and reply["seq"] == 2
     assert reply["sources"] and reply["timestamp"]
 
@@ -150,13 +150,14 @@ def test_rate_limit_429_with_retry_after(api):
     assert resp.json()["error"]["code"] == "rate_limited"
 
 
-def test_staff_posts_as_agent_without_bot_reply(api, chat):
-    resp = api.http.post(
-        f"/api/chat/sessions/{chat['session_id']}/messages",
-        json={"message": "Hi, this is Sam from support."},
-        headers=STAFF,
-    )
-    assert resp.status_code == 202
+def test_staff_posts_as_agent_only_after_taking_over(api, chat):
+    url = f"/api/chat/sessions/{chat['session_id']}/messages"
+    body = {"message": "Hi, this is Sam from support."}
+    refused = api.http.post(url, json=body, headers=STAFF)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "not_claimed"
+    taken = api.http.post(f"/api/sessions/{chat['session_id']}/takeover", headers=STAFF)
+    assert taken.status_code == 201
+    assert api.http.post(url, json=body, headers=STAFF).status_code == 202
     time.sleep(1.0)
     roles = [m["role"] for m in api.history(chat)["messages"]]
     assert roles == ["agent"]

@@ -31,5 +31,5 @@ def test_committed_but_never_enqueued_message_is_answered(api, chat):
         assert db.get(ChatSession, chat["session_id"]) is not None
     data = api.wait_for(chat, lambda ms: any(m["role"] == "assistant" for m in ms), timeout=20)
     user, reply = data["messages"]
-    assert user["status"] == "answered" and reply["reply_to_id"] == user["id"]
+    assert user["status"] == "done" and reply["reply_to_id"] == user["id"]
     assert any(s["external_id"] == "accounts/reset-password" for s in reply["sources"])

@@ -29,14 +29,14 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     api.init_app(app)
     sock.init_app(app)
 
-    from webapp.api import attachments, docs, health, kb, messages, search, sessions
+    from webapp.api import attachments, docs, health, kb, messages, search, sessions, tickets
 
-    for module in (sessions, messages, attachments, search, kb):
+    for module in (sessions, messages, attachments, search, kb, tickets):
         api.register_blueprint(module.blp)
     app.register_blueprint(health.blp)
     app.register_blueprint(docs.blp)
 
-    from webapp import pages, ws  # noqa: F401  (registers the socket route)
+    from webapp import console_ws, pages, ws  # noqa: F401  (registers the socket routes)
 
     app.register_blueprint(pages.blp)
     register_error_handlers(app)

@@ -1,13 +1,19 @@
 """Who may touch a session: its own bearer token, or staff with an X-API-Key.
 
 One function decides for HTTP and WebSocket alike; the socket maps the status to a close code.
+Browsers cannot put headers on a WebSocket, so staff exchange their key (in a header) for a
+short-lived socket token signed with that key (`stf.` prefix): no key ever travels in a URL,
+and removing a key from STAFF_API_KEYS revokes its tokens.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -45,21 +51,65 @@ class Actor:
 
     kind: str  # "customer" | "staff"
     staff_key_id: str | None = None
+    name: str | None = None  # the agent's name customers see (staff only)
 
     @property
     def is_staff(self) -> bool:
         return self.kind == "staff"
 
 
+def _key_id(key: str) -> str:
+    """Identify a key in logs and tokens by a short hash, never by its value."""
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
 def staff_actor(api_key: str | None) -> Actor | None:
     """Staff if the key matches one of STAFF_API_KEYS (compared in constant time)."""
     if not api_key:
         return None
-    for key in current_settings().staff_api_keys:
-        if hmac.compare_digest(key.encode(), api_key.encode()):
-            # Identify the key in logs by a short hash, never by its value.
-            return Actor("staff", hashlib.sha256(key.encode()).hexdigest()[:8])
-    abort(401, "invalid API key", "invalid_api_key")
+    found = None
+    for name, key in current_settings().staff_agents:
+        if hmac.compare_digest(key.encode(), api_key.encode("utf-8", "replace")):
+            found = found or Actor("staff", _key_id(key), name)
+    if found is None:
+        abort(401, "invalid API key", "invalid_api_key")
+    return found
+
+
+STAFF_TOKEN_PREFIX = "stf."
+STAFF_TOKEN_SECONDS = 3600
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _sign(key: str, body: str) -> str:
+    return _b64(hmac.new(key.encode(), body.encode(), hashlib.sha256).digest())
+
+
+def staff_socket_token(actor: Actor, seconds: int = STAFF_TOKEN_SECONDS) -> str:
+    """A token for the console's sockets, signed with the agent's own key."""
+    key = next(k for n, k in current_settings().staff_agents if _key_id(k) == actor.staff_key_id)
+    claims = {"k": actor.staff_key_id, "n": actor.name, "e": int(time.time()) + seconds}
+    body = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    return f"{STAFF_TOKEN_PREFIX}{body}.{_sign(key, body)}"
+
+
+def staff_from_token(token: str) -> Actor:
+    """The staff actor of a socket token, or abort 401 (bad, expired or revoked)."""
+    try:
+        body, mac = token[len(STAFF_TOKEN_PREFIX) :].split(".", 1)
+        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        key_id, name, expires = str(claims["k"]), str(claims["n"]), int(claims["e"])
+    except (ValueError, KeyError, TypeError):
+        abort(401, "malformed staff token", "invalid_token")
+    for agent, key in current_settings().staff_agents:
+        if _key_id(key) == key_id and agent == name and hmac.compare_digest(_sign(key, body), mac):
+            if expires < time.time():
+                abort(401, "the staff token has expired: sign in again", "token_expired")
+            return Actor("staff", key_id, name)
+    abort(401, "invalid staff token", "invalid_token")
 
 
 def request_credentials() -> tuple[str | None, str | None]:
@@ -89,6 +139,8 @@ def authorize(
     """Return the session and the caller, or abort 400/401/403/404 in that order."""
     session_id = parse_session_id(raw_session_id)
     actor = staff_actor(api_key)
+    if actor is None and token and token.startswith(STAFF_TOKEN_PREFIX):
+        actor = staff_from_token(token)
     if actor is None and not token:
         abort(401, "missing session token (Authorization: Bearer <token>)", "missing_token")
     chat = db.get(ChatSession, session_id)

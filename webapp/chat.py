@@ -15,17 +15,22 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from models import jobs
 from models.base import new_id, utcnow
-from models.chat import CLAIM_DEADLINE, Attachment, AttachmentBlob, ChatSession, Message
+from models.chat import Attachment, AttachmentBlob, ChatSession, Message
 from models.events import append_event, next_seq, publish, redis_client
 from models.filetypes import UnsupportedFileType, safe_filename, sniff_content_type
+from models.ownership import Owner
 from models.serialize import attachment_json, message_json
+from models.work import ATTACHMENT, REPLY, queue
 from webapp.auth import Actor
 from webapp.config import current_settings
 from webapp.errors import abort
-from webapp.extensions import celery_client
 
 log = logging.getLogger(__name__)
+
+# What a customer's structured request for a person reads as in the history.
+HANDOFF_REQUEST_TEXT = "I'd like to talk to a person."
 
 
 @dataclass
@@ -35,18 +40,6 @@ class Accepted:
     message: Message
     created: bool
     event: dict | None = None
-
-
-def enqueue(task: str, *args: str) -> bool:
-    """Send a task by name after commit; on broker failure the sweeper re-sends it later."""
-    try:
-        # By name, send_task does not know the task ignores its result: say so, or every send
-        # subscribes to a result channel nobody reads.
-        celery_client.send_task(task, args=list(args), ignore_result=True)
-        return True
-    except Exception as exc:  # kombu raises several unrelated types when Redis is away
-        log.error("enqueue failed; the sweeper will retry", extra={"task": task, "error": str(exc)})
-        return False
 
 
 def check_rate_limit(session_id: str) -> None:
@@ -124,18 +117,29 @@ def accept_message(
     attachment_ids: list[str] | None = None,
     uploads: list[tuple[str, bytes]] | None = None,
     on_stored: Callable[[Message, bool], None] | None = None,
+    request: str | None = None,
 ) -> Accepted:
     """Store the message (and its files) and commit; then acknowledge, announce, enqueue.
 
     `on_stored(message, created)` runs after the commit and before the publish, so a socket can
-    queue its acknowledgement ahead of the broadcast copy of the same message.
+    queue its acknowledgement ahead of the broadcast copy of the same message. `request` is a
+    structured customer request ("person": the Talk-to-a-person button) stored on the message.
     """
     if chat.status == "ended":
         abort(409, "this session has ended", "session_not_active")
-    text = validate_content(content)
+    text = HANDOFF_REQUEST_TEXT if request == "person" else validate_content(content)
     existing = _existing(db, chat.id, client_msg_id)
     if existing is not None:
         return _duplicate(existing, on_stored)
+    if actor.is_staff:
+        _check_agent_holds(chat, actor)
+    elif request == "person" and chat.owner != Owner.BOT:
+        abort(
+            409,
+            "a person has already been asked for in this conversation",
+            "already_with_person",
+            details={"owner": chat.owner, "agent": chat.agent_name},
+        )
     check_rate_limit(chat.id)
     attachments = _claim_attachments(db, chat, attachment_ids or [])
     uploaded = [store_upload(db, chat, name, data) for name, data in uploads or []]
@@ -147,7 +151,8 @@ def accept_message(
         role=role,
         content=text,
         client_msg_id=client_msg_id,
-        status="queued" if role == "user" else "done",
+        status="done",
+        metadata_=_message_meta(actor, request),
     )
     event = _log_message(db, chat, msg, attachments)
     db.add(msg)
@@ -166,10 +171,31 @@ def accept_message(
         on_stored(msg, True)
     publish(event)
     for att in uploaded:  # files uploaded earlier were queued by their upload
-        enqueue("helpline.parse_attachment", att.id)
+        jobs.send_parse(att.id)
     if role == "user":
-        enqueue("helpline.generate_reply", msg.id)
+        # Every customer message goes to the worker, whoever owns the conversation: the
+        # escalation policy runs on it, and the worker stays silent when a person owns it.
+        jobs.send_reply(msg.id)
     return Accepted(msg, created=True, event=event)
+
+
+def _check_agent_holds(chat: ChatSession, actor: Actor) -> None:
+    """An agent speaks only in a conversation whose ticket they hold (no talking over the bot)."""
+    if chat.owner != Owner.PERSON or chat.agent_name != actor.name:
+        holder = f"{chat.agent_name} holds it" if chat.owner == Owner.PERSON else None
+        abort(
+            409,
+            "claim this conversation's ticket (or take it over) before replying"
+            + (f"; {holder}" if holder else ""),
+            "not_claimed",
+            details={"owner": chat.owner, "agent": chat.agent_name},
+        )
+
+
+def _message_meta(actor: Actor, request: str | None) -> dict:
+    if actor.is_staff:
+        return {"agent": actor.name}
+    return {"request": request} if request else {}
 
 
 def _duplicate(msg: Message, on_stored: Callable[[Message, bool], None] | None) -> Accepted:
@@ -185,8 +211,8 @@ def _log_message(
     msg.seq = next_seq(db, chat.id)
     msg.created_at = utcnow()
     if msg.role == "user":
-        # If nobody has claimed it by then, the worker's sweeper re-sends the task.
-        msg.lease_until = msg.created_at + CLAIM_DEADLINE
+        # If nobody has claimed it by its deadline, the worker's sweeper re-sends the task.
+        queue(msg, REPLY, msg.created_at)
     msg.attachments = attachments  # links each attachment to this message
     kind = "agent_message" if msg.role == "agent" else "user_message"
     return append_event(db, chat.id, kind, seq=msg.seq, message=message_json(msg, attachments))
@@ -208,8 +234,8 @@ def store_upload(db: Session, chat: ChatSession, filename: str, data: bytes) -> 
         content_type=content_type,
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
-        status="queued",
     )
+    queue(att, ATTACHMENT)
     att.storage_key = f"db:{att.id}"
     db.add(att)
     db.add(AttachmentBlob(attachment_id=att.id, data=data))
@@ -222,5 +248,5 @@ def accept_upload(db: Session, chat: ChatSession, filename: str, data: bytes) ->
         abort(409, "this session has ended", "session_not_active")
     att = store_upload(db, chat, filename, data)
     db.commit()
-    enqueue("helpline.parse_attachment", att.id)
+    jobs.send_parse(att.id)
     return attachment_json(att)

@@ -95,9 +95,9 @@ def _jsonl(path: Path) -> list[dict]:
 @click.option("--timeout", default=600, show_default=True, help="Seconds to wait.")
 def kb_import(paths: tuple[str, ...], wait: bool, timeout: int) -> None:
     """Import files, folders and JSONL files ({"id","title","text","metadata"} per line)."""
+    from models import jobs
     from models.db import new_session
     from models.settings import get_settings
-    from webapp.chat import enqueue
     from webapp.errors import ApiError
     from webapp.kb import upsert_document
 
@@ -120,7 +120,7 @@ def kb_import(paths: tuple[str, ...], wait: bool, timeout: int) -> None:
                     queued.append(doc.id)
     finally:
         db.close()
-    sent = sum(enqueue("helpline.ingest_document", doc_id) for doc_id in queued)
+    sent = sum(jobs.send_ingest(doc_id) for doc_id in queued)
     click.echo(
         f"{len(ids)} documents: {len(queued)} new or changed, {failed} skipped; "
         f"{sent} sent to the worker"
@@ -147,7 +147,7 @@ def _wait_indexed(ids: list[str], timeout: int) -> None:
                 now = (
                     db.scalar(
                         select(func.count()).where(
-                            KBDocument.id.in_(ids), KBDocument.status.in_(("indexed", "failed"))
+                            KBDocument.id.in_(ids), KBDocument.status.in_(("done", "failed"))
                         )
                     )
                     or 0
@@ -174,12 +174,10 @@ def kb_search(query: str, limit: int, as_json: bool) -> None:
     """Ranked passages for QUERY (answered by a running worker)."""
     import json
 
-    from webapp.extensions import celery_client
+    from models import jobs
 
     try:
-        rows = celery_client.send_task(
-            "helpline.search_kb", args=[query, limit], ignore_result=False
-        ).get(timeout=15)
+        rows = jobs.search(query, limit, timeout=15)
     except Exception as exc:
         raise click.ClickException(
             f"no worker answered ({type(exc).__name__}): is one running?"

@@ -8,6 +8,8 @@ from flask import Flask, jsonify
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from models.errors import Conflict, DomainError, Invalid, NotFound
+
 # HTTP status → default machine-readable code.
 CODES = {
     400: "bad_request",
@@ -53,6 +55,16 @@ def abort(status: int, message: str, code: str | None = None, **kw: Any) -> NoRe
     raise ApiError(status, message, code, **kw)
 
 
+# Domain error class → HTTP status (the domain never speaks HTTP itself).
+DOMAIN_STATUS: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, Invalid: 422}
+
+
+def from_domain(exc: DomainError) -> ApiError:
+    """The HTTP form of a domain error (also used for socket error events)."""
+    status = next((s for cls, s in DOMAIN_STATUS.items() if isinstance(exc, cls)), 400)
+    return ApiError(status, exc.message, exc.code, details=exc.details)
+
+
 def _render(err: ApiError):  # type: ignore[no-untyped-def]
     resp = jsonify({"error": err.body()})
     resp.status_code = err.status
@@ -89,6 +101,7 @@ def _from_http(exc: HTTPException) -> ApiError:
 def register_error_handlers(app: Flask) -> None:
     """Every failure leaves as the one JSON shape, including werkzeug's own 404/405/413."""
     app.register_error_handler(ApiError, _render)
+    app.register_error_handler(DomainError, lambda exc: _render(from_domain(exc)))
     app.register_error_handler(
         ValidationError,
         lambda exc: _render(ApiError(422, "some fields are invalid", details=exc.messages)),

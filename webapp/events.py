@@ -151,6 +151,8 @@ class Waiter:
         elif event.get("type") == "complete":
             if (event.get("message") or {}).get("reply_to_id") == self.message_id:
                 self.done.set()
+        elif event.get("type") == "escalation" and event.get("message_id") == self.message_id:
+            self.done.set()
 
 
 _hub: EventHub | None = None

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from models.filetypes import UnsupportedFileType, is_parseable, safe_filename, sniff_content_type
 from models.kb import KBChunk, KBDocument
 from models.kbstate import bump_version
+from models.work import DOCUMENT, queue
 from webapp.errors import abort
 
 
@@ -66,7 +67,7 @@ def upsert_document(
     doc.raw = raw
     doc.metadata_ = metadata or {}
     doc.content_hash = digest
-    doc.status, doc.error = "queued", None
+    queue(doc, DOCUMENT)
     return doc, True
 
 

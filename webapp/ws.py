@@ -135,13 +135,18 @@ class Connection:
         kind = data["type"]
         if kind == "message":
             return self.on_message(data)
+        if kind == "handoff":
+            if self.actor.is_staff:
+                return self.send_error("invalid_event", "agents take over with the ticket API")
+            return self.on_message(data, request="person")
         if kind == "typing":
             event = envelope(
                 "user_typing",
                 self.session_id,
                 client_id=self.client_id,
                 role="agent" if self.actor.is_staff else "user",
-                is_typing=bool(data.get("is_typing", True)),
+                name=self.actor.name if self.actor.is_staff else None,
+                is_typing=data.get("is_typing") is True,
             )
             publish(event)
             return None
@@ -163,7 +168,7 @@ class Connection:
             )
         )
 
-    def on_message(self, data: dict) -> None:
+    def on_message(self, data: dict, request: str | None = None) -> None:
         raw_id = data.get("client_msg_id")
         if raw_id is not None and not isinstance(raw_id, str | int):
             return self.send_error("invalid_fields", "client_msg_id must be a string")
@@ -188,6 +193,7 @@ class Connection:
                 client_msg_id,
                 ids,
                 on_stored=self._acknowledge,
+                request=request,
             )
         except ApiError as err:
             return self.send_error(err.code, err.message, err.details, client_msg_id)
@@ -231,7 +237,7 @@ def websocket(ws: Any) -> None:
             db,
             request.args.get("session_id"),
             request.args.get("token"),
-            request.args.get("api_key") or request.headers.get("X-API-Key"),
+            request.headers.get("X-API-Key"),  # staff keys only in headers, never in URLs
         )
         if chat.status == "ended":
             raise ApiError(409, "this session has ended", "session_not_active")

@@ -13,11 +13,13 @@ from celery import Celery, signals
 
 from models.db import reset_engine
 from models.events import reset_redis
+from models.jobs import use_app
 from models.logs import configure_logging, session_id_var, task_id_var
 from models.settings import get_settings
 
 app = Celery("helpline", include=["worker.tasks"])
 app.config_from_object("celeryconfig")
+use_app(app)  # the sweeper and webhooks send through the worker's own app
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ from models.events import append_event, publish
 from models.filetypes import is_parseable
 from models.logs import session_id_var
 from models.serialize import attachment_json
+from models.work import ATTACHMENT, claim, fail, finish, task_lease
 from worker.ingest.convert import ConversionError, extract_text, make_preview
 
 log = logging.getLogger(__name__)
@@ -34,26 +35,31 @@ def _extract(att: Attachment, data: bytes) -> tuple[str | None, str | None, str 
 
 
 def parse(attachment_id: str) -> str:
-    """Idempotent: a processed or failed attachment is left as it is."""
+    """Idempotent: only a claim wins the work; a done or failed attachment is left as it is."""
     with session_scope() as db:
+        if not claim(db, ATTACHMENT, attachment_id, task_lease()):
+            return "not-claimable"
         att = db.get(Attachment, attachment_id)
-        if att is None:
-            return "gone"
-        if att.status in ("processed", "failed"):
-            return att.status
         session_id_var.set(att.session_id)
         blob = db.get(AttachmentBlob, attachment_id)
         data = blob.data if blob is not None else b""
-        att.status = "processing"
+        db.expunge(att)
     text, preview, error = _extract(att, data)
+    return settle(attachment_id, error, text=text, preview=preview)
+
+
+def settle(attachment_id: str, error: str | None, **values: object) -> str:
+    """Close the work (done, or failed with a readable reason) and tell the session."""
     with session_scope() as db:
+        now = utcnow()
+        if error:
+            moved = fail(db, ATTACHMENT, attachment_id, error, processed_at=now, **values)
+        else:
+            moved = finish(db, ATTACHMENT, attachment_id, processed_at=now, **values)
         att = db.get(Attachment, attachment_id)
-        if att is None:
+        if not moved or att is None:
             return "gone"
-        att.text, att.preview, att.error = text, preview, error
-        att.status = "failed" if error else "processed"
-        att.processed_at = utcnow()
-        db.flush()
+        db.refresh(att)
         event = append_event(
             db,
             att.session_id,

@@ -1,6 +1,9 @@
-"""Handing a conversation to people: the bot's escalation signal becomes a ticket and an event.
+"""From the escalation policy's decision to the conversation's owner, for one customer message.
 
-The seam for the human-handoff work: the agent console claims and resolves these tickets.
+The policy (worker/escalation/) says escalate, offer or nothing; this module reads what it needs
+(the turns since the bot last took the conversation), and writes the outcome through
+models/ownership.py inside the caller's transaction, under the session-row lock, so a decision
+and a claim by an agent can never both act on the same conversation state.
 """
 
 from __future__ import annotations
@@ -8,43 +11,79 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.chat import ChatSession, Ticket
-from models.events import append_event
+from models.chat import Message, Ticket
+from models.ownership import Change, active_ticket, request_person, ticket_updated
+from models.work import REPLY, finish
 from worker.agent.base import Reply
+from worker.escalation import Decision, PriorTurn
+
+PRIOR_TURNS = 10
+LOW_CONFIDENCE_REASONS = ("low_confidence", "not_in_knowledge_base")
+PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
 
 
-def escalation_required(reply: Reply) -> bool:
-    """A person must join (not merely be offered) when asked for, or when we failed outright."""
-    return reply.requires_escalation and reply.escalation_reason in (
-        "user_request",
-        "processing_failed",
-    )
+def is_low_confidence(reply: Reply) -> bool:
+    """The engine abstained or was unsure: a soft signal for the policy."""
+    return reply.requires_escalation and reply.escalation_reason in LOW_CONFIDENCE_REASONS
 
 
-def escalate(db: Session, session_id: str, reply: Reply) -> dict:
-    """A customer's request opens a ticket; low confidence only offers one (required=False)."""
-    ticket_id = None
-    required = escalation_required(reply)
-    if required:
-        chat = db.get(ChatSession, session_id)
-        open_ticket = db.scalar(
-            select(Ticket.id).where(
-                Ticket.session_id == session_id, Ticket.status.in_(("open", "claimed"))
-            )
+def prior_turns(db: Session, msg: Message, since_seq: int) -> list[PriorTurn]:
+    """Customer and bot turns after the bot last (re)gained the conversation, oldest first."""
+    rows = db.scalars(
+        select(Message)
+        .where(
+            Message.session_id == msg.session_id,
+            Message.seq > since_seq,
+            Message.seq < msg.seq,
+            Message.role.in_(("user", "assistant")),
         )
-        ticket_id = open_ticket
-        if open_ticket is None:
-            ticket = Ticket(session_id=session_id, reasons=[reply.escalation_reason])
-            db.add(ticket)
-            db.flush()
-            ticket_id = ticket.id
-        if chat is not None and chat.status == "active":
-            chat.status = "escalated"
-    return append_event(
+        .order_by(Message.seq.desc())
+        .limit(PRIOR_TURNS)
+    ).all()
+    turns = []
+    for row in reversed(rows):
+        meta = row.metadata_ or {}
+        low = row.role == "assistant" and (
+            meta.get("requires_escalation")
+            and meta.get("escalation_reason") in LOW_CONFIDENCE_REASONS
+        )
+        turns.append(PriorTurn(row.role, row.content, low_confidence=bool(low)))
+    return turns
+
+
+def hand_over(db: Session, message_id: str, session_id: str, decision: Decision) -> Change | None:
+    """Escalate: open the ticket (bot → waiting) and close the message with the decision."""
+    change = request_person(
         db,
         session_id,
-        "escalation",
-        required=required,
-        reason=reply.escalation_reason,
-        ticket_id=ticket_id,
+        reasons=decision.reasons,
+        priority=decision.priority,
+        trigger_message_id=message_id,
     )
+    outcome = decision.to_dict()
+    if change is not None:
+        outcome.update(ticket_id=change.ticket.id, notice=change.events[0]["notice"])
+    finish(db, REPLY, message_id, escalation=outcome)
+    return change
+
+
+def stay_silent(
+    db: Session, message_id: str, session_id: str, owner: str, decision: Decision
+) -> Change | None:
+    """A person is waited for or answers: store the decision, write no reply. An urgent or
+    angry message raises the waiting ticket's priority so the queue shows it."""
+    outcome = {**decision.to_dict(), "bot_silent": owner}
+    finish(db, REPLY, message_id, escalation=outcome)
+    ticket = active_ticket(db, session_id)
+    if ticket is None or not _raises(ticket, decision):
+        return None
+    ticket.priority = decision.priority
+    ticket.reasons = list(dict.fromkeys([*ticket.reasons, *decision.reasons]))
+    db.flush()
+    return ticket_updated(db, ticket)
+
+
+def _raises(ticket: Ticket, decision: Decision) -> bool:
+    if decision.action == "none":
+        return False
+    return PRIORITY_RANK.get(decision.priority, 1) > PRIORITY_RANK.get(ticket.priority, 1)

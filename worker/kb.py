@@ -15,6 +15,7 @@ from models.base import utcnow
 from models.db import session_scope
 from models.kb import KBChunk, KBDocument
 from models.kbstate import bump_version
+from models.work import DOCUMENT, claim, fail, finish, task_lease
 from worker.ingest.chunking import chunk_text
 from worker.ingest.convert import ConversionError, extract_text
 
@@ -32,26 +33,24 @@ def derive_title(text: str, fallback: str) -> str:
 
 
 def ingest(document_id: str) -> str:
-    """Index one document; idempotent (an indexed document is left alone)."""
+    """Index one document; idempotent (only a claim wins it; done documents are left alone)."""
     with session_scope() as db:
+        if not claim(db, DOCUMENT, document_id, task_lease()):
+            return "not-claimable"
         doc = db.get(KBDocument, document_id)
-        if doc is None:
-            return "gone"
-        if doc.status == "indexed":
-            return "indexed"
         text, raw, ctype, name = doc.text, doc.raw, doc.content_type, doc.source or "document"
         title = doc.title
     try:
         if text is None:
             text = extract_text(raw or b"", ctype or "text/plain", name)
     except ConversionError as exc:
-        return _fail(document_id, str(exc))
+        return fail_document(document_id, str(exc))
     title = title or derive_title(text, name)
     pieces = chunk_text(
         text, title=title, max_words=CHUNK_WORDS, overlap_sentences=CHUNK_OVERLAP_SENTENCES
     )
     if not pieces:
-        return _fail(document_id, "the document has no text to index")
+        return fail_document(document_id, "the document has no text to index")
     with session_scope() as db:
         doc = db.get(KBDocument, document_id)
         if doc is None:
@@ -68,17 +67,15 @@ def ingest(document_id: str) -> str:
                 )
             )
         doc.title, doc.text, doc.raw = title, text, None
-        doc.status, doc.error, doc.chunk_count = "indexed", None, len(pieces)
-        doc.updated_at = utcnow()
+        finish(db, DOCUMENT, document_id, chunk_count=len(pieces), error=None, updated_at=utcnow())
         bump_version(db)
     log.info("document indexed", extra={"document_id": document_id, "chunks": len(pieces)})
-    return "indexed"
+    return "done"
 
 
-def _fail(document_id: str, error: str) -> str:
+def fail_document(document_id: str, error: str) -> str:
+    """Terminal failure with a reason staff can read in the document list."""
     with session_scope() as db:
-        doc = db.get(KBDocument, document_id)
-        if doc is not None:
-            doc.status, doc.error = "failed", error
+        fail(db, DOCUMENT, document_id, error)
     log.warning("document not indexed", extra={"document_id": document_id, "error": error})
     return "failed"

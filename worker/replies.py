@@ -1,9 +1,11 @@
-"""Answering user messages: claim, generate (streaming), store exactly once, publish.
+"""Answering customer messages: claim, decide (escalation policy), generate, store once, publish.
 
-Exactly one answer per message, whatever crashes or redeliveries happen, rests on three things:
-a claim (conditional UPDATE) with a renewed lease, a unique index on `reply_to_id`, and the
-sweeper re-sending work whose lease ran out. Replies within a session leave in seq order because
-a task first answers any earlier unanswered message of its session.
+Exactly one outcome per message, whatever crashes or redeliveries happen, rests on a claim with
+a renewed lease (models/work.py), a unique index on `reply_to_id`, and the sweeper re-sending
+work whose lease ran out. Replies within a session leave in seq order because a task first
+answers any earlier unanswered message of its session. Who may answer is the conversation's
+owner (models/ownership.py): the reply is written under the session-row lock and dropped if a
+person took the conversation meanwhile, so the bot never talks over a human.
 """
 
 from __future__ import annotations
@@ -14,25 +16,31 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from models.base import new_id, utcnow
-from models.chat import Attachment, Message
+from models.chat import Attachment, ChatSession, Message
 from models.db import new_session, session_scope
+from models.errors import NotFound
 from models.events import append_event, envelope, next_seq, publish
 from models.logs import session_id_var
+from models.ownership import Change, Owner, announce, lock_session, offer_person, request_person
 from models.serialize import message_json
 from models.settings import get_settings
+from models.work import OPEN, REPLY, claim, fail, finish, renew
 from worker.agent.base import Reply, Turn
 from worker.engines import answer_engine
-from worker.handoff import escalate, escalation_required
+from worker.escalation import Decision, PriorTurn, after_answer, before_answer
+from worker.handoff import hand_over, is_low_confidence, prior_turns, stay_silent
 
 log = logging.getLogger(__name__)
 
 HISTORY_TURNS = 6
-MAX_ATTEMPTS = 3
 ATTACHMENT_WAIT = timedelta(seconds=30)
+FAILED_TEXT = (
+    "Sorry, I could not work out an answer to this. I've asked a member of our team to help."
+)
 
 
 class Busy(Exception):
@@ -45,7 +53,7 @@ class Busy(Exception):
 
 @dataclass
 class Context:
-    """What the engine needs, read in one short transaction."""
+    """What the policy and the engine need, read in one short transaction."""
 
     message_id: str
     session_id: str
@@ -53,8 +61,13 @@ class Context:
     history: list[Turn]
     attachments: list[str]
     attempts: int
-    created_at: object = None
-    notes: dict = field(default_factory=dict)
+    owner: str = Owner.BOT.value
+    requested: bool = False
+    prior: list[PriorTurn] = field(default_factory=list)
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=get_settings().agent_lease_seconds)
 
 
 def answer_pending(message_id: str) -> str:
@@ -72,7 +85,7 @@ def answer_pending(message_id: str) -> str:
                 .where(
                     Message.session_id == session_id,
                     Message.role == "user",
-                    Message.status.in_(("queued", "processing")),
+                    Message.status.in_([s.value for s in OPEN]),
                     Message.seq <= target_seq,
                 )
                 .order_by(Message.seq)
@@ -82,7 +95,9 @@ def answer_pending(message_id: str) -> str:
                 return "done"
             nxt_id = nxt.id
             _check_attachments_ready(db, nxt)
-        if not claim(nxt_id):
+        with session_scope() as db:
+            won = claim(db, REPLY, nxt_id, _lease())
+        if not won:
             if nxt_id == message_id:
                 return "in-progress-elsewhere"
             raise Busy(0.5)  # an earlier message is being answered by someone else
@@ -92,7 +107,7 @@ def answer_pending(message_id: str) -> str:
 def _check_attachments_ready(db, msg: Message) -> None:  # type: ignore[no-untyped-def]
     pending = db.scalar(
         select(Attachment.id).where(
-            Attachment.message_id == msg.id, Attachment.status.in_(("queued", "processing"))
+            Attachment.message_id == msg.id, Attachment.status.in_([s.value for s in OPEN])
         )
     )
     if pending is not None and utcnow() - _aware(msg.created_at) < ATTACHMENT_WAIT:
@@ -104,39 +119,18 @@ def _aware(ts):  # type: ignore[no-untyped-def]
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
-def claim(message_id: str) -> bool:
-    """Take the message if it is queued or its previous holder's lease has run out."""
-    now = utcnow()
-    lease = timedelta(seconds=get_settings().agent_lease_seconds)
-    with session_scope() as db:
-        won = db.execute(
-            update(Message)
-            .where(
-                Message.id == message_id,
-                (Message.status == "queued")
-                | ((Message.status == "processing") & (Message.lease_until < now)),
-            )
-            .values(status="processing", lease_until=now + lease, attempts=Message.attempts + 1)
-        ).rowcount
-    return bool(won)
-
-
 def renew_lease(message_id: str) -> None:
     """Tell the sweeper we are alive."""
-    lease = timedelta(seconds=get_settings().agent_lease_seconds)
     with session_scope() as db:
-        db.execute(
-            update(Message)
-            .where(Message.id == message_id, Message.status == "processing")
-            .values(lease_until=utcnow() + lease)
-        )
+        renew(db, REPLY, message_id, _lease())
 
 
 def load_context(message_id: str) -> Context | None:
-    """The question, recent turns and attachment text, read once (None if deleted meanwhile)."""
+    """The question, recent turns, attachment text and owner, read once (None if deleted)."""
     with session_scope() as db:
         msg = db.get(Message, message_id)
-        if msg is None:
+        chat = db.get(ChatSession, msg.session_id) if msg is not None else None
+        if msg is None or chat is None:
             return None
         turns = db.scalars(
             select(Message)
@@ -160,6 +154,9 @@ def load_context(message_id: str) -> Context | None:
             history=[Turn(t.role, t.content) for t in reversed(turns)],
             attachments=[t for t in texts if t],
             attempts=msg.attempts,
+            owner=chat.owner,
+            requested=(msg.metadata_ or {}).get("request") == "person",
+            prior=prior_turns(db, msg, chat.owner_since_seq),
         )
 
 
@@ -210,17 +207,20 @@ class Streamer:
 
 
 def answer_one(message_id: str) -> None:
-    """Generate and store the reply to one claimed message."""
+    """Decide, then hand over, stay silent, or generate and store the reply to one message."""
     ctx = load_context(message_id)
     if ctx is None:
         return  # the session was deleted while the message waited
+    decision = before_answer(ctx.question, requested=ctx.requested, prior=ctx.prior)
+    if ctx.owner != Owner.BOT or decision.action == "escalate":
+        _commit_outcome(ctx, decision, None)  # no engine call: nothing for the bot to say
+        return
     reply_id = new_id()
     started = time.perf_counter()
     publish(envelope("start", ctx.session_id, message_id=reply_id, reply_to=message_id))
-    if ctx.attempts > MAX_ATTEMPTS:
+    if ctx.attempts > REPLY.max_attempts:
         reply = Reply(
-            text="Sorry, I could not work out an answer to this. A member of our team can "
-            "help: ask for a person and I will connect you.",
+            text=FAILED_TEXT,
             requires_escalation=True,
             escalation_reason="processing_failed",
             engine="none",
@@ -233,31 +233,59 @@ def answer_one(message_id: str) -> None:
                 attachments=ctx.attachments,
                 emit=Streamer(ctx, reply_id),
             )
-    store_reply(ctx, reply_id, reply, time.perf_counter() - started)
+    decision = after_answer(
+        decision, reply_low_confidence=is_low_confidence(reply), prior=ctx.prior
+    )
+    _commit_outcome(ctx, decision, (reply_id, reply, time.perf_counter() - started))
 
 
-def store_reply(ctx: Context, reply_id: str, reply: Reply, seconds: float) -> None:
-    """Commit the reply and its events once; a second writer hits the unique index and stops."""
+def _commit_outcome(
+    ctx: Context, decision: Decision, answer: tuple[str, Reply, float] | None
+) -> None:
+    """One transaction under the session-row lock; the owner read there is the truth."""
     db = new_session()
     try:
-        events = _write_reply(db, ctx, reply_id, reply, seconds)
+        owner, _status = lock_session(db, ctx.session_id)
+        events: list[dict] = []
+        if owner != Owner.BOT:
+            change = stay_silent(db, ctx.message_id, ctx.session_id, owner, decision)
+        elif answer is None:
+            change = hand_over(db, ctx.message_id, ctx.session_id, decision)
+        else:
+            events, change = _write_reply(db, ctx, decision, *answer)
         db.commit()
     except IntegrityError:
         db.rollback()
         log.info("reply already stored by another worker", extra={"message_id": ctx.message_id})
         return
+    except NotFound:
+        db.rollback()
+        return  # the session was deleted while we worked
     finally:
         db.close()
+    if answer is not None and owner != Owner.BOT:
+        # The stream already started: tell clients to drop it (a person took over meanwhile).
+        publish(
+            envelope(
+                "status",
+                ctx.session_id,
+                message_id=answer[0],
+                reply_to=ctx.message_id,
+                state="withdrawn",
+            )
+        )
     for event in events:
         publish(event)
+    announce(change)
 
 
-def _write_reply(db, ctx: Context, reply_id: str, reply: Reply, seconds: float) -> list[dict]:  # type: ignore[no-untyped-def]
+def _write_reply(
+    db, ctx: Context, decision: Decision, reply_id: str, reply: Reply, seconds: float
+) -> tuple[list[dict], Change | None]:  # type: ignore[no-untyped-def]
     meta = {
         "engine": reply.engine,
         "requires_escalation": reply.requires_escalation,
         "escalation_reason": reply.escalation_reason,
-        "escalation_required": escalation_required(reply),
         **reply.metadata,
     }
     msg = Message(
@@ -278,12 +306,26 @@ def _write_reply(db, ctx: Context, reply_id: str, reply: Reply, seconds: float) 
     msg.seq = next_seq(db, ctx.session_id)
     db.add(msg)
     db.flush()  # the unique reply_to index speaks here, before any event is logged
-    db.execute(
-        update(Message)
-        .where(Message.id == ctx.message_id)
-        .values(status="answered", lease_until=None)
-    )
+    failed = reply.escalation_reason == "processing_failed"
+    if failed:
+        fail(
+            db,
+            REPLY,
+            ctx.message_id,
+            "gave up after repeated failures",
+            escalation=decision.to_dict(),
+        )
+    else:
+        finish(db, REPLY, ctx.message_id, escalation=decision.to_dict())
     events = [append_event(db, ctx.session_id, "complete", seq=msg.seq, message=message_json(msg))]
-    if reply.requires_escalation:
-        events.append(escalate(db, ctx.session_id, reply))
-    return events
+    change = None
+    if failed:
+        change = request_person(
+            db, ctx.session_id, reasons=["processing_failed"], trigger_message_id=ctx.message_id
+        )
+    elif decision.action != "none" or is_low_confidence(reply):
+        reasons = decision.reasons or [reply.escalation_reason or "low_confidence"]
+        events.append(
+            offer_person(db, ctx.session_id, reasons=reasons, trigger_message_id=ctx.message_id)
+        )
+    return events, change

@@ -1,60 +1,103 @@
-"""Finds user messages nobody is answering and sends their task again.
+"""Finds work nobody is doing and sends its task again, by one rule for every kind.
 
-A message is 'queued' with a deadline to be claimed, or 'processing' under a lease the answering
-task renews while it streams. Past either, the worker that had it is presumed dead (or the
-enqueue never reached Redis): the sweeper puts it back in the queue. Tasks are idempotent, so
-a sweep that races a slow-but-alive worker costs a no-op task, never a second answer.
+A row is `queued` with a deadline to be claimed, or `processing` under a lease its task renews
+(replies) or that outlives the task's time limit (files, documents, webhooks). Past either, the
+worker that had it is presumed dead (or the enqueue never reached the broker): the sweeper puts
+it back in the queue, and after the kind's `max_attempts` claims it gives up with a readable
+reason instead. Tasks are idempotent, so a sweep that races a slow-but-alive worker costs a
+no-op task, never a second answer.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
-from sqlalchemy import select, update
-
-from models.base import utcnow
-from models.chat import CLAIM_DEADLINE, Message
+from models import jobs
 from models.db import new_session
 from models.settings import get_settings
+from models.work import (
+    ATTACHMENT,
+    DOCUMENT,
+    KINDS,
+    REPLY,
+    WEBHOOK,
+    WorkKind,
+    fail,
+    overdue,
+    requeue,
+)
 
 log = logging.getLogger(__name__)
 
 
-def sweep_once(limit: int = 200) -> int:
-    """Re-send the task of every overdue message; returns how many were re-sent."""
-    from worker.tasks import generate_reply
+def _give_up_attachment(row_id: str, reason: str) -> None:
+    from worker.attachments import settle
 
-    now = utcnow()
+    settle(row_id, reason)  # the customer gets an `attachment` event with the reason
+
+
+def _give_up_document(row_id: str, reason: str) -> None:
+    from worker.kb import fail_document
+
+    fail_document(row_id, reason)
+
+
+def _give_up_webhook(row_id: str, reason: str) -> None:
     db = new_session()
-    resent = 0
     try:
-        rows = db.execute(
-            select(Message.id, Message.status, Message.lease_until)
-            .where(
-                Message.role == "user",
-                Message.status.in_(("queued", "processing")),
-                Message.lease_until < now,
-            )
-            .order_by(Message.created_at)
-            .limit(limit)
-        ).all()
-        for msg_id, _status, lease in rows:
-            # Single winner among concurrent sweepers: only the one that moves the lease re-sends.
-            won = db.execute(
-                update(Message)
-                .where(Message.id == msg_id, Message.lease_until == lease)
-                .values(status="queued", lease_until=now + CLAIM_DEADLINE)
-            ).rowcount
+        fail(db, WEBHOOK, row_id, reason)
+        db.commit()
+    finally:
+        db.close()
+
+
+# A reply is never given up here: its task turns a message claimed too often into an apology
+# and a ticket (a person follows up), so re-sending it is how it fails with a reason.
+GIVE_UP: dict[str, Callable[[str, str], None] | None] = {
+    REPLY.name: None,
+    ATTACHMENT.name: _give_up_attachment,
+    DOCUMENT.name: _give_up_document,
+    WEBHOOK.name: _give_up_webhook,
+}
+
+
+def sweep_kind(kind: WorkKind, limit: int = 200) -> tuple[int, int]:
+    """Re-send (or give up on) this kind's overdue rows; returns (re-sent, given up)."""
+    resent = gave_up = 0
+    db = new_session()
+    try:
+        items = overdue(db, kind, limit)
+        db.rollback()
+        for item in items:
+            give_up = GIVE_UP.get(kind.name)
+            if item.exhausted and give_up is not None:
+                give_up(item.id, f"gave up after {item.attempts} attempts (the worker kept dying)")
+                gave_up += 1
+                continue
+            won = requeue(db, kind, item)  # only one of several sweepers wins each row
             db.commit()
             if won:
-                generate_reply.apply_async(args=[msg_id])
+                jobs.SENDERS[kind.task](item.id)
                 resent += 1
     finally:
         db.close()
-    if resent:
-        log.warning("sweeper re-sent overdue replies", extra={"count": resent})
-    return resent
+    return resent, gave_up
+
+
+def sweep_once(limit: int = 200) -> int:
+    """One pass over every kind; returns how many tasks were re-sent."""
+    total = 0
+    for kind in KINDS:
+        resent, gave_up = sweep_kind(kind, limit)
+        total += resent
+        if resent or gave_up:
+            log.warning(
+                "sweeper recovered work",
+                extra={"kind": kind.name, "resent": resent, "gave_up": gave_up},
+            )
+    return total
 
 
 def _loop(stop: threading.Event) -> None:

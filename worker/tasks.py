@@ -10,6 +10,7 @@ from worker.attachments import parse
 from worker.engines import search_rows
 from worker.kb import ingest
 from worker.replies import Busy, answer_pending
+from worker.webhooks import RetryLater, deliver
 
 # Only errors that a later attempt can plausibly fix are retried automatically.
 TRANSIENT = (OperationalError, RedisConnectionError, ConnectionError, TimeoutError)
@@ -42,6 +43,15 @@ def parse_attachment(attachment_id: str) -> str:
 def ingest_document(document_id: str) -> str:
     """Convert, split and index one knowledge-base document."""
     return ingest(document_id)
+
+
+@app.task(name="helpline.deliver_webhook", bind=True, max_retries=10, **RETRYING)
+def deliver_webhook(self, delivery_id: str) -> str:  # type: ignore[no-untyped-def]
+    """Post one ticket notification; the receiver's temporary failures are retried."""
+    try:
+        return deliver(delivery_id)
+    except RetryLater as later:
+        raise self.retry(countdown=later.countdown) from None
 
 
 @app.task(name="helpline.search_kb", ignore_result=False, soft_time_limit=10)

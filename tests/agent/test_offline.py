@@ -93,15 +93,6 @@ def test_abstains_off_topic(engine, events, question):
     assert rec.text == reply.text
 
 
-def test_human_request_escalates(engine, events):
-    for message in ("Can I talk to a real person please?", "agent", "I want a human"):
-        reply, rec = ask(engine, events, message)
-        assert reply.requires_escalation and reply.escalation_reason == "user_request"
-        assert "connecting you" in reply.text and rec.text == reply.text
-    reply, _ = ask(engine, events, "can someone else pick up my parcel?")
-    assert reply.escalation_reason != "user_request"
-
-
 def test_small_talk(engine, events):
     cases = (
         ("Hi there!", "greeting"),

@@ -9,8 +9,8 @@ from sqlalchemy import text
 
 from models.db import new_session
 from models.events import redis_client
+from models.jobs import producer
 from webapp.events import get_hub
-from webapp.extensions import celery_client
 
 blp = Blueprint("health", __name__)
 
@@ -41,7 +41,7 @@ def _redis() -> None:
 
 
 def _worker() -> dict:
-    replies = celery_client.control.ping(timeout=1.0, limit=1)
+    replies = producer().control.ping(timeout=1.0, limit=1)
     if not replies:
         raise RuntimeError("no Celery worker answered a ping within 1 s")
     return {"workers": len(replies)}

@@ -9,10 +9,10 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import func, select
 
+from models import jobs
 from models.kb import KBDocument
 from models.schemas import ApiErrorSchema, KBDocumentIn, KBDocumentOut, KBListQuery
 from webapp.auth import require_staff
-from webapp.chat import enqueue
 from webapp.config import current_settings
 from webapp.db import get_db
 from webapp.errors import abort
@@ -84,7 +84,7 @@ class Documents(MethodView):
         doc, changed = upsert_document(db, **_from_request(), max_bytes=limit)
         db.commit()
         if changed:
-            enqueue("helpline.ingest_document", doc.id)
+            jobs.send_ingest(doc.id)
         return make_response(jsonify(document_json(doc)), 202 if changed else 200)
 
     @blp.arguments(KBListQuery, location="query")

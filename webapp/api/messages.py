@@ -97,10 +97,16 @@ def _wait_seconds() -> float | None:
     return value
 
 
-def _reply_to(message_id: str) -> Message | None:
+def _outcome(message_id: str) -> Message | None:
+    """The stored reply, or the message itself once it is closed without one (handed to a
+    person, or a person owns the conversation): either way there is nothing more to wait for."""
     db = get_db()
     db.expire_all()
-    return db.scalar(select(Message).where(Message.reply_to_id == message_id))
+    reply = db.scalar(select(Message).where(Message.reply_to_id == message_id))
+    if reply is not None:
+        return reply
+    msg = db.get(Message, message_id)
+    return msg if msg is not None and msg.status in ("done", "failed") else None
 
 
 def wait_for_reply(session_id: str, message_id: str, seconds: float) -> Message | None:
@@ -112,7 +118,7 @@ def wait_for_reply(session_id: str, message_id: str, seconds: float) -> Message 
     try:
         deadline = time.monotonic() + seconds
         while True:
-            reply = _reply_to(message_id)
+            reply = _outcome(message_id)
             if reply is not None:
                 return reply
             left = deadline - time.monotonic()

@@ -6,11 +6,11 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from flask import jsonify, make_response
 from flask_smorest import Blueprint
 
+from models import jobs
 from models.schemas import ApiErrorSchema, SearchIn, SearchResult
 from webapp.auth import request_credentials, require_staff, token_owner
 from webapp.db import get_db
 from webapp.errors import abort
-from webapp.extensions import celery_client
 
 blp = Blueprint("search", __name__, url_prefix="/api/chat", description="Knowledge-base search")
 
@@ -29,10 +29,7 @@ def search(body: dict):  # type: ignore[no-untyped-def]
     elif token_owner(get_db(), token) is None:
         abort(401, "invalid session token", "invalid_token")
     try:
-        result = celery_client.send_task(
-            "helpline.search_kb", args=[body["query"], body["limit"]], ignore_result=False
-        )
-        rows = result.get(timeout=SEARCH_TIMEOUT)
+        rows = jobs.search(body["query"], body["limit"], timeout=SEARCH_TIMEOUT)
     except CeleryTimeout:
         abort(503, "no worker answered the search in time", headers={"Retry-After": "5"})
     except Exception as exc:  # broker down: kombu/redis raise various types

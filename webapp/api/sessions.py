@@ -1,4 +1,5 @@
-"""Sessions: create (anyone), read/end/delete (its token or staff), list (staff), rate."""
+"""Sessions: create (anyone), read/end/delete (its token or staff), list (staff), rate,
+ask for a person, leave an email for a reply."""
 
 from __future__ import annotations
 
@@ -6,12 +7,26 @@ from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from models.base import new_id
-from models.chat import ChatSession, Rating
-from models.events import append_event, publish
+from models.chat import ChatSession, Message, Rating
+from models.events import envelope, publish
+from models.ownership import (
+    STAFF_FEED,
+    Owner,
+    active_ticket,
+    announce,
+    end_session,
+    save_contact,
+    ticket_updated,
+)
 from models.schemas import (
     ApiErrorSchema,
+    ContactIn,
+    ContactOut,
+    HandoffIn,
+    MessageAccepted,
     RatingIn,
     RatingOut,
     SessionCreate,
@@ -20,7 +35,9 @@ from models.schemas import (
     SessionOut,
     SessionPatch,
 )
+from models.serialize import ticket_json
 from webapp.auth import authorize_request, new_token, require_staff
+from webapp.chat import accept_message
 from webapp.db import get_db
 from webapp.errors import abort
 
@@ -57,6 +74,8 @@ class Sessions(MethodView):
             stmt = stmt.where(ChatSession.user_id == args["user_id"])
         if args.get("status"):
             stmt = stmt.where(ChatSession.status == args["status"])
+        if args.get("owner"):
+            stmt = stmt.where(ChatSession.owner == args["owner"])
         db = get_db()
         total = db.scalar(select(func.count()).select_from(stmt.subquery()))
         rows = db.scalars(
@@ -65,15 +84,11 @@ class Sessions(MethodView):
         return {"sessions": rows, "total": total}
 
 
-def set_status(chat: ChatSession, status: str) -> None:
-    """Change status and log it as an event (sockets learn the session ended)."""
-    db = get_db()
-    if chat.status == status:
-        return
-    chat.status = status
-    event = append_event(db, chat.id, "session_status", status=status)
-    db.commit()
-    publish(event)
+def _with_ticket(chat: ChatSession) -> ChatSession:
+    """Attach the open ticket's id for SessionOut (where a person was asked for)."""
+    ticket = active_ticket(get_db(), chat.id)
+    chat.ticket_id = ticket.id if ticket else None
+    return chat
 
 
 @blp.route("/<session_id>")
@@ -81,27 +96,28 @@ class SessionItem(MethodView):
     @blp.response(200, SessionOut)
     @blp.alt_response(404, schema=ApiErrorSchema)
     def get(self, session_id: str) -> ChatSession:
-        """Read a session."""
+        """Read a session, with who owns it (bot, waiting, person) and the agent's name."""
         chat, _ = authorize_request(get_db(), session_id)
-        return chat
+        return _with_ticket(chat)
 
     @blp.response(200, SessionOut)
     @blp.alt_response(422, schema=ApiErrorSchema)
     def patch(self, session_id: str) -> ChatSession:
-        """End a session (`{"status": "ended"}` or `?status=ended`); staff may set any status."""
+        """End a session (`{"status": "ended"}` or `?status=ended`); an open ticket closes too."""
         db = get_db()
-        chat, actor = authorize_request(db, session_id)
+        chat, _ = authorize_request(db, session_id)
         if request.data:
             body = request.get_json(silent=True)
             if not isinstance(body, dict):
                 abort(400, "the request body is not a JSON object", "invalid_json")
         else:
             body = dict(request.args)
-        data = SessionPatch().load(body)
-        if not actor.is_staff and data["status"] != "ended":
-            abort(403, "customers can only end a session", "forbidden_status")
-        set_status(chat, data["status"])
-        return chat
+        SessionPatch().load(body)
+        change = end_session(db, chat.id)
+        db.commit()
+        announce(change)
+        db.refresh(chat)
+        return _with_ticket(chat)
 
     @blp.response(204)
     def delete(self, session_id: str) -> None:
@@ -109,20 +125,94 @@ class SessionItem(MethodView):
         db = get_db()
         chat, _ = authorize_request(db, session_id)
         event = {"type": "session_status", "session_id": chat.id, "status": "deleted"}
+        ticket = active_ticket(db, chat.id)
+        gone = ticket_json(ticket) if ticket is not None else None
         db.delete(chat)
         db.commit()
         publish(event)
+        if gone is not None:  # consoles drop the ticket of a deleted conversation
+            publish(envelope("ticket", STAFF_FEED, change="deleted", ticket=gone))
 
 
 @blp.route("/<session_id>/rating")
 class SessionRating(MethodView):
     @blp.arguments(RatingIn)
     @blp.response(201, RatingOut)
+    @blp.alt_response(409, schema=ApiErrorSchema, description="already rated")
     def post(self, body: dict, session_id: str) -> Rating:
-        """Rate the conversation 1–5."""
+        """Rate the conversation 1–5, once; recorded with who handled it (bot or person)."""
         db = get_db()
-        chat, _ = authorize_request(db, session_id)
-        rating = Rating(session_id=chat.id, score=body["score"], comment=body.get("comment"))
+        chat, actor = authorize_request(db, session_id)
+        if actor.is_staff:
+            abort(403, "only the customer rates a conversation", "customer_only")
+        agent = _last_agent(chat.id)
+        rating = Rating(
+            session_id=chat.id,
+            score=body["score"],
+            comment=body.get("comment"),
+            handled_by="person" if agent else "bot",
+            agent_name=agent,
+        )
         db.add(rating)
-        db.commit()
+        try:
+            db.commit()
+        except IntegrityError:
+            db.rollback()
+            abort(409, "this conversation has already been rated", "already_rated")
         return rating
+
+
+def _last_agent(session_id: str) -> str | None:
+    """The last agent who wrote in the conversation (None: the bot handled it alone)."""
+    meta = get_db().scalar(
+        select(Message.metadata_)
+        .where(Message.session_id == session_id, Message.role == "agent")
+        .order_by(Message.seq.desc())
+        .limit(1)
+    )
+    if meta is None:
+        return None
+    return (meta or {}).get("agent") or "Support"
+
+
+@blp.route("/<session_id>/handoff", methods=["POST"])
+@blp.arguments(HandoffIn, required=False)
+@blp.response(202, MessageAccepted)
+@blp.alt_response(409, schema=ApiErrorSchema, description="a person was already asked for")
+def handoff(body: dict, session_id: str) -> dict:
+    """Ask for a person (the page's button): stored as a customer request, handed over by the
+    worker's escalation policy like a typed request, with no text to misread."""
+    db = get_db()
+    chat, actor = authorize_request(db, session_id)
+    if actor.is_staff:
+        abort(
+            403, "agents take a conversation with POST /api/sessions/<id>/takeover", "customer_only"
+        )
+    result = accept_message(
+        db, chat, actor, None, (body or {}).get("client_msg_id"), request="person"
+    )
+    msg = result.message
+    return {
+        "message_id": msg.id,
+        "seq": msg.seq,
+        "status": msg.status,
+        "client_msg_id": msg.client_msg_id,
+        "duplicate": not result.created,
+    }
+
+
+@blp.route("/<session_id>/contact", methods=["POST"])
+@blp.arguments(ContactIn)
+@blp.response(200, ContactOut)
+@blp.alt_response(409, schema=ApiErrorSchema, description="no person was asked for")
+def contact(body: dict, session_id: str):  # type: ignore[no-untyped-def]
+    """Leave an email address for a reply when nobody can answer in the chat now."""
+    db = get_db()
+    chat, _ = authorize_request(db, session_id)
+    if chat.owner == Owner.BOT:
+        abort(409, "no person has been asked for in this conversation", "no_ticket")
+    ticket = save_contact(db, chat.id, body["email"])
+    change = ticket_updated(db, ticket)
+    db.commit()
+    announce(change)
+    return ticket

@@ -15,22 +15,6 @@ from worker.agent.compose import compose
 from worker.agent.questions import question_type, question_weights
 from worker.agent.retrieval import KnowledgeBase, get_knowledge_base
 
-_PERSON = r"(?:human|real person|person|agent|representative|rep|operator|somebody|someone|staff)"
-_HUMAN_REQUEST = (
-    re.compile(
-        rf"\b(?:talk|speak|chat|connect|transfer|put)\b.{{0,25}}\b(?:to|with)\b.{{0,20}}"
-        rf"\b{_PERSON}\b"
-    ),
-    re.compile(
-        r"\b(?:want|need|get|give me|have|request)\b.{0,20}\b(?:human|real person|"
-        r"live (?:agent|person)|representative|operator)\b"
-    ),
-    re.compile(r"\b(?:want|need|get)\b.{0,12}\bagent\b"),
-    re.compile(
-        r"^\W*(?:a\s+)?(?:human|real person|live agent|representative|agent|operator)"
-        r"(?:\s+(?:please|pls|now|asap))?\W*$"
-    ),
-)
 _GREETING = frozenset("hi hello hey hiya heya yo morning afternoon evening greetings".split())
 _THANKS = frozenset("thanks thank thx ty cheers appreciated appreciate".split())
 _BYE = frozenset("bye goodbye later cya farewell".split())
@@ -50,10 +34,6 @@ ABSTAIN_TEXT = (
     "I'm sorry, I couldn't find anything in our help centre that covers this, and I'd rather not "
     "guess. Would you like me to connect you with a member of our support team?"
 )
-HANDOFF_TEXT = (
-    "Of course. I'm connecting you with a member of our support team now; please stay "
-    "in this chat and they'll be with you shortly."
-)
 UNSURE_TAIL = "If that doesn't answer your question, I can connect you with a person."
 
 
@@ -65,10 +45,12 @@ def stream(emit: Emit, text: str) -> None:
 
 
 def classify(message: str) -> str:
-    """Route before searching: 'human', 'greeting', 'thanks', 'bye', 'ack' or 'question'."""
+    """Route before searching: 'greeting', 'thanks', 'bye', 'ack' or 'question'.
+
+    Requests for a person never reach an engine: the escalation policy (worker/escalation/)
+    decides them before any answer is generated, whatever engine is configured.
+    """
     low = " ".join(message.lower().split())
-    if any(p.search(low) for p in _HUMAN_REQUEST):
-        return "human"
     words = re.findall(r"[a-z]+", low)
     if not words or len(words) > 8:
         return "question"
@@ -117,10 +99,8 @@ class OfflineEngine:
     def answer(
         self, question: str, *, history: list[Turn], attachments: list[str], emit: Emit
     ) -> Reply:
-        """Answer from the KB, hand off on request, or abstain when the KB does not cover it."""
+        """Answer from the KB, or abstain when the KB does not cover it."""
         kind = classify(question)
-        if kind == "human":
-            return self._plain(emit, HANDOFF_TEXT, escalate="user_request")
         if kind in _SMALL_TALK and not attachments:
             return self._plain(emit, _SMALL_TALK[kind])
         emit("status", {"state": "searching"})
@@ -175,7 +155,7 @@ class OfflineEngine:
         )
 
     def _plain(self, emit: Emit, text: str, escalate: str | None = None) -> Reply:
-        """A fixed, uncited reply (handoff, abstention, small talk), streamed like any other."""
+        """A fixed, uncited reply (abstention, small talk), streamed like any other."""
         stream(emit, text)
         return Reply(
             text=text,

@@ -1,0 +1,49 @@
+"""Which agents are online: console sockets check in to a Redis sorted set with an expiry.
+
+Any web process holding a console socket refreshes its entry; any process (the worker when it
+tells a customer whether someone can answer now) counts the entries that have not expired. A
+crashed web process's agents drop out by themselves after `TTL` seconds.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from models.events import redis_client
+from models.settings import get_settings
+
+TTL = 60.0  # seconds an agent stays "online" after its socket last checked in
+
+
+def _key() -> str:
+    return f"{get_settings().event_channel_prefix}:agents-online"
+
+
+def check_in(client_id: str, name: str) -> None:
+    """Mark this console socket as online for another TTL (called on connect and on a timer)."""
+    try:
+        redis_client().zadd(_key(), {f"{client_id}|{name}": time.time() + TTL})
+    except redis.RedisError:
+        pass  # presence is advisory: a missed check-in only makes us more cautious
+
+
+def check_out(client_id: str, name: str) -> None:
+    """The console socket closed."""
+    try:
+        redis_client().zrem(_key(), f"{client_id}|{name}")
+    except redis.RedisError:
+        pass
+
+
+def agents_online() -> int:
+    """Distinct agent names with a live console (0 when Redis cannot tell us)."""
+    try:
+        client = redis_client()
+        now = time.time()
+        client.zremrangebyscore(_key(), "-inf", now)
+        members = client.zrangebyscore(_key(), now, "+inf")
+    except redis.RedisError:
+        return 0
+    return len({m.decode(errors="replace").split("|", 1)[-1] for m in members})

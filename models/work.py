@@ -1,0 +1,206 @@
+"""One lifecycle for every kind of background work: replies, attachments, documents, webhooks.
+
+Each is a row with `status`, `lease_until`, `attempts` and `error`, moving
+`queued` → `processing` (claimed with a lease the worker renews) → `done` | `failed` (terminal,
+with a readable reason). Only the functions here change those columns, always with a
+conditional UPDATE, so two workers (or a worker and the sweeper) can never both win a step.
+The web calls `queue` when it accepts work; the worker calls the rest; the sweeper uses
+`overdue` and `requeue` the same way for every kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.chat import Attachment, Message, WebhookDelivery
+from models.kb import KBDocument
+
+
+class WorkState(StrEnum):
+    """States of a unit of work (stored as these strings)."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+
+
+OPEN = (WorkState.QUEUED, WorkState.PROCESSING)
+
+
+@dataclass(frozen=True)
+class WorkKind:
+    """A kind of work: its table, its task, and the limits the sweeper applies to it."""
+
+    name: str
+    model: Any
+    task: str
+    max_attempts: int
+    claim_deadline: timedelta  # queued but nobody claimed it: the enqueue was lost
+    scope: tuple = field(default=())  # extra conditions selecting this kind's rows
+
+    def where(self, row_id: str) -> list:
+        return [self.model.id == row_id, *self.scope]
+
+
+REPLY = WorkKind(
+    "reply",
+    Message,
+    "helpline.generate_reply",
+    max_attempts=3,
+    claim_deadline=timedelta(seconds=10),
+    scope=(Message.role == "user",),
+)
+ATTACHMENT = WorkKind(
+    "attachment",
+    Attachment,
+    "helpline.parse_attachment",
+    max_attempts=3,
+    claim_deadline=timedelta(seconds=30),
+)
+DOCUMENT = WorkKind(
+    "document",
+    KBDocument,
+    "helpline.ingest_document",
+    max_attempts=3,
+    claim_deadline=timedelta(seconds=60),
+)
+WEBHOOK = WorkKind(
+    "webhook",
+    WebhookDelivery,
+    "helpline.deliver_webhook",
+    max_attempts=6,
+    claim_deadline=timedelta(seconds=30),
+)
+KINDS = (REPLY, ATTACHMENT, DOCUMENT, WEBHOOK)
+
+
+def task_lease() -> timedelta:
+    """Lease for work without a heartbeat: outlives the task's hard time limit, so only a dead
+    worker's claim runs out."""
+    from models.settings import get_settings
+
+    return timedelta(seconds=get_settings().task_time_limit + 15)
+
+
+def queue(row: Any, kind: WorkKind, now: datetime | None = None, delay: float = 0) -> None:
+    """Mark a new (or re-submitted) row as waiting; the deadline lets the sweeper find it."""
+    now = now or utcnow()
+    row.status = WorkState.QUEUED.value
+    row.lease_until = now + kind.claim_deadline + timedelta(seconds=delay)
+    row.attempts = 0
+    row.error = None
+
+
+def claim(db: Session, kind: WorkKind, row_id: str, lease: timedelta) -> bool:
+    """Take the row if it is queued, or processing under a lease that ran out (a dead worker)."""
+    now = utcnow()
+    won = db.execute(
+        update(kind.model)
+        .where(
+            *kind.where(row_id),
+            (kind.model.status == WorkState.QUEUED)
+            | ((kind.model.status == WorkState.PROCESSING) & (kind.model.lease_until < now)),
+        )
+        .values(
+            status=WorkState.PROCESSING.value,
+            lease_until=now + lease,
+            attempts=kind.model.attempts + 1,
+        )
+    ).rowcount
+    return bool(won)
+
+
+def renew(db: Session, kind: WorkKind, row_id: str, lease: timedelta) -> bool:
+    """Extend the holder's lease (the heartbeat of a long task)."""
+    return bool(
+        db.execute(
+            update(kind.model)
+            .where(*kind.where(row_id), kind.model.status == WorkState.PROCESSING)
+            .values(lease_until=utcnow() + lease)
+        ).rowcount
+    )
+
+
+def finish(db: Session, kind: WorkKind, row_id: str, **values: Any) -> bool:
+    """processing → done, with the result columns in the same UPDATE."""
+    return _close(db, kind, row_id, WorkState.DONE, values)
+
+
+def fail(db: Session, kind: WorkKind, row_id: str, error: str, **values: Any) -> bool:
+    """Any open state → failed with a reason a customer or operator can read."""
+    return _close(db, kind, row_id, WorkState.FAILED, {"error": error[:2000], **values})
+
+
+def postpone(
+    db: Session, kind: WorkKind, row_id: str, delay: float, error: str, **values: Any
+) -> bool:
+    """processing → queued after a transient failure; the deadline leaves room for the retry's
+    countdown, so the sweeper only steps in when the retry itself is lost."""
+    return bool(
+        db.execute(
+            update(kind.model)
+            .where(*kind.where(row_id), kind.model.status == WorkState.PROCESSING)
+            .values(
+                status=WorkState.QUEUED.value,
+                lease_until=utcnow() + kind.claim_deadline + timedelta(seconds=delay),
+                error=error[:2000],
+                **values,
+            )
+        ).rowcount
+    )
+
+
+def _close(db: Session, kind: WorkKind, row_id: str, state: WorkState, values: dict) -> bool:
+    moved = db.execute(
+        update(kind.model)
+        .where(*kind.where(row_id), kind.model.status.in_([s.value for s in OPEN]))
+        .values(status=state.value, lease_until=None, **values)
+    ).rowcount
+    return bool(moved)
+
+
+@dataclass(frozen=True)
+class Overdue:
+    """A row whose deadline or lease passed: re-send it, or give up after max_attempts."""
+
+    id: str
+    lease_until: datetime
+    attempts: int
+    exhausted: bool
+
+
+def overdue(db: Session, kind: WorkKind, limit: int = 200) -> list[Overdue]:
+    """Open rows past their deadline, oldest first."""
+    rows = db.execute(
+        select(kind.model.id, kind.model.lease_until, kind.model.attempts)
+        .where(
+            *kind.scope,
+            kind.model.status.in_([s.value for s in OPEN]),
+            kind.model.lease_until < utcnow(),
+        )
+        .order_by(kind.model.lease_until)
+        .limit(limit)
+    ).all()
+    return [Overdue(r[0], r[1], r[2], r[2] >= kind.max_attempts) for r in rows]
+
+
+def requeue(db: Session, kind: WorkKind, item: Overdue) -> bool:
+    """Put an overdue row back in the queue; only one of several sweepers wins (by its lease)."""
+    return bool(
+        db.execute(
+            update(kind.model)
+            .where(*kind.where(item.id), kind.model.lease_until == item.lease_until)
+            .values(
+                status=WorkState.QUEUED.value,
+                lease_until=utcnow() + kind.claim_deadline,
+            )
+        ).rowcount
+    )

@@ -1,0 +1,115 @@
+"""The agent console's queue socket: `/ws/console?token=stf.…` streams every ticket change.
+
+Ticket changes ride on the staff feed (a pseudo-session channel, so each web process keeps
+its single pub/sub subscription). The database is the record: after connecting, and whenever
+the feed may have missed something (a Redis gap), the console is told to `resync` and
+re-reads `GET /api/tickets`. While the socket is open its agent counts as online.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import uuid
+from typing import Any
+
+from flask import request
+from simple_websocket import ConnectionClosed
+
+from models import presence
+from models.events import envelope
+from models.ownership import STAFF_FEED
+from webapp.auth import STAFF_TOKEN_PREFIX, Actor, staff_from_token
+from webapp.errors import ApiError
+from webapp.events import RESYNC, get_hub
+from webapp.extensions import sock
+from webapp.ws import CLOSE_CODES
+
+log = logging.getLogger(__name__)
+
+CHECK_IN_EVERY = presence.TTL / 3
+_CLOSE = object()
+
+
+class ConsoleFeed:
+    """One console socket: the hub pushes, a writer thread sends."""
+
+    def __init__(self, ws: Any, actor: Actor) -> None:
+        self.ws = ws
+        self.actor = actor
+        self.client_id = uuid.uuid4().hex[:12]
+        self.outbox: queue.Queue = queue.Queue()
+
+    def push(self, event: dict) -> None:
+        self.outbox.put(event)
+
+    def writer(self) -> None:
+        while True:
+            event = self.outbox.get()
+            if event is _CLOSE:
+                return
+            if event is RESYNC:
+                event = envelope("resync", STAFF_FEED)
+            try:
+                self.ws.send(json.dumps(event))
+            except ConnectionClosed:
+                return
+            except Exception:
+                log.exception("console writer failed")
+                return
+
+
+def _authenticate() -> Actor:
+    token = request.args.get("token") or ""
+    if not token.startswith(STAFF_TOKEN_PREFIX):
+        raise ApiError(401, "a staff socket token is required (POST /api/console/token)")
+    return staff_from_token(token)
+
+
+@sock.route("/ws/console")
+def console_socket(ws: Any) -> None:
+    """Ticket changes for the agent console; `ping` is answered with `pong`."""
+    try:
+        actor = _authenticate()
+    except ApiError as err:
+        event = envelope("error", STAFF_FEED, code=err.code, message=err.message)
+        try:
+            ws.send(json.dumps(event))
+            ws.close(reason=CLOSE_CODES.get(err.status, 1011), message=err.message[:120])
+        except ConnectionClosed:
+            pass
+        return
+    feed = ConsoleFeed(ws, actor)
+    hub = get_hub()
+    hub.add(STAFF_FEED, feed)
+    hub.wait_connected(2.0)
+    presence.check_in(feed.client_id, actor.name or "Support")
+    feed.push(
+        envelope("connected", STAFF_FEED, client_id=feed.client_id, agent={"name": actor.name})
+    )
+    threading.Thread(target=feed.writer, name="console-writer", daemon=True).start()
+    try:
+        _read(ws, feed)
+    except ConnectionClosed:
+        pass
+    finally:
+        hub.remove(STAFF_FEED, feed)
+        presence.check_out(feed.client_id, actor.name or "Support")
+        feed.push(_CLOSE)
+
+
+def _read(ws: Any, feed: ConsoleFeed) -> None:
+    """Answer pings and keep this agent's presence fresh while the socket stays open."""
+    while True:
+        raw = ws.receive(timeout=CHECK_IN_EVERY)
+        presence.check_in(feed.client_id, feed.actor.name or "Support")
+        if raw is None:
+            continue
+        try:
+            data = json.loads(raw)
+        except (ValueError, TypeError):
+            data = None
+        if isinstance(data, dict) and data.get("type") == "ping":
+            feed.push(envelope("pong", STAFF_FEED, id=data.get("id")))
