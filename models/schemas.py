@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
+
+from models.textcheck import MAX_INT, MAX_OBJECT_BYTES, find_problems, object_too_large
 
 
 class Timestamp(fields.DateTime):
@@ -19,10 +21,26 @@ class Timestamp(fields.DateTime):
 
 
 class _In(Schema):
-    """Inputs ignore unknown fields (older clients send extras) but validate known ones."""
+    """Inputs ignore unknown fields (older clients send extras) but validate known ones, and
+    refuse text neither database can store, deep nesting and oversized free-form objects."""
 
     class Meta:
         unknown = EXCLUDE
+
+    @pre_load
+    def _storable(self, data, **_kw):  # type: ignore[no-untyped-def]
+        problems = find_problems(data) if isinstance(data, dict) else {}
+        if isinstance(data, dict) and isinstance(data.get("metadata"), dict):
+            if object_too_large(data["metadata"]):
+                problems["metadata"] = f"is larger than {MAX_OBJECT_BYTES} bytes"
+        if problems:
+            raise ValidationError({k: [v] for k, v in problems.items()})
+        return data
+
+
+def _count(maximum: int = MAX_INT) -> validate.Range:
+    """Offsets and sequence numbers: bounded so both databases can compare them."""
+    return validate.Range(0, maximum)
 
 
 class ErrorBody(Schema):
@@ -63,7 +81,7 @@ class SessionListQuery(_In):
     status = fields.String(validate=validate.OneOf(["active", "ended"]))
     owner = fields.String(validate=validate.OneOf(["bot", "waiting", "person"]))
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
-    offset = fields.Integer(load_default=0, validate=validate.Range(0))
+    offset = fields.Integer(load_default=0, validate=_count())
 
 
 class SessionList(Schema):
@@ -154,8 +172,8 @@ class MessageOut(Schema):
 
 class HistoryQuery(_In):
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
-    offset = fields.Integer(load_default=0, validate=validate.Range(0))
-    after = fields.Integer(validate=validate.Range(0))
+    offset = fields.Integer(load_default=0, validate=_count())
+    after = fields.Integer(validate=_count())
 
 
 class MessageList(Schema):
@@ -239,7 +257,7 @@ class TicketListQuery(_In):
     )
     session_id = fields.String()
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
-    offset = fields.Integer(load_default=0, validate=validate.Range(0, 1_000_000))
+    offset = fields.Integer(load_default=0, validate=_count())
 
 
 class ResolveIn(_In):
@@ -274,7 +292,7 @@ class DeliveryQuery(_In):
     status = fields.String(validate=validate.OneOf(["queued", "processing", "done", "failed"]))
     ticket_id = fields.String()
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
-    offset = fields.Integer(load_default=0, validate=validate.Range(0, 1_000_000))
+    offset = fields.Integer(load_default=0, validate=_count())
 
 
 class KBDocumentIn(_In):
@@ -301,4 +319,4 @@ class KBDocumentOut(Schema):
 class KBListQuery(_In):
     status = fields.String(validate=validate.OneOf(["queued", "processing", "done", "failed"]))
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(0))
+    offset = fields.Integer(load_default=0, validate=_count())

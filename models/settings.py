@@ -80,6 +80,18 @@ def _urls(name: str) -> tuple[str, ...]:
     return urls
 
 
+def _origins(name: str) -> tuple[str, ...]:
+    """`https://shop.example,https://help.example` → normalised origins (no path, no slash)."""
+    origins = []
+    for item in (o.strip().rstrip("/") for o in _str(name, "").split(",")):
+        if not item:
+            continue
+        if not item.startswith(("http://", "https://")) or "/" in item.split("://", 1)[1]:
+            raise ConfigError(f"{name} must list origins like https://shop.example; got {item!r}")
+        origins.append(item.lower())
+    return tuple(origins)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Typed view of the environment; build with `Settings.from_env()`."""
@@ -111,6 +123,8 @@ class Settings:
     webhook_secret: str | None
     support_hours: str
     support_timezone: str
+    allowed_origins: tuple[str, ...]
+    max_sockets_per_session: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -173,6 +187,8 @@ class Settings:
             webhook_secret=webhook_secret,
             support_hours=hours,
             support_timezone=zone,
+            allowed_origins=_origins("ALLOWED_ORIGINS"),
+            max_sockets_per_session=_int("MAX_SOCKETS_PER_SESSION", 8, 1),
         )
 
     @property

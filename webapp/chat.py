@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from models.events import append_event, next_seq, publish, redis_client
 from models.filetypes import UnsupportedFileType, safe_filename, sniff_content_type
 from models.ownership import Owner
 from models.serialize import attachment_json, message_json
+from models.textcheck import text_problem
 from models.work import ATTACHMENT, REPLY, queue
 from webapp.auth import Actor
 from webapp.config import current_settings
@@ -71,6 +73,9 @@ def validate_content(content: object) -> str:
     """Message text must be a non-empty string within MAX_MESSAGE_CHARS."""
     if not isinstance(content, str):
         abort(422, "message must be a string", details={"message": ["Not a valid string."]})
+    problem = text_problem(content)
+    if problem:
+        abort(422, f"message {problem}", "invalid_text", details={"message": [problem]})
     text = content.strip()
     if not text:
         abort(422, "message is empty", "empty_message", details={"message": ["Empty message."]})
@@ -98,14 +103,24 @@ def _existing(db: Session, session_id: str, client_msg_id: str | None) -> Messag
 def _claim_attachments(db: Session, chat: ChatSession, ids: list[str]) -> list[Attachment]:
     """Attachments must belong to this session and not to another message already."""
     found: list[Attachment] = []
+    if not all(isinstance(att_id, str) for att_id in ids):
+        abort(422, "attachment_ids must be a list of ids", details={"attachment_ids": ["Not ids."]})
     for att_id in dict.fromkeys(ids):
-        att = db.get(Attachment, att_id) if isinstance(att_id, str) else None
+        att = db.get(Attachment, att_id) if _is_uuid(att_id) else None
         if att is None or att.session_id != chat.id:
             abort(422, "unknown attachment", details={"attachment_ids": [f"unknown: {att_id}"]})
         if att.message_id is not None:
             abort(422, "attachment already sent", details={"attachment_ids": [att_id]})
         found.append(att)
     return found
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def accept_message(
@@ -128,6 +143,9 @@ def accept_message(
     if chat.status == "ended":
         abort(409, "this session has ended", "session_not_active")
     text = HANDOFF_REQUEST_TEXT if request == "person" else validate_content(content)
+    if client_msg_id is not None and text_problem(client_msg_id):
+        why = text_problem(client_msg_id)
+        abort(422, f"client_msg_id {why}", "invalid_text", details={"client_msg_id": [why]})
     existing = _existing(db, chat.id, client_msg_id)
     if existing is not None:
         return _duplicate(existing, on_stored)

@@ -21,7 +21,7 @@ from simple_websocket import ConnectionClosed
 from models import presence
 from models.events import envelope
 from models.ownership import STAFF_FEED
-from webapp.auth import STAFF_TOKEN_PREFIX, Actor, staff_from_token
+from webapp.auth import STAFF_TOKEN_PREFIX, Actor, check_origin, staff_from_token
 from webapp.errors import ApiError
 from webapp.events import RESYNC, get_hub
 from webapp.extensions import sock
@@ -62,6 +62,7 @@ class ConsoleFeed:
 
 
 def _authenticate() -> Actor:
+    check_origin()
     token = request.args.get("token") or ""
     if not token.startswith(STAFF_TOKEN_PREFIX):
         raise ApiError(401, "a staff socket token is required (POST /api/console/token)")

@@ -103,6 +103,10 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, _render)
     app.register_error_handler(DomainError, lambda exc: _render(from_domain(exc)))
     app.register_error_handler(
+        RecursionError,  # json's decoder on `[[[[…` thousands deep
+        lambda exc: _render(ApiError(400, "the JSON body is nested too deeply", "invalid_json")),
+    )
+    app.register_error_handler(
         ValidationError,
         lambda exc: _render(ApiError(422, "some fields are invalid", details=exc.messages)),
     )

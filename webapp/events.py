@@ -68,9 +68,11 @@ class EventHub:
                 if not subs:
                     del self._subs[session_id]
 
-    def count(self) -> int:
-        """Number of local subscribers (for health output and tests)."""
+    def count(self, session_id: str | None = None) -> int:
+        """Local subscribers of one session, or of all (for health output and limits)."""
         with self._lock:
+            if session_id is not None:
+                return len(self._subs.get(session_id, ()))
             return sum(len(s) for s in self._subs.values())
 
     def dispatch(self, session_id: str, event: dict) -> None:

@@ -21,7 +21,14 @@ from models.chat import ChatSession, Message
 from models.db import new_session
 from models.events import envelope, events_after, publish
 from models.logs import request_id_var, session_id_var
-from webapp.auth import Actor, authorize
+from models.textcheck import (
+    MAX_INT,
+    find_problems,
+    finite_float,
+    reject_constant,
+    text_problem,
+)
+from webapp.auth import Actor, authorize, check_origin
 from webapp.chat import accept_message
 from webapp.config import current_settings
 from webapp.errors import ApiError
@@ -31,7 +38,7 @@ from webapp.extensions import sock
 log = logging.getLogger(__name__)
 
 # HTTP-style status of a refusal → WebSocket close code (documented in the README).
-CLOSE_CODES = {400: 4001, 401: 4003, 403: 4003, 404: 4004, 409: 4009}
+CLOSE_CODES = {400: 4001, 401: 4003, 403: 4003, 404: 4004, 409: 4009, 429: 4029}
 _CLOSE = object()
 # A session that ends or is deleted closes its sockets after the event that says so.
 ENDING = {"ended": (4009, "session ended"), "deleted": (4004, "session deleted")}
@@ -127,11 +134,19 @@ class Connection:
                 "frame_too_large", f"frames are limited to {self.settings.max_ws_frame_bytes} bytes"
             )
         try:
-            data = json.loads(raw)
-        except ValueError:
-            return self.send_error("invalid_json", "the frame is not valid JSON")
+            data = json.loads(raw, parse_constant=reject_constant, parse_float=finite_float)
+        except (ValueError, RecursionError):
+            return self.send_error("invalid_json", "the frame is not valid (finite, shallow) JSON")
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             return self.send_error("invalid_event", "an event is a JSON object with a 'type'")
+        problems = find_problems(data)
+        if problems:
+            raw_id = data.get("client_msg_id")
+            echo = raw_id if isinstance(raw_id, str) and not text_problem(raw_id) else None
+            safe = {k.encode("utf-8", "replace").decode(): v for k, v in problems.items()}
+            return self.send_error(
+                "invalid_text", "the frame holds text we cannot store", safe, echo
+            )
         kind = data["type"]
         if kind == "message":
             return self.on_message(data)
@@ -151,7 +166,10 @@ class Connection:
             publish(event)
             return None
         if kind == "ping":
-            return self.outbox.put(envelope("pong", self.session_id, id=data.get("id")))
+            ping_id = data.get("id")
+            if not isinstance(ping_id, str | int | float | None) or isinstance(ping_id, bool):
+                ping_id = None
+            return self.outbox.put(envelope("pong", self.session_id, id=ping_id))
         return self.send_error("unknown_type", f"unknown event type {kind[:40]!r}")
 
     def _acknowledge(self, msg: Message, created: bool) -> None:
@@ -170,13 +188,15 @@ class Connection:
 
     def on_message(self, data: dict, request: str | None = None) -> None:
         raw_id = data.get("client_msg_id")
-        if raw_id is not None and not isinstance(raw_id, str | int):
+        if raw_id is not None and (not isinstance(raw_id, str | int) or isinstance(raw_id, bool)):
             return self.send_error("invalid_fields", "client_msg_id must be a string")
         client_msg_id = str(raw_id)[:128] if raw_id is not None else None
         ids = data.get("attachment_ids") or []
-        if not isinstance(ids, list):
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             return self.send_error(
-                "invalid_fields", "attachment_ids must be a list", client_msg_id=client_msg_id
+                "invalid_fields",
+                "attachment_ids must be a list of ids",
+                client_msg_id=client_msg_id,
             )
         db = new_session()
         try:
@@ -221,8 +241,8 @@ def _parse_after(raw: str | None) -> int | None:
         value = int(raw)
     except ValueError:
         raise ApiError(400, "after must be a whole number", "malformed_after") from None
-    if value < 0:
-        raise ApiError(400, "after must not be negative", "malformed_after")
+    if not 0 <= value <= MAX_INT:
+        raise ApiError(400, f"after must be between 0 and {MAX_INT}", "malformed_after")
     return value
 
 
@@ -232,6 +252,7 @@ def websocket(ws: Any) -> None:
     request_id_var.set(uuid.uuid4().hex[:16])
     db = new_session()
     try:
+        check_origin()
         after = _parse_after(request.args.get("after"))
         chat, actor = authorize(
             db,
@@ -244,6 +265,9 @@ def websocket(ws: Any) -> None:
         session_id, current = chat.id, chat.last_seq
     except ApiError as err:
         return _refuse(ws, err)
+    except Exception:  # database down, say: explain and close 1011, never a raw HTTP 500
+        log.exception("socket setup failed")
+        return _refuse(ws, ApiError(500, "the server could not open this conversation"))
     finally:
         db.close()
     session_id_var.set(session_id)
@@ -251,6 +275,11 @@ def websocket(ws: Any) -> None:
     conn = Connection(ws, session_id, actor, start)
     conn.outbox.put(envelope("connected", session_id, client_id=conn.client_id, last_seq=current))
     hub = get_hub()
+    limit = current_settings().max_sockets_per_session
+    if hub.count(session_id) >= limit:
+        return _refuse(
+            ws, ApiError(429, f"at most {limit} sockets per conversation", "too_many_sockets")
+        )
     hub.add(session_id, conn)
     hub.wait_connected(2.0)  # the first socket of a process may arrive before the subscription
     conn.outbox.put(RESYNC)  # anything committed between our read and the subscription
@@ -261,7 +290,13 @@ def websocket(ws: Any) -> None:
             raw = ws.receive()
             if raw is None:
                 continue
-            conn.handle(raw)
+            try:
+                conn.handle(raw)
+            except ConnectionClosed:
+                raise
+            except Exception:  # one bad frame must never break the socket for the next
+                log.exception("socket frame failed")
+                conn.send_error("server_error", "this frame could not be handled; try again")
     except ConnectionClosed:
         pass
     finally:

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from models.chat import Message
+from models.db import session_scope
 from models.schemas import (
     ApiErrorSchema,
     ChatResponse,
@@ -99,14 +100,16 @@ def _wait_seconds() -> float | None:
 
 def _outcome(message_id: str) -> Message | None:
     """The stored reply, or the message itself once it is closed without one (handed to a
-    person, or a person owns the conversation): either way there is nothing more to wait for."""
-    db = get_db()
-    db.expire_all()
-    reply = db.scalar(select(Message).where(Message.reply_to_id == message_id))
-    if reply is not None:
-        return reply
-    msg = db.get(Message, message_id)
-    return msg if msg is not None and msg.status in ("done", "failed") else None
+    person, or a person owns the conversation): either way there is nothing more to wait for.
+
+    Each look borrows a connection for one query only: a waiting request must never hold a
+    pooled connection (120 waiters would starve every other request of the process)."""
+    with session_scope() as db:
+        reply = db.scalar(select(Message).where(Message.reply_to_id == message_id))
+        if reply is not None:
+            return reply
+        msg = db.get(Message, message_id)
+        return msg if msg is not None and msg.status in ("done", "failed") else None
 
 
 def wait_for_reply(session_id: str, message_id: str, seconds: float) -> Message | None:
@@ -164,6 +167,7 @@ class Messages(MethodView):
             "duplicate": not result.created,
         }
         if wait and msg.role == "user":
+            db.close()  # give the request's connection back before waiting
             reply = wait_for_reply(chat.id, msg.id, wait)
             if reply is not None:
                 return make_response(jsonify(chat_response(reply, chat.id)), 200)
