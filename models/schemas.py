@@ -70,6 +70,8 @@ class SessionOut(Schema):
     owner = fields.String(metadata={"description": "bot, waiting (for a person) or person"})
     agent = fields.String(attribute="agent_name", allow_none=True)
     ticket_id = fields.String(allow_none=True, dump_default=None)
+    contact_email = fields.String(allow_none=True, dump_default=None)
+    rated = fields.Boolean(dump_default=False, metadata={"description": "a rating was given"})
 
 
 class SessionPatch(_In):

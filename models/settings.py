@@ -125,6 +125,10 @@ class Settings:
     support_timezone: str
     allowed_origins: tuple[str, ...]
     max_sockets_per_session: int
+    rate_limit_per_ip_per_minute: int
+    sessions_per_ip_per_minute: int
+    trusted_proxies: int
+    max_upload_mb_per_session: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -189,6 +193,10 @@ class Settings:
             support_timezone=zone,
             allowed_origins=_origins("ALLOWED_ORIGINS"),
             max_sockets_per_session=_int("MAX_SOCKETS_PER_SESSION", 8, 1),
+            rate_limit_per_ip_per_minute=_int("RATE_LIMIT_PER_IP_PER_MINUTE", 120, 0),
+            sessions_per_ip_per_minute=_int("SESSIONS_PER_IP_PER_MINUTE", 20, 0),
+            trusted_proxies=_int("TRUSTED_PROXIES", 0, 0),
+            max_upload_mb_per_session=_int("MAX_UPLOAD_MB_PER_SESSION", 50, 1),
         )
 
     @property

@@ -88,6 +88,9 @@ def base_env() -> dict[str, str]:
         "EVENT_CHANNEL_PREFIX": _PREFIX,
         "STAFF_API_KEYS": f"{STAFF_KEY},Sam=sam-key,Ana=ana-key",
         "AGENT_LEASE_SECONDS": "4",
+        # The suite makes hundreds of conversations from one address; test_limits checks these.
+        "SESSIONS_PER_IP_PER_MINUTE": "0",
+        "RATE_LIMIT_PER_IP_PER_MINUTE": "0",
         "SWEEP_INTERVAL": "1",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",

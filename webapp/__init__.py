@@ -29,6 +29,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     api.init_app(app)
     sock.init_app(app)
 
+    from webapp.limits import init_limits
+
+    init_limits(app)
+
     from webapp.api import attachments, docs, health, kb, messages, search, sessions, tickets
 
     for module in (sessions, messages, attachments, search, kb, tickets):

@@ -11,15 +11,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import redis
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import jobs
 from models.base import new_id, utcnow
 from models.chat import Attachment, AttachmentBlob, ChatSession, Message
-from models.events import append_event, next_seq, publish, redis_client
+from models.events import append_event, next_seq, publish
 from models.filetypes import UnsupportedFileType, safe_filename, sniff_content_type
 from models.ownership import Owner
 from models.serialize import attachment_json, message_json
@@ -28,6 +27,7 @@ from models.work import ATTACHMENT, REPLY, queue
 from webapp.auth import Actor
 from webapp.config import current_settings
 from webapp.errors import abort
+from webapp.limits import check_message
 
 log = logging.getLogger(__name__)
 
@@ -42,31 +42,6 @@ class Accepted:
     message: Message
     created: bool
     event: dict | None = None
-
-
-def check_rate_limit(session_id: str) -> None:
-    """Fixed one-minute window per session in Redis; fails open when Redis is down."""
-    limit = current_settings().rate_limit_per_minute
-    if limit <= 0:
-        return
-    key = f"{current_settings().event_channel_prefix}:rl:{session_id}"
-    try:
-        pipe = redis_client().pipeline()
-        pipe.incr(key)
-        pipe.ttl(key)
-        count, ttl = pipe.execute()
-        if ttl < 0:
-            redis_client().expire(key, 60)
-            ttl = 60
-    except redis.RedisError:
-        return
-    if count > limit:
-        abort(
-            429,
-            f"too many messages: at most {limit} a minute",
-            details={"retry_after": ttl},
-            headers={"Retry-After": str(max(ttl, 1))},
-        )
 
 
 def validate_content(content: object) -> str:
@@ -158,7 +133,7 @@ def accept_message(
             "already_with_person",
             details={"owner": chat.owner, "agent": chat.agent_name},
         )
-    check_rate_limit(chat.id)
+    check_message(chat.id)
     attachments = _claim_attachments(db, chat, attachment_ids or [])
     uploaded = [store_upload(db, chat, name, data) for name, data in uploads or []]
     attachments += uploaded
@@ -238,9 +213,20 @@ def _log_message(
 
 def store_upload(db: Session, chat: ChatSession, filename: str, data: bytes) -> Attachment:
     """Check size and type, then keep the bytes in the database (web and worker share no disk)."""
-    limit = current_settings().max_upload_bytes
-    if len(data) > limit:
-        abort(413, f"file is larger than {current_settings().max_upload_mb} MB", "file_too_large")
+    settings = current_settings()
+    if len(data) > settings.max_upload_bytes:
+        abort(413, f"file is larger than {settings.max_upload_mb} MB", "file_too_large")
+    used = db.scalar(
+        select(func.coalesce(func.sum(Attachment.size), 0)).where(Attachment.session_id == chat.id)
+    )
+    quota = settings.max_upload_mb_per_session * 1024 * 1024
+    if used + len(data) > quota:
+        abort(
+            413,
+            f"this conversation's files are limited to {settings.max_upload_mb_per_session} MB",
+            "upload_quota_exceeded",
+            details={"used_bytes": used, "limit_bytes": quota},
+        )
     try:
         content_type = sniff_content_type(data, filename or "")
     except UnsupportedFileType as exc:

@@ -7,6 +7,7 @@ never from `playwright install`.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import httpx
 import pytest
 from playwright import sync_api
 
-from tests.client import STAFF
+from tests.client import STAFF, Socket
 
 pytestmark = pytest.mark.browser
 
@@ -32,6 +33,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOT = Path("/tmp/helpline-chat.png")
+REQUEST_TEXT = "You asked to talk to a person"
 REPLY_TIMEOUT = 20_000  # ms; the offline engine answers in well under a second
 
 expect = sync_api.expect
@@ -91,6 +93,13 @@ class Chat:
     def replies(self):  # type: ignore[no-untyped-def]
         return self.page.locator("#messages .msg--assistant")
 
+    @property
+    def owner(self):  # type: ignore[no-untyped-def]
+        return self.page.locator("#owner-status")
+
+    def notices(self, kind: str):  # type: ignore[no-untyped-def]
+        return self.page.locator(f'#messages li.msg--system .notice[data-kind="{kind}"]')
+
     def wait_replies(self, count: int) -> None:
         done = self.page.locator('#messages .msg--assistant[data-state="complete"]')
         expect(done).to_have_count(count, timeout=REPLY_TIMEOUT)
@@ -131,6 +140,32 @@ def phone(browser, stack) -> Iterator[Chat]:  # type: ignore[no-untyped-def]
     yield from _page(
         browser, stack, viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True
     )
+
+
+# -- the agent's side, driven through the staff API ------------------------------------------
+def staff_call(ui: Chat, method: str, path: str, **kwargs) -> httpx.Response:  # type: ignore[no-untyped-def]
+    return httpx.request(method, ui.base_url + path, headers=STAFF, timeout=10, **kwargs)
+
+
+def staff_token(ui: Chat) -> str:
+    """A staff socket token (sockets carry no headers); the plain test key's agent is "Support"."""
+    resp = staff_call(ui, "POST", "/api/console/token")
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["agent"]["name"] == "Support"
+    return resp.json()["token"]
+
+
+def ticket_of(ui: Chat, session_id: str, status: str = "active") -> dict:
+    """The session's one ticket in the staff queue (waits a little: it is made on request)."""
+    deadline = time.monotonic() + 10
+    while True:
+        resp = staff_call(ui, "GET", "/api/tickets", params={"status": status, "limit": 200})
+        assert resp.status_code == 200, resp.text
+        mine = [t for t in resp.json()["tickets"] if t["session_id"] == session_id]
+        if mine or time.monotonic() > deadline:
+            assert len(mine) == 1, resp.json()
+            return mine[0]
+        time.sleep(0.1)
 
 
 def test_streamed_answer_with_citations_survives_reload(ui: Chat) -> None:
@@ -234,14 +269,24 @@ def test_off_topic_question_offers_a_person(ui: Chat) -> None:
     page = ui.open().page
     ui.ask("What is the best recipe for banana bread?")
     ui.wait_replies(1)
-    offer = page.get_by_role("button", name="Talk to a person")
+    offer = ui.replies.first.locator(".notice--offer").get_by_role(
+        "button", name="Talk to a person"
+    )
     expect(offer).to_be_visible()
     offer.click()
-    expect(ui.users.nth(1).locator(".msg__text")).to_have_text("I'd like to talk to a person")
-    ui.wait_replies(2)
-    notice = page.locator(".notice--handoff")
-    expect(notice).to_contain_text("A support agent has been asked to join")
-    expect(offer).to_be_disabled()
+    # A structured request, shown as such (never the bot's reading of a sentence).
+    request = ui.users.nth(1)
+    expect(request.locator(".msg__text")).to_have_text(REQUEST_TEXT)
+    expect(request).to_have_attribute("data-status", "sent")
+    expect(ui.notices("escalation")).to_have_count(1)
+    expect(ui.notices("escalation").locator(".notice__text")).not_to_be_empty()
+    expect(ui.owner).to_have_text("Waiting for a person")
+    expect(offer).to_be_hidden()
+    expect(page.locator("#talk-to-person")).to_be_hidden()
+    stored = [m for m in ui.history() if m["role"] == "user"]
+    assert stored[-1]["metadata"].get("request") == "person", stored[-1]
+    page.wait_for_timeout(1500)  # the bot stays silent once a person was asked for
+    expect(ui.replies).to_have_count(1)
 
 
 def test_upload_is_processed_and_sent_with_the_next_message(ui: Chat) -> None:
@@ -291,8 +336,6 @@ def test_upload_is_processed_and_sent_with_the_next_message(ui: Chat) -> None:
 
 
 def test_html_is_rendered_as_text_and_agents_are_people(ui: Chat) -> None:
-    from tests.client import Socket
-
     page = ui.open().page
     evil = "<img src=x onerror=alert(1)>"
     ui.ask(evil)
@@ -301,11 +344,14 @@ def test_html_is_rendered_as_text_and_agents_are_people(ui: Chat) -> None:
     ui.wait_replies(1)
 
     saved = ui.session()
-    staff = Socket(ui.base_url, session_id=saved["session_id"], api_key=STAFF["X-API-Key"])
+    taken = staff_call(ui, "POST", f"/api/sessions/{saved['session_id']}/takeover")
+    assert taken.status_code == 201, taken.text
+    staff = Socket(ui.base_url, session_id=saved["session_id"], token=staff_token(ui))
     try:
         assert staff.recv()["type"] == "connected"
         staff.send({"type": "typing", "is_typing": True})
         expect(page.locator("#agent-typing")).to_be_visible()
+        expect(page.locator("#agent-typing")).to_contain_text("Support is typing")
         agent_text = "Hi, I'm Sam. <script>alert(2)</script><b>bold?</b>"
         resp = httpx.post(
             f"{ui.base_url}/api/chat/sessions/{saved['session_id']}/messages",
@@ -318,7 +364,7 @@ def test_html_is_rendered_as_text_and_agents_are_people(ui: Chat) -> None:
         staff.close()
     agent = page.locator("#messages .msg--agent")
     expect(agent.locator(".msg__text")).to_have_text(agent_text)
-    expect(agent.locator(".msg__author")).to_have_text("Support agent")
+    expect(agent.locator(".msg__author")).to_have_text("Support from support")
     expect(page.locator("#agent-typing")).to_be_hidden()
 
     page.reload()
@@ -377,3 +423,216 @@ def test_phone_width_and_keyboard_only(phone: Chat) -> None:
     assert "cite__link" in focused, focused
     page.keyboard.press("Enter")
     assert page.evaluate("document.activeElement.classList.contains('source')")
+
+
+def _kinds(page) -> list[str]:  # type: ignore[no-untyped-def]
+    """The conversation as a list of item kinds, in page order."""
+    return page.evaluate(
+        """() => Array.from(document.querySelectorAll('#messages > li')).map(li => {
+          const notice = li.querySelector(':scope > .notice');
+          if (li.classList.contains('msg--system') && notice) return notice.dataset.kind;
+          if (li.dataset.request === 'person') return 'request';
+          return li.dataset.role;
+        })"""
+    )
+
+
+def test_person_takes_over_answers_and_hands_back(ui: Chat) -> None:
+    page = ui.page
+    frames: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: frames.append(payload)))
+    ui.open()
+    ui.ask("How do I reset my password?")
+    ui.wait_replies(1)
+    talk = page.locator("#talk-to-person")
+    expect(ui.owner).to_have_text("Assistant")
+    expect(talk).to_be_enabled()
+
+    # 1. The customer asks for a person: a structured request, a ticket, an honest notice.
+    talk.click()
+    request = page.locator("#messages .msg--user[data-request='person']")
+    expect(request.locator(".msg__text")).to_have_text(REQUEST_TEXT)
+    expect(request).to_have_attribute("data-status", "sent")
+    expect(ui.notices("escalation")).to_have_count(1)
+    expect(ui.owner).to_have_text("Waiting for a person")
+    expect(talk).to_be_hidden()
+    sent = [json.loads(f) for f in frames if isinstance(f, str) and '"handoff"' in f]
+    assert len(sent) == 1 and sent[0]["type"] == "handoff", frames
+    assert not any("talk to a person" in f.lower() for f in frames if '"message"' in f), frames
+    saved = ui.session()
+    sid = saved["session_id"]
+    ticket = ticket_of(ui, sid)
+    assert ticket["status"] == "open"
+    stored = [m for m in ui.history() if m["role"] == "user"]
+    assert stored[-1]["client_msg_id"] == sent[0]["client_msg_id"]
+    assert stored[-1]["metadata"]["request"] == "person"
+    # Nobody has a console open in the tests: the page offers to take an email address.
+    expect(page.locator("form#contact-form")).to_be_visible()
+
+    # 2. An agent claims the ticket: named, and the email form is no longer needed.
+    resp = staff_call(ui, "POST", f"/api/tickets/{ticket['id']}/claim")
+    assert resp.status_code == 200, resp.text
+    joined = ui.notices("agent_joined")
+    expect(joined).to_have_count(1)
+    expect(joined.locator(".notice__text")).to_contain_text("Support")
+    expect(ui.owner).to_have_text("Support from support")
+    expect(page.locator("form#contact-form")).to_have_count(0)
+
+    # 3. The agent types and answers; the customer's typing reaches the agent, on and off.
+    agent_socket = Socket(ui.base_url, session_id=sid, token=staff_token(ui))
+    try:
+        agent_socket.until("connected")
+        agent_socket.send({"type": "typing", "is_typing": True})
+        expect(page.locator("#agent-typing")).to_have_text("Support is typing…")
+        resp = staff_call(
+            ui,
+            "POST",
+            f"/api/chat/sessions/{sid}/messages",
+            json={"message": "Hello, I can help with that.", "client_msg_id": "agent-1"},
+        )
+        assert resp.status_code == 202, resp.text
+        agent = page.locator("#messages .msg--agent")
+        expect(agent).to_have_count(1)
+        expect(agent.locator(".msg__author")).to_have_text("Support from support")
+        expect(agent.locator(".msg__text")).to_have_text("Hello, I can help with that.")
+        expect(page.locator("#agent-typing")).to_be_hidden()
+
+        box = page.locator("#composer-input")
+        box.press_sequentially("Thanks", delay=20)
+        agent_socket.until("user_typing", role="user", is_typing=True, timeout=10)
+        box.fill("")
+        box.dispatch_event("input")
+        agent_socket.until("user_typing", role="user", is_typing=False, timeout=10)
+
+        # 4. While a person holds the conversation the bot stays silent.
+        ui.ask("How long does a refund take?")
+        expect(ui.users.last).to_have_attribute("data-status", "sent")
+        question = agent_socket.until("user_message", timeout=10)[-1]["message"]
+        assert question["content"] == "How long does a refund take?", question
+        quiet = agent_socket.quiet(3)
+        assert not [e for e in quiet if e["type"] in ("start", "complete")], quiet
+    finally:
+        agent_socket.close()
+    expect(ui.replies).to_have_count(1)
+
+    # 5. The agent resolves: the assistant is back, and the customer is asked for a rating.
+    resp = staff_call(
+        ui, "POST", f"/api/tickets/{ticket['id']}/resolve", json={"end_session": False}
+    )
+    assert resp.status_code == 200, resp.text
+    expect(ui.notices("agent_left")).to_have_count(1)
+    expect(ui.owner).to_have_text("Assistant")
+    expect(talk).to_be_visible()
+    rating = page.locator("form#rating")
+    expect(rating).to_be_visible()
+    expect(rating.locator("button[data-score]")).to_have_count(5)
+    rating.locator('button[data-score="4"]').click()
+    page.locator("#rating-comment").fill("Quick and kind <b>thanks</b>")
+    page.locator("#rating-submit").click()
+    expect(page.locator("#rating-thanks")).to_have_text("Thanks for your feedback")
+    expect(page.locator("form#rating")).to_have_count(0)
+    again = httpx.post(
+        f"{ui.base_url}/api/sessions/{sid}/rating",
+        json={"score": 1},
+        headers={"Authorization": f"Bearer {saved['token']}"},
+        timeout=10,
+    )
+    assert again.status_code == 409 and again.json()["error"]["code"] == "already_rated"
+
+    # 6. After a reload (and a reconnect) the same conversation, each notice once, in place.
+    before = _kinds(page)
+    assert before == [
+        "user",
+        "assistant",
+        "request",
+        "escalation",
+        "agent_joined",
+        "agent",
+        "user",
+        "agent_left",
+    ], before
+    page.reload()
+    ui.wait_online()
+    expect(ui.notices("agent_left")).to_have_count(1)
+    page.wait_for_timeout(500)  # anything replayed after the socket connects lands by now
+    assert _kinds(page) == before
+    expect(ui.owner).to_have_text("Assistant")
+    expect(talk).to_be_visible()
+    expect(page.locator("#messages .msg--agent .msg__author")).to_have_text("Support from support")
+    expect(page.locator("form#rating")).to_have_count(0)  # rated already
+    expect(page.locator("form#contact-form")).to_have_count(0)
+    ui.drop_socket()
+    ui.wait_online()
+    page.wait_for_timeout(500)
+    assert _kinds(page) == before
+
+
+def test_nobody_online_takes_an_email_address(ui: Chat) -> None:
+    page = ui.open().page
+    sid = ui.session()["session_id"]
+    # The socket is down when the customer asks: REST takes the same structured request.
+    ui.drop_socket()
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/handoff")) as req:
+        page.locator("#talk-to-person").click()
+    body = req.value.post_data_json
+    request = page.locator("#messages .msg--user[data-request='person']")
+    expect(request).to_have_attribute("data-status", "sent")
+    assert body["client_msg_id"] == request.get_attribute("data-client-msg-id")
+    ui.wait_online()
+    notice = ui.notices("escalation")
+    expect(notice).to_have_count(1)
+    expect(notice.locator(".notice__text")).to_contain_text("email")
+    expect(ui.owner).to_have_text("Waiting for a person")
+
+    form = page.locator("form#contact-form")
+    expect(form).to_be_visible()
+    email = page.locator("input#contact-email")
+    expect(email).to_have_attribute("type", "email")
+    email.fill("not an address")
+    form.locator("button[type=submit]").click()
+    expect(form.get_by_role("alert")).to_contain_text("email address")
+    email.fill("pat@localhost-without-dot")  # the browser accepts it; the server does not (422)
+    form.locator("button[type=submit]").click()
+    expect(form.get_by_role("alert")).to_contain_text("does not look right")
+    email.fill("pat@example.com")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#messages")).to_contain_text("We'll reply to pat@example.com")
+    expect(form).to_have_count(0)
+    assert ticket_of(ui, sid)["contact_email"] == "pat@example.com"
+    stored = [m for m in ui.history() if m["role"] == "user"]
+    assert len(stored) == 1 and stored[0]["client_msg_id"] == body["client_msg_id"]
+
+    page.reload()
+    ui.wait_online()
+    expect(ui.notices("escalation")).to_have_count(1)
+    expect(ui.owner).to_have_text("Waiting for a person")
+    expect(page.locator("#messages")).to_contain_text("We'll reply to pat@example.com")
+    expect(page.locator("form#contact-form")).to_have_count(0)
+    expect(page.locator("#talk-to-person")).to_be_hidden()
+    expect(request).to_have_count(1)
+
+
+def test_conversation_ended_by_support_offers_a_rating(ui: Chat) -> None:
+    page = ui.open().page
+    ui.ask("How do I track my order?")
+    ui.wait_replies(1)
+    sid = ui.session()["session_id"]
+    resp = staff_call(ui, "POST", f"/api/sessions/{sid}/takeover")
+    assert resp.status_code == 201, resp.text
+    expect(ui.owner).to_have_text("Support from support")
+    expect(page.locator("#talk-to-person")).to_be_hidden()
+    resp = staff_call(
+        ui, "POST", f"/api/tickets/{resp.json()['id']}/resolve", json={"end_session": True}
+    )
+    assert resp.status_code == 200, resp.text
+    expect(page.locator("#conn")).to_have_attribute("data-state", "ended")
+    ended = page.locator("#messages .msg--ended")
+    expect(ended).to_contain_text("This conversation has ended.")
+    rating = ended.locator("form#rating")
+    expect(rating).to_be_visible()
+    page.locator("#rating-submit").click()  # no score yet: said in words, nothing sent
+    expect(rating.get_by_role("alert")).to_contain_text("choose a rating")
+    rating.locator('button[data-score="5"]').click()
+    page.locator("#rating-submit").click()
+    expect(page.locator("#rating-thanks")).to_be_visible()
+    expect(page.locator("form#rating")).to_have_count(0)

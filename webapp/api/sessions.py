@@ -40,6 +40,7 @@ from webapp.auth import authorize_request, new_token, require_staff
 from webapp.chat import accept_message
 from webapp.db import get_db
 from webapp.errors import abort
+from webapp.limits import check_new_session
 
 blp = Blueprint("sessions", __name__, url_prefix="/api/sessions", description="Chat sessions")
 
@@ -51,6 +52,7 @@ class Sessions(MethodView):
     @blp.alt_response(422, schema=ApiErrorSchema)
     def post(self, body: dict) -> ChatSession:
         """Start a session; the token in the response is shown once and authorises it."""
+        check_new_session()
         token, token_hash = new_token()
         chat = ChatSession(
             id=new_id(),
@@ -85,9 +87,12 @@ class Sessions(MethodView):
 
 
 def _with_ticket(chat: ChatSession) -> ChatSession:
-    """Attach the open ticket's id for SessionOut (where a person was asked for)."""
-    ticket = active_ticket(get_db(), chat.id)
+    """Attach what a reloaded page restores: the open ticket, the email left, a given rating."""
+    db = get_db()
+    ticket = active_ticket(db, chat.id)
     chat.ticket_id = ticket.id if ticket else None
+    chat.contact_email = ticket.contact_email if ticket else None
+    chat.rated = db.scalar(select(Rating.id).where(Rating.session_id == chat.id)) is not None
     return chat
 
 

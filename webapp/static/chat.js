@@ -6,6 +6,12 @@
  * also dedupe messages by id and our own sends by client_msg_id, so a replay, a REST retry
  * or a second tab never shows a message twice.
  *
+ * Ownership: a conversation is answered by the bot, waits for a person, or is with a named
+ * person (`owner`: bot | waiting | person). The page learns it from GET /api/sessions/<id> at
+ * boot and from the escalation / agent_joined / agent_left events afterwards. Those events are
+ * shown as notices placed by seq; on a reload the first socket asks for the whole log
+ * (after=0) so earlier notices come back, each rendered once per seq.
+ *
  * Everything from the server is rendered with textContent / DOM nodes, never as HTML.
  */
 (function () {
@@ -21,9 +27,9 @@
   var TYPING_IDLE_MS = 3000;
   var AGENT_TYPING_TIMEOUT_MS = 8000;
   var HISTORY_PAGE = 500;
-  var HANDOFF_TEXT = "I'd like to talk to a person";
+  var REQUEST_TEXT = 'You asked to talk to a person';
   var ATTACHMENT_ONLY_TEXT = 'Please see the attached file.';
-  // Escalation reasons that open a ticket (mirrors worker/replies.py `_escalate`).
+  var LOW_CONFIDENCE = { low_confidence: true, not_in_knowledge_base: true };
   var CITATION = /\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]/g;
 
   var dom = {};
@@ -38,6 +44,7 @@
     lastHeard: 0,
     pingId: 0,
     ended: false,
+    ready: false, // a session is open and its history shown
     rendered: new Map(), // message id -> <li>
     outbox: new Map(), // client_msg_id -> pending send
     inflight: [], // client_msg_ids sent on the current socket, awaiting acknowledged/error
@@ -47,6 +54,13 @@
     attachmentInfo: new Map(), // attachment id -> latest known status
     typing: { active: false, lastSent: 0, idleTimer: null },
     agentTypingTimer: null,
+    owner: 'bot', // bot | waiting | person | ended
+    ownerKnown: false, // the server told us the owner (GET /api/sessions/<id>)
+    agentName: null,
+    ticketId: null,
+    availability: null, // of the latest escalation
+    notices: new Set(), // seqs of ownership events already rendered
+    replayFromStart: false, // the first socket after a reload asks for the whole log
   };
 
   // ---------------------------------------------------------------- small helpers
@@ -125,6 +139,8 @@
         session_id: state.session.session_id,
         token: state.session.token,
         last_seq: state.session.last_seq,
+        rated: state.session.rated === true || undefined,
+        contact_email: state.session.contact_email || undefined,
       }));
     } catch (err) { /* storage full or blocked: the page still works, just won't resume */ }
   }
@@ -244,10 +260,21 @@
   // ---------------------------------------------------------------- message DOM
   var AUTHORS = { user: 'You', assistant: 'Helpline assistant', agent: 'Support agent' };
 
-  function messageEl(role, timestamp) {
-    var author = AUTHORS[role] || 'Helpline';
+  function agentLabel(name) {
+    return name ? name + ' from support' : AUTHORS.agent;
+  }
+
+  function initials(name) {
+    var words = String(name || '').trim().split(/\s+/).filter(Boolean);
+    if (!words.length) return 'SA';
+    var letters = words.length > 1 ? words[0][0] + words[words.length - 1][0] : words[0].slice(0, 2);
+    return letters.toUpperCase();
+  }
+
+  function messageEl(role, timestamp, agentName) {
+    var author = role === 'agent' ? agentLabel(agentName) : AUTHORS[role] || 'Helpline';
     var avatar = role === 'user' ? null : h('span', { class: 'msg__avatar', 'aria-hidden': 'true' },
-      role === 'agent' ? 'SA' : 'H');
+      role === 'agent' ? initials(agentName) : 'H');
     var time = h('time', { class: 'msg__time', datetime: timestamp || new Date().toISOString() },
       formatTime(timestamp));
     var meta = h('div', { class: 'msg__meta' },
@@ -265,6 +292,27 @@
   function appendMessage(li) {
     dom.welcome.hidden = true;
     withScroll(function () { dom.messages.append(li); });
+    return li;
+  }
+
+  function seqOf(el) {
+    var n = el.dataset ? parseInt(el.dataset.seq, 10) : NaN;
+    return isFinite(n) ? n : null;
+  }
+
+  // Replayed items (notices after a reload) go where their seq puts them; live ones at the end.
+  function placeBySeq(li, seq) {
+    if (typeof seq !== 'number') return appendMessage(li);
+    var next = null;
+    for (var node = dom.messages.lastElementChild; node; node = node.previousElementSibling) {
+      var n = seqOf(node);
+      if (n === null) continue;
+      if (n > seq) next = node;
+      else break;
+    }
+    if (!next) return appendMessage(li);
+    dom.welcome.hidden = true;
+    dom.messages.insertBefore(li, next);
     return li;
   }
 
@@ -364,7 +412,8 @@
   };
 
   function updateAttachmentEl(li, info) {
-    var status = info.status || 'queued';
+    // "done" is the worker's newer word for a file read successfully.
+    var status = info.status === 'done' ? 'processed' : info.status || 'queued';
     li.dataset.status = status;
     var label = ATTACHMENT_LABELS[status] || status;
     if (status === 'failed' && info.error) label += ': ' + info.error;
@@ -428,48 +477,79 @@
       });
       line.append(document.createTextNode(' '), retry);
     }
+    if (rec.kind === 'handoff') updateHandoffControls();
   }
 
-  function markSent(rec, messageId) {
+  function markSent(rec, messageId, seq) {
     if (state.outbox.get(rec.clientId) !== rec) return;
     state.outbox.delete(rec.clientId);
     if (messageId) {
       rec.el.dataset.id = messageId;
       state.rendered.set(messageId, rec.el);
     }
+    if (typeof seq === 'number') rec.el.dataset.seq = seq;
     setSendStatus(rec, 'sent');
+    if (rec.kind === 'handoff') {
+      // Stored: a person has been asked for (the escalation event says who and when).
+      if (state.owner === 'bot') setOwner('waiting');
+      updateHandoffControls();
+    }
+  }
+
+  function isPersonRequest(m) {
+    return !!(m && m.metadata && m.metadata.request === 'person');
+  }
+
+  function userMessageEl(timestamp, request) {
+    var li = messageEl('user', timestamp);
+    if (request) {
+      li.classList.add('msg--request');
+      li.dataset.request = 'person';
+      li._parts.text.textContent = REQUEST_TEXT;
+    }
+    return li;
   }
 
   function showUserMessage(m) {
     if (state.rendered.has(m.id)) return;
     var rec = m.client_msg_id && state.outbox.get(m.client_msg_id);
     if (rec) {
-      markSent(rec, m.id);
+      markSent(rec, m.id, m.seq);
       setTimestamp(rec.el, m.timestamp);
       return;
     }
-    var li = messageEl('user', m.timestamp);
+    var request = isPersonRequest(m);
+    var li = userMessageEl(m.timestamp, request);
     li.dataset.id = m.id;
     li.dataset.seq = m.seq;
     li.dataset.status = 'sent';
-    li._parts.text.textContent = m.content || '';
+    if (!request) li._parts.text.textContent = m.content || '';
     addAttachments(li, m.attachments);
     state.rendered.set(m.id, li);
-    appendMessage(li);
+    placeBySeq(li, m.seq);
+  }
+
+  function messageAgent(m) {
+    var meta = (m && m.metadata) || {};
+    var name = meta.agent;
+    if (name && typeof name === 'object') name = name.name;
+    return typeof name === 'string' && name.trim() ? name.trim() : null;
   }
 
   function showAgentMessage(m, live) {
     if (state.rendered.has(m.id)) return;
-    var li = messageEl('agent', m.timestamp);
+    var name = messageAgent(m);
+    var li = messageEl('agent', m.timestamp, name);
     li.dataset.id = m.id;
     li.dataset.seq = m.seq;
+    if (name) li.dataset.agent = name;
     li._parts.text.textContent = m.content || '';
     addAttachments(li, m.attachments);
     state.rendered.set(m.id, li);
-    appendMessage(li);
+    placeBySeq(li, m.seq);
     if (live) {
       hideAgentTyping();
-      announce('Support agent: ' + (m.content || ''));
+      announce(agentLabel(name) + ': ' + (m.content || ''));
     }
   }
 
@@ -534,11 +614,21 @@
   }
 
   function onStatus(ev) {
+    if (ev.state === 'withdrawn') return withdrawStream(ev);
     var s = streamFor(ev);
     if (!s) return;
     if (ev.state === 'restarting') resetStream(s, ev.message_id);
     if (ev.message_id && ev.message_id !== s.messageId) return;
     setWorking(s, STATUS_LABELS[ev.state] || null);
+  }
+
+  // A person took the conversation while the bot was still writing: that reply is never stored.
+  function withdrawStream(ev) {
+    var s = ev.reply_to ? state.streams.get(ev.reply_to) : null;
+    if (ev.reply_to) state.answered.add(ev.reply_to); // late deltas of it are ignored
+    if (!s || (ev.message_id && s.messageId && ev.message_id !== s.messageId)) return;
+    state.streams.delete(ev.reply_to);
+    s.el.remove();
   }
 
   function onSources(ev) {
@@ -571,7 +661,7 @@
       }
       setTimestamp(li, m.timestamp);
     } else {
-      li = appendMessage(messageEl('assistant', m.timestamp));
+      li = placeBySeq(messageEl('assistant', m.timestamp), m.seq);
     }
     if (m.reply_to_id) state.answered.add(m.reply_to_id);
     li.dataset.id = m.id;
@@ -584,92 +674,430 @@
     });
     state.rendered.set(m.id, li);
     var meta = m.metadata || {};
-    if (!live && meta.requires_escalation) {
-      addEscalation(li, { required: !!meta.escalation_required, reason: meta.escalation_reason }, false);
+    if (!live && meta.requires_escalation && LOW_CONFIDENCE[meta.escalation_reason]) {
+      // An unsure answer always came with an offer of a person: shown again from history
+      // (the replayed escalation event would add it too, once). A handover's notice comes
+      // from its own escalation event.
+      addOffer(li);
     }
     if (live) announce('Helpline assistant: ' + stripCitations(m.content));
     return li;
   }
 
-  // ---------------------------------------------------------------- escalation
-  function addEscalation(li, ev, live) {
-    var existing = li ? li.querySelector(':scope > .msg__body > .notice') : null;
-    if (existing) {
-      if (existing.dataset.kind === 'required' || !ev.required) return;
-      existing.remove();
+  // ---------------------------------------------------------------- ownership
+  var OWNER_LABELS = {
+    bot: 'Assistant',
+    waiting: 'Waiting for a person',
+    ended: 'Conversation ended',
+  };
+  var PLACEHOLDERS = {
+    bot: 'Type your message…',
+    waiting: 'Add anything our team should know…',
+    ended: 'This conversation has ended',
+  };
+  var OFFER_TEXT = 'Not what you needed? A member of our team can help.';
+  var WAITING_TEXT = 'A member of our team has been asked to join. Please stay in this chat; ' +
+    'they will reply here.';
+  var RATING_WORDS = ['Very poor', 'Poor', 'OK', 'Good', 'Excellent'];
+
+  function ownerLabel(owner, name) {
+    if (owner === 'person') return agentLabel(name);
+    return OWNER_LABELS[owner] || OWNER_LABELS.bot;
+  }
+
+  function setOwner(owner, agentName) {
+    if (['bot', 'waiting', 'person', 'ended'].indexOf(owner) < 0) owner = 'bot';
+    state.owner = owner;
+    if (agentName !== undefined) state.agentName = agentName || null;
+    dom.ownerStatus.textContent = ownerLabel(owner, state.agentName);
+    dom.ownerStatus.dataset.owner = owner;
+    dom.owner.dataset.owner = owner;
+    document.body.dataset.owner = owner;
+    dom.input.placeholder = owner === 'person'
+      ? 'Message ' + (state.agentName || 'our support team') + '…'
+      : PLACEHOLDERS[owner] || PLACEHOLDERS.bot;
+    updateHandoffControls();
+  }
+
+  function handoffPending() {
+    var pending = false;
+    state.outbox.forEach(function (rec) {
+      if (rec.kind === 'handoff' && rec.status !== 'failed') pending = true;
+    });
+    return pending;
+  }
+
+  // "Talk to a person" (header and offers) only while the bot answers and nothing is pending.
+  function updateHandoffControls() {
+    var available = !state.ended && state.owner === 'bot';
+    var usable = available && state.ready && !!state.session && !handoffPending();
+    dom.talk.hidden = !available;
+    dom.talk.disabled = !usable;
+    document.querySelectorAll('.notice--offer .notice__action').forEach(function (b) {
+      b.hidden = !available;
+      b.disabled = !usable;
+    });
+  }
+
+  function requestPerson() {
+    if (!state.session || state.ended || state.owner !== 'bot' || handoffPending()) return;
+    state.outbox.forEach(function (old) { // a failed earlier attempt gives way to this one
+      if (old.kind === 'handoff') {
+        state.outbox.delete(old.clientId);
+        if (old.el) old.el.remove();
+      }
+    });
+    var rec = {
+      kind: 'handoff',
+      clientId: uuid(),
+      content: '',
+      attachmentIds: [],
+      status: 'sending',
+      restInFlight: false,
+    };
+    var li = userMessageEl(null, true);
+    li.dataset.clientMsgId = rec.clientId;
+    rec.el = li;
+    state.outbox.set(rec.clientId, rec);
+    withScroll(function () { appendMessage(li); }, true);
+    deliver(rec);
+    updateHandoffControls();
+    announce('You asked to talk to a person.');
+  }
+
+  // The server already has a person on this conversation: drop our request, learn the state.
+  function handoffRefused(rec, message) {
+    var idx = state.inflight.indexOf(rec.clientId);
+    if (idx >= 0) state.inflight.splice(idx, 1);
+    if (state.outbox.get(rec.clientId) === rec) state.outbox.delete(rec.clientId);
+    if (rec.el) rec.el.remove();
+    showError(message || 'A member of our team has already been asked to join.',
+      { code: 'already_with_person' });
+    refreshSession();
+    updateHandoffControls();
+  }
+
+  function applySessionInfo(info) {
+    if (!info) return;
+    if (typeof info.owner === 'string') {
+      state.ownerKnown = true;
+      var agent = info.agent && typeof info.agent === 'object' ? info.agent.name : info.agent;
+      setOwner(info.owner, typeof agent === 'string' ? agent : null);
     }
-    var notice;
-    if (ev.required) {
-      notice = h('div', { class: 'notice notice--handoff', 'data-kind': 'required' },
-        h('span', { class: 'notice__icon', 'aria-hidden': 'true' }),
-        h('p', { class: 'notice__text' },
-          'A support agent has been asked to join. Please stay in this chat; they will reply here.'));
-      document.querySelectorAll('.notice--offer button').forEach(function (b) {
-        b.disabled = true;
-      });
-      if (live) announce('A support agent has been asked to join this conversation.');
-    } else {
-      var button = h('button', { type: 'button', class: 'btn btn--secondary' }, 'Talk to a person');
-      button.addEventListener('click', function () {
-        document.querySelectorAll('.notice--offer button').forEach(function (b) {
-          b.disabled = true;
-        });
-        sendText(HANDOFF_TEXT, []);
-      });
-      notice = h('div', { class: 'notice notice--offer', 'data-kind': 'offer' },
-        h('p', { class: 'notice__text' }, 'Not what you needed? A member of our team can help.'),
-        button);
-    }
-    if (li) {
-      withScroll(function () { li._parts.body.append(notice); });
-    } else {
-      appendMessage(h('li', { class: 'msg msg--system' }, notice));
+    if (Object.prototype.hasOwnProperty.call(info, 'ticket_id')) {
+      state.ticketId = info.ticket_id || null;
     }
   }
 
-  function onEscalation(ev) {
-    var target = null;
+  function refreshSession() {
+    if (!state.session) return;
+    var gen = state.generation;
+    api('GET', '/api/sessions/' + encodeURIComponent(state.session.session_id)).then(function (info) {
+      if (gen === state.generation) applySessionInfo(info);
+    }, function () { /* the next event tells us anyway */ });
+  }
+
+  function eventAgentName(ev) {
+    var agent = ev && ev.agent;
+    var name = agent && typeof agent === 'object' ? agent.name : agent;
+    return typeof name === 'string' && name.trim() ? name.trim() : null;
+  }
+
+  function nobodyCanAnswer(availability) {
+    return !!availability &&
+      (availability.in_hours === false || availability.agents_online === 0);
+  }
+
+  // One system notice per event seq: a replay (reload, reconnect) never adds a second.
+  function showNotice(ev, kind, text, modifier) {
     if (typeof ev.seq === 'number') {
-      target = dom.messages.querySelector(
-        '.msg--assistant[data-seq="' + (ev.seq - 1) + '"]');
+      if (state.notices.has(ev.seq)) return null;
+      state.notices.add(ev.seq);
     }
-    if (!target) {
-      var all = dom.messages.querySelectorAll('.msg--assistant[data-state="complete"]');
-      target = all.length ? all[all.length - 1] : null;
+    var notice = h('div', { class: 'notice ' + modifier, 'data-kind': kind },
+      h('span', { class: 'notice__icon', 'aria-hidden': 'true' }),
+      h('p', { class: 'notice__text', text: text }));
+    var li = h('li', { class: 'msg msg--system', 'data-kind': kind, 'data-seq': ev.seq }, notice);
+    li._parts = { notice: notice };
+    withScroll(function () { placeBySeq(li, ev.seq); });
+    return li;
+  }
+
+  function addOffer(li) {
+    if (li && li.querySelector(':scope > .msg__body > .notice--offer')) return;
+    var button = h('button', { type: 'button', class: 'btn btn--secondary notice__action' },
+      'Talk to a person');
+    button.addEventListener('click', requestPerson);
+    var notice = h('div', { class: 'notice notice--offer', 'data-kind': 'offer' },
+      h('p', { class: 'notice__text', text: OFFER_TEXT }), button);
+    if (li) withScroll(function () { li._parts.body.append(notice); });
+    else appendMessage(h('li', { class: 'msg msg--system', 'data-kind': 'offer' }, notice));
+    updateHandoffControls();
+  }
+
+  function onEscalation(ev, replay) {
+    if (!ev.required) {
+      // Only an offer: it sits under the reply it belongs to (the event follows that reply).
+      var target = typeof ev.seq === 'number'
+        ? dom.messages.querySelector('.msg--assistant[data-seq="' + (ev.seq - 1) + '"]') : null;
+      if (!target && replay) return; // shown from the message's metadata already
+      if (!target) {
+        var all = dom.messages.querySelectorAll('.msg--assistant[data-state="complete"]');
+        target = all.length ? all[all.length - 1] : null;
+      }
+      addOffer(target);
+      return;
     }
-    addEscalation(target, ev, true);
+    if (!replay || !state.ownerKnown) {
+      if (ev.ticket_id) state.ticketId = ev.ticket_id;
+      state.availability = ev.availability || null;
+      if (state.owner !== 'person' && state.owner !== 'ended') setOwner('waiting');
+    }
+    var text = typeof ev.notice === 'string' && ev.notice.trim() ? ev.notice : WAITING_TEXT;
+    var li = showNotice(ev, 'escalation', text, 'notice--handoff');
+    if (!li) return;
+    var current = !replay || !ev.ticket_id || !state.ticketId || ev.ticket_id === state.ticketId;
+    if (nobodyCanAnswer(ev.availability) && state.owner === 'waiting' && current) addContact(li);
+    if (!replay) announce(text);
+  }
+
+  function onAgentJoined(ev, replay) {
+    var name = eventAgentName(ev);
+    if (!replay || !state.ownerKnown) {
+      if (ev.ticket_id) state.ticketId = ev.ticket_id;
+      setOwner('person', name);
+    }
+    // Someone is here: an email address is no longer needed.
+    var form = document.getElementById('contact-form');
+    if (form) form.closest('.contact').remove();
+    var text = typeof ev.notice === 'string' && ev.notice.trim()
+      ? ev.notice : agentLabel(name) + ' joined the chat';
+    var li = showNotice(ev, 'agent_joined', text, 'notice--joined');
+    if (li && !replay) announce(text);
+  }
+
+  function agentLeftText(ev, name) {
+    var who = agentLabel(name);
+    if (ev.reason === 'released') {
+      return who + ' left the chat. You are back in the queue: another member of our team ' +
+        'will join you here.';
+    }
+    if (ev.owner === 'ended') return who + ' has finished helping you. This conversation has ended.';
+    return who + ' has finished helping you. The assistant is back: ask anything, or ask for ' +
+      'a person again.';
+  }
+
+  function onAgentLeft(ev, replay) {
+    var name = eventAgentName(ev) || state.agentName;
+    var owner = ev.owner || (ev.reason === 'released' ? 'waiting' : 'bot');
+    if (!replay || !state.ownerKnown) {
+      if (owner === 'bot') state.ticketId = null;
+      setOwner(owner, null);
+    }
+    if (!replay) hideAgentTyping();
+    var text = typeof ev.notice === 'string' && ev.notice.trim() ? ev.notice : agentLeftText(ev, name);
+    var li = showNotice(ev, 'agent_left', text, 'notice--left');
+    if (!li) return;
+    if (ev.rating_offer) offerRating(li);
+    if (!replay) announce(text);
+  }
+
+  // ---------------------------------------------------------------- email when nobody is in
+  function contactDone(email) {
+    return h('p', { id: 'contact-done', class: 'contact__done', role: 'status' },
+      "We'll reply to " + email);
+  }
+
+  function addContact(li) {
+    var session = state.session;
+    if (!session || document.getElementById('contact-form') ||
+        document.getElementById('contact-done')) return;
+    var box = h('div', { class: 'contact' });
+    if (session.contact_email) {
+      box.append(contactDone(session.contact_email));
+      li.append(box);
+      return;
+    }
+    var gen = state.generation;
+    var input = h('input', {
+      type: 'email', id: 'contact-email', class: 'contact__input', autocomplete: 'email',
+      inputmode: 'email', required: true, maxlength: '254', placeholder: 'you@example.com',
+      'aria-describedby': 'contact-error',
+    });
+    var submit = h('button', { type: 'submit', class: 'btn btn--primary' }, 'Send');
+    var error = h('p', { id: 'contact-error', class: 'contact__error', role: 'alert', hidden: true });
+    var form = h('form', { id: 'contact-form', class: 'contact__form', novalidate: true },
+      h('label', { for: 'contact-email', class: 'contact__label' },
+        'Leave your email address and we will reply there:'),
+      h('div', { class: 'contact__row' }, input, submit),
+      error);
+
+    function fail(text) {
+      error.textContent = text;
+      error.hidden = false;
+      input.setAttribute('aria-invalid', 'true');
+      submit.disabled = false;
+      input.focus();
+    }
+
+    form.addEventListener('submit', function (e) {
+      e.preventDefault();
+      var email = input.value.trim();
+      if (!email) return fail('Please enter your email address so that we can reply.');
+      if (input.validity && input.validity.typeMismatch) {
+        return fail('That does not look like an email address. Please check it and try again.');
+      }
+      error.hidden = true;
+      input.removeAttribute('aria-invalid');
+      submit.disabled = true;
+      api('POST', '/api/sessions/' + encodeURIComponent(session.session_id) + '/contact', {
+        json: { email: email }, token: session.token,
+      }).then(function (res) {
+        if (gen !== state.generation) return;
+        session.contact_email = (res && res.contact_email) || email;
+        save();
+        form.replaceWith(contactDone(session.contact_email));
+        announce("Thanks. We'll reply to " + session.contact_email + '.');
+      }, function (err) {
+        if (gen !== state.generation) return;
+        if (err.status === 422) {
+          fail('That email address does not look right. Please check it and try again.');
+        } else if (err.status === 409) {
+          fail('There is no open request for a person to add your email to. ' + err.message);
+        } else {
+          fail(err.message);
+        }
+      });
+    });
+    box.append(form);
+    withScroll(function () { li.append(box); });
+  }
+
+  // ---------------------------------------------------------------- satisfaction rating
+  function ratingThanks(text) {
+    return h('p', { id: 'rating-thanks', class: 'rating__thanks', role: 'status' },
+      text || 'Thanks for your feedback');
+  }
+
+  function offerRating(li) {
+    var session = state.session;
+    if (!session || session.rated || document.getElementById('rating')) return;
+    var gen = state.generation;
+    var score = 0;
+    var buttons = [];
+    var error = h('p', { class: 'rating__error', role: 'alert', hidden: true });
+    var scores = h('div', {
+      class: 'rating__scores', role: 'group',
+      'aria-label': 'Your rating, from 1 (very poor) to 5 (excellent)',
+    });
+    [1, 2, 3, 4, 5].forEach(function (n) {
+      var b = h('button', {
+        type: 'button', class: 'rating__score', 'data-score': n, 'aria-pressed': 'false',
+        'aria-label': n + ' of 5: ' + RATING_WORDS[n - 1], title: RATING_WORDS[n - 1],
+      }, '★');
+      b.addEventListener('click', function () {
+        score = n;
+        buttons.forEach(function (other, i) {
+          other.setAttribute('aria-pressed', i + 1 === n ? 'true' : 'false');
+          other.classList.toggle('is-on', i < n);
+        });
+        error.hidden = true;
+      });
+      buttons.push(b);
+      scores.append(b);
+    });
+    var comment = h('textarea', {
+      id: 'rating-comment', class: 'rating__comment', rows: '2', maxlength: '2000',
+    });
+    var submit = h('button', { type: 'submit', id: 'rating-submit', class: 'btn btn--primary' },
+      'Send feedback');
+    var form = h('form', { id: 'rating', class: 'rating', novalidate: true,
+      'aria-labelledby': 'rating-title' },
+    h('p', { id: 'rating-title', class: 'rating__title' }, 'How did we do?'),
+    scores,
+    h('label', { for: 'rating-comment', class: 'rating__label' },
+      'Anything you would like to add? (optional)'),
+    comment, error, submit);
+
+    function rated(text) {
+      session.rated = true;
+      if (state.session === session) save();
+      form.replaceWith(ratingThanks(text));
+    }
+
+    form.addEventListener('submit', function (e) {
+      e.preventDefault();
+      if (!score) {
+        error.textContent = 'Please choose a rating from 1 to 5 first.';
+        error.hidden = false;
+        if (buttons[0]) buttons[0].focus();
+        return;
+      }
+      submit.disabled = true;
+      error.hidden = true;
+      var text = comment.value.trim();
+      api('POST', '/api/sessions/' + encodeURIComponent(session.session_id) + '/rating', {
+        json: { score: score, comment: text || undefined }, token: session.token,
+      }).then(function () {
+        if (gen !== state.generation) return;
+        rated();
+        announce('Thanks for your feedback.');
+      }, function (err) {
+        if (gen !== state.generation) return;
+        if (err.status === 409 || err.code === 'already_rated') {
+          rated('Thanks for your feedback: this conversation has already been rated.');
+          return;
+        }
+        error.textContent = 'Your feedback was not sent: ' + err.message;
+        error.hidden = false;
+        submit.disabled = false;
+      });
+    });
+    withScroll(function () { li.append(form); });
   }
 
   // ---------------------------------------------------------------- session status
-  function setEnded(ended) {
+  function setEnded(ended, opts) {
     state.ended = ended;
     dom.input.disabled = ended || !state.session;
     dom.send.disabled = ended || !state.session;
     dom.attach.disabled = ended || !state.session;
     var old = dom.messages.querySelector('.msg--ended');
-    if (old) old.remove();
-    if (ended) {
-      setConn('ended');
+    if (!ended) {
+      if (old) old.remove();
+      updateHandoffControls();
+      return;
+    }
+    setConn('ended');
+    setOwner('ended');
+    hideAgentTyping();
+    var li = old;
+    if (!li) {
       var button = h('button', { type: 'button', class: 'btn btn--primary' },
         'Start a new conversation');
       button.addEventListener('click', newConversation);
-      appendMessage(h('li', { class: 'msg msg--system msg--ended' },
-        h('div', { class: 'notice notice--ended' },
+      li = appendMessage(h('li', { class: 'msg msg--system msg--ended' },
+        h('div', { class: 'notice notice--ended', 'data-kind': 'ended' },
           h('p', { class: 'notice__text' }, 'This conversation has ended.'), button)));
     }
+    if (opts && opts.rating) offerRating(li);
   }
 
   function onSessionStatus(ev) {
     if (ev.status === 'ended' || ev.status === 'deleted') {
       closeSocket();
-      setEnded(true);
+      setEnded(true, { rating: ev.status === 'ended' && ev.rating_offer === true });
       announce('This conversation has ended.');
     }
   }
 
   // ---------------------------------------------------------------- typing
-  function showAgentTyping(on) {
+  function showAgentTyping(on, name) {
     clearTimeout(state.agentTypingTimer);
+    if (on) {
+      dom.agentTypingText.textContent =
+        (name || state.agentName || AUTHORS.agent) + ' is typing…';
+    }
     withScroll(function () { dom.agentTyping.hidden = !on; });
     if (on) state.agentTypingTimer = setTimeout(hideAgentTyping, AGENT_TYPING_TIMEOUT_MS);
   }
@@ -721,8 +1149,17 @@
     var idx = state.inflight.indexOf(ev.client_msg_id);
     if (idx >= 0) state.inflight.splice(idx, 1);
     var rec = ev.client_msg_id && state.outbox.get(ev.client_msg_id);
-    if (rec) markSent(rec, ev.message_id);
+    if (rec) markSent(rec, ev.message_id, ev.seq);
     bumpSeq(ev.seq);
+  }
+
+  function refuse(rec, ev) {
+    if (rec.kind === 'handoff' && ev.code === 'already_with_person') {
+      handoffRefused(rec, ev.message);
+      return;
+    }
+    setSendStatus(rec, 'failed', ev.message);
+    showError(ev.message || 'Something went wrong.', { code: ev.code });
   }
 
   function onErrorEvent(ev) {
@@ -730,18 +1167,32 @@
     if (ev.client_msg_id && state.outbox.get(ev.client_msg_id)) {
       var idx = state.inflight.indexOf(ev.client_msg_id);
       if (idx >= 0) state.inflight.splice(idx, 1);
-      setSendStatus(state.outbox.get(ev.client_msg_id), 'failed', ev.message);
-      showError(ev.message || 'Something went wrong.', { code: ev.code });
+      refuse(state.outbox.get(ev.client_msg_id), ev);
       return;
     }
     while (ev.code !== 'unknown_type' && state.inflight.length) {
       var rec = state.outbox.get(state.inflight.shift());
       if (rec) {
-        setSendStatus(rec, 'failed', ev.message);
-        break;
+        refuse(rec, ev);
+        return;
       }
     }
     showError(ev.message || 'Something went wrong.', { code: ev.code });
+    if (ev.code === 'already_with_person') refreshSession();
+  }
+
+  // An event seen before (the whole log is replayed to the first socket after a reload):
+  // render whatever is not on the page yet, in its place; the state came from the server.
+  function onReplayed(ev) {
+    switch (ev.type) {
+      case 'user_message': if (ev.message) showUserMessage(ev.message); break;
+      case 'agent_message': if (ev.message) showAgentMessage(ev.message, false); break;
+      case 'complete': if (ev.message) showAssistantMessage(ev.message, false); break;
+      case 'escalation': onEscalation(ev, true); break;
+      case 'agent_joined': onAgentJoined(ev, true); break;
+      case 'agent_left': onAgentLeft(ev, true); break;
+      default: break; // attachments, statuses: history already shows the latest
+    }
   }
 
   function handleEvent(ev) {
@@ -749,9 +1200,16 @@
     if (ev.session_id && state.session && ev.session_id !== state.session.session_id) return;
     state.lastHeard = Date.now();
     if (ev.type === 'acknowledged') return onAcknowledged(ev);
-    if (typeof ev.seq === 'number' && ev.seq <= state.session.last_seq) return; // seen already
+    if (typeof ev.seq === 'number') {
+      var seen = ev.seq <= state.session.last_seq;
+      if (!seen || ev.seq === state.session.last_seq) state.replayFromStart = false;
+      if (seen) {
+        onReplayed(ev);
+        return;
+      }
+    }
     switch (ev.type) {
-      case 'connected': onConnected(); break;
+      case 'connected': onConnected(ev); break;
       case 'user_message': if (ev.message) showUserMessage(ev.message); break;
       case 'agent_message': if (ev.message) showAgentMessage(ev.message, true); break;
       case 'start': onStart(ev); break;
@@ -759,13 +1217,17 @@
       case 'sources': onSources(ev); break;
       case 'text': onText(ev); break;
       case 'complete': if (ev.message) showAssistantMessage(ev.message, true); break;
-      case 'escalation': onEscalation(ev); break;
+      case 'escalation': onEscalation(ev, false); break;
+      case 'agent_joined': onAgentJoined(ev, false); break;
+      case 'agent_left': onAgentLeft(ev, false); break;
       case 'attachment':
         onAttachmentUpdate(Object.assign({}, ev.attachment || {}, {
           attachment_id: ev.attachment_id, status: ev.status, preview: ev.preview, error: ev.error,
         }));
         break;
-      case 'user_typing': if (ev.role === 'agent') showAgentTyping(ev.is_typing !== false); break;
+      case 'user_typing':
+        if (ev.role === 'agent') showAgentTyping(ev.is_typing !== false, eventAgentName({ agent: ev.name }));
+        break;
       case 'session_status': onSessionStatus(ev); break;
       case 'error': onErrorEvent(ev); break;
       default: break; // pong and future event types
@@ -778,7 +1240,8 @@
     var proto = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
     return proto + '//' + window.location.host + '/ws?session_id=' +
       encodeURIComponent(state.session.session_id) + '&token=' +
-      encodeURIComponent(state.session.token) + '&after=' + (state.session.last_seq || 0);
+      encodeURIComponent(state.session.token) + '&after=' +
+      (state.replayFromStart ? 0 : state.session.last_seq || 0);
   }
 
   function connect() {
@@ -806,7 +1269,7 @@
     };
   }
 
-  function onConnected() {
+  function onConnected(ev) {
     state.connected = true;
     state.attempt = 0;
     state.inflight = [];
@@ -824,6 +1287,7 @@
     state.inflight = [];
     stopHeartbeat();
     hideAgentTyping();
+    state.typing.active = false; // the next keystroke says "typing" again on the new socket
     if (NO_RECONNECT.indexOf(code) >= 0) {
       if (code === 4009) {
         setEnded(true);
@@ -892,12 +1356,15 @@
     var ws = state.ws;
     if (ws && state.connected && ws.readyState === WebSocket.OPEN) {
       try {
-        ws.send(JSON.stringify({
-          type: 'message',
-          content: rec.content,
-          client_msg_id: rec.clientId,
-          attachment_ids: rec.attachmentIds,
-        }));
+        // A request for a person is structured, never a sentence the bot has to interpret.
+        ws.send(JSON.stringify(rec.kind === 'handoff'
+          ? { type: 'handoff', client_msg_id: rec.clientId }
+          : {
+            type: 'message',
+            content: rec.content,
+            client_msg_id: rec.clientId,
+            attachment_ids: rec.attachmentIds,
+          }));
         state.inflight.push(rec.clientId);
         return;
       } catch (err) { /* fall through to REST */ }
@@ -910,18 +1377,25 @@
     var gen = state.generation;
     rec.restInFlight = true;
     setSendStatus(rec, 'sending');
-    api('POST', sessionPath('/messages'), {
-      json: { message: rec.content, client_msg_id: rec.clientId, attachment_ids: rec.attachmentIds },
-    }).then(function (res) {
+    var request = rec.kind === 'handoff'
+      ? api('POST', '/api/sessions/' + encodeURIComponent(state.session.session_id) + '/handoff', {
+        json: { client_msg_id: rec.clientId },
+      })
+      : api('POST', sessionPath('/messages'), {
+        json: { message: rec.content, client_msg_id: rec.clientId, attachment_ids: rec.attachmentIds },
+      });
+    request.then(function (res) {
       rec.restInFlight = false;
       if (gen !== state.generation) return;
-      markSent(rec, res && res.message_id);
+      markSent(rec, res && res.message_id, res && res.seq);
     }, function (err) {
       rec.restInFlight = false;
       if (gen !== state.generation || state.outbox.get(rec.clientId) !== rec) return;
       if (err.status === 0) {
         setSendStatus(rec, 'queued'); // sent again as soon as the socket is back
         if (state.connected) deliver(rec);
+      } else if (rec.kind === 'handoff' && err.code === 'already_with_person') {
+        handoffRefused(rec, err.message);
       } else {
         setSendStatus(rec, 'failed', err.message);
         showError(err.message, { code: err.code });
@@ -934,6 +1408,7 @@
     if (!state.session || state.ended) return;
     var infos = uploads.map(function (u) { return u.info; });
     var rec = {
+      kind: 'message',
       clientId: uuid(),
       content: content,
       attachmentIds: infos.map(function (i) { return i.attachment_id; }),
@@ -1038,19 +1513,27 @@
     state.attachmentInfo = new Map();
     state.attempt = 0;
     state.ended = false;
+    state.notices = new Set();
+    state.ownerKnown = false;
+    state.ticketId = null;
+    state.availability = null;
+    state.replayFromStart = false;
     setConn('connecting');
     dom.messages.textContent = '';
     dom.welcome.hidden = false;
     renderPendingUploads();
     hideAgentTyping();
     clearErrors();
+    setOwner('bot', null);
   }
 
   function setReady(ready) {
+    state.ready = ready;
     dom.input.disabled = !ready;
     dom.send.disabled = !ready;
     dom.attach.disabled = !ready;
     dom.newConversation.disabled = false;
+    updateHandoffControls();
   }
 
   function loadHistory(gen) {
@@ -1073,13 +1556,14 @@
     });
   }
 
+  // Resolves to {session, info}: the saved session while it is still open, else a new one.
   function openSession(fresh) {
     var saved = fresh ? null : loadSaved();
     if (!saved) return createSession();
     return api('GET', '/api/sessions/' + encodeURIComponent(saved.session_id), {
       token: saved.token,
     }).then(function (info) {
-      if (info && info.status !== 'ended') return saved;
+      if (info && info.status !== 'ended') return { session: saved, info: info };
       return createSession();
     }, function (err) {
       if (err.status === 0 || err.status >= 500) throw err; // try again later, keep the session
@@ -1090,7 +1574,7 @@
   function createSession() {
     return api('POST', '/api/sessions', { json: { metadata: { channel: 'web' } }, auth: false })
       .then(function (res) {
-        return { session_id: res.session_id, token: res.token, last_seq: 0 };
+        return { session: { session_id: res.session_id, token: res.token, last_seq: 0 }, info: res };
       });
   }
 
@@ -1099,9 +1583,13 @@
     var gen = ++state.generation;
     setConn('connecting');
     setReady(false);
-    return openSession(fresh).then(function (session) {
+    return openSession(fresh).then(function (opened) {
       if (gen !== state.generation) return null;
-      state.session = session;
+      state.session = opened.session;
+      // Seen before this page loaded: ask the socket for the whole log once, so earlier
+      // notices come back (each once); the owner is what the server says now.
+      state.replayFromStart = state.session.last_seq > 0;
+      applySessionInfo(opened.info);
       save();
       return loadHistory(gen).then(function () {
         if (gen !== state.generation) return;
@@ -1154,6 +1642,10 @@
     dom.welcome = document.getElementById('welcome');
     dom.messages = document.getElementById('messages');
     dom.agentTyping = document.getElementById('agent-typing');
+    dom.agentTypingText = dom.agentTyping.querySelector('.typing__text');
+    dom.ownerStatus = document.getElementById('owner-status');
+    dom.owner = dom.ownerStatus.closest('.owner') || dom.ownerStatus;
+    dom.talk = document.getElementById('talk-to-person');
     dom.announcer = document.getElementById('announcer');
     dom.errors = document.getElementById('errors');
     dom.form = document.getElementById('composer');
@@ -1190,6 +1682,8 @@
       dom.input.focus();
     });
     dom.newConversation.addEventListener('click', newConversation);
+    dom.talk.addEventListener('click', requestPerson);
+    window.addEventListener('pagehide', stopTyping);
     document.querySelectorAll('[data-suggestion]').forEach(function (b) {
       b.addEventListener('click', function () {
         if (!state.session || state.ended) return;
@@ -1225,6 +1719,7 @@
       get socket() { return state.ws; },
       get sessionId() { return state.session && state.session.session_id; },
       get lastSeq() { return state.session ? state.session.last_seq : 0; },
+      get owner() { return state.owner; },
       dropConnection: function () { if (state.ws) state.ws.close(); },
     });
 
