@@ -180,7 +180,7 @@ class Settings:
             kb_store=kb_store,
             confidence_threshold=_float("CONFIDENCE_THRESHOLD", 0.35),
             agent_lease_seconds=_int("AGENT_LEASE_SECONDS", 15, 1),
-            sweep_interval=_int("SWEEP_INTERVAL", 10, 1),
+            sweep_interval=_int("SWEEP_INTERVAL", 5, 1),
             task_soft_time_limit=soft,
             task_time_limit=hard,
             visibility_timeout=visibility,
