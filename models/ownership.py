@@ -257,7 +257,7 @@ def resolve(db: Session, ticket_id: str, agent: str, *, end_session: bool = Fals
             rating_offer=offer and not end_session,
         )
     ]
-    if end_session:
+    if end_session and _mark_ended(db, ticket.session_id):
         events += _end(db, ticket.session_id, offer)
     db.refresh(ticket)
     return _changed(db, ticket, "resolved", events)
@@ -280,12 +280,7 @@ def takeover(db: Session, session_id: str, agent: str) -> Change:
 def end_session(db: Session, session_id: str) -> Change | None:
     """active → ended; an open ticket is resolved with it. None if it had ended already."""
     ticket = active_ticket(db, session_id)
-    moved = db.execute(
-        update(ChatSession)
-        .where(ChatSession.id == session_id, ChatSession.status == "active")
-        .values(status="ended")
-    ).rowcount
-    if not moved:
+    if not _mark_ended(db, session_id):
         return None
     change = Change()
     if ticket is not None:
@@ -320,6 +315,17 @@ def save_contact(db: Session, session_id: str, email: str) -> Ticket:
 def ticket_updated(db: Session, ticket: Ticket) -> Change:
     """A ticket's details changed (priority, contact): consoles refresh it."""
     return _changed(db, ticket, "updated", [], notify=False)
+
+
+def _mark_ended(db: Session, session_id: str) -> bool:
+    """active → ended, once (the socket then closes with 4009 and messages get 409)."""
+    return bool(
+        db.execute(
+            update(ChatSession)
+            .where(ChatSession.id == session_id, ChatSession.status == "active")
+            .values(status="ended")
+        ).rowcount
+    )
 
 
 def _end(db: Session, session_id: str, offer: bool) -> list[dict]:

@@ -265,3 +265,19 @@ def test_staff_errors_are_clear(api, chat):
     event = bad.recv()
     assert event["type"] == "error" and event["code"] == "invalid_token"
     bad.close()
+
+
+def test_resolving_with_end_session_ends_the_conversation(api, chat):
+    customer = customer_socket(api, chat)
+    ask_for_person(api, chat)
+    ticket = ticket_of(api, chat)
+    assert api.http.post(f"/api/tickets/{ticket['id']}/claim", headers=SAM).status_code == 200
+    done = api.http.post(
+        f"/api/tickets/{ticket['id']}/resolve", json={"end_session": True}, headers=SAM
+    )
+    assert done.status_code == 200 and done.json()["resolution"] == "ended"
+    ended = customer.until("session_status")[-1]
+    assert ended["status"] == "ended" and ended["rating_offer"] is True
+    session = api.http.get(f"/api/sessions/{chat['session_id']}", headers=api.auth(chat)).json()
+    assert session["status"] == "ended"
+    assert api.send(chat, "still there?").status_code == 409

@@ -18,3 +18,21 @@ def index():  # type: ignore[no-untyped-def]
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Referrer-Policy"] = "no-referrer"
     return resp
+
+
+# The staff console holds a staff key, so it may not be framed at all and is never cached.
+_CONSOLE_CSP = (
+    "default-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+)
+
+
+@blp.get("/console")
+def console():  # type: ignore[no-untyped-def]
+    """The agent console: ES modules from /static only, no inline script or style."""
+    resp = make_response(render_template("console.html"))
+    resp.headers["Content-Security-Policy"] = _CONSOLE_CSP
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    resp.headers["Cache-Control"] = "no-store"
+    return resp

@@ -21,34 +21,11 @@ from tests.client import STAFF, Socket
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOT = Path("/tmp/helpline-chat.png")
 REQUEST_TEXT = "You asked to talk to a person"
 REPLY_TIMEOUT = 20_000  # ms; the offline engine answers in well under a second
 
 expect = sync_api.expect
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            "Debian chromium is not installed: run `make chromium` (apt-get install chromium)"
-        )
-    with sync_api.sync_playwright() as pw:
-        instance = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 class Chat:
