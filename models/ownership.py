@@ -14,6 +14,7 @@ the caller publishes after commit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -163,25 +164,24 @@ def offer_person(
 
 def claim(db: Session, ticket_id: str, agent: str) -> Change:
     """open → claimed by `agent`, session waiting → person; a second claim gets Conflict."""
-    ticket = _ticket(db, ticket_id)
     now = utcnow()
-    won = db.execute(
-        update(Ticket)
-        .where(Ticket.id == ticket_id, Ticket.status == TicketState.OPEN)
-        .values(status=TicketState.CLAIMED.value, assignee=agent, claimed_at=now, updated_at=now)
-    ).rowcount
-    if not won:
-        db.refresh(ticket)
-        who = f"{ticket.assignee} already took this ticket" if ticket.assignee else None
-        raise Conflict(who or f"the ticket is {ticket.status}", "ticket_taken", _state(ticket))
-    _set_owner(db, ticket.session_id, Owner.PERSON, agent)
-    db.refresh(ticket)
-    event = append_event(
+    ticket = _move_ticket(
         db,
-        ticket.session_id,
+        ticket_id,
+        [Ticket.status == TicketState.OPEN],
+        {"status": TicketState.CLAIMED.value, "assignee": agent, "claimed_at": now},
+        "ticket_taken",
+        lambda t: (
+            f"{t.assignee} already took this ticket" if t.assignee else f"the ticket is {t.status}"
+        ),
+    )
+    seq = _set_owner(db, ticket.session_id, Owner.PERSON, agent)
+    event = _person_event(
+        db,
+        ticket,
+        seq,
         "agent_joined",
-        ticket_id=ticket.id,
-        agent={"name": agent},
+        agent,
         owner=Owner.PERSON.value,
         notice=joined_notice(agent),
     )
@@ -190,27 +190,21 @@ def claim(db: Session, ticket_id: str, agent: str) -> Change:
 
 def release(db: Session, ticket_id: str, agent: str) -> Change:
     """claimed → open (back in the queue), session person → waiting; only by its holder."""
-    ticket = _ticket(db, ticket_id)
-    won = db.execute(
-        update(Ticket)
-        .where(
-            Ticket.id == ticket_id,
-            Ticket.status == TicketState.CLAIMED,
-            Ticket.assignee == agent,
-        )
-        .values(status=TicketState.OPEN.value, assignee=None, updated_at=utcnow())
-    ).rowcount
-    if not won:
-        db.refresh(ticket)
-        raise Conflict(_not_yours(ticket, agent), "not_claimed", _state(ticket))
-    _set_owner(db, ticket.session_id, Owner.WAITING, None)
-    db.refresh(ticket)
-    event = append_event(
+    ticket = _move_ticket(
         db,
-        ticket.session_id,
+        ticket_id,
+        [Ticket.status == TicketState.CLAIMED, Ticket.assignee == agent],
+        {"status": TicketState.OPEN.value, "assignee": None},
+        "not_claimed",
+        lambda t: _not_yours(t, agent),
+    )
+    seq = _set_owner(db, ticket.session_id, Owner.WAITING, None)
+    event = _person_event(
+        db,
+        ticket,
+        seq,
         "agent_left",
-        ticket_id=ticket.id,
-        agent={"name": agent},
+        agent,
         reason="released",
         owner=Owner.WAITING.value,
         notice=left_notice(agent, "released"),
@@ -221,46 +215,71 @@ def release(db: Session, ticket_id: str, agent: str) -> Change:
 
 def resolve(db: Session, ticket_id: str, agent: str, *, end_session: bool = False) -> Change:
     """open|claimed → resolved; the bot answers again, or the session ends."""
-    ticket = _ticket(db, ticket_id)
-    now = utcnow()
-    won = db.execute(
-        update(Ticket)
-        .where(
-            Ticket.id == ticket_id,
+    ticket = _move_ticket(
+        db,
+        ticket_id,
+        [
             (Ticket.status == TicketState.OPEN)
-            | ((Ticket.status == TicketState.CLAIMED) & (Ticket.assignee == agent)),
-        )
-        .values(
-            status=TicketState.RESOLVED.value,
-            resolved_at=now,
-            updated_at=now,
-            resolution="ended" if end_session else "resolved",
-            assignee=func.coalesce(Ticket.assignee, agent),
-        )
-    ).rowcount
-    if not won:
-        db.refresh(ticket)
-        raise Conflict(_not_yours(ticket, agent), "not_claimed", _state(ticket))
+            | ((Ticket.status == TicketState.CLAIMED) & (Ticket.assignee == agent))
+        ],
+        {
+            "status": TicketState.RESOLVED.value,
+            "resolved_at": utcnow(),
+            "resolution": "ended" if end_session else "resolved",
+            "assignee": func.coalesce(Ticket.assignee, agent),
+        },
+        "not_claimed",
+        lambda t: _not_yours(t, agent),
+    )
     seq = _set_owner(db, ticket.session_id, Owner.BOT, None)
     offer = not _rated(db, ticket.session_id)
+    why = "ended" if end_session else "resolved"
     events = [
-        append_event(
+        _person_event(
             db,
-            ticket.session_id,
+            ticket,
+            seq,
             "agent_left",
-            seq=seq,
-            ticket_id=ticket.id,
-            agent={"name": agent},
+            agent,
             reason="resolved",
             owner="ended" if end_session else Owner.BOT.value,
-            notice=left_notice(agent, "ended" if end_session else "resolved"),
+            notice=left_notice(agent, why),
             rating_offer=offer and not end_session,
         )
     ]
     if end_session and _mark_ended(db, ticket.session_id):
         events += _end(db, ticket.session_id, offer)
-    db.refresh(ticket)
     return _changed(db, ticket, "resolved", events)
+
+
+def _move_ticket(
+    db: Session,
+    ticket_id: str,
+    conditions: list,
+    values: dict,
+    code: str,
+    refusal: Callable[[Ticket], str],
+) -> Ticket:
+    """One conditional UPDATE of the ticket row: the winner gets the fresh row, anyone else a
+    Conflict saying why (taken by whom, resolved already)."""
+    ticket = _ticket(db, ticket_id)
+    won = db.execute(
+        update(Ticket)
+        .where(Ticket.id == ticket_id, *conditions)
+        .values(updated_at=utcnow(), **values)
+    ).rowcount
+    db.refresh(ticket)
+    if not won:
+        raise Conflict(refusal(ticket), code, _state(ticket))
+    return ticket
+
+
+def _person_event(
+    db: Session, ticket: Ticket, seq: int, kind: str, agent: str, **fields: object
+) -> dict:
+    return append_event(
+        db, ticket.session_id, kind, seq=seq, ticket_id=ticket.id, agent={"name": agent}, **fields
+    )
 
 
 def takeover(db: Session, session_id: str, agent: str) -> Change:
