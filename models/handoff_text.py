@@ -53,6 +53,8 @@ def left_notice(agent: str, why: str) -> str:
     """What happens next after a person lets go of the conversation."""
     if why == "released":
         return f"{agent} had to step away; you're back in the queue for the next person."
+    if why == "agent_away":
+        return f"{agent} is no longer available; you're back in the queue for the next person."
     if why == "ended":
         return f"{agent} closed this conversation."
     return f"{agent} marked this as resolved. The assistant is back if you have more questions."

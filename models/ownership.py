@@ -188,8 +188,9 @@ def claim(db: Session, ticket_id: str, agent: str) -> Change:
     return _changed(db, ticket, "claimed", [event])
 
 
-def release(db: Session, ticket_id: str, agent: str) -> Change:
-    """claimed → open (back in the queue), session person → waiting; only by its holder."""
+def release(db: Session, ticket_id: str, agent: str, why: str = "released") -> Change:
+    """claimed → open (back in the queue), session person → waiting; only by its holder (or
+    by the sweeper for a holder who went away: `why="agent_away"`)."""
     ticket = _move_ticket(
         db,
         ticket_id,
@@ -205,9 +206,9 @@ def release(db: Session, ticket_id: str, agent: str) -> Change:
         seq,
         "agent_left",
         agent,
-        reason="released",
+        reason=why,
         owner=Owner.WAITING.value,
-        notice=left_notice(agent, "released"),
+        notice=left_notice(agent, why),
         rating_offer=False,
     )
     return _changed(db, ticket, "released", [event])

@@ -21,12 +21,36 @@ def _key() -> str:
     return f"{get_settings().event_channel_prefix}:agents-online"
 
 
+def _seen_key() -> str:
+    return f"{get_settings().event_channel_prefix}:agents-seen"
+
+
 def check_in(client_id: str, name: str) -> None:
     """Mark this console socket as online for another TTL (called on connect and on a timer)."""
     try:
-        redis_client().zadd(_key(), {f"{client_id}|{name}": time.time() + TTL})
+        pipe = redis_client().pipeline(transaction=False)
+        pipe.zadd(_key(), {f"{client_id}|{name}": time.time() + TTL})
+        pipe.hset(_seen_key(), name, time.time())
+        pipe.execute()
     except redis.RedisError:
         pass  # presence is advisory: a missed check-in only makes us more cautious
+
+
+def seen(name: str) -> None:
+    """An agent acted (any staff request): they are still at work, console or not."""
+    try:
+        redis_client().hset(_seen_key(), name, time.time())
+    except redis.RedisError:
+        pass
+
+
+def last_seen(name: str) -> float | None:
+    """When the agent last checked in or acted; None when unknown (e.g. Redis was emptied)."""
+    try:
+        raw = redis_client().hget(_seen_key(), name)
+    except redis.RedisError:
+        return None
+    return float(raw) if raw is not None else None
 
 
 def check_out(client_id: str, name: str) -> None:

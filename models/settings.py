@@ -129,6 +129,10 @@ class Settings:
     sessions_per_ip_per_minute: int
     trusted_proxies: int
     max_upload_mb_per_session: int
+    agent_away_seconds: int
+    parse_memory_mb: int
+    parse_time_limit: float
+    max_uncompressed_mb: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -163,6 +167,7 @@ class Settings:
             )
         hours, zone = _str("SUPPORT_HOURS", ""), _str("SUPPORT_TIMEZONE", "UTC")
         _check_hours(hours, zone)
+        parse_time_limit = _parse_time_limit(soft)
         return cls(
             database_url=database_url,
             redis_url=_str("REDIS_URL", "redis://localhost:6379/0"),
@@ -197,6 +202,10 @@ class Settings:
             sessions_per_ip_per_minute=_int("SESSIONS_PER_IP_PER_MINUTE", 20, 0),
             trusted_proxies=_int("TRUSTED_PROXIES", 0, 0),
             max_upload_mb_per_session=_int("MAX_UPLOAD_MB_PER_SESSION", 50, 1),
+            agent_away_seconds=_int("AGENT_AWAY_SECONDS", 300, 1),
+            parse_memory_mb=_int("PARSE_MEMORY_MB", 512, 64),
+            parse_time_limit=parse_time_limit,
+            max_uncompressed_mb=_int("MAX_UNCOMPRESSED_MB", 50, 1),
         )
 
     @property
@@ -213,6 +222,19 @@ class Settings:
     def is_postgres(self) -> bool:
         """True when the record lives in PostgreSQL (enables the full-text KB store)."""
         return self.database_url.startswith(("postgresql", "postgres"))
+
+
+def _parse_time_limit(soft: int) -> float:
+    """Seconds one file may take to read; below the task's soft limit, so a slow file fails
+    with its own reason and the task still has time to record it (20 s, or half a lower
+    soft limit, when unset)."""
+    value = _float("PARSE_TIME_LIMIT", min(20.0, soft / 2))
+    if not 0 < value < soft:
+        raise ConfigError(
+            f"PARSE_TIME_LIMIT ({value:g}s) must be above 0 and under TASK_SOFT_TIME_LIMIT "
+            f"({soft}s) so a slow file fails with its own reason before the task is stopped"
+        )
+    return value
 
 
 def _check_hours(hours: str, zone: str) -> None:

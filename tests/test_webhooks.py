@@ -1,4 +1,5 @@
-"""Ticket notifications reach a real HTTP receiver, signed, retried after a 500, recorded.
+"""Ticket notifications reach a real HTTP receiver, signed, retried after a 500, recorded;
+and a ticket whose agent went away goes back to the queue (same small stack).
 
 The receiver is a plain local HTTP server (a stand-in for a company's endpoint, not for our
 code); the worker posts to it over loopback exactly as it would to any URL.
@@ -16,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.client import Api
+from tests.client import Api, Socket
 from tests.conftest import side_stack
 
 SECRET = "whsec-test-123"
@@ -53,7 +54,7 @@ class Receiver:
 @pytest.fixture(scope="module")
 def hooked(logdir) -> Iterator[tuple[Api, Receiver]]:  # type: ignore[no-untyped-def]
     receiver = Receiver()
-    env = {"WEBHOOK_URLS": receiver.url, "WEBHOOK_SECRET": SECRET}
+    env = {"WEBHOOK_URLS": receiver.url, "WEBHOOK_SECRET": SECRET, "AGENT_AWAY_SECONDS": "2"}
     try:
         with side_stack(logdir, "hooks", env, kb=False) as stack:
             api = Api(stack.urls[0])
@@ -117,3 +118,23 @@ def test_a_receiver_refusing_the_payload_is_recorded_as_failed(hooked):
     row = failed()[0]
     assert row["response_status"] == 410 and "410" in row["error"] and row["delivered_at"] is None
     assert len(receiver.requests) == 1  # a 4xx is final: no retry storm
+
+
+def test_a_claim_whose_agent_went_away_goes_back_to_the_queue(hooked):
+    """Nobody is left with a silent bot and an absent person: after AGENT_AWAY_SECONDS without
+    a console or a staff request from the holder, the ticket is released."""
+    api, receiver = hooked
+    chat = api.create_session()
+    sock = Socket(api.base_url, session_id=chat["session_id"], token=chat["token"])
+    assert sock.recv()["type"] == "connected"
+    sock.send({"type": "handoff"})
+    ticket_id = sock.until("escalation")[-1]["ticket_id"]
+    sam = {"X-API-Key": "sam-key"}
+    assert api.http.post(f"/api/tickets/{ticket_id}/claim", headers=sam).status_code == 200
+    sock.until("agent_joined")
+    left = sock.until("agent_left", timeout=30)[-1]
+    assert left["reason"] == "agent_away" and left["owner"] == "waiting"
+    assert "no longer available" in left["notice"]
+    ticket = api.http.get(f"/api/tickets/{ticket_id}", headers=sam).json()
+    assert ticket["status"] == "open" and ticket["agent"] is None
+    sock.close()

@@ -21,6 +21,7 @@ from flask import request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from models import presence
 from models.chat import ChatSession
 from webapp.config import current_settings
 from webapp.errors import abort
@@ -73,6 +74,7 @@ def staff_actor(api_key: str | None) -> Actor | None:
             found = found or Actor("staff", _key_id(key), name)
     if found is None:
         abort(401, "invalid API key", "invalid_api_key")
+    presence.seen(found.name or "Support")
     return found
 
 

@@ -12,10 +12,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
+from datetime import timedelta
 
-from models import jobs
+from sqlalchemy import select
+
+from models import jobs, presence
+from models.base import utcnow
+from models.chat import Ticket
 from models.db import new_session
+from models.errors import Conflict
+from models.ownership import TicketState, announce, release
 from models.settings import get_settings
 from models.work import (
     ATTACHMENT,
@@ -86,8 +94,41 @@ def sweep_kind(kind: WorkKind, limit: int = 200) -> tuple[int, int]:
     return resent, gave_up
 
 
+def release_abandoned_claims(limit: int = 50) -> int:
+    """A claimed ticket whose agent has not been seen for AGENT_AWAY_SECONDS goes back to the
+    queue, so a customer is never left with a silent bot and an absent person. An agent whose
+    last sighting is unknown (Redis emptied) keeps the ticket: we only act on what we know."""
+    away = get_settings().agent_away_seconds
+    cutoff = utcnow() - timedelta(seconds=away)
+    db = new_session()
+    released = 0
+    try:
+        rows = db.execute(
+            select(Ticket.id, Ticket.assignee)
+            .where(Ticket.status == TicketState.CLAIMED, Ticket.updated_at < cutoff)
+            .limit(limit)
+        ).all()
+        for ticket_id, agent in rows:
+            seen = presence.last_seen(agent or "Support")
+            if seen is None or seen > time.time() - away:
+                continue
+            try:
+                change = release(db, ticket_id, agent or "Support", why="agent_away")
+                db.commit()
+            except Conflict:
+                db.rollback()  # resolved or released meanwhile
+                continue
+            announce(change)
+            released += 1
+    finally:
+        db.close()
+    return released
+
+
 def sweep_once(limit: int = 200) -> int:
-    """One pass over every kind; returns how many tasks were re-sent."""
+    """One pass over every kind (and abandoned claims); returns how many tasks were re-sent."""
+    if released := release_abandoned_claims():
+        log.warning("released tickets of agents who went away", extra={"count": released})
     total = 0
     for kind in KINDS:
         resent, gave_up = sweep_kind(kind, limit)
