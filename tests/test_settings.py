@@ -69,3 +69,21 @@ def test_heroku_postgres_url_is_normalised():
 
     assert normalise_url("postgres://u:p@h:5432/d") == "postgresql+psycopg://u:p@h:5432/d"
     assert normalise_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+@pytest.mark.parametrize(
+    ("variables", "needle"),
+    [
+        ({"WEBHOOK_URLS": "https://hooks.example/helpline"}, "WEBHOOK_SECRET"),
+        ({"WEBHOOK_URLS": "ftp://hooks.example", "WEBHOOK_SECRET": "s"}, "WEBHOOK_URLS"),
+        ({"SUPPORT_HOURS": "weekdays 9 to 5"}, "SUPPORT_HOURS"),
+        ({"SUPPORT_TIMEZONE": "Nowhere/Land"}, "SUPPORT_TIMEZONE"),
+        ({"ALLOWED_ORIGINS": "shop.example"}, "ALLOWED_ORIGINS"),
+        ({"SESSIONS_PER_IP_PER_MINUTE": "-1"}, "SESSIONS_PER_IP_PER_MINUTE"),
+    ],
+)
+def test_handoff_and_quota_settings_fail_clearly(env, variables, needle):
+    for name, value in variables.items():
+        env.setenv(name, value)
+    with pytest.raises(ConfigError, match=needle):
+        Settings.from_env()
