@@ -38,3 +38,15 @@ class Invalid(DomainError):
     """The request is well-formed but a field's value is not acceptable."""
 
     kind = "invalid_fields"
+
+
+class TooLarge(DomainError):
+    """A file or text is above a configured size limit."""
+
+    kind = "too_large"
+
+
+class Unsupported(DomainError):
+    """A file type we do not accept (or cannot read text from)."""
+
+    kind = "unsupported_media_type"

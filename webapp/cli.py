@@ -97,8 +97,8 @@ def kb_import(paths: tuple[str, ...], wait: bool, timeout: int) -> None:
     """Import files, folders and JSONL files ({"id","title","text","metadata"} per line)."""
     from models import jobs
     from models.db import new_session
+    from models.errors import DomainError
     from models.settings import get_settings
-    from webapp.errors import ApiError
     from webapp.kb import upsert_document
 
     items = _collect(paths)
@@ -110,7 +110,7 @@ def kb_import(paths: tuple[str, ...], wait: bool, timeout: int) -> None:
             for item in bar:
                 try:
                     doc, changed = upsert_document(db, **item, max_bytes=limit)
-                except ApiError as err:
+                except DomainError as err:
                     failed += 1
                     click.echo(f"\nskipped {item.get('external_id')}: {err.message}", err=True)
                     continue

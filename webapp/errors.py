@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from models.errors import Conflict, DomainError, Invalid, NotFound
+from models.errors import Conflict, DomainError, Invalid, NotFound, TooLarge, Unsupported
 
 # HTTP status → default machine-readable code.
 CODES = {
@@ -19,12 +19,38 @@ CODES = {
     405: "method_not_allowed",
     409: "conflict",
     413: "too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
     422: "invalid_fields",
     429: "rate_limited",
     500: "server_error",
     503: "unavailable",
 }
+
+
+# What each error status means here: the descriptions of the OpenAPI error responses.
+MEANINGS = {
+    400: "Malformed: the body is not JSON (or nested too deeply), or an id is not a UUID "
+    "(`malformed_session_id`)",
+    401: "Missing or bad credentials: a session token (`Authorization: Bearer`) or a staff "
+    "`X-API-Key`",
+    403: "Not yours: another session's token, or a customer-only action taken by staff",
+    404: "No such resource (or route)",
+    405: "Method not allowed on this route (see `Allow`)",
+    409: "The resource's state forbids it (session ended, already rated, ticket taken, …)",
+    413: "Too large: the body, a file, a message, or this conversation's upload quota",
+    414: "The request target (path and query) is longer than 4096 bytes; a request line over "
+    "8190 bytes is refused by the HTTP server itself, as text/html",
+    415: "File or body type not allowed",
+    422: "Invalid fields: `details` names each field with its problems",
+    429: "Rate limited: retry after `Retry-After` seconds",
+    500: "Unexpected server error",
+    503: "A dependency (worker, broker) is unavailable: retry after `Retry-After` seconds",
+}
+
+# The longest request target (path + query) the app answers; gunicorn.conf.py lets request
+# lines up to 8190 bytes through, so one a little too long gets this JSON 414, not an HTML page.
+MAX_REQUEST_TARGET = 4096
 
 
 class ApiError(Exception):
@@ -56,7 +82,13 @@ def abort(status: int, message: str, code: str | None = None, **kw: Any) -> NoRe
 
 
 # Domain error class → HTTP status (the domain never speaks HTTP itself).
-DOMAIN_STATUS: dict[type[DomainError], int] = {NotFound: 404, Conflict: 409, Invalid: 422}
+DOMAIN_STATUS: dict[type[DomainError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    TooLarge: 413,
+    Unsupported: 415,
+    Invalid: 422,
+}
 
 
 def from_domain(exc: DomainError) -> ApiError:
@@ -98,8 +130,30 @@ def _from_http(exc: HTTPException) -> ApiError:
     return ApiError(status, message, details=details, headers=headers)
 
 
+def render_http_exception(exc: HTTPException):  # type: ignore[no-untyped-def]
+    """werkzeug's and flask-smorest's HTTP errors (404, 405, 413, 422, …) in the one shape."""
+    return _render(_from_http(exc))
+
+
+def _refuse_long_target():  # type: ignore[no-untyped-def]
+    """414 in the one JSON shape for a request target longer than MAX_REQUEST_TARGET."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    length = len(raw) if raw else len(request.full_path.encode())
+    if length > MAX_REQUEST_TARGET:
+        return _render(
+            ApiError(
+                414,
+                f"the request target is longer than {MAX_REQUEST_TARGET} bytes",
+                details={"limit": MAX_REQUEST_TARGET, "length": length},
+            )
+        )
+    return None
+
+
 def register_error_handlers(app: Flask) -> None:
-    """Every failure leaves as the one JSON shape, including werkzeug's own 404/405/413."""
+    """Every failure leaves as the one JSON shape, including werkzeug's own 404/405/413,
+    flask-smorest's 422 and an over-long request target (414)."""
+    app.before_request(_refuse_long_target)
     app.register_error_handler(ApiError, _render)
     app.register_error_handler(DomainError, lambda exc: _render(from_domain(exc)))
     app.register_error_handler(
@@ -110,7 +164,7 @@ def register_error_handlers(app: Flask) -> None:
         ValidationError,
         lambda exc: _render(ApiError(422, "some fields are invalid", details=exc.messages)),
     )
-    app.register_error_handler(HTTPException, lambda exc: _render(_from_http(exc)))
+    app.register_error_handler(HTTPException, render_http_exception)
 
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
         app.logger.exception("unhandled error")

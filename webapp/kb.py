@@ -1,5 +1,8 @@
 """Knowledge-base records on the web side: store documents and ask the worker to index them.
 
+Refusals are domain errors (models/errors.py): the API maps them to 413/415/422, the CLI's
+`kb import` to a "skipped" line.
+
 The web never converts or indexes (that is haystack's job in the worker); it validates, stores
 the text or file bytes, and sends `ingest_document`. Re-adding an `external_id` replaces that
 document; re-adding identical content is a no-op, so importing a folder twice is cheap.
@@ -13,11 +16,11 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from models.errors import Invalid, TooLarge, Unsupported
 from models.filetypes import UnsupportedFileType, is_parseable, safe_filename, sniff_content_type
 from models.kb import KBChunk, KBDocument
 from models.kbstate import bump_version
 from models.work import DOCUMENT, queue
-from webapp.errors import abort
 
 
 def _digest(title: str, body: bytes) -> str:
@@ -39,18 +42,18 @@ def upsert_document(
     content_type = "text/plain"
     if raw is not None:
         if max_bytes is not None and len(raw) > max_bytes:
-            abort(413, f"file is larger than {max_bytes // (1024 * 1024)} MB", "file_too_large")
+            raise TooLarge(f"file is larger than {max_bytes // (1024 * 1024)} MB", "file_too_large")
         try:
             content_type = sniff_content_type(raw, filename or "")
         except UnsupportedFileType as exc:
-            abort(415, str(exc), "file_type_not_allowed")
+            raise Unsupported(str(exc), "file_type_not_allowed") from None
         if not is_parseable(content_type):
-            abort(415, f"{content_type} has no text to index", "file_type_not_allowed")
+            raise Unsupported(f"{content_type} has no text to index", "file_type_not_allowed")
         body = raw
     elif text is not None and text.strip():
         body = text.encode()
     else:
-        abort(422, "a document needs text or a file", details={"text": ["Missing data."]})
+        raise Invalid("a document needs text or a file", details={"text": ["Missing data."]})
     digest = _digest(title, body)
     doc = None
     if external_id:
@@ -76,20 +79,3 @@ def delete_document(db: Session, doc: KBDocument) -> None:
     db.execute(delete(KBChunk).where(KBChunk.document_id == doc.id))
     db.delete(doc)
     bump_version(db)
-
-
-def document_json(doc: KBDocument) -> dict[str, Any]:
-    """A document as the API lists it (without its text)."""
-    return {
-        "id": doc.id,
-        "external_id": doc.external_id,
-        "title": doc.title,
-        "source": doc.source,
-        "content_type": doc.content_type,
-        "metadata": doc.metadata_ or {},
-        "status": doc.status,
-        "error": doc.error,
-        "chunk_count": doc.chunk_count,
-        "created_at": doc.created_at.isoformat() if doc.created_at else None,
-        "updated_at": doc.updated_at.isoformat() if doc.updated_at else None,
-    }
