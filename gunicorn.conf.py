@@ -16,6 +16,10 @@ keepalive = 5
 # Several gunicorns on one host (tests, side-by-side web processes) must not fight over
 # one control socket.
 control_socket_disable = True
+# Request lines up to gunicorn's maximum reach the app, which answers a request target over
+# 4096 bytes with its JSON 414 (webapp/errors.py); only a line over 8190 bytes gets gunicorn's
+# own text/html 414, which the OpenAPI document mentions.
+limit_request_line = 8190
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_dump, pre_load, validate
 
+from models.events import iso
 from models.textcheck import MAX_INT, MAX_OBJECT_BYTES, find_problems, object_too_large
 
 
 class Timestamp(fields.DateTime):
-    """ISO 8601 with an offset on both databases (SQLite hands back naive UTC values)."""
+    """ISO 8601 in UTC with its offset (`…Z`) on both databases (SQLite hands back naive UTC
+    values): the one format of every timestamp clients see, events and webhooks included."""
 
     def _serialize(self, value, attr, obj, **kwargs):  # type: ignore[no-untyped-def]
-        if value is None:
-            return None
-        if isinstance(value, datetime) and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return None if value is None else iso(value)
 
 
 class _In(Schema):
@@ -44,12 +42,20 @@ def _count(maximum: int = MAX_INT) -> validate.Range:
 
 
 class ErrorBody(Schema):
-    code = fields.String(required=True)
-    message = fields.String(required=True)
-    details = fields.Raw(allow_none=True)
+    code = fields.String(
+        required=True, metadata={"description": "machine-readable, e.g. `malformed_session_id`"}
+    )
+    message = fields.String(required=True, metadata={"description": "for people"})
+    details = fields.Raw(
+        required=True,
+        allow_none=True,
+        metadata={"description": "more about it: invalid fields by name, limits; or null"},
+    )
 
 
 class ApiErrorSchema(Schema):
+    """Every error the API sends, whatever its status (HTTP and socket `error` events)."""
+
     error = fields.Nested(ErrorBody, required=True)
 
 
@@ -102,11 +108,16 @@ class WaitQuery(_In):
 
 
 class MessageAccepted(Schema):
-    message_id = fields.String(required=True)
-    seq = fields.Integer(required=True)
-    status = fields.String(required=True)
-    client_msg_id = fields.String(allow_none=True)
-    duplicate = fields.Boolean()
+    """A stored message (`webapp.chat.Accepted`): a resend of its client_msg_id is a duplicate."""
+
+    message_id = fields.String(attribute="message.id", required=True)
+    seq = fields.Integer(attribute="message.seq", required=True)
+    status = fields.String(attribute="message.status", required=True)
+    client_msg_id = fields.String(attribute="message.client_msg_id", allow_none=True)
+    duplicate = fields.Method("_duplicate", required=True, metadata={"type": "boolean"})
+
+    def _duplicate(self, accepted) -> bool:  # type: ignore[no-untyped-def]
+        return not accepted.created
 
 
 class SourceOut(Schema):
@@ -120,16 +131,45 @@ class SourceOut(Schema):
 
 
 class ChatResponse(Schema):
-    """The reply shape of the original system's REST clients."""
+    """The reply shape of the original system's REST clients, dumped from the reply message; a
+    customer message closed without a bot reply (handed to a person) gives the notice the
+    customer was shown instead."""
 
     message = fields.String(required=True)
-    sources = fields.List(fields.Nested(SourceOut))
-    requires_escalation = fields.Boolean()
-    confidence = fields.Float(allow_none=True)
-    session_id = fields.String()
-    timestamp = fields.String()
-    processing_time = fields.Float(allow_none=True)
-    metadata = fields.Dict()
+    sources = fields.List(fields.Nested(SourceOut), required=True)
+    requires_escalation = fields.Boolean(required=True)
+    confidence = fields.Float(allow_none=True, required=True)
+    session_id = fields.String(required=True)
+    timestamp = Timestamp(required=True)
+    processing_time = fields.Float(allow_none=True, required=True)
+    metadata = fields.Dict(required=True)
+
+    @pre_dump
+    def _from_message(self, reply, **_kw) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        if reply.role == "user":
+            outcome = dict(reply.escalation or {})
+            return {
+                "message": outcome.get("notice", ""),
+                "sources": [],
+                "requires_escalation": outcome.get("action") == "escalate"
+                or "bot_silent" in outcome,
+                "confidence": None,
+                "session_id": reply.session_id,
+                "timestamp": reply.created_at,
+                "processing_time": None,
+                "metadata": {"escalation": outcome, "ticket_id": outcome.get("ticket_id")},
+            }
+        meta = dict(reply.metadata_ or {})
+        return {
+            "message": reply.content,
+            "sources": reply.sources or [],
+            "requires_escalation": bool(meta.get("requires_escalation", False)),
+            "confidence": reply.confidence,
+            "session_id": reply.session_id,
+            "timestamp": reply.created_at,
+            "processing_time": reply.processing_time,
+            "metadata": meta,
+        }
 
 
 class AttachmentOut(Schema):
@@ -139,10 +179,10 @@ class AttachmentOut(Schema):
     filename = fields.String()
     content_type = fields.String()
     size = fields.Integer()
-    size_mb = fields.Method("_size_mb")
+    size_mb = fields.Method("_size_mb", metadata={"type": "number"})
     sha256 = fields.String()
-    status = fields.String()
-    processed = fields.Method("_processed")
+    status = fields.String(metadata={"description": "queued, processing, done or failed"})
+    processed = fields.Method("_processed", metadata={"type": "boolean"})
     preview = fields.String(allow_none=True)
     error = fields.String(allow_none=True)
     created_at = Timestamp()
@@ -310,15 +350,36 @@ class KBDocumentOut(Schema):
     title = fields.String()
     source = fields.String(allow_none=True)
     content_type = fields.String(allow_none=True)
-    metadata = fields.Dict()
-    status = fields.String()
+    metadata = fields.Dict(attribute="metadata_")
+    status = fields.String(metadata={"description": "queued, processing, done or failed"})
     error = fields.String(allow_none=True)
     chunk_count = fields.Integer()
-    created_at = fields.String()
-    updated_at = fields.String()
+    created_at = Timestamp()
+    updated_at = Timestamp()
 
 
 class KBListQuery(_In):
     status = fields.String(validate=validate.OneOf(["queued", "processing", "done", "failed"]))
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
     offset = fields.Integer(load_default=0, validate=_count())
+
+
+class CheckOut(Schema):
+    ok = fields.Boolean(required=True)
+    ms = fields.Float(metadata={"description": "how long the check took"})
+    error = fields.String(metadata={"description": "why it failed"})
+    workers = fields.Integer(metadata={"description": "workers that answered (worker check)"})
+
+
+class LiveOut(Schema):
+    status = fields.String(required=True, metadata={"description": "ok"})
+
+
+class ReadyOut(Schema):
+    status = fields.String(required=True, metadata={"description": "ok or unavailable"})
+    checks = fields.Dict(keys=fields.String(), values=fields.Nested(CheckOut), required=True)
+
+
+class HealthOut(ReadyOut):
+    sockets = fields.Integer(required=True, metadata={"description": "this process's sockets"})
+    pubsub_connected = fields.Boolean(required=True)

@@ -1,11 +1,15 @@
-"""JSON forms of rows, shared by HTTP responses, socket events and the event log."""
+"""JSON forms of rows outside an HTTP response: socket events, the event log, webhooks.
+
+Views return rows and let `@blp.response(<Schema>)` dump them; code that builds an event (web
+and worker alike) dumps the same rows with the same schemas here, so a message, attachment or
+ticket looks the same whichever way a client receives it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from models.chat import Attachment, Message, Ticket
-from models.events import iso
 from models.schemas import AttachmentOut, MessageOut, TicketOut
 
 _message = MessageOut()
@@ -14,7 +18,7 @@ _ticket = TicketOut()
 
 
 def ticket_json(ticket: Ticket) -> dict[str, Any]:
-    """A ticket as consoles, webhooks and the API see it, timestamps with their offset."""
+    """A ticket as consoles, webhooks and the API see it."""
     return _ticket.dump(ticket)
 
 
@@ -24,37 +28,9 @@ def attachment_json(att: Attachment) -> dict[str, Any]:
 
 
 def message_json(msg: Message, attachments: list[Attachment] | None = None) -> dict[str, Any]:
-    """A message as clients see it, with its attachments' summaries."""
+    """A message as clients see it, with its attachments' summaries (`attachments` when they
+    are not on `msg.attachments` yet)."""
     data = _message.dump(msg)
-    data["timestamp"] = iso(msg.created_at)
     if attachments is not None:
         data["attachments"] = [attachment_json(a) for a in attachments]
     return data
-
-
-def chat_response(reply: Message, session_id: str) -> dict[str, Any]:
-    """The original system's REST reply shape (ChatResponse); for a customer message closed
-    without a bot reply (handed to a person) it carries the notice the customer was shown."""
-    if reply.role == "user":
-        outcome = dict(reply.escalation or {})
-        return {
-            "message": outcome.get("notice", ""),
-            "sources": [],
-            "requires_escalation": outcome.get("action") == "escalate" or "bot_silent" in outcome,
-            "confidence": None,
-            "session_id": session_id,
-            "timestamp": iso(reply.created_at),
-            "processing_time": None,
-            "metadata": {"escalation": outcome, "ticket_id": outcome.get("ticket_id")},
-        }
-    meta = dict(reply.metadata_ or {})
-    return {
-        "message": reply.content,
-        "sources": reply.sources or [],
-        "requires_escalation": bool(meta.get("requires_escalation", False)),
-        "confidence": reply.confidence,
-        "session_id": session_id,
-        "timestamp": iso(reply.created_at),
-        "processing_time": reply.processing_time,
-        "metadata": meta,
-    }

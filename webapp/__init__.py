@@ -35,9 +35,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     from webapp.api import attachments, docs, health, kb, messages, search, sessions, tickets
 
-    for module in (sessions, messages, attachments, search, kb, tickets):
+    for module in (sessions, messages, attachments, search, kb, tickets, health):
         api.register_blueprint(module.blp)
-    app.register_blueprint(health.blp)
     app.register_blueprint(docs.blp)
 
     from webapp import console_ws, pages, ws  # noqa: F401  (registers the socket routes)

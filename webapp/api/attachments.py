@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import jsonify, make_response, request
+from flask import jsonify, request
 from flask_smorest import Blueprint
 
 from models.chat import Attachment
-from models.schemas import ApiErrorSchema, AttachmentOut
-from models.serialize import attachment_json
+from models.schemas import AttachmentOut
+from webapp.api import CUSTOMER_OR_STAFF, errors
 from webapp.auth import authorize_request, request_credentials, staff_actor
 from webapp.chat import accept_upload
 from webapp.db import get_db
@@ -37,8 +37,8 @@ _UPLOAD_DOC = {
 @blp.route("/chat/upload", methods=["POST"])
 @blp.doc(**_UPLOAD_DOC)
 @blp.response(202, AttachmentOut)
-@blp.alt_response(413, schema=ApiErrorSchema)
-@blp.alt_response(415, schema=ApiErrorSchema)
+@blp.doc(**CUSTOMER_OR_STAFF)
+@errors(blp, 400, 401, 403, 404, (409, "the session ended"), 413, 415, 422)
 def upload():  # type: ignore[no-untyped-def]
     """Upload a file (txt, md, html, pdf, docx, images); text is extracted in the background."""
     if request.mimetype != "multipart/form-data":
@@ -49,14 +49,16 @@ def upload():  # type: ignore[no-untyped-def]
     file = request.files.get("file")
     if file is None:
         abort(422, "a file is required", details={"file": ["Missing data for required field."]})
-    body = accept_upload(db, chat, file.filename or "file", file.read())
-    return make_response(jsonify(body), 202)
+    # accept_upload hands back the row already dumped by AttachmentOut (as the event log
+    # has it); reading the row again could race the worker and show it "processing".
+    return jsonify(accept_upload(db, chat, file.filename or "file", file.read())), 202
 
 
 @blp.route("/attachments/<attachment_id>", methods=["GET"])
 @blp.response(200, AttachmentOut)
-@blp.alt_response(404, schema=ApiErrorSchema)
-def get_attachment(attachment_id: str):  # type: ignore[no-untyped-def]
+@blp.doc(**CUSTOMER_OR_STAFF)
+@errors(blp, 401, 403, 404)
+def get_attachment(attachment_id: str) -> Attachment:
     """An attachment's status, preview and error."""
     db = get_db()
     att = db.get(Attachment, attachment_id)
@@ -67,4 +69,4 @@ def get_attachment(attachment_id: str):  # type: ignore[no-untyped-def]
             abort(401, "missing session token (Authorization: Bearer <token>)", "missing_token")
         abort(404, "unknown attachment", "unknown_attachment")
     authorize_request(db, att.session_id)
-    return make_response(jsonify(attachment_json(att)), 200)
+    return att

@@ -1,18 +1,27 @@
-"""Liveness and readiness: ready means database, Redis and at least one worker answer."""
+"""Liveness and readiness: ready means database, Redis and at least one worker answer.
+
+Documented like the API (schemas, 503 with Retry-After) once registered with `api`."""
 
 from __future__ import annotations
 
 import time
 
-from flask import Blueprint, jsonify
+from flask_smorest import Blueprint
 from sqlalchemy import text
 
 from models.db import new_session
 from models.events import redis_client
 from models.jobs import producer
+from models.schemas import HealthOut, LiveOut, ReadyOut
+from webapp.api import PUBLIC, errors
 from webapp.events import get_hub
+from webapp.extensions import RETRY_AFTER_HEADER
 
-blp = Blueprint("health", __name__)
+blp = Blueprint(
+    "health", __name__, url_prefix="/health", description="Liveness and readiness (anyone)"
+)
+
+_UNAVAILABLE = "a dependency does not answer: see `checks`"
 
 
 def _check(fn) -> dict:  # type: ignore[no-untyped-def]
@@ -47,31 +56,39 @@ def _worker() -> dict:
     return {"workers": len(replies)}
 
 
-@blp.get("/health/live")
-def live():  # type: ignore[no-untyped-def]
+@blp.route("/live", methods=["GET"])
+@blp.response(200, LiveOut)
+@blp.doc(**PUBLIC)
+@errors(blp)
+def live() -> dict:
     """The process is up (no dependency checked)."""
-    return jsonify({"status": "ok"})
+    return {"status": "ok"}
 
 
-@blp.get("/health/ready")
-def ready():  # type: ignore[no-untyped-def]
-    """503 with Retry-After unless every dependency answers."""
+def _readiness() -> tuple[dict, int, dict[str, str]]:
     checks = {"database": _check(_database), "redis": _check(_redis), "worker": _check(_worker)}
     ok = all(c["ok"] for c in checks.values())
     body = {"status": "ok" if ok else "unavailable", "checks": checks}
-    resp = jsonify(body)
-    resp.status_code = 200 if ok else 503
-    if not ok:
-        resp.headers["Retry-After"] = "5"
-    return resp
+    return body, 200 if ok else 503, {} if ok else {"Retry-After": "5"}
 
 
-@blp.get("/health")
-def health():  # type: ignore[no-untyped-def]
+@blp.route("/ready", methods=["GET"])
+@blp.response(200, ReadyOut)
+@blp.alt_response(503, schema=ReadyOut, description=_UNAVAILABLE, headers=RETRY_AFTER_HEADER)
+@blp.doc(**PUBLIC)
+@errors(blp)
+def ready() -> tuple[dict, int, dict[str, str]]:
+    """503 with Retry-After unless every dependency answers."""
+    return _readiness()
+
+
+@blp.route("", methods=["GET"])
+@blp.response(200, HealthOut)
+@blp.alt_response(503, schema=HealthOut, description=_UNAVAILABLE, headers=RETRY_AFTER_HEADER)
+@blp.doc(**PUBLIC)
+@errors(blp)
+def health() -> tuple[dict, int, dict[str, str]]:
     """Summary: readiness plus this process's socket count."""
-    resp = ready()
-    data = resp.get_json()
-    data["sockets"] = get_hub().count()
-    data["pubsub_connected"] = get_hub().connected
-    resp.set_data(jsonify(data).get_data())
-    return resp
+    body, status, headers = _readiness()
+    hub = get_hub()
+    return {**body, "sockets": hub.count(), "pubsub_connected": hub.connected}, status, headers

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import json
 
-from flask import jsonify, make_response, request
+from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import func, select
 
 from models import jobs
 from models.kb import KBDocument
-from models.schemas import ApiErrorSchema, KBDocumentIn, KBDocumentOut, KBListQuery
+from models.schemas import KBDocumentIn, KBDocumentOut, KBListQuery
+from webapp.api import STAFF, errors
 from webapp.auth import require_staff
 from webapp.config import current_settings
 from webapp.db import get_db
 from webapp.errors import abort
-from webapp.kb import delete_document, document_json, upsert_document
+from webapp.kb import delete_document, upsert_document
 
 blp = Blueprint("kb", __name__, url_prefix="/api/kb", description="Knowledge-base documents")
+
+_TOTAL_HEADER = {
+    "X-Total-Count": {
+        "description": "documents matching the filter, all pages",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
 
 _FILE_DOC = {
     "requestBody": {
@@ -73,10 +82,13 @@ def _from_request() -> dict:
 @blp.route("/documents")
 class Documents(MethodView):
     @blp.doc(**_FILE_DOC)
-    @blp.response(202, KBDocumentOut)
-    @blp.alt_response(413, schema=ApiErrorSchema)
-    @blp.alt_response(415, schema=ApiErrorSchema)
-    def post(self):  # type: ignore[no-untyped-def]
+    @blp.response(202, KBDocumentOut, description="stored; indexing queued")
+    @blp.alt_response(
+        200, schema=KBDocumentOut, description="unchanged (same content again)", success=True
+    )
+    @blp.doc(**STAFF)
+    @errors(blp, 400, 401, 413, 415, 422)
+    def post(self) -> tuple[KBDocument, int]:
         """Add or replace (same external_id) a document; indexing runs in the worker."""
         require_staff()
         db = get_db()
@@ -85,11 +97,13 @@ class Documents(MethodView):
         db.commit()
         if changed:
             jobs.send_ingest(doc.id)
-        return make_response(jsonify(document_json(doc)), 202 if changed else 200)
+        return doc, 202 if changed else 200
 
     @blp.arguments(KBListQuery, location="query")
-    @blp.response(200, KBDocumentOut(many=True))
-    def get(self, args: dict):  # type: ignore[no-untyped-def]
+    @blp.response(200, KBDocumentOut(many=True), headers=_TOTAL_HEADER)
+    @blp.doc(**STAFF)
+    @errors(blp, 401, 422)
+    def get(self, args: dict) -> tuple[list[KBDocument], int, dict[str, str]]:
         """Documents with their status and chunk counts."""
         require_staff()
         db = get_db()
@@ -100,24 +114,25 @@ class Documents(MethodView):
         rows = db.scalars(
             stmt.order_by(KBDocument.created_at).limit(args["limit"]).offset(args["offset"])
         ).all()
-        resp = make_response(jsonify([document_json(d) for d in rows]), 200)
-        resp.headers["X-Total-Count"] = str(total)
-        return resp
+        return rows, 200, {"X-Total-Count": str(total)}
 
 
 @blp.route("/documents/<document_id>")
 class Document(MethodView):
     @blp.response(200, KBDocumentOut)
-    @blp.alt_response(404, schema=ApiErrorSchema)
-    def get(self, document_id: str):  # type: ignore[no-untyped-def]
+    @blp.doc(**STAFF)
+    @errors(blp, 401, 404)
+    def get(self, document_id: str) -> KBDocument:
         """One document."""
         require_staff()
         doc = get_db().get(KBDocument, document_id)
         if doc is None:
             abort(404, "unknown document", "unknown_document")
-        return make_response(jsonify(document_json(doc)), 200)
+        return doc
 
     @blp.response(204)
+    @blp.doc(**STAFF)
+    @errors(blp, 401, 404)
     def delete(self, document_id: str) -> None:
         """Delete a document and its chunks from every index."""
         require_staff()

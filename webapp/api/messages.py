@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from flask import jsonify, make_response, request
+from flask import Response, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import func, select
@@ -13,16 +13,15 @@ from sqlalchemy.orm import selectinload
 from models.chat import Message
 from models.db import session_scope
 from models.schemas import (
-    ApiErrorSchema,
     ChatResponse,
     HistoryQuery,
     MessageAccepted,
     MessageIn,
     MessageList,
 )
-from models.serialize import chat_response, message_json
+from webapp.api import CUSTOMER_OR_STAFF, dumped, errors
 from webapp.auth import authorize_request
-from webapp.chat import accept_message
+from webapp.chat import Accepted, accept_message
 from webapp.config import current_settings
 from webapp.db import get_db
 from webapp.errors import abort
@@ -139,11 +138,21 @@ def wait_for_reply(session_id: str, message_id: str, seconds: float) -> Message 
 class Messages(MethodView):
     @blp.doc(**_BODY_DOC)
     @blp.response(202, MessageAccepted)
-    @blp.alt_response(200, schema=ChatResponse, description="the reply, with ?wait=")
-    @blp.alt_response(400, schema=ApiErrorSchema)
-    @blp.alt_response(409, schema=ApiErrorSchema)
-    @blp.alt_response(429, schema=ApiErrorSchema)
-    def post(self, session_id: str):  # type: ignore[no-untyped-def]
+    @blp.alt_response(200, schema=ChatResponse, description="the reply, with ?wait=", success=True)
+    @blp.doc(**CUSTOMER_OR_STAFF)
+    @errors(
+        blp,
+        400,
+        401,
+        403,
+        404,
+        (409, "the session ended, or staff not holding its ticket (`not_claimed`)"),
+        413,
+        415,
+        422,
+        429,
+    )
+    def post(self, session_id: str) -> Accepted | Response:
         """Send a message; stored and queued before this returns."""
         db = get_db()
         chat, actor = authorize_request(db, session_id)
@@ -159,23 +168,18 @@ class Messages(MethodView):
             files,
         )
         msg = result.message
-        accepted = {
-            "message_id": msg.id,
-            "seq": msg.seq,
-            "status": msg.status,
-            "client_msg_id": msg.client_msg_id,
-            "duplicate": not result.created,
-        }
         if wait and msg.role == "user":
             db.close()  # give the request's connection back before waiting
             reply = wait_for_reply(chat.id, msg.id, wait)
             if reply is not None:
-                return make_response(jsonify(chat_response(reply, chat.id)), 200)
-        return make_response(jsonify(accepted), 202)
+                return dumped(ChatResponse(), reply, 200)
+        return result
 
     @blp.arguments(HistoryQuery, location="query")
     @blp.response(200, MessageList)
-    def get(self, args: dict, session_id: str):  # type: ignore[no-untyped-def]
+    @blp.doc(**CUSTOMER_OR_STAFF)
+    @errors(blp, 400, 401, 403, 404, 422)
+    def get(self, args: dict, session_id: str) -> dict:
         """History in seq order: a page (`limit`, `offset`) or everything after a seq."""
         db = get_db()
         chat, _ = authorize_request(db, session_id)
@@ -189,5 +193,4 @@ class Messages(MethodView):
             .limit(args["limit"])
             .offset(args["offset"])
         ).all()
-        body = {"messages": [message_json(m) for m in rows], "total": total, "session_id": chat.id}
-        return make_response(jsonify(body), 200)
+        return {"messages": rows, "total": total, "session_id": chat.id}

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from celery.exceptions import TimeoutError as CeleryTimeout
-from flask import jsonify, make_response
 from flask_smorest import Blueprint
 
 from models import jobs
-from models.schemas import ApiErrorSchema, SearchIn, SearchResult
+from models.schemas import SearchIn, SearchResult
+from webapp.api import CUSTOMER_OR_STAFF, errors
 from webapp.auth import request_credentials, require_staff, token_owner
 from webapp.db import get_db
 from webapp.errors import abort
@@ -20,8 +20,9 @@ SEARCH_TIMEOUT = 10.0
 @blp.route("/search", methods=["POST"])
 @blp.arguments(SearchIn)
 @blp.response(200, SearchResult(many=True))
-@blp.alt_response(503, schema=ApiErrorSchema)
-def search(body: dict):  # type: ignore[no-untyped-def]
+@blp.doc(**CUSTOMER_OR_STAFF)
+@errors(blp, 400, 401, 422, 503)
+def search(body: dict) -> list[dict]:
     """Ranked passages for a query; any valid session token, or staff."""
     token, key = request_credentials()
     if key or not token:
@@ -34,4 +35,4 @@ def search(body: dict):  # type: ignore[no-untyped-def]
         abort(503, "no worker answered the search in time", headers={"Retry-After": "5"})
     except Exception as exc:  # broker down: kombu/redis raise various types
         abort(503, f"search is unavailable: {type(exc).__name__}", headers={"Retry-After": "5"})
-    return make_response(jsonify(rows), 200)
+    return rows

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from models.base import new_id
-from models.chat import ChatSession, Message, Rating
+from models.chat import ChatSession, Message, Rating, Ticket
 from models.events import envelope, publish
 from models.ownership import (
     STAFF_FEED,
@@ -22,7 +22,6 @@ from models.ownership import (
     ticket_updated,
 )
 from models.schemas import (
-    ApiErrorSchema,
     ContactIn,
     ContactOut,
     HandoffIn,
@@ -36,20 +35,38 @@ from models.schemas import (
     SessionPatch,
 )
 from models.serialize import ticket_json
+from webapp.api import CUSTOMER, CUSTOMER_OR_STAFF, PUBLIC, STAFF, errors
 from webapp.auth import authorize_request, new_token, require_staff
-from webapp.chat import accept_message
+from webapp.chat import Accepted, accept_message
 from webapp.db import get_db
 from webapp.errors import abort
 from webapp.limits import check_new_session
 
 blp = Blueprint("sessions", __name__, url_prefix="/api/sessions", description="Chat sessions")
 
+# PATCH reads its body itself (JSON, or nothing and `?status=ended`): documented here.
+_PATCH_DOC = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": SessionPatch}},
+    },
+    "parameters": [
+        {
+            "in": "query",
+            "name": "status",
+            "schema": {"type": "string", "enum": ["ended"]},
+            "description": "instead of a body",
+        }
+    ],
+}
+
 
 @blp.route("")
 class Sessions(MethodView):
     @blp.arguments(SessionCreate)
     @blp.response(201, SessionOut)
-    @blp.alt_response(422, schema=ApiErrorSchema)
+    @blp.doc(**PUBLIC)
+    @errors(blp, 400, 422, 429)
     def post(self, body: dict) -> ChatSession:
         """Start a session; the token in the response is shown once and authorises it."""
         check_new_session()
@@ -68,6 +85,8 @@ class Sessions(MethodView):
 
     @blp.arguments(SessionListQuery, location="query")
     @blp.response(200, SessionList)
+    @blp.doc(**STAFF)
+    @errors(blp, 401, 422)
     def get(self, args: dict) -> dict:
         """List sessions (staff)."""
         require_staff()
@@ -99,14 +118,17 @@ def _with_ticket(chat: ChatSession) -> ChatSession:
 @blp.route("/<session_id>")
 class SessionItem(MethodView):
     @blp.response(200, SessionOut)
-    @blp.alt_response(404, schema=ApiErrorSchema)
+    @blp.doc(**CUSTOMER_OR_STAFF)
+    @errors(blp, 400, 401, 403, 404)
     def get(self, session_id: str) -> ChatSession:
         """Read a session, with who owns it (bot, waiting, person) and the agent's name."""
         chat, _ = authorize_request(get_db(), session_id)
         return _with_ticket(chat)
 
+    @blp.doc(**_PATCH_DOC)
     @blp.response(200, SessionOut)
-    @blp.alt_response(422, schema=ApiErrorSchema)
+    @blp.doc(**CUSTOMER_OR_STAFF)
+    @errors(blp, 400, 401, 403, 404, 422)
     def patch(self, session_id: str) -> ChatSession:
         """End a session (`{"status": "ended"}` or `?status=ended`); an open ticket closes too."""
         db = get_db()
@@ -125,11 +147,13 @@ class SessionItem(MethodView):
         return _with_ticket(chat)
 
     @blp.response(204)
+    @blp.doc(**CUSTOMER_OR_STAFF)
+    @errors(blp, 400, 401, 403, 404)
     def delete(self, session_id: str) -> None:
         """Delete the session with its messages, files and events."""
         db = get_db()
         chat, _ = authorize_request(db, session_id)
-        event = {"type": "session_status", "session_id": chat.id, "status": "deleted"}
+        event = envelope("session_status", chat.id, status="deleted")
         ticket = active_ticket(db, chat.id)
         gone = ticket_json(ticket) if ticket is not None else None
         db.delete(chat)
@@ -143,7 +167,8 @@ class SessionItem(MethodView):
 class SessionRating(MethodView):
     @blp.arguments(RatingIn)
     @blp.response(201, RatingOut)
-    @blp.alt_response(409, schema=ApiErrorSchema, description="already rated")
+    @blp.doc(**CUSTOMER)
+    @errors(blp, 400, 401, (403, "staff do not rate"), 404, (409, "already rated"), 422)
     def post(self, body: dict, session_id: str) -> Rating:
         """Rate the conversation 1–5, once; recorded with who handled it (bot or person)."""
         db = get_db()
@@ -183,8 +208,18 @@ def _last_agent(session_id: str) -> str | None:
 @blp.route("/<session_id>/handoff", methods=["POST"])
 @blp.arguments(HandoffIn, required=False)
 @blp.response(202, MessageAccepted)
-@blp.alt_response(409, schema=ApiErrorSchema, description="a person was already asked for")
-def handoff(body: dict, session_id: str) -> dict:
+@blp.doc(**CUSTOMER)
+@errors(
+    blp,
+    400,
+    401,
+    (403, "staff take a conversation over instead"),
+    404,
+    (409, "the session ended, or a person was already asked for"),
+    422,
+    429,
+)
+def handoff(body: dict, session_id: str) -> Accepted:
     """Ask for a person (the page's button): stored as a customer request, handed over by the
     worker's escalation policy like a typed request, with no text to misread."""
     db = get_db()
@@ -193,24 +228,17 @@ def handoff(body: dict, session_id: str) -> dict:
         abort(
             403, "agents take a conversation with POST /api/sessions/<id>/takeover", "customer_only"
         )
-    result = accept_message(
+    return accept_message(
         db, chat, actor, None, (body or {}).get("client_msg_id"), request="person"
     )
-    msg = result.message
-    return {
-        "message_id": msg.id,
-        "seq": msg.seq,
-        "status": msg.status,
-        "client_msg_id": msg.client_msg_id,
-        "duplicate": not result.created,
-    }
 
 
 @blp.route("/<session_id>/contact", methods=["POST"])
 @blp.arguments(ContactIn)
 @blp.response(200, ContactOut)
-@blp.alt_response(409, schema=ApiErrorSchema, description="no person was asked for")
-def contact(body: dict, session_id: str):  # type: ignore[no-untyped-def]
+@blp.doc(**CUSTOMER_OR_STAFF)
+@errors(blp, 400, 401, 403, 404, (409, "no person was asked for"), 422)
+def contact(body: dict, session_id: str) -> Ticket:
     """Leave an email address for a reply when nobody can answer in the chat now."""
     db = get_db()
     chat, _ = authorize_request(db, session_id)

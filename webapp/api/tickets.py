@@ -13,7 +13,6 @@ from sqlalchemy import case, func, select
 from models.chat import ChatSession, Ticket, WebhookDelivery
 from models.ownership import ACTIVE_TICKET, Change, announce, claim, release, resolve, takeover
 from models.schemas import (
-    ApiErrorSchema,
     DeliveryList,
     DeliveryQuery,
     ResolveIn,
@@ -22,6 +21,7 @@ from models.schemas import (
     TicketListQuery,
     TicketOut,
 )
+from webapp.api import STAFF, errors
 from webapp.auth import STAFF_TOKEN_SECONDS, parse_session_id, require_staff, staff_socket_token
 from webapp.db import get_db
 from webapp.errors import abort
@@ -37,7 +37,8 @@ _PRIORITY_ORDER = case(
 class Tickets(MethodView):
     @blp.arguments(TicketListQuery, location="query")
     @blp.response(200, TicketList)
-    @blp.alt_response(401, schema=ApiErrorSchema)
+    @blp.doc(**STAFF)
+    @errors(blp, (400, "`session_id` is not a UUID"), 401, 422)
     def get(self, args: dict) -> dict:
         """The queue: open tickets first, by priority then age; `status=active` is the default."""
         require_staff()
@@ -62,7 +63,8 @@ class Tickets(MethodView):
 @blp.route("/tickets/<ticket_id>")
 class TicketItem(MethodView):
     @blp.response(200, TicketOut)
-    @blp.alt_response(404, schema=ApiErrorSchema)
+    @blp.doc(**STAFF)
+    @errors(blp, 401, 404)
     def get(self, ticket_id: str) -> Ticket:
         """One ticket."""
         require_staff()
@@ -80,7 +82,8 @@ def _commit(change: Change) -> Ticket:
 
 @blp.route("/tickets/<ticket_id>/claim", methods=["POST"])
 @blp.response(200, TicketOut)
-@blp.alt_response(409, schema=ApiErrorSchema, description="already claimed or resolved")
+@blp.doc(**STAFF)
+@errors(blp, 401, 404, (409, "already claimed or resolved"))
 def claim_ticket(ticket_id: str) -> Ticket:
     """Take the ticket: the bot stays silent and the customer sees who joined."""
     actor = require_staff()
@@ -89,7 +92,8 @@ def claim_ticket(ticket_id: str) -> Ticket:
 
 @blp.route("/tickets/<ticket_id>/release", methods=["POST"])
 @blp.response(200, TicketOut)
-@blp.alt_response(409, schema=ApiErrorSchema, description="not held by the caller")
+@blp.doc(**STAFF)
+@errors(blp, 401, 404, (409, "not held by the caller"))
 def release_ticket(ticket_id: str) -> Ticket:
     """Put the ticket back in the queue for another agent (the bot stays silent)."""
     actor = require_staff()
@@ -99,7 +103,8 @@ def release_ticket(ticket_id: str) -> Ticket:
 @blp.route("/tickets/<ticket_id>/resolve", methods=["POST"])
 @blp.arguments(ResolveIn, required=False)
 @blp.response(200, TicketOut)
-@blp.alt_response(409, schema=ApiErrorSchema, description="resolved already, or held by another")
+@blp.doc(**STAFF)
+@errors(blp, 400, 401, 404, (409, "resolved already, or held by another"), 422)
 def resolve_ticket(body: dict, ticket_id: str) -> Ticket:
     """Close the ticket: the bot answers again, or (`end_session`) the conversation ends."""
     actor = require_staff()
@@ -109,7 +114,8 @@ def resolve_ticket(body: dict, ticket_id: str) -> Ticket:
 
 @blp.route("/sessions/<session_id>/takeover", methods=["POST"])
 @blp.response(201, TicketOut)
-@blp.alt_response(409, schema=ApiErrorSchema, description="a person holds it, or it ended")
+@blp.doc(**STAFF)
+@errors(blp, 400, 401, 404, (409, "a person holds it, or it ended"))
 def take_over(session_id: str) -> Ticket:
     """Take a conversation from the bot directly (a ticket is opened and claimed at once)."""
     actor = require_staff()
@@ -122,7 +128,8 @@ def take_over(session_id: str) -> Ticket:
 
 @blp.route("/console/token", methods=["POST"])
 @blp.response(201, StaffTokenOut)
-@blp.alt_response(401, schema=ApiErrorSchema)
+@blp.doc(**STAFF)
+@errors(blp, 401)
 def console_token() -> dict:
     """Exchange the staff key (header) for a short-lived token for the console's sockets."""
     actor = require_staff()
@@ -136,6 +143,8 @@ def console_token() -> dict:
 @blp.route("/webhooks/deliveries", methods=["GET"])
 @blp.arguments(DeliveryQuery, location="query")
 @blp.response(200, DeliveryList)
+@blp.doc(**STAFF)
+@errors(blp, 401, 422)
 def deliveries(args: dict) -> dict:
     """Every ticket notification with its outcome: nothing shows as sent that was not."""
     require_staff()
