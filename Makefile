@@ -38,7 +38,7 @@ chromium:
 	  (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null))
 
 run: redis kb
-	honcho start -f Procfile web worker
+	honcho start -f Procfile web worker files
 
 lint: install
 	$(BIN)/ruff check .

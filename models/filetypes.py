@@ -15,7 +15,9 @@ __all__ = [
     "ALLOWED",
     "IMAGE_TYPES",
     "PARSEABLE",
+    "ArchiveRefused",
     "UnsupportedFileType",
+    "check_archive",
     "decode_text",
     "is_parseable",
     "safe_filename",
@@ -124,6 +126,33 @@ def _sniff_zip(data: bytes) -> str:
     if "ppt/presentation.xml" in names:
         raise UnsupportedFileType("a PowerPoint presentation (.pptx)")
     raise UnsupportedFileType("a ZIP archive that is not a Word document")
+
+
+MAX_ARCHIVE_MEMBERS, MAX_COMPRESSION_RATIO = 5000, 100  # a real DOCX: tens of parts, XML 5-40x
+
+
+class ArchiveRefused(ValueError):
+    """A ZIP-based file that would unpack into more than we are willing to parse."""
+
+
+def check_archive(data: bytes, max_uncompressed: int) -> None:
+    """Refuse a zip bomb from its central directory, before any member is inflated. The sizes
+    are the sender's claims, yet a sound bound: zipfile never inflates a member past its
+    declared `file_size` (it stops and fails the CRC). Only parts of 1 MiB+ face the ratio.
+    A damaged archive raises zipfile's own errors, for the caller to describe."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        members = zf.infolist()
+    total, mb = sum(m.file_size for m in members), 1 << 20
+    big = [m.file_size / max(m.compress_size, 1) for m in members if m.file_size >= mb]
+    if len(members) > MAX_ARCHIVE_MEMBERS:
+        reason = f"has {len(members)} parts (limit {MAX_ARCHIVE_MEMBERS})"
+    elif total > max_uncompressed:
+        reason = f"would unpack to {total // mb} MB (limit {max(1, max_uncompressed // mb)} MB)"
+    elif max(big, default=0) > MAX_COMPRESSION_RATIO:
+        reason = f"is compressed {max(big):.0f} to 1 (limit {MAX_COMPRESSION_RATIO}): a zip bomb"
+    else:
+        return
+    raise ArchiveRefused(f"the file {reason}")
 
 
 def _sniff_binary(data: bytes) -> str | None:

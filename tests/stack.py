@@ -114,7 +114,8 @@ class Stack:
         self.webs.append((proc, port))
         return f"http://127.0.0.1:{port}"
 
-    def start_worker(self) -> None:
+    def start_worker(self, queues: str = "interactive,agent,attachments,kb") -> None:
+        """A Celery worker on `queues` (all four by default; `make run` splits them)."""
         self.worker_starts += 1
         self.worker = self._spawn(
             [
@@ -123,7 +124,7 @@ class Stack:
                 "worker",
                 "worker",
                 "-Q",
-                "interactive,agent,attachments,kb",
+                queues,
                 "--concurrency",
                 "2",
                 "--pool",

@@ -14,7 +14,8 @@ from models.filetypes import is_parseable
 from models.logs import session_id_var
 from models.serialize import attachment_json
 from models.work import ATTACHMENT, claim, fail, finish, task_lease
-from worker.ingest.convert import ConversionError, extract_text, make_preview
+from worker.ingest.convert import ConversionError, make_preview
+from worker.ingest.sandbox import sandboxed_extract
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +23,17 @@ MAX_TEXT_CHARS = 200_000
 
 
 def _extract(att: Attachment, data: bytes) -> tuple[str | None, str | None, str | None]:
-    """(text, preview, error) for one file."""
+    """(text, preview, error) for one file, parsed in a sandboxed child (memory and time
+    bounded, see worker/ingest/sandbox.py): a hostile file fails with a reason, never takes
+    the worker down, so the task is not redelivered and the attachment never stays open."""
     if not is_parseable(att.content_type):
         return None, f"{att.content_type} file, {att.size} bytes (no text extracted)", None
     try:
-        text = extract_text(data, att.content_type, att.filename)[:MAX_TEXT_CHARS]
+        text = sandboxed_extract(data, att.content_type, att.filename, max_chars=MAX_TEXT_CHARS)
     except ConversionError as exc:
         return None, None, str(exc)
-    except SoftTimeLimitExceeded:
-        return None, None, "the file took too long to read"
+    except SoftTimeLimitExceeded:  # the task's own limit (the child is already killed)
+        return None, None, f"{att.filename}: the file took too long to read"
     return text, make_preview(text), None
 
 

@@ -17,7 +17,8 @@ from models.kb import KBChunk, KBDocument
 from models.kbstate import bump_version
 from models.work import DOCUMENT, claim, fail, finish, task_lease
 from worker.ingest.chunking import chunk_text
-from worker.ingest.convert import ConversionError, extract_text
+from worker.ingest.convert import ConversionError
+from worker.ingest.sandbox import sandboxed_extract
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def ingest(document_id: str) -> str:
         title = doc.title
     try:
         if text is None:
-            text = extract_text(raw or b"", ctype or "text/plain", name)
+            text = sandboxed_extract(raw or b"", ctype or "text/plain", name)  # bounded child
     except ConversionError as exc:
         return fail_document(document_id, str(exc))
     title = title or derive_title(text, name)

@@ -1,16 +1,24 @@
-"""Turn an uploaded file's bytes into clean text (headings kept as `#` lines) for chunking."""
+"""Turn an uploaded file's bytes into clean text (headings kept as `#` lines) for chunking.
+
+Each file is parsed once: haystack's converters swallow every exception (MemoryError and time
+limits too) and we used to parse the bytes again to say why, so PDF and DOCX are opened here and
+handed to the converter's extraction step. Out of memory or time always propagates; callers run
+this in `worker.ingest.sandbox`, which bounds both.
+"""
 
 from __future__ import annotations
 
 import io
 import re
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from haystack.components.converters import (
     DOCXToDocument,
-    HTMLToDocument,
     MarkdownToDocument,
     PyPDFToDocument,
     TextFileToDocument,
@@ -33,6 +41,10 @@ _HSPACE = re.compile(r"[^\S\n]+")
 _MANY_BREAKS = re.compile(r"\n{3,}")
 _MD_HEADING = re.compile(r"^#{1,6}\s+", re.M)
 _DOCX_HEADING_STYLE = re.compile(r"^(?:heading|überschrift|titre|titolo|título)\s*(\d)", re.I)
+# Out of memory or out of time is final: never caught as "a parser bug", never parsed again.
+_FINAL = (MemoryError, SoftTimeLimitExceeded)
+MAX_PDF_PAGES = 2000  # a help-centre manual; more is a document we should not index whole
+_LOCKED = "the PDF is password-protected; upload an unlocked copy"
 
 
 class ConversionError(Exception):
@@ -46,13 +58,13 @@ def _converter(kind: str) -> Any:
         return PyPDFToDocument()
     if kind == "docx":
         return DOCXToDocument(table_format="markdown")
-    if kind == "html":
+    if kind == "html":  # trafilatura itself, as HTMLToDocument would call it, minus its try
         from trafilatura.settings import use_config
 
         config = use_config()
         for key in ("MIN_EXTRACTED_SIZE", "MIN_OUTPUT_SIZE", "MIN_FILE_SIZE"):
             config.set("DEFAULT", key, "1")  # help-centre pages are often short
-        kwargs = {
+        return {
             "output_format": "markdown",  # keeps headings as `#` lines for section chunking
             "include_comments": False,
             "include_images": False,
@@ -61,7 +73,6 @@ def _converter(kind: str) -> Any:
             "deduplicate": False,
             "config": config,
         }
-        return HTMLToDocument(extraction_kwargs=kwargs, encoding="utf-8")
     if kind == "markdown":
         return MarkdownToDocument(progress_bar=False)
     return TextFileToDocument(encoding="utf-8")
@@ -101,13 +112,11 @@ def _markdown_with_headings(source: str) -> str:
     return "\n".join(lines)
 
 
-def _docx_headings(data: bytes) -> list[tuple[int, str]]:
+def _docx_headings(document: Any) -> list[tuple[int, str]]:
     """(level, text) of heading-styled paragraphs, which DOCXToDocument flattens to plain lines."""
-    import docx
     from docx.oxml.ns import qn
     from docx.text.paragraph import Paragraph
 
-    document = docx.Document(io.BytesIO(data))
     # Resolve style ids once: Paragraph.style scans every style per call (~1 ms a paragraph).
     names = {style.style_id: style.name or "" for style in document.styles}
     headings: list[tuple[int, str]] = []
@@ -135,29 +144,66 @@ def _mark_headings(text: str, headings: list[tuple[int, str]]) -> str:
     return "\n".join(lines)
 
 
-def _pdf_failure(data: bytes) -> str:
-    """Explain why pypdf could not open the file, since the converter only logs it."""
-    from pypdf import PdfReader
-
+@contextmanager
+def _failing_as(what: str) -> Iterator[None]:
+    """A parser's error becomes `what (Type: message)`; out of memory or time propagates."""
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            return "the PDF is password-protected; upload an unlocked copy"
-        _ = len(reader.pages)
-    except Exception as exc:  # pypdf raises many types for broken files
-        return f"the PDF is damaged or not a real PDF ({type(exc).__name__}: {str(exc)[:120]})"
-    return "the PDF could not be read"
+        yield
+    except (ConversionError, *_FINAL):
+        raise
+    except Exception as exc:  # pypdf, zipfile and lxml raise many types for broken files
+        raise ConversionError(f"{what} ({type(exc).__name__}: {str(exc)[:120]})") from exc
 
 
-def _docx_failure(data: bytes) -> str:
-    """Explain why python-docx could not open the file, since the converter only logs it."""
+def _pdf_text(data: bytes) -> str:
+    """Open once, count pages before reading any, then extract with the converter's own loop."""
+    from pypdf import PdfReader
+    from pypdf.errors import FileNotDecryptedError
+
+    with _failing_as("the PDF is damaged or not a real PDF"):
+        try:
+            reader = PdfReader(io.BytesIO(data))
+            pages = len(reader.pages)
+        except FileNotDecryptedError:
+            raise ConversionError(_LOCKED) from None
+    if pages > MAX_PDF_PAGES:
+        raise ConversionError(f"the PDF has {pages} pages (limit {MAX_PDF_PAGES})")
+    with _failing_as("the PDF could not be read"):  # a locked file already failed on .pages
+        text = _converter("pdf")._default_convert(reader)
+    if not text.strip():
+        raise ConversionError("no extractable text (the PDF may be scanned images without OCR)")
+    return text
+
+
+def _docx_text(data: bytes, max_uncompressed_mb: int) -> str:
+    """Check the archive's declared sizes, parse the XML once, take text and headings from it."""
     import docx
 
+    from models.filetypes import ArchiveRefused, check_archive
+
+    with _failing_as("the Word document is damaged"):
+        try:
+            check_archive(data, max_uncompressed_mb << 20)
+        except ArchiveRefused as exc:
+            raise ConversionError(str(exc)) from None
+        document = docx.Document(io.BytesIO(data))
+    with _failing_as("the Word document could not be read"):
+        text = "\n".join(_converter("docx")._extract_elements(document))
+        return _mark_headings(text, _docx_headings(document))
+
+
+def _html_text(utf8: bytes) -> str:
+    """Trafilatura's main content; the plain fallback only when it found nothing (or tripped
+    on odd markup), never after running out of memory or time."""
+    from trafilatura import extract
+
     try:
-        docx.Document(io.BytesIO(data))
-    except Exception as exc:  # zipfile/lxml/KeyError for broken files
-        return f"the Word document is damaged ({type(exc).__name__}: {str(exc)[:120]})"
-    return "the Word document could not be read"
+        text = extract(utf8.decode("utf-8"), **_converter("html"))
+    except _FINAL:
+        raise
+    except Exception:  # trafilatura bugs on odd markup: the plain fallback still reads it
+        text = None
+    return _strip_emphasis(text) if text and text.strip() else _html_fallback(utf8)
 
 
 def _strip_emphasis(text: str) -> str:
@@ -175,6 +221,8 @@ def _html_fallback(data: bytes) -> str:
     try:
         tree = lxml.html.fromstring(data.decode("utf-8"))
         tree = Cleaner(scripts=True, javascript=True, style=True, comments=True).clean_html(tree)
+    except _FINAL:
+        raise
     except Exception:  # lxml raises ParserError/ValueError on junk
         return ""
     return "\n".join(line.strip() for line in tree.text_content().splitlines())
@@ -190,25 +238,15 @@ def clean_text(text: str) -> str:
     return _MANY_BREAKS.sub("\n\n", text).strip()
 
 
-def _convert(data: bytes, content_type: str) -> str:
-    """Dispatch to the right haystack converter and add back the structure it drops."""
+def _convert(data: bytes, content_type: str, max_uncompressed_mb: int) -> str:
+    """Dispatch to the right converter and add back the structure it drops."""
     if content_type == "application/pdf":
-        text = _run("pdf", data)
-        if text is None:
-            raise ConversionError(_pdf_failure(data))
-        if not text.strip():
-            raise ConversionError("no extractable text (the PDF may be scanned images without OCR)")
-        return text
+        return _pdf_text(data)
     if content_type == DOCX:
-        text = _run("docx", data)
-        if text is None:
-            raise ConversionError(_docx_failure(data))
-        return _mark_headings(text, _docx_headings(data))
+        return _docx_text(data, max_uncompressed_mb)
     decoded = _decode(data)
     if content_type == "text/html":
-        utf8 = decoded.encode("utf-8")
-        text = _run("html", utf8)
-        return _strip_emphasis(text) if text and text.strip() else _html_fallback(utf8)
+        return _html_text(decoded.encode("utf-8"))
     if content_type == "text/markdown":
         text = _run("markdown", _markdown_with_headings(decoded).encode("utf-8"))
     else:
@@ -218,18 +256,29 @@ def _convert(data: bytes, content_type: str) -> str:
     return text
 
 
-def extract_text(data: bytes, content_type: str, filename: str) -> str:
-    """Extract searchable text from an upload, raising ConversionError with a human reason."""
+def extract_text(
+    data: bytes, content_type: str, filename: str, max_uncompressed_mb: int | None = None
+) -> str:
+    """Extract searchable text from an upload, raising ConversionError with a human reason.
+
+    MemoryError and SoftTimeLimitExceeded propagate untouched (see the module docstring);
+    `max_uncompressed_mb` bounds a DOCX's unpacked size (default: MAX_UNCOMPRESSED_MB)."""
     kind = (content_type or "").split(";")[0].strip().lower()
     label = filename or "file"
     if not data:
         raise ConversionError(f"{label}: the file is empty")
     if not is_parseable(kind):
         raise ConversionError(f"{label}: {kind or 'this file type'} has no extractable text")
+    if max_uncompressed_mb is None:
+        from models.settings import get_settings
+
+        max_uncompressed_mb = get_settings().max_uncompressed_mb
     try:
-        raw = _convert(data, kind)
+        raw = _convert(data, kind, max_uncompressed_mb)
     except ConversionError as exc:
-        raise ConversionError(f"{label}: {exc}") from None
+        raise ConversionError(f"{label}: {exc}") from exc.__cause__
+    except _FINAL:
+        raise
     except Exception as exc:  # a parser bug must not crash the worker task
         raise ConversionError(f"{label}: conversion failed ({type(exc).__name__}: {exc})") from exc
     text = clean_text(raw)

@@ -1,0 +1,266 @@
+"""Hostile uploads through the real HTTP API to real workers, split as `make run` splits them.
+
+A zip bomb, a DOCX that passes every archive check but needs ~900 MB to parse, a PDF with too
+many pages and a PDF that keeps pypdf busy for an hour: each must end `failed` with a readable
+reason on the customer's socket, the Celery processes must stay small (the parse happens in a
+sandboxed child that takes its memory with it), and chat answers must not wait behind files.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.client import STAFF, Api, Socket
+from tests.conftest import (
+    base_env,
+    database_url,
+    drop_postgres,
+    flush_redis,
+    migrate,
+    recreate_postgres,
+    redis_url,
+)
+from tests.files import build_dense_docx, build_docx_bomb, build_pdf, build_slow_pdf
+from tests.stack import Stack
+
+PARSE_TIME_LIMIT = 3  # seconds; the poison PDF would take an hour
+RSS_BOUND_MB = 600  # every Celery process (main and pool), whatever it was asked to parse
+
+
+def _ppids() -> dict[int, int]:
+    """pid -> parent pid for every process we can see."""
+    out: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    out[int(entry)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class RssWatch:
+    """Samples the RSS of a worker's Celery processes (main + pool) and, apart, of the
+    sandbox children the pool forks for each parse, every 50 ms."""
+
+    def __init__(self, worker_pid: int) -> None:
+        self.worker_pid = worker_pid
+        self.celery_peak = self.sandbox_peak = 0.0
+        self.sandboxes_seen = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def pool(self) -> set[int]:
+        """Pids of the worker's pool processes (a changed set means one died)."""
+        return {p for p, parent in _ppids().items() if parent == self.worker_pid}
+
+    def parsing(self) -> list[int]:
+        """Pids of sandbox children alive now."""
+        ppids = _ppids()
+        pool = [p for p, parent in ppids.items() if parent == self.worker_pid]
+        return [p for p, parent in ppids.items() if parent in pool]
+
+    def _run(self) -> None:
+        seen: set[int] = set()
+        while not self._stop.is_set():
+            ppids = _ppids()
+            pool = [p for p, parent in ppids.items() if parent == self.worker_pid]
+            for pid in [self.worker_pid, *pool]:
+                self.celery_peak = max(self.celery_peak, _rss_mb(pid))
+            for pid in (p for p, parent in ppids.items() if parent in pool):
+                seen.add(pid)
+                self.sandbox_peak = max(self.sandbox_peak, _rss_mb(pid))
+            self.sandboxes_seen = len(seen)
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> RssWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+class Hostile:
+    """The stack of this module: a web, an answers worker and a files worker."""
+
+    def __init__(self, stack: Stack, answers: subprocess.Popen, files: subprocess.Popen) -> None:
+        self.stack, self.answers, self.files = stack, answers, files
+        self.api = Api(stack.urls[0])
+
+
+@pytest.fixture(scope="module")
+def hostile(logdir: Path) -> Iterator[Hostile]:
+    """Like conftest.side_stack, but with the two worker pools of the Procfile."""
+    from tests.client import load_sample_kb
+
+    url = database_url("_hostile")
+    if os.environ.get("TEST_DATABASE_URL"):
+        recreate_postgres(url)
+    migrate(url)
+    env = base_env() | {
+        "DATABASE_URL": url,
+        "REDIS_URL": redis_url("hostile"),
+        "EVENT_CHANNEL_PREFIX": f"hlhostile-{uuid.uuid4().hex[:6]}",
+        "PARSE_TIME_LIMIT": str(PARSE_TIME_LIMIT),
+    }
+    stack = Stack(env, logdir, name="hostile")
+    answers = None
+    try:
+        stack.start_web()
+        stack.start_worker(queues="interactive,agent")
+        answers = stack.worker
+        stack.start_worker(queues="attachments,kb")
+        stack.wait_ready()
+        load_sample_kb(stack)
+        assert answers is not None and stack.worker is not None
+        yield Hostile(stack, answers, stack.worker)
+    finally:
+        stack.stop()  # the web and the files worker
+        if answers is not None and answers.poll() is None:
+            os.killpg(answers.pid, signal.SIGTERM)
+            try:
+                answers.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(answers.pid, signal.SIGKILL)
+        flush_redis(env["REDIS_URL"])
+        if os.environ.get("TEST_DATABASE_URL"):
+            drop_postgres(url)
+
+
+def _upload(h: Hostile, chat: dict, name: str, data: bytes) -> str:
+    resp = h.api.http.post(
+        "/api/chat/upload",
+        data={"session_id": chat["session_id"]},
+        files={"file": (name, data, "application/octet-stream")},
+        headers=h.api.auth(chat),
+    )
+    assert resp.status_code == 202, resp.text
+    return resp.json()["attachment_id"]
+
+
+def _fails_with(h: Hostile, name: str, data: bytes, needle: str) -> tuple[dict, RssWatch]:
+    """Upload, wait for the customer's `attachment` event; check the event and the row."""
+    chat = h.api.create_session()
+    sock = Socket(h.api.base_url, session_id=chat["session_id"], token=chat["token"])
+    try:
+        assert sock.recv()["type"] == "connected"
+        with RssWatch(h.files.pid) as watch:
+            pool = watch.pool()
+            att_id = _upload(h, chat, name, data)
+            event = sock.until("attachment", timeout=30, attachment_id=att_id)[-1]
+    finally:
+        sock.close()
+    assert watch.pool() == pool, "a pool process died: its task would be redelivered"
+    assert event["status"] == "failed", event
+    assert event["error"].startswith(f"{name}: ") and needle in event["error"], event["error"]
+    row = h.api.http.get(f"/api/attachments/{att_id}", headers=h.api.auth(chat)).json()
+    assert row["status"] == "failed" and row["error"] == event["error"]
+    assert watch.celery_peak < RSS_BOUND_MB, f"worker grew to {watch.celery_peak:.0f} MB"
+    print(
+        f"\n{name} ({len(data) // 1024} KB): {event['error']!r}; Celery processes peak "
+        f"{watch.celery_peak:.0f} MB, sandbox child peak {watch.sandbox_peak:.0f} MB"
+    )
+    return event, watch
+
+
+def test_zip_bomb_is_refused_from_its_directory(hostile: Hostile) -> None:
+    bomb = build_docx_bomb(200)  # ~750 KB holding 200 MiB of XML
+    _fails_with(hostile, "bomb.docx", bomb, "would unpack to 201 MB (limit 50 MB)")
+
+
+def test_dense_docx_hits_the_memory_limit(hostile: Hostile) -> None:
+    dense = build_dense_docx()  # passes the archive checks; python-docx would need ~900 MB
+    _, watch = _fails_with(
+        hostile, "dense.docx", dense, "needs more memory than allowed to read (limit 512 MB)"
+    )
+    assert watch.sandboxes_seen >= 1 and watch.sandbox_peak < 512 + 300
+
+
+def test_pdf_with_too_many_pages(hostile: Hostile) -> None:
+    pdf = build_pdf([[f"Page {i}"] for i in range(2500)])
+    _fails_with(hostile, "manual.pdf", pdf, "has 2500 pages (limit 2000)")
+
+
+def test_poison_pdf_is_killed_and_answers_do_not_wait(hostile: Hostile) -> None:
+    h = hostile
+    chat = h.api.create_session()
+    sock = Socket(h.api.base_url, session_id=chat["session_id"], token=chat["token"])
+    assert sock.recv()["type"] == "connected"
+    with RssWatch(h.files.pid) as watch:
+        pool = watch.pool()
+        started = time.monotonic()
+        ids = [_upload(h, chat, f"poison{i}.pdf", build_slow_pdf()) for i in range(2)]
+        deadline = time.monotonic() + 10
+        while len(watch.parsing()) < 2:  # both file processes are busy with a poison PDF
+            assert time.monotonic() < deadline, "the files worker never started parsing"
+            time.sleep(0.05)
+        other = h.api.create_session()  # another customer, and the uploader too
+        for who in (other, chat):
+            asked = time.monotonic()
+            resp = h.api.send(who, "How do I reset my password?", wait=10)
+            took = time.monotonic() - asked
+            assert resp.status_code == 200 and resp.json()["message"], resp.text
+            assert took < 3, f"an answer waited {took:.1f} s behind file parsing"
+            print(f"\nanswer during two poison parses: {took * 1000:.0f} ms")
+        events = {}
+        while len(events) < len(ids):
+            event = sock.until("attachment", timeout=30)[-1]
+            events[event["attachment_id"]] = event
+    sock.close()
+    for i, att_id in enumerate(ids):
+        assert events[att_id]["status"] == "failed"
+        assert events[att_id]["error"] == (
+            f"poison{i}.pdf: the file took too long to read (limit {PARSE_TIME_LIMIT} s)"
+        )
+    elapsed = time.monotonic() - started
+    assert elapsed < PARSE_TIME_LIMIT + 10, f"took {elapsed:.1f} s"
+    assert watch.celery_peak < RSS_BOUND_MB and not watch.parsing()  # the children are gone
+    assert watch.pool() == pool, "a pool process died: its task would be redelivered"
+    print(f"poison parse killed after {elapsed:.1f} s; celery peak {watch.celery_peak:.0f} MB")
+
+
+def test_knowledge_base_documents_are_sandboxed_too(hostile: Hostile) -> None:
+    h = hostile
+    with RssWatch(h.files.pid) as watch:
+        pool = watch.pool()
+        resp = h.api.http.post(
+            "/api/kb/documents",
+            data={"external_id": "hostile/dense"},
+            files={"file": ("dense.docx", build_dense_docx(), "application/octet-stream")},
+            headers=STAFF,
+        )
+        assert resp.status_code == 202, resp.text
+        url, deadline = f"/api/kb/documents/{resp.json()['id']}", time.monotonic() + 30
+        doc = h.api.http.get(url, headers=STAFF).json()
+        while doc["status"] not in ("done", "failed"):
+            assert time.monotonic() < deadline, doc
+            time.sleep(0.1)
+            doc = h.api.http.get(url, headers=STAFF).json()
+    assert doc["status"] == "failed"
+    assert doc["error"] == (
+        "dense.docx: the file needs more memory than allowed to read (limit 512 MB)"
+    ), doc
+    assert watch.celery_peak < RSS_BOUND_MB and watch.pool() == pool
