@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -16,6 +17,8 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 session_id_var: ContextVar[str | None] = ContextVar("session_id", default=None)
 task_id_var: ContextVar[str | None] = ContextVar("task_id", default=None)
 
+_IDS = {"request_id", "session_id", "task_id"}
+_BYTES = re.compile(r"ByteStream\(.*|b'(?:[^'\\]|\\.)*'?|b\"(?:[^\"\\]|\\.)*\"?", re.S)
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 _SECRET_KEYS = {"token", "api_key", "authorization", "password", "openai_api_key"}
 
@@ -31,6 +34,27 @@ class ContextFilter(logging.Filter):
         ):
             if getattr(record, name, None) is None:
                 setattr(record, name, var.get())
+        return True
+
+
+class LibraryTextFilter(logging.Filter):
+    """Third-party libraries may put the data they choke on into their messages (haystack's
+    converters log part of an uploaded file's bytes): keep their message template without its
+    arguments, cut to 120 characters, so no customer file ends up in the logs."""
+
+    LIMIT = 120
+    LIBRARIES = ("haystack", "pypdf", "trafilatura", "docx", "lxml", "markdown_it")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.LIBRARIES):
+            return True
+        text = str(record.msg) if record.args else record.getMessage()
+        text = _BYTES.sub("<file data withheld>", text)
+        if record.args or len(text) > self.LIMIT:
+            text = text[: self.LIMIT] + " … (details withheld)"
+        record.msg, record.args = text, None
+        for key in [k for k in vars(record) if k not in _STANDARD and k not in _IDS]:
+            delattr(record, key)  # structured extras (haystack's `source=`) carry the data too
         return True
 
 
@@ -74,6 +98,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler._helpline = True  # type: ignore[attr-defined]
     handler.addFilter(ContextFilter())
+    handler.addFilter(LibraryTextFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
