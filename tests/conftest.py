@@ -80,6 +80,13 @@ def redis_url(name: str = "main") -> str:
     return f"{_REDIS_BASE.rstrip('/')}/{_REDIS_DBS[name]}"
 
 
+def release_redis(name: str) -> None:
+    """Empty a side stack's database and give it back (there are only eight to share)."""
+    db = _REDIS_DBS.pop(name, None)
+    if db is not None:
+        flush_redis(f"{_REDIS_BASE.rstrip('/')}/{db}")  # drops our lock key with the rest
+
+
 def base_env() -> dict[str, str]:
     """Environment shared by the test process and every process it starts."""
     return {
@@ -164,7 +171,7 @@ def side_stack(logdir: Path, name: str, env: dict[str, str], *, kb: bool = True)
         yield stack
     finally:
         stack.stop()
-        flush_redis(full["REDIS_URL"])
+        release_redis(name)
         if os.environ.get("TEST_DATABASE_URL"):
             drop_postgres(url)
 
