@@ -78,6 +78,17 @@ SENDERS = {
 }
 
 
+def queue_depth(task: str) -> int | None:
+    """Tasks waiting in the queue `task` is routed to (None when the broker cannot tell)."""
+    routes = producer().conf.task_routes or {}
+    queue = (routes.get(task) or {}).get("queue") or producer().conf.task_default_queue
+    try:
+        with producer().connection_for_write() as conn:
+            return int(conn.default_channel.queue_declare(queue, passive=True).message_count)
+    except Exception:  # broker away, or a transport without passive declare
+        return None
+
+
 def search(query: str, limit: int, timeout: float) -> list[dict]:
     """Ask a worker to search the knowledge base and wait for the rows (raises on timeout)."""
     result = producer().send_task(SEARCH_KB, args=[query, limit], ignore_result=False)

@@ -11,7 +11,7 @@ The web calls `queue` when it accepts work; the worker calls the rest; the sweep
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -175,12 +175,28 @@ class Overdue:
     lease_until: datetime
     attempts: int
     exhausted: bool
+    status: str = WorkState.QUEUED.value
+    created_at: datetime | None = None
+
+    def patient(self, kind: WorkKind) -> bool:
+        """Still within the time a queued row may plausibly wait behind a backlog (six claim
+        deadlines since it was made); past that it is re-sent even if the queue is busy."""
+        if self.status != WorkState.QUEUED or self.created_at is None:
+            return False
+        made = self.created_at if self.created_at.tzinfo else self.created_at.replace(tzinfo=UTC)
+        return utcnow() - made < 6 * kind.claim_deadline
 
 
 def overdue(db: Session, kind: WorkKind, limit: int = 200) -> list[Overdue]:
     """Open rows past their deadline, oldest first."""
     rows = db.execute(
-        select(kind.model.id, kind.model.lease_until, kind.model.attempts)
+        select(
+            kind.model.id,
+            kind.model.lease_until,
+            kind.model.attempts,
+            kind.model.status,
+            kind.model.created_at,
+        )
         .where(
             *kind.scope,
             kind.model.status.in_([s.value for s in OPEN]),
@@ -189,7 +205,7 @@ def overdue(db: Session, kind: WorkKind, limit: int = 200) -> list[Overdue]:
         .order_by(kind.model.lease_until)
         .limit(limit)
     ).all()
-    return [Overdue(r[0], r[1], r[2], r[2] >= kind.max_attempts) for r in rows]
+    return [Overdue(r[0], r[1], r[2], r[2] >= kind.max_attempts, r[3], r[4]) for r in rows]
 
 
 def requeue(db: Session, kind: WorkKind, item: Overdue) -> bool:

@@ -78,6 +78,10 @@ def sweep_kind(kind: WorkKind, limit: int = 200) -> tuple[int, int]:
     try:
         items = overdue(db, kind, limit)
         db.rollback()
+        # A queued row past its deadline while its queue still holds tasks is most likely just
+        # waiting its turn: re-sending it would only double the backlog. Its deadline moves on;
+        # once the queue is empty (or it waited six deadlines), it really was lost: re-sent.
+        backlog = jobs.queue_depth(kind.task) if items else 0
         for item in items:
             give_up = GIVE_UP.get(kind.name)
             if item.exhausted and give_up is not None:
@@ -86,7 +90,8 @@ def sweep_kind(kind: WorkKind, limit: int = 200) -> tuple[int, int]:
                 continue
             won = requeue(db, kind, item)  # only one of several sweepers wins each row
             db.commit()
-            if won:
+            waiting = bool(backlog) and item.patient(kind)
+            if won and not waiting:
                 jobs.SENDERS[kind.task](item.id)
                 resent += 1
     finally:
