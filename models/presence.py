@@ -7,12 +7,15 @@ crashed web process's agents drop out by themselves after `TTL` seconds.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import redis
 
 from models.events import redis_client
 from models.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 TTL = 60.0  # seconds an agent stays "online" after its socket last checked in
 
@@ -32,16 +35,17 @@ def check_in(client_id: str, name: str) -> None:
         pipe.zadd(_key(), {f"{client_id}|{name}": time.time() + TTL})
         pipe.hset(_seen_key(), name, time.time())
         pipe.execute()
-    except redis.RedisError:
-        pass  # presence is advisory: a missed check-in only makes us more cautious
+    except redis.RedisError as exc:
+        # Presence is advisory: a missed check-in only makes the notices more cautious.
+        log.debug("presence check-in skipped", extra={"error": str(exc)[:200]})
 
 
 def seen(name: str) -> None:
     """An agent acted (any staff request): they are still at work, console or not."""
     try:
         redis_client().hset(_seen_key(), name, time.time())
-    except redis.RedisError:
-        pass
+    except redis.RedisError as exc:
+        log.debug("presence update skipped", extra={"error": str(exc)[:200]})
 
 
 def last_seen(name: str) -> float | None:
@@ -57,8 +61,8 @@ def check_out(client_id: str, name: str) -> None:
     """The console socket closed."""
     try:
         redis_client().zrem(_key(), f"{client_id}|{name}")
-    except redis.RedisError:
-        pass
+    except redis.RedisError as exc:  # the entry expires by itself after TTL
+        log.debug("presence check-out skipped", extra={"error": str(exc)[:200]})
 
 
 def agents_online() -> int:
