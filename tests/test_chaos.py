@@ -797,13 +797,13 @@ def test_every_message_answered_once_through_worker_kills_and_a_redis_restart(lo
 
 # -- a Redis restart while the worker holds a task -----------------------------------------
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,  # the crash is a race in kombu's restore: an occasional pass must not fail CI
     reason=(
         "celery/kombu 5.7.0: on broker connection loss the consumer closes the connection, "
         "kombu restores the unacknowledged messages through a connection already cleared "
         "(AttributeError: 'NoneType' object has no attribute 'hostname') and the worker "
         "exits with 'Unrecoverable error' (code 1); nothing is answered until something "
-        "restarts it. Remove this mark when that is fixed."
+        "restarts it. Remove this mark when it passes (XPASS) every time."
     ),
 )
 @pytest.mark.timeout(180)
