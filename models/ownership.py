@@ -126,17 +126,15 @@ def request_person(
     db.add(ticket)
     db.flush()
     avail = availability()
-    event = append_event(
+    event = _escalation_event(
         db,
         session_id,
-        "escalation",
+        reasons,
+        trigger_message_id,
+        avail,
         required=True,
-        reason=reasons[0] if reasons else None,
-        reasons=list(reasons),
         ticket_id=ticket.id,
         priority=priority,
-        message_id=trigger_message_id,
-        availability=avail,
         notice=waiting_notice(avail),
         owner=Owner.WAITING.value,
     )
@@ -147,18 +145,37 @@ def offer_person(
     db: Session, session_id: str, *, reasons: list[str], trigger_message_id: str | None
 ) -> dict:
     """Suggest a person without handing over (soft signals); the bot keeps answering."""
+    return _escalation_event(
+        db,
+        session_id,
+        reasons,
+        trigger_message_id,
+        availability(),
+        required=False,
+        ticket_id=None,
+        notice="Would you like to talk to a member of our team?",
+        owner=Owner.BOT.value,
+    )
+
+
+def _escalation_event(
+    db: Session,
+    session_id: str,
+    reasons: list[str],
+    trigger_message_id: str | None,
+    avail: dict,
+    **fields: object,
+) -> dict:
+    """The `escalation` event of a handover (required) or an offer, in one shape."""
     return append_event(
         db,
         session_id,
         "escalation",
-        required=False,
         reason=reasons[0] if reasons else None,
         reasons=list(reasons),
-        ticket_id=None,
         message_id=trigger_message_id,
-        availability=availability(),
-        notice="Would you like to talk to a member of our team?",
-        owner=Owner.BOT.value,
+        availability=avail,
+        **fields,
     )
 
 
