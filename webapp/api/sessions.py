@@ -156,8 +156,10 @@ class SessionItem(MethodView):
 @blp.doc(**CUSTOMER_OR_STAFF)
 @errors(blp, 400, 401, 403, 404, 422)
 def session_status(session_id: str) -> ChatSession:
-    """End a session, as `PATCH /api/sessions/<id>` does (same body, credentials and answer);
-    kept for the original client (customer-support-agent), which ends sessions here."""
+    """End a session (kept for the original client).
+
+    The same as `PATCH /api/sessions/<id>`: same body, credentials and answer. The original
+    client (customer-support-agent) ends its sessions here."""
     return _end(session_id)
 
 
