@@ -41,6 +41,10 @@ def _count(maximum: int = MAX_INT) -> validate.Range:
     return validate.Range(0, maximum)
 
 
+# How the OpenAPI document marks an alias that only the original system's client reads.
+ORIGINAL = "kept for the original client (customer-support-agent)"
+
+
 class ErrorBody(Schema):
     code = fields.String(
         required=True, metadata={"description": "machine-readable, e.g. `malformed_session_id`"}
@@ -66,6 +70,11 @@ class SessionCreate(_In):
 
 class SessionOut(Schema):
     session_id = fields.String(attribute="id", required=True)
+    id = fields.Function(  # a second field on attribute `id` (marshmallow forbids two)
+        lambda chat: chat.id,
+        required=True,
+        metadata={"type": "string", "description": f"= `session_id`; {ORIGINAL}"},
+    )
     token = fields.String(metadata={"description": "only returned when the session is created"})
     user_id = fields.String(allow_none=True)
     status = fields.String(required=True)
@@ -120,14 +129,63 @@ class MessageAccepted(Schema):
         return not accepted.created
 
 
-class SourceOut(Schema):
-    index = fields.Integer()
+class SourceMetadata(Schema):
+    """The original client's `metadata` of a source (`source`, `page`), with our ids beside."""
+
+    source = fields.String(allow_none=True, metadata={"description": f"the title; {ORIGINAL}"})
+    page = fields.Integer(
+        allow_none=True, metadata={"description": f"null: articles have no pages; {ORIGINAL}"}
+    )
     chunk_id = fields.String()
     document_id = fields.String()
     external_id = fields.String(allow_none=True)
     title = fields.String()
-    snippet = fields.String()
-    score = fields.Float()
+    section = fields.String(allow_none=True)
+
+
+class SourceOut(Schema):
+    """One knowledge-base passage, the same wherever a client meets it: search results, the
+    socket's `sources` and `complete` events, `?wait=` replies and history. The original
+    client's fields (`content`, `relevance_score`, `metadata`, `rank`) are derived here from
+    ours, so no producer builds them."""
+
+    index = fields.Integer(
+        required=True, metadata={"description": "the [n] citing it in the reply; in search, rank"}
+    )
+    chunk_id = fields.String(required=True)
+    document_id = fields.String(required=True)
+    external_id = fields.String(allow_none=True)
+    title = fields.String(required=True)
+    snippet = fields.String(required=True, metadata={"description": "the passage, shortened"})
+    score = fields.Float(allow_none=True, metadata={"description": "retrieval score"})
+    content = fields.String(
+        required=True,
+        metadata={"description": f"the passage (search) or the text cited (replies); {ORIGINAL}"},
+    )
+    relevance_score = fields.Float(
+        allow_none=True, metadata={"description": f"`score` rounded to 4 places; {ORIGINAL}"}
+    )
+    rank = fields.Integer(required=True, metadata={"description": f"= `index`; {ORIGINAL}"})
+    metadata = fields.Nested(SourceMetadata, required=True, metadata={"description": ORIGINAL})
+
+    @pre_dump
+    def _original_fields(self, src, **_kw) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        score = src.get("score")
+        return {
+            **src,
+            "content": src.get("content") or src.get("snippet", ""),
+            "relevance_score": None if score is None else round(score, 4),
+            "rank": src.get("index"),
+            "metadata": {
+                "source": src.get("title") or src.get("external_id"),
+                "page": None,
+                "chunk_id": src.get("chunk_id"),
+                "document_id": src.get("document_id"),
+                "external_id": src.get("external_id"),
+                "title": src.get("title"),
+                "section": src.get("section"),
+            },
+        }
 
 
 class ChatResponse(Schema):
@@ -142,7 +200,13 @@ class ChatResponse(Schema):
     session_id = fields.String(required=True)
     timestamp = Timestamp(required=True)
     processing_time = fields.Float(allow_none=True, required=True)
-    metadata = fields.Dict(required=True)
+    metadata = fields.Dict(
+        required=True,
+        metadata={
+            "description": "the reply's; for a message handed to a person `escalation` and "
+            f"`ticket_id`, with `reasons` and `priority` {ORIGINAL}"
+        },
+    )
 
     @pre_dump
     def _from_message(self, reply, **_kw) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -157,7 +221,13 @@ class ChatResponse(Schema):
                 "session_id": reply.session_id,
                 "timestamp": reply.created_at,
                 "processing_time": None,
-                "metadata": {"escalation": outcome, "ticket_id": outcome.get("ticket_id")},
+                "metadata": {
+                    "escalation": outcome,
+                    "ticket_id": outcome.get("ticket_id"),
+                    # the original client's banner reads these two beside ticket_id
+                    "reasons": list(outcome.get("reasons") or []),
+                    "priority": outcome.get("priority"),
+                },
             }
         meta = dict(reply.metadata_ or {})
         return {
@@ -231,13 +301,6 @@ class UploadForm(_In):
 class SearchIn(_In):
     query = fields.String(required=True, validate=validate.Length(1, 1000))
     limit = fields.Integer(load_default=5, validate=validate.Range(1, 50))
-
-
-class SearchResult(Schema):
-    content = fields.String()
-    metadata = fields.Dict()
-    relevance_score = fields.Float()
-    rank = fields.Integer()
 
 
 class RatingIn(_In):
@@ -378,6 +441,19 @@ class LiveOut(Schema):
 class ReadyOut(Schema):
     status = fields.String(required=True, metadata={"description": "ok or unavailable"})
     checks = fields.Dict(keys=fields.String(), values=fields.Nested(CheckOut), required=True)
+    services = fields.Method(
+        "_services",
+        required=True,
+        metadata={
+            "type": "object",
+            "additionalProperties": {"type": "string", "enum": ["healthy", "unhealthy"]},
+            "description": f"each check as `healthy` or `unhealthy`; {ORIGINAL}",
+        },
+    )
+
+    def _services(self, body: dict) -> dict[str, str]:
+        checks = body["checks"].items()
+        return {name: "healthy" if check["ok"] else "unhealthy" for name, check in checks}
 
 
 class HealthOut(ReadyOut):

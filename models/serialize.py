@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from models.chat import Attachment, Message, Ticket
-from models.schemas import AttachmentOut, MessageOut, TicketOut
+from models.schemas import AttachmentOut, MessageOut, SourceOut, TicketOut
 
 _message = MessageOut()
 _attachment = AttachmentOut()
 _ticket = TicketOut()
+_sources = SourceOut(many=True)
 
 
 def ticket_json(ticket: Ticket) -> dict[str, Any]:
@@ -25,6 +26,11 @@ def ticket_json(ticket: Ticket) -> dict[str, Any]:
 def attachment_json(att: Attachment) -> dict[str, Any]:
     """An attachment as clients see it (never the bytes or the full text)."""
     return _attachment.dump(att)
+
+
+def sources_json(sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Sources as every client sees them (a reply's stream, the CLI's search)."""
+    return _sources.dump(sources)
 
 
 def message_json(msg: Message, attachments: list[Attachment] | None = None) -> dict[str, Any]:

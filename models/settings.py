@@ -92,6 +92,17 @@ def _origins(name: str) -> tuple[str, ...]:
     return tuple(origins)
 
 
+def _cors_origins() -> tuple[str, ...]:
+    """CORS_ORIGINS: exact origins only. Credentials are allowed for them, so a wildcard (which
+    browsers refuse with credentials, and which would let any site read a customer's chat) is
+    a configuration error, not a pattern."""
+    origins = _origins("CORS_ORIGINS")
+    for origin in origins:
+        if "*" in origin:
+            raise ConfigError(f"CORS_ORIGINS lists exact origins, no wildcards; got {origin!r}")
+    return origins
+
+
 @dataclass(frozen=True)
 class Settings:
     """Typed view of the environment; build with `Settings.from_env()`."""
@@ -124,6 +135,7 @@ class Settings:
     support_hours: str
     support_timezone: str
     allowed_origins: tuple[str, ...]
+    cors_origins: tuple[str, ...]
     max_sockets_per_session: int
     rate_limit_per_ip_per_minute: int
     sessions_per_ip_per_minute: int
@@ -197,6 +209,7 @@ class Settings:
             support_hours=hours,
             support_timezone=zone,
             allowed_origins=_origins("ALLOWED_ORIGINS"),
+            cors_origins=_cors_origins(),
             max_sockets_per_session=_int("MAX_SOCKETS_PER_SESSION", 8, 1),
             rate_limit_per_ip_per_minute=_int("RATE_LIMIT_PER_IP_PER_MINUTE", 120, 0),
             sessions_per_ip_per_minute=_int("SESSIONS_PER_IP_PER_MINUTE", 20, 0),
@@ -217,6 +230,12 @@ class Settings:
     def max_upload_bytes(self) -> int:
         """Upload limit in bytes."""
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def socket_origins(self) -> frozenset[str]:
+        """Other origins whose pages may open sockets: ALLOWED_ORIGINS, and every CORS origin
+        (a page trusted with the API and credentials gains nothing new from a socket)."""
+        return frozenset(self.allowed_origins) | frozenset(self.cors_origins)
 
     @property
     def is_postgres(self) -> bool:

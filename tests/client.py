@@ -75,8 +75,13 @@ def ws_url(base_url: str, path: str = "/ws", **params: Any) -> str:
 class Socket:
     """A WebSocket client that reads JSON events with a deadline."""
 
-    def __init__(self, base_url: str, path: str = "/ws", **params: Any) -> None:
-        self.ws = websocket.create_connection(ws_url(base_url, path, **params), timeout=20)
+    def __init__(
+        self, base_url: str, path: str = "/ws", *, origin: str | None = None, **params: Any
+    ) -> None:
+        """`origin`: the page's (websocket-client sends the server's own by default)."""
+        self.ws = websocket.create_connection(
+            ws_url(base_url, path, **params), timeout=20, origin=origin
+        )
         self.seen: list[dict] = []
 
     def send(self, event: dict | str) -> None:
@@ -116,9 +121,9 @@ class Socket:
         self.ws.close()
 
 
-def refused(base_url: str, **params: Any) -> tuple[dict, int]:
+def refused(base_url: str, *, origin: str | None = None, **params: Any) -> tuple[dict, int]:
     """Connect expecting a refusal: returns the error event and the close code."""
-    ws = websocket.create_connection(ws_url(base_url, **params), timeout=10)
+    ws = websocket.create_connection(ws_url(base_url, **params), timeout=10, origin=origin)
     try:
         event = json.loads(ws.recv())
         while True:

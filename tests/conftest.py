@@ -21,6 +21,9 @@ import pytest
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no network calls from tests
 
 STAFF_KEY = "test-staff-key"
+# The origin of a cross-origin page (the original client's dev server): the suite's stacks list
+# it in CORS_ORIGINS; every other origin stays refused (tests/test_original_client.py).
+CORS_ORIGIN = "http://localhost:3000"
 _TMP = Path(tempfile.mkdtemp(prefix="helpline-tests-"))
 _PREFIX = f"hltest-{uuid.uuid4().hex[:8]}"
 
@@ -94,6 +97,7 @@ def base_env() -> dict[str, str]:
         "REDIS_URL": redis_url(),
         "EVENT_CHANNEL_PREFIX": _PREFIX,
         "STAFF_API_KEYS": f"{STAFF_KEY},Sam=sam-key,Ana=ana-key",
+        "CORS_ORIGINS": CORS_ORIGIN,
         "AGENT_LEASE_SECONDS": "4",
         # The suite makes hundreds of conversations from one address; test_limits checks these.
         "SESSIONS_PER_IP_PER_MINUTE": "0",

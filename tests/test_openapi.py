@@ -65,6 +65,7 @@ CHECKS = [
 # A fresh session per example: these end, delete, rate once or hand the session to a person.
 FRESH_SESSION = {
     ("PATCH", "/api/sessions/{session_id}"),
+    ("PATCH", "/api/sessions/{session_id}/status"),
     ("DELETE", "/api/sessions/{session_id}"),
     ("POST", "/api/sessions/{session_id}/rating"),
     ("POST", "/api/sessions/{session_id}/takeover"),

@@ -19,6 +19,8 @@ def env(monkeypatch):  # type: ignore[no-untyped-def]
         "KB_STORE",
         "LLM_TIMEOUT",
         "STAFF_API_KEYS",
+        "CORS_ORIGINS",
+        "ALLOWED_ORIGINS",
     ):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
@@ -64,6 +66,19 @@ def test_staff_keys_are_split_and_trimmed(env):
     assert Settings.from_env().staff_api_keys == frozenset({"a1", "b2"})
 
 
+def test_cors_origins_are_none_by_default_and_may_open_sockets(env):
+    assert Settings.from_env().cors_origins == ()
+    env.setenv("CORS_ORIGINS", "http://LOCALHOST:3000/, https://shop.example")
+    env.setenv("ALLOWED_ORIGINS", "https://widget.example")
+    s = Settings.from_env()
+    assert s.cors_origins == ("http://localhost:3000", "https://shop.example")
+    assert s.socket_origins == {
+        "http://localhost:3000",
+        "https://shop.example",
+        "https://widget.example",
+    }
+
+
 def test_heroku_postgres_url_is_normalised():
     from models.db import normalise_url
 
@@ -79,6 +94,8 @@ def test_heroku_postgres_url_is_normalised():
         ({"SUPPORT_HOURS": "weekdays 9 to 5"}, "SUPPORT_HOURS"),
         ({"SUPPORT_TIMEZONE": "Nowhere/Land"}, "SUPPORT_TIMEZONE"),
         ({"ALLOWED_ORIGINS": "shop.example"}, "ALLOWED_ORIGINS"),
+        ({"CORS_ORIGINS": "*"}, "CORS_ORIGINS"),
+        ({"CORS_ORIGINS": "https://*.shop.example"}, "CORS_ORIGINS lists exact origins"),
         ({"SESSIONS_PER_IP_PER_MINUTE": "-1"}, "SESSIONS_PER_IP_PER_MINUTE"),
     ],
 )

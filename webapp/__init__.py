@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any
@@ -32,6 +33,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from webapp.limits import init_limits
 
     init_limits(app)
+    _init_cors(app, settings.cors_origins)
 
     from webapp.api import attachments, docs, health, kb, messages, search, sessions, tickets
 
@@ -53,6 +55,30 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     register_cli(app)
     return app
+
+
+# Headers a cross-origin page may read: the request id (clients log it) and when to retry.
+CORS_EXPOSED = ["X-Request-ID", "Retry-After"]
+
+
+def _init_cors(app: Flask, origins: tuple[str, ...]) -> None:
+    """CORS for the API and health checks, for CORS_ORIGINS only (none by default), with
+    credentials. Each origin is matched literally (escaped, whole, case-insensitive), which
+    also makes flask-cors send `Vary: Origin`; `always_send=False` keeps the list private
+    from requests without an Origin. Sockets are not CORS: webapp.auth.check_origin."""
+    if not origins:
+        return
+    from webapp.extensions import cors
+
+    cors.init_app(
+        app,
+        resources=[r"/api/.*", r"/health.*"],
+        origins=[re.compile(re.escape(o) + r"\Z", re.IGNORECASE) for o in origins],
+        supports_credentials=True,
+        expose_headers=CORS_EXPOSED,
+        always_send=False,
+        max_age=600,
+    )
 
 
 def _install_request_hooks(app: Flask) -> None:

@@ -175,9 +175,10 @@ def kb_search(query: str, limit: int, as_json: bool) -> None:
     import json
 
     from models import jobs
+    from models.serialize import sources_json
 
     try:
-        rows = jobs.search(query, limit, timeout=15)
+        rows = sources_json(jobs.search(query, limit, timeout=15))
     except Exception as exc:
         raise click.ClickException(
             f"no worker answered ({type(exc).__name__}): is one running?"

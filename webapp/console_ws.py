@@ -25,7 +25,7 @@ from webapp.auth import STAFF_TOKEN_PREFIX, Actor, check_origin, staff_from_toke
 from webapp.errors import ApiError
 from webapp.events import RESYNC, get_hub
 from webapp.extensions import sock
-from webapp.ws import CLOSE_CODES
+from webapp.ws import refuse
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +75,7 @@ def console_socket(ws: Any) -> None:
     try:
         actor = _authenticate()
     except ApiError as err:
-        event = envelope("error", STAFF_FEED, code=err.code, message=err.message)
-        try:
-            ws.send(json.dumps(event))
-            ws.close(reason=CLOSE_CODES.get(err.status, 1011), message=err.message[:120])
-        except ConnectionClosed:
-            pass
-        return
+        return refuse(ws, err, STAFF_FEED)
     feed = ConsoleFeed(ws, actor)
     hub = get_hub()
     hub.add(STAFF_FEED, feed)

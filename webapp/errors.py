@@ -9,6 +9,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from models.errors import Conflict, DomainError, Invalid, NotFound, TooLarge, Unsupported
+from models.events import envelope
 
 # HTTP status → default machine-readable code.
 CODES = {
@@ -74,6 +75,16 @@ class ApiError(Exception):
     def body(self) -> dict:
         """The error object (also the payload of a WebSocket `error` event)."""
         return {"code": self.code, "message": self.message, "details": self.details}
+
+
+def error_event(
+    session_id: str, code: str, message: str, details: Any = None, **fields: Any
+) -> dict:
+    """A socket `error` event: the error body's `code`, `message`, `details`, and `content`, a
+    copy of `message` kept for the original client (customer-support-agent), which shows it."""
+    return envelope(
+        "error", session_id, code=code, message=message, details=details, content=message, **fields
+    )
 
 
 def abort(status: int, message: str, code: str | None = None, **kw: Any) -> NoReturn:

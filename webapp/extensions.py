@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+from flask_cors import CORS
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 from flask_sock import Sock
@@ -75,3 +76,4 @@ class HelplineApi(Api):
 
 api = HelplineApi()
 sock = Sock()
+cors = CORS()

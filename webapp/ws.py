@@ -31,7 +31,7 @@ from models.textcheck import (
 from webapp.auth import Actor, authorize, check_origin
 from webapp.chat import accept_message
 from webapp.config import current_settings
-from webapp.errors import ApiError
+from webapp.errors import ApiError, error_event
 from webapp.events import RESYNC, get_hub
 from webapp.extensions import sock
 
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 # HTTP-style status of a refusal → WebSocket close code (documented in the README).
 CLOSE_CODES = {400: 4001, 401: 4003, 403: 4003, 404: 4004, 409: 4009, 429: 4029}
 _CLOSE = object()
+# A typing frame's flag; `isTyping` is kept for the original client (customer-support-agent).
+TYPING_KEYS = ("is_typing", "isTyping")
 # A session that ends or is deleted closes its sockets after the event that says so.
 ENDING = {"ended": (4009, "session ended"), "deleted": (4004, "session deleted")}
 
@@ -58,18 +60,23 @@ class Connection:
 
     # -- called by the hub and the reader; never blocks ----------------------------------
     def push(self, event: dict) -> None:
-        if event.get("type") == "user_typing" and event.get("client_id") == self.client_id:
-            return  # a typist never hears its own typing
+        if event.get("type") == "user_typing":
+            if event.get("client_id") == self.client_id:
+                return  # a typist never hears its own typing
+            if event.get("is_typing") is True:
+                # Kept for the original client, which shows "typing" for 3 s on any `typing`
+                # event whatever it says: so only a start goes out under that name.
+                self.outbox.put(event)
+                self.outbox.put({**event, "type": "typing"})
+                return
         self.outbox.put(event)
 
     def send_error(
         self, code: str, message: str, details: Any = None, client_msg_id: str | None = None
     ) -> None:
         """An `error` event; a refused message's `client_msg_id` lets the client mark it."""
-        fields: dict[str, Any] = {"code": code, "message": message, "details": details}
-        if client_msg_id is not None:
-            fields["client_msg_id"] = client_msg_id
-        self.outbox.put(envelope("error", self.session_id, **fields))
+        extra = {} if client_msg_id is None else {"client_msg_id": client_msg_id}
+        self.outbox.put(error_event(self.session_id, code, message, details, **extra))
 
     # -- writer ---------------------------------------------------------------------------
     def _send(self, event: dict) -> None:
@@ -155,22 +162,36 @@ class Connection:
                 return self.send_error("invalid_event", "agents take over with the ticket API")
             return self.on_message(data, request="person")
         if kind == "typing":
-            event = envelope(
-                "user_typing",
-                self.session_id,
-                client_id=self.client_id,
-                role="agent" if self.actor.is_staff else "user",
-                name=self.actor.name if self.actor.is_staff else None,
-                is_typing=data.get("is_typing") is True,
-            )
-            publish(event)
-            return None
+            return self.on_typing(data)
         if kind == "ping":
             ping_id = data.get("id")
             if not isinstance(ping_id, str | int | float | None) or isinstance(ping_id, bool):
                 ping_id = None
             return self.outbox.put(envelope("pong", self.session_id, id=ping_id))
         return self.send_error("unknown_type", f"unknown event type {kind[:40]!r}")
+
+    def on_typing(self, data: dict) -> None:
+        """Tell the others: `is_typing` (or `isTyping`, the original client's spelling) must be
+        true or false; a frame without one says nothing we could pass on, so it is an error
+        (never read as typing)."""
+        given = [data[key] for key in TYPING_KEYS if key in data]
+        if not given or not all(isinstance(v, bool) for v in given) or len(set(given)) > 1:
+            return self.send_error(
+                "invalid_fields",
+                "a typing event needs is_typing: true or false",
+                {"is_typing": ["must be true or false (isTyping is accepted too)"]},
+            )
+        publish(
+            envelope(
+                "user_typing",
+                self.session_id,
+                client_id=self.client_id,
+                role="agent" if self.actor.is_staff else "user",
+                name=self.actor.name if self.actor.is_staff else None,
+                is_typing=given[0],
+            )
+        )
+        return None
 
     def _acknowledge(self, msg: Message, created: bool) -> None:
         """Queued before the broadcast copy of the message, so the sender hears this first."""
@@ -222,10 +243,10 @@ class Connection:
         return None
 
 
-def _refuse(ws: Any, err: ApiError) -> None:
+def refuse(ws: Any, err: ApiError, session_id: str | None = None) -> None:
     """Explain, then close with the documented code (the socket was accepted first)."""
-    session_id = request.args.get("session_id")
-    event = envelope("error", session_id or "", code=err.code, message=err.message)
+    session_id = session_id or request.args.get("session_id") or ""
+    event = error_event(session_id, err.code, err.message, err.details)
     code = CLOSE_CODES.get(err.status, 1011)
     try:
         ws.send(json.dumps(event))
@@ -264,10 +285,10 @@ def websocket(ws: Any) -> None:
             raise ApiError(409, "this session has ended", "session_not_active")
         session_id, current = chat.id, chat.last_seq
     except ApiError as err:
-        return _refuse(ws, err)
+        return refuse(ws, err)
     except Exception:  # database down, say: explain and close 1011, never a raw HTTP 500
         log.exception("socket setup failed")
-        return _refuse(ws, ApiError(500, "the server could not open this conversation"))
+        return refuse(ws, ApiError(500, "the server could not open this conversation"))
     finally:
         db.close()
     session_id_var.set(session_id)
@@ -277,7 +298,7 @@ def websocket(ws: Any) -> None:
     hub = get_hub()
     limit = current_settings().max_sockets_per_session
     if hub.count(session_id) >= limit:
-        return _refuse(
+        return refuse(
             ws, ApiError(429, f"at most {limit} sockets per conversation", "too_many_sockets")
         )
     hub.add(session_id, conn)

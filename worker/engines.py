@@ -6,7 +6,7 @@ import os
 import threading
 
 from models.settings import get_settings
-from worker.agent.base import AnswerEngine, Passage
+from worker.agent.base import AnswerEngine, Passage, Source
 from worker.agent.llm import LLMEngine
 from worker.agent.offline import OfflineEngine
 from worker.agent.retrieval import get_knowledge_base
@@ -45,20 +45,10 @@ def answer_engine() -> AnswerEngine:
 
 
 def search_rows(query: str, limit: int) -> list[dict]:
-    """Search results in the API's shape."""
+    """Search results as sources numbered by rank, with the whole passage as `content` (the
+    web dumps them with SourceOut, like a reply's citations)."""
     passages: list[Passage] = get_knowledge_base().search(query, limit)
     return [
-        {
-            "content": p.content,
-            "metadata": {
-                "chunk_id": p.chunk_id,
-                "document_id": p.document_id,
-                "external_id": p.external_id,
-                "title": p.title,
-                "section": p.section,
-            },
-            "relevance_score": round(p.score, 4),
-            "rank": rank,
-        }
+        {**Source.from_passage(rank, p).to_dict(), "content": p.content, "section": p.section}
         for rank, p in enumerate(passages, start=1)
     ]

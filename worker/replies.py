@@ -26,7 +26,7 @@ from models.errors import NotFound
 from models.events import append_event, envelope, next_seq, publish
 from models.logs import session_id_var
 from models.ownership import Change, Owner, announce, lock_session, offer_person, request_person
-from models.serialize import message_json
+from models.serialize import message_json, sources_json
 from models.settings import get_settings
 from models.work import OPEN, REPLY, claim, fail, finish, renew
 from worker.agent.base import Reply, Turn
@@ -195,6 +195,8 @@ class Streamer:
         self.reply_id = reply_id
 
     def __call__(self, kind: str, fields: dict) -> None:
+        if kind == "sources":  # the one source schema, as in `complete` and history
+            fields = {**fields, "sources": sources_json(fields["sources"])}
         publish(
             envelope(
                 kind,

@@ -16,7 +16,6 @@ from haystack import Document  # noqa: E402
 
 from models.settings import Settings, get_settings  # noqa: E402
 
-REDIS_TEST_URL = "redis://localhost:6379/15"  # only ever flush database 15
 REDIS_CLOSED_URL = "redis://localhost:1/15"  # nothing listens on port 1: Redis is "down"
 PG_ADMIN_URL = "postgresql://postgres@localhost:5432/postgres"
 PG_TEST_DB = "helpline_agent_test"
@@ -137,8 +136,8 @@ def kb_documents() -> list[Document]:
 
 @pytest.fixture
 def settings() -> Settings:
-    """Settings pointing Redis at test database 15."""
-    return dataclasses.replace(get_settings(), redis_url=REDIS_TEST_URL, kb_store="bm25s")
+    """The run's settings (Redis: its own claimed database, tests/conftest.py), in-memory KB."""
+    return dataclasses.replace(get_settings(), kb_store="bm25s")
 
 
 @pytest.fixture
@@ -150,19 +149,21 @@ def memory_kb(kb_documents: list[Document], settings: Settings):  # type: ignore
 
 
 @pytest.fixture
-def redis15() -> Iterator[Any]:
-    """A client on Redis database 15, flushed before and after."""
+def own_redis() -> Iterator[Any]:
+    """A Redis database claimed for this test alone (empty), emptied and given back after: never
+    a fixed number, which another run (or this run's stack) may be using."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_TEST_URL, socket_timeout=1)
+    from tests.conftest import redis_url, release_redis
+
+    url = redis_url("agent-cache")
+    client = redis.Redis.from_url(url, socket_timeout=1)
     try:
         client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis at {REDIS_TEST_URL} is needed for these tests: {exc}")
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+        yield client
+    finally:
+        client.close()
+        release_redis("agent-cache")
 
 
 def load_rows(url: str, rows: list[dict[str, Any]], version: int) -> None:

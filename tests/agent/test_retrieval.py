@@ -122,17 +122,17 @@ def test_version_is_checked_at_most_every_interval(sqlite_url, settings):
     assert kb.search("descale") and kb.version == 2
 
 
-def test_redis_cache_is_used_and_invalidated_by_version(sqlite_url, settings, redis15):
+def test_redis_cache_is_used_and_invalidated_by_version(sqlite_url, settings, own_redis):
     load_rows(sqlite_url, chunk_rows(), version=1)
     kb = KnowledgeBase(
         database_url=sqlite_url,
         settings=settings,
-        redis_client=redis15,
+        redis_client=own_redis,
         check_interval=0.0,
         background_rebuild=False,
     )
     first = kb.search("express delivery")
-    keys = [k.decode() for k in redis15.keys("*kbsearch*")]
+    keys = [k.decode() for k in own_redis.keys("*kbsearch*")]
     assert len(keys) == 1 and ":v1:" in keys[0]
     assert kb.search("express delivery") == first  # served from Redis
     bump(
@@ -143,8 +143,8 @@ def test_redis_cache_is_used_and_invalidated_by_version(sqlite_url, settings, re
     )
     second = kb.search("express delivery")
     assert "6 hours" in second[0].content and "6 hours" not in first[0].content
-    assert any(":v2:" in k.decode() for k in redis15.keys("*kbsearch*"))
-    assert redis15.ttl(keys[0]) > 0  # old entries expire on their own
+    assert any(":v2:" in k.decode() for k in own_redis.keys("*kbsearch*"))
+    assert own_redis.ttl(keys[0]) > 0  # old entries expire on their own
 
 
 def test_redis_down_falls_back_to_local_cache(sqlite_url, settings):

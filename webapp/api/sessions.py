@@ -131,20 +131,7 @@ class SessionItem(MethodView):
     @errors(blp, 400, 401, 403, 404, 422)
     def patch(self, session_id: str) -> ChatSession:
         """End a session (`{"status": "ended"}` or `?status=ended`); an open ticket closes too."""
-        db = get_db()
-        chat, _ = authorize_request(db, session_id)
-        if request.data:
-            body = request.get_json(silent=True)
-            if not isinstance(body, dict):
-                abort(400, "the request body is not a JSON object", "invalid_json")
-        else:
-            body = dict(request.args)
-        SessionPatch().load(body)
-        change = end_session(db, chat.id)
-        db.commit()
-        announce(change)
-        db.refresh(chat)
-        return _with_ticket(chat)
+        return _end(session_id)
 
     @blp.response(204)
     @blp.doc(**CUSTOMER_OR_STAFF)
@@ -161,6 +148,37 @@ class SessionItem(MethodView):
         publish(event)
         if gone is not None:  # consoles drop the ticket of a deleted conversation
             publish(envelope("ticket", STAFF_FEED, change="deleted", ticket=gone))
+
+
+@blp.route("/<session_id>/status", methods=["PATCH"])
+@blp.doc(**_PATCH_DOC)
+@blp.response(200, SessionOut)
+@blp.doc(**CUSTOMER_OR_STAFF)
+@errors(blp, 400, 401, 403, 404, 422)
+def session_status(session_id: str) -> ChatSession:
+    """End a session (kept for the original client).
+
+    The same as `PATCH /api/sessions/<id>`: same body, credentials and answer. The original
+    client (customer-support-agent) ends its sessions here."""
+    return _end(session_id)
+
+
+def _end(session_id: str) -> ChatSession:
+    """Both PATCH routes: `{"status": "ended"}` or `?status=ended`; an open ticket closes too."""
+    db = get_db()
+    chat, _ = authorize_request(db, session_id)
+    if request.data:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            abort(400, "the request body is not a JSON object", "invalid_json")
+    else:
+        body = dict(request.args)
+    SessionPatch().load(body)
+    change = end_session(db, chat.id)
+    db.commit()
+    announce(change)
+    db.refresh(chat)
+    return _with_ticket(chat)
 
 
 @blp.route("/<session_id>/rating")

@@ -52,8 +52,24 @@ class Source:
     snippet: str
     score: float
 
+    @classmethod
+    def from_passage(cls, index: int, passage: Passage) -> Source:
+        """A passage as citation number `index`, its text shortened to a snippet."""
+        snippet = " ".join(passage.content.split())
+        if len(snippet) > 240:
+            snippet = snippet[:240].rsplit(" ", 1)[0] + "…"
+        return cls(
+            index=index,
+            chunk_id=passage.chunk_id,
+            document_id=passage.document_id,
+            external_id=passage.external_id,
+            title=passage.title,
+            snippet=snippet,
+            score=passage.score,
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form stored on the message and sent to clients."""
+        """JSON-ready form stored on the message (clients get it through SourceOut)."""
         return asdict(self)
 
 

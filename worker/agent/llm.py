@@ -370,7 +370,7 @@ class LLMEngine:
             attachments=self._attachment_texts(attachments),
             question=question,
         )["prompt"]
-        sources = [_source(i, p) for i, p in enumerate(passages, start=1)]
+        sources = [Source.from_passage(i, p) for i, p in enumerate(passages, start=1)]
 
         def announce_sources() -> None:
             emit("sources", {"sources": [s.to_dict() for s in sources]})
@@ -535,19 +535,3 @@ class LLMEngine:
             texts.append(text[:budget])
             budget -= len(texts[-1])
         return texts
-
-
-def _source(index: int, passage: Passage) -> Source:
-    """A passage as a numbered citation."""
-    snippet = " ".join(passage.content.split())
-    if len(snippet) > 240:
-        snippet = snippet[:240].rsplit(" ", 1)[0] + "…"
-    return Source(
-        index=index,
-        chunk_id=passage.chunk_id,
-        document_id=passage.document_id,
-        external_id=passage.external_id,
-        title=passage.title,
-        snippet=snippet,
-        score=passage.score,
-    )
