@@ -128,6 +128,11 @@ class SourceOut(Schema):
     title = fields.String()
     snippet = fields.String()
     score = fields.Float()
+    url = fields.String(
+        allow_none=True,
+        dump_default=None,
+        metadata={"description": "the article's address (metadata `url`), or null"},
+    )
 
 
 class ChatResponse(Schema):
@@ -264,6 +269,7 @@ class SearchIn(_In):
 class SearchResult(Schema):
     content = fields.String()
     metadata = fields.Dict()
+    url = fields.String(allow_none=True, metadata={"description": "the article's address"})
     relevance_score = fields.Float()
     rank = fields.Integer()
 
