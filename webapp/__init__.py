@@ -33,9 +33,19 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     init_limits(app)
 
-    from webapp.api import attachments, docs, health, kb, messages, search, sessions, tickets
+    from webapp.api import (
+        attachments,
+        docs,
+        health,
+        kb,
+        messages,
+        reports,
+        search,
+        sessions,
+        tickets,
+    )
 
-    for module in (sessions, messages, attachments, search, kb, tickets, health):
+    for module in (sessions, messages, attachments, search, kb, tickets, reports, health):
         api.register_blueprint(module.blp)
     app.register_blueprint(docs.blp)
 
