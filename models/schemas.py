@@ -397,7 +397,7 @@ class KBListQuery(_In):
     status = fields.String(validate=validate.OneOf(["queued", "processing", "done", "failed"]))
     q = fields.String(
         validate=validate.Length(1, 200),
-        metadata={"description": "words in the title or external id (case-insensitive)"},
+        metadata={"description": "words in the title, external id or file name (any case)"},
     )
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
     offset = fields.Integer(load_default=0, validate=_count())

@@ -181,7 +181,8 @@ def test_kb_view_lists_uploads_and_deletes_a_document(browser, stack, tmp_path) 
 
         page.locator("#kb-file").set_input_files(str(file))
         page.locator("#kb-submit").click()
-        page.locator("#kb-search").fill(word)
+        expect(page.locator("#kb-status")).to_contain_text("Uploaded")
+        page.locator("#kb-search").fill(word)  # the file name matches until the title is known
         mine = page.locator("#kb-list tr.kb__row", has_text=word)
         expect(mine).to_have_count(1)
         expect(mine).to_have_attribute("data-status", "done")  # polled until indexed

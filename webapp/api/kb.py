@@ -118,6 +118,7 @@ class Documents(MethodView):
             stmt = stmt.where(
                 KBDocument.title.ilike(pattern, escape="\\")
                 | KBDocument.external_id.ilike(pattern, escape="\\")
+                | KBDocument.source.ilike(pattern, escape="\\")
             )
         total = db.scalar(select(func.count()).select_from(stmt.subquery()))
         rows = db.scalars(

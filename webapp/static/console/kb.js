@@ -67,8 +67,8 @@ export class KbView {
     const url = doc.metadata && typeof doc.metadata.url === 'string' && /^https?:\/\//i.test(doc.metadata.url)
       ? doc.metadata.url : null;
     const title = url
-      ? h('a', { href: url, target: '_blank', rel: 'noopener noreferrer', text: doc.title || '(untitled)' })
-      : h('span', { text: doc.title || '(untitled)' });
+      ? h('a', { href: url, target: '_blank', rel: 'noopener noreferrer', text: doc.title || doc.source || '(untitled)' })
+      : h('span', { text: doc.title || doc.source || '(untitled)' });
     const actions = h('td', { class: 'kb__actions' });
     const reindex = h('button', {
       type: 'button', class: 'btn btn--ghost btn--small kb__reindex', text: 'Re-index',
