@@ -76,6 +76,11 @@ def report_sockets(open_now: int) -> None:
     )
 
 
+def forget_sockets() -> None:
+    """A web process that exits stops counting at once (not after SOCKET_TTL)."""
+    _quietly("sockets", lambda r: r.delete(f"{_key('sockets')}:{_process_id()}"))
+
+
 COUNTERS = {
     "messages": ("helpline_messages", "Messages stored, by role (user, assistant, agent)", "role"),
     "errors": (

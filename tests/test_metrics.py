@@ -49,7 +49,7 @@ def test_counters_move_with_real_messages_and_sockets(stack, api, chat):
         during[("helpline_answer_latency_seconds_bucket", (("le", "+Inf"),))]
         == during[("helpline_answer_latency_seconds_count", ())]
     )
-    assert moved("helpline_open_sockets") >= 1
+    assert during[("helpline_open_sockets", ())] >= 1  # ours, on the other web process
 
 
 def test_a_token_guards_metrics_when_set(logdir):

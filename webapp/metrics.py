@@ -7,6 +7,7 @@ by accident. The numbers themselves live in Redis (models/metrics.py explains wh
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import ipaddress
 import threading
@@ -44,6 +45,8 @@ def _change(delta: int) -> None:
     with _sockets_lock:
         _sockets = max(0, _sockets + delta)
         now = _sockets
+        if _refresher is None:
+            atexit.register(metrics.forget_sockets)
         if _refresher is None or not _refresher.is_alive():
             # Renews this process's figure before its TTL runs out (a green thread under gevent).
             _refresher = threading.Thread(target=_refresh, name="metrics-sockets", daemon=True)
