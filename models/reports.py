@@ -4,8 +4,10 @@ Everything is read from the record (sessions, messages with the bot's confidence
 tickets, ratings, answer feedback), never from counters kept on the side, so a report of last
 month is the same whether or not a process restarted meanwhile. Rows of the period are read
 with the few columns needed and counted here: the same code on SQLite and PostgreSQL (JSON
-metadata and time zones differ too much between them to push into SQL), and fast enough for
-the volumes of one deployment (a month of 100k messages is read in well under a second).
+metadata and time zones differ too much between them to push into SQL). Measured on the shared
+2-core machine with SQLite, a 30-day period of 100k messages (25k conversations) took 1.1–3.3 s
+for the summary and 0.7–2.3 s for the to-do list: fine for a page an operator opens, not for a
+dashboard polled every second (that is what /metrics is for).
 
 "Per day" means a calendar day in the report's time zone (SUPPORT_TIMEZONE by default).
 """
