@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -70,7 +71,13 @@ FRESH_SESSION = {
     ("POST", "/api/sessions/{session_id}/rating"),
     ("POST", "/api/sessions/{session_id}/takeover"),
 }
-STAFF_ONLY_PREFIXES = ("/api/kb", "/api/tickets", "/api/console", "/api/webhooks")
+STAFF_ONLY_PREFIXES = (
+    "/api/kb",
+    "/api/tickets",
+    "/api/console",
+    "/api/webhooks",
+    "/api/reports",
+)
 LONGEST_WAIT = 3.0  # seconds of `?wait=`: valid, without a 30 s wait per example
 
 
@@ -98,8 +105,28 @@ class World:
         )
         assert upload.status_code == 202, upload.text
         self.attachment_id = upload.json()["attachment_id"]
+        asked = self.http.post(
+            f"/api/chat/sessions/{self.chat['session_id']}/messages",
+            json={"message": "Do you ship to Norway?"},
+            headers=self.bearer(self.chat),
+        )
+        assert asked.status_code == 202, asked.text
+        self.answer_id = self.bot_answer(self.chat)
         self.document_id = self.new_document("Opening hours")
         self.doomed_document_id = self.new_document("To be deleted")
+
+    def bot_answer(self, chat: dict, timeout: float = 60) -> str:
+        """The id of the bot's answer in `chat` (what the feedback operation rates)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            history = self.http.get(
+                f"/api/chat/sessions/{chat['session_id']}/messages", headers=self.bearer(chat)
+            ).json()["messages"]
+            answers = [m["id"] for m in history if m["role"] == "assistant"]
+            if answers:
+                return answers[0]
+            assert time.monotonic() < deadline, history
+            time.sleep(0.2)
 
     def new_session(self) -> dict:
         resp = self.http.post("/api/sessions", json={"user_id": "openapi-test"})
@@ -131,6 +158,7 @@ class World:
                 "session_id": chat["session_id"],
                 "ticket_id": self.ticket_id,
                 "attachment_id": self.attachment_id,
+                "message_id": self.answer_id,
                 "document_id": self.doomed_document_id if method == "DELETE" else self.document_id,
             }
             for name in params.keys() & real.keys():

@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Flask, g, request
 
+from models import metrics
 from models.logs import configure_logging, request_id_var, session_id_var
 from models.settings import get_settings
 
@@ -35,15 +36,27 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     init_limits(app)
     _init_cors(app, settings.cors_origins)
 
-    from webapp.api import attachments, docs, health, kb, messages, search, sessions, tickets
+    from webapp.api import (
+        attachments,
+        docs,
+        health,
+        kb,
+        messages,
+        reports,
+        search,
+        sessions,
+        tickets,
+    )
 
-    for module in (sessions, messages, attachments, search, kb, tickets, health):
+    for module in (sessions, messages, attachments, search, kb, tickets, reports, health):
         api.register_blueprint(module.blp)
     app.register_blueprint(docs.blp)
 
     from webapp import console_ws, pages, ws  # noqa: F401  (registers the socket routes)
+    from webapp import metrics as metrics_page
 
     app.register_blueprint(pages.blp)
+    app.register_blueprint(metrics_page.blp)
     register_error_handlers(app)
     _install_request_hooks(app)
 
@@ -97,6 +110,8 @@ def _install_request_hooks(app: Flask) -> None:
     @app.after_request
     def _finish(response):  # type: ignore[no-untyped-def]
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        if response.status_code >= 500:
+            metrics.count("errors", f"http_{response.status_code}")
         if request.path != "/ws" and not request.path.startswith("/static"):
             access.info(
                 "request",

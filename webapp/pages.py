@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, make_response, render_template
+from flask import Blueprint, current_app, make_response, render_template, send_from_directory
 
 blp = Blueprint("pages", __name__)
+
+
+@blp.get("/favicon.ico")
+def favicon():  # type: ignore[no-untyped-def]
+    """Browsers ask for /favicon.ico whatever the page links; a week in their cache."""
+    return send_from_directory(
+        current_app.static_folder or "static",
+        "favicon.ico",
+        mimetype="image/vnd.microsoft.icon",
+        max_age=7 * 86400,
+    )
 
 
 @blp.get("/")

@@ -33,7 +33,9 @@ export class StaffApi {
   async request(method, path, body) {
     const headers = { 'X-API-Key': this.key, Accept: 'application/json' };
     const init = { method, headers, cache: 'no-store', credentials: 'same-origin' };
-    if (body !== undefined) {
+    if (body instanceof FormData) {
+      init.body = body; // the browser sets the multipart boundary
+    } else if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
@@ -82,6 +84,34 @@ export class StaffApi {
 
   history(sessionId) {
     return this.request('GET', `/api/chat/sessions/${encodeURIComponent(sessionId)}/messages?limit=500`);
+  }
+
+  documents({ q = '', status = '' } = {}) {
+    const params = new URLSearchParams({ limit: '1000' });
+    if (q) params.set('q', q);
+    if (status) params.set('status', status);
+    return this.request('GET', `/api/kb/documents?${params}`);
+  }
+
+  uploadDocument(file, title) {
+    const form = new FormData();
+    form.append('file', file);
+    if (title) form.append('title', title);
+    return this.request('POST', '/api/kb/documents', form);
+  }
+
+  deleteDocument(id) {
+    return this.request('DELETE', `/api/kb/documents/${encodeURIComponent(id)}`);
+  }
+
+  reindexDocument(id) {
+    return this.request('POST', `/api/kb/documents/${encodeURIComponent(id)}/reindex`);
+  }
+
+  /** `/api/reports/<name>` for a period: {from, to, tz, limit?}. */
+  report(name, params) {
+    const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v));
+    return this.request('GET', `/api/reports/${name}?${query}`);
   }
 
   send(sessionId, message, clientMsgId) {
