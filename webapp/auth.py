@@ -115,15 +115,16 @@ def staff_from_token(token: str) -> Actor:
 
 
 def check_origin() -> None:
-    """Browsers send Origin on a WebSocket: only our own page and ALLOWED_ORIGINS may connect
-    (a foreign page could otherwise drive a customer's socket). Clients that send no Origin
+    """Browsers send Origin on a WebSocket: only our own page, ALLOWED_ORIGINS and the sites
+    that embed the widget (WIDGET_ORIGINS) may connect (a foreign page could otherwise drive a
+    customer's socket). Clients that send no Origin
     (servers, mobile apps) still need a valid token, so they are let through."""
     origin = request.headers.get("Origin")
     if not origin:
         return
     normal = origin.strip().rstrip("/").lower()
     own = {f"{scheme}://{request.host.lower()}" for scheme in ("http", "https")}
-    if normal in own or normal in current_settings().allowed_origins:
+    if normal in own or normal in current_settings().socket_origins:
         return
     abort(403, f"origin {origin[:100]!r} may not open sockets here", "origin_not_allowed")
 

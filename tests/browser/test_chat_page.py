@@ -357,7 +357,16 @@ def test_new_conversation_ends_the_old_one(ui: Chat) -> None:
     ui.ask("How do I reset my password?")
     ui.wait_replies(1)
     old = ui.session()
+    # Discarding a conversation is asked first, in the page; "Cancel" keeps it.
     page.get_by_role("button", name="New conversation").click()
+    dialog = page.get_by_role("dialog", name="Start a new conversation?")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    expect(ui.users).to_have_count(1)
+    assert ui.session()["session_id"] == old["session_id"]
+    page.get_by_role("button", name="New conversation").click()
+    dialog.get_by_role("button", name="End it and start again").click()
     expect(page.locator("#welcome")).to_be_visible()
     expect(ui.users).to_have_count(0)
     page.wait_for_function(

@@ -3,7 +3,7 @@
 
 import { ApiError, StaffApi, forgetKey, saveKey, savedKey, socketUrl } from './console/api.js';
 import { Queue } from './console/queue.js';
-import { LiveSocket } from './console/socket.js';
+import { LiveSocket } from './shared/socket.js';
 import { TicketView } from './console/ticket.js';
 import { sentence } from './console/util.js';
 
