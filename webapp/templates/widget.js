@@ -3,8 +3,9 @@
  * on any page of a site listed in WIDGET_ORIGINS. It adds a launcher bubble (in a shadow root,
  * so the site's CSS and ours never mix) that opens the chat in a frame on /embed: the same
  * page, modules, protocol and reconnection as the full chat page. Open/closed state, the unread
- * count and whether a chat was started are kept in this site's localStorage; the conversation
- * itself stays in the frame (our origin), which the site cannot read. */
+ * count, whether a chat was started and the conversation's id and token are kept in this
+ * site's localStorage (the frame's own storage is third-party: often blocked or wiped); the
+ * messages themselves stay in the frame (our origin), which the site cannot read. */
 (function () {
   'use strict';
 
@@ -19,7 +20,9 @@
   var side = data.position === 'left' ? 'left' : 'right';
   var color = /^#(?:[0-9a-f]{3}|[0-9a-f]{6})$/i.test(data.color || '') ? data.color : CONFIG.color || '#2f54c8';
   var KEY = 'helpline.widget';
-  var READY_TIMEOUT_MS = 10000;
+  var SESSION_KEY = 'helpline.widget.session';
+  var READY_TIMEOUT_MS = 15000;
+  var LOAD_GRACE_MS = 2000;
 
   var state = load();
   var t = function (key, vars) { return key === 'unread' ? String(vars.count) : key; };
@@ -38,6 +41,19 @@
 
   function save() {
     try { window.localStorage.setItem(KEY, JSON.stringify(state)); } catch (err) { /* private mode */ }
+  }
+
+  // The conversation (its id, token and last seen seq) lives here, in this site's storage:
+  // the frame's own storage is third-party and many browsers block or wipe it.
+  function loadSession() {
+    try { return JSON.parse(window.localStorage.getItem(SESSION_KEY) || 'null'); } catch (err) { return null; }
+  }
+
+  function saveSession(saved) {
+    try {
+      if (saved && typeof saved === 'object') window.localStorage.setItem(SESSION_KEY, JSON.stringify(saved));
+      else window.localStorage.removeItem(SESSION_KEY);
+    } catch (err) { /* private mode: the chat still works, it just won't resume */ }
   }
 
   var host = document.createElement('div');
@@ -113,10 +129,15 @@
     frame.title = CONFIG.name;
     frame.src = frameUrl();
     frame.setAttribute('allow', 'clipboard-write');
-    panel.appendChild(frame);
-    // A frame that never says hello was refused (this site is not in WIDGET_ORIGINS) or the
-    // server is down: say so rather than show an empty box.
+    // A frame that never says hello was refused (this site is not in WIDGET_ORIGINS, so the
+    // browser blocked it) or the server is down: say so rather than show an empty box. The
+    // chat says hello before its frame's load event, so a short grace after it is enough.
+    frame.addEventListener('load', function () {
+      clearTimeout(readyTimer);
+      readyTimer = setTimeout(function () { if (!ready) failed(); }, LOAD_GRACE_MS);
+    });
     readyTimer = setTimeout(function () { if (!ready) failed(); }, READY_TIMEOUT_MS);
+    panel.appendChild(frame);
   }
 
   function failed() {
@@ -156,9 +177,12 @@
     var kind = e.data.helpline;
     if (kind === 'ready') {
       ready = true;
+      e.source.postMessage({ helpline: 'saved', session: loadSession() }, base);
       clearTimeout(readyTimer);
       host.dataset.state = 'ready';
       if (state.open) frame.contentWindow.postMessage({ helpline: 'opened' }, base);
+    } else if (kind === 'session') {
+      saveSession(e.data.session);
     } else if (kind === 'message' && !state.open) {
       state.unread += 1;
       save();

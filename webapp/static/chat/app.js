@@ -62,35 +62,47 @@ var state = {
 };
 
 // Set by start(): the overdue delay, where to tell the widget's host page, branding.
-var options = { overdueSeconds: 10, notify: function () {} };
+var options = { overdueSeconds: 10, notify: function () {}, persist: function () {}, saved: null };
 var scroll = null;
 
 // ---------------------------------------------------------------- persistence
+// The page keeps its conversation in localStorage. In the widget's frame that storage is
+// third-party and often blocked or wiped (Safari, Firefox, Chrome without third-party
+// cookies), so the host page's loader keeps it: `options.saved` is what it gave us at start
+// and `options.persist` hands it every change.
+function validSaved(data) {
+  if (!data || typeof data.session_id !== 'string' || typeof data.token !== 'string') return null;
+  data.last_seq = Number.isInteger(data.last_seq) && data.last_seq >= 0 ? data.last_seq : 0;
+  return data;
+}
+
 function loadSaved() {
+  if (options.saved) return validSaved(Object.assign({}, options.saved));
   try {
-    var data = JSON.parse(window.localStorage.getItem(STORAGE_KEY) || 'null');
-    if (data && typeof data.session_id === 'string' && typeof data.token === 'string') {
-      data.last_seq = Number.isInteger(data.last_seq) && data.last_seq >= 0 ? data.last_seq : 0;
-      return data;
-    }
+    return validSaved(JSON.parse(window.localStorage.getItem(STORAGE_KEY) || 'null'));
   } catch (err) { /* unreadable or blocked storage: start afresh */ }
   return null;
 }
 
 function save() {
   if (!state.session) return;
+  var data = {
+    session_id: state.session.session_id,
+    token: state.session.token,
+    last_seq: state.session.last_seq,
+    rated: state.session.rated === true || undefined,
+    contact_email: state.session.contact_email || undefined,
+  };
+  options.saved = data;
+  options.persist(data);
   try {
-    window.localStorage.setItem(STORAGE_KEY, JSON.stringify({
-      session_id: state.session.session_id,
-      token: state.session.token,
-      last_seq: state.session.last_seq,
-      rated: state.session.rated === true || undefined,
-      contact_email: state.session.contact_email || undefined,
-    }));
+    window.localStorage.setItem(STORAGE_KEY, JSON.stringify(data));
   } catch (err) { /* storage full or blocked: the page still works, just won't resume */ }
 }
 
 function forget() {
+  options.saved = null;
+  options.persist(null);
   try { window.localStorage.removeItem(STORAGE_KEY); } catch (err) { /* ignore */ }
 }
 
@@ -1476,7 +1488,8 @@ function autosize() {
   dom.input.style.height = Math.min(dom.input.scrollHeight, 180) + 'px';
 }
 
-/** Start the chat in this document; `opts`: overdueSeconds, notify(kind) for the widget. */
+/** Start the chat in this document; `opts`: overdueSeconds, and for the widget's frame
+ * notify(kind), persist(saved) and the saved conversation the host page kept. */
 export function start(opts) {
   Object.assign(options, opts || {});
   dom.conn = document.getElementById('conn');

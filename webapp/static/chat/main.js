@@ -31,30 +31,39 @@ function applyBrandColor(color) {
   root.setProperty('--focus', color);
 }
 
-/** In the widget's frame: tell the host page (only an allowed origin) what it needs for the
- * launcher (ready, a new message for the unread count, an overdue answer). No content, no
- * token ever crosses. */
+/** In the widget's frame: talk to the host page (only an allowed origin) — ready, a new
+ * message for the unread count, an overdue answer — and let it keep the conversation (see
+ * app.js, loadSaved). No message content ever crosses. Resolves to the options for start(). */
 function widgetBridge() {
-  if (body.embedded !== 'true' || !body.parentOrigin || window.parent === window) return () => {};
+  if (body.embedded !== 'true' || !body.parentOrigin || window.parent === window) return Promise.resolve({});
   const origin = body.parentOrigin;
-  const post = (kind) => {
-    try { window.parent.postMessage({ helpline: kind }, origin); } catch { /* parent gone */ }
+  const post = (message) => {
+    try { window.parent.postMessage(message, origin); } catch { /* parent gone */ }
   };
-  window.addEventListener('message', (e) => {
-    if (e.origin !== origin || e.source !== window.parent || !e.data) return;
-    if (e.data.helpline === 'opened') {
-      const input = document.getElementById('composer-input');
-      if (input && !input.disabled) input.focus();
-    }
+  return new Promise((resolve) => {
+    const bridge = {
+      notify: (kind) => post({ helpline: kind }),
+      persist: (saved) => post({ helpline: 'session', session: saved }),
+    };
+    // A loader that does not answer (an old copy, a blocked script) must not stall the chat.
+    const fallback = setTimeout(() => resolve(bridge), 1500);
+    window.addEventListener('message', (e) => {
+      if (e.origin !== origin || e.source !== window.parent || !e.data) return;
+      if (e.data.helpline === 'saved') {
+        clearTimeout(fallback);
+        resolve({ ...bridge, saved: e.data.session || null });
+      } else if (e.data.helpline === 'opened') {
+        const input = document.getElementById('composer-input');
+        if (input && !input.disabled) input.focus();
+      }
+    });
+    post({ helpline: 'ready' });
   });
-  post('ready');
-  return post;
 }
 
 document.documentElement.lang = chooseLanguage();
 translatePage();
 applyBrandColor(body.brandColor);
-start({
-  overdueSeconds: Math.max(1, parseInt(body.overdueSeconds, 10) || 10),
-  notify: widgetBridge(),
+widgetBridge().then((bridge) => {
+  start({ overdueSeconds: Math.max(1, parseInt(body.overdueSeconds, 10) || 10), ...bridge });
 });

@@ -48,13 +48,13 @@ export class Stickiness {
     this.pin();
   }
 
-  /** A message or notice was added: followed when at the bottom, else announced by the pill. */
-  added(li) {
+  /** A message or notice was added: followed when at the bottom, else announced by the pill
+   * (our own sends then call toEnd, which hides it again). */
+  added() {
     if (this.stuck) {
       this.pin();
       return;
     }
-    if (li && li.dataset && li.dataset.role === 'user') return; // our own: shown by toEnd
     if (this.pill) this.pill.hidden = false;
   }
 
