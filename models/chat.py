@@ -82,11 +82,27 @@ class Message(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The customer's thumbs up/down on a bot answer (the latest replaces an earlier one); kept
+    # on the message so history shows it and reports join nothing.
+    feedback_rating: Mapped[str | None] = mapped_column(String(8))
+    feedback_reason: Mapped[str | None] = mapped_column(Text)
+    feedback_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     session: Mapped[ChatSession] = relationship(back_populates="messages")
     attachments: Mapped[list[Attachment]] = relationship(
         back_populates="message", order_by="Attachment.created_at"
     )
+
+    @property
+    def feedback(self) -> dict | None:
+        """`{rating, reason, at}` as clients see it, or None while the answer is unrated."""
+        if self.feedback_rating is None:
+            return None
+        return {
+            "rating": self.feedback_rating,
+            "reason": self.feedback_reason,
+            "at": self.feedback_at,
+        }
 
 
 class SessionEvent(Base):

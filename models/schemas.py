@@ -128,6 +128,11 @@ class SourceOut(Schema):
     title = fields.String()
     snippet = fields.String()
     score = fields.Float()
+    url = fields.String(
+        allow_none=True,
+        dump_default=None,
+        metadata={"description": "the article's address (metadata `url`), or null"},
+    )
 
 
 class ChatResponse(Schema):
@@ -194,6 +199,28 @@ class AttachmentOut(Schema):
         return obj.status == "done"
 
 
+FEEDBACK_RATINGS = ("up", "down")
+MAX_FEEDBACK_REASON = 500
+
+
+class FeedbackIn(_In):
+    rating = fields.String(required=True, validate=validate.OneOf(FEEDBACK_RATINGS))
+    reason = fields.String(allow_none=True, validate=validate.Length(max=MAX_FEEDBACK_REASON))
+
+
+class FeedbackOut(Schema):
+    """A customer's verdict on a bot answer (the latest one; a new rating replaces it)."""
+
+    rating = fields.String(required=True, metadata={"description": "up or down"})
+    reason = fields.String(allow_none=True, required=True)
+    at = Timestamp(required=True)
+
+
+class MessageFeedbackOut(FeedbackOut):
+    message_id = fields.String(required=True)
+    session_id = fields.String(required=True)
+
+
 class MessageOut(Schema):
     id = fields.String()
     seq = fields.Integer()
@@ -210,6 +237,12 @@ class MessageOut(Schema):
     processing_time = fields.Float(allow_none=True)
     metadata = fields.Dict(attribute="metadata_")
     escalation = fields.Dict(allow_none=True)
+    feedback = fields.Nested(
+        FeedbackOut,
+        allow_none=True,
+        dump_default=None,
+        metadata={"description": "the customer's thumbs up/down on a bot answer, or null"},
+    )
 
 
 class HistoryQuery(_In):
@@ -236,6 +269,7 @@ class SearchIn(_In):
 class SearchResult(Schema):
     content = fields.String()
     metadata = fields.Dict()
+    url = fields.String(allow_none=True, metadata={"description": "the article's address"})
     relevance_score = fields.Float()
     rank = fields.Integer()
 

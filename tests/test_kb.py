@@ -224,3 +224,66 @@ def test_cli_import_jsonl_search_and_stats(stack, api, tmp_path):
     bad.write_text('{"id": "x", "title": "no text"}\n')
     result = flask(stack, "kb", "import", str(bad))
     assert result.returncode != 0 and "needs a 'text'" in result.stderr
+
+
+def test_article_urls_from_front_matter_and_jsonl_reach_citations(stack, api, chat, tmp_path):
+    """`url` in Markdown front matter or a JSONL line is the citation's link everywhere a
+    source is seen (the reply, history, search); an address a page must not link is dropped."""
+    word = f"zq{uuid.uuid4().hex[:6]}"
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    (folder / "warranty.md").write_text(
+        "---\n"
+        f"title: How long is the {word} warranty?\n"
+        f"url: https://help.example/articles/{word}-warranty\n"
+        "updated: 2026-11-30\n"
+        "---\n"
+        f"The {word} speaker has a three-year warranty covering defects.\n"
+    )
+    (folder / "picture.md").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    rows = [
+        {
+            "id": f"{word}-charging",
+            "title": f"Charging the {word} speaker",
+            "text": f"Charge the {word} speaker with the USB-C cable; a full charge takes 3 hours.",
+            "url": f"https://help.example/articles/{word}-charging",
+        },
+        {
+            "id": f"{word}-colours",
+            "title": f"Colours of the {word} speaker",
+            "text": f"The {word} speaker comes in teal, sand and charcoal colours.",
+            "metadata": {"url": "javascript:alert(1)"},
+        },
+    ]
+    (folder / "faq.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = flask(stack, "kb", "import", str(folder), "--wait")
+    assert result.returncode == 0, result.stderr
+    assert "3 documents stored: 3 new or changed" in result.stdout
+    assert "skipped picture" in result.stderr
+    assert "1 skipped: refused and not stored" in result.stdout
+    assert "3 indexed, 0 failed" in result.stdout
+
+    docs = {
+        d["external_id"]: d
+        for d in api.http.get("/api/kb/documents", params={"limit": 1000}, headers=STAFF).json()
+    }
+    warranty = docs["warranty"]
+    assert warranty["title"] == f"How long is the {word} warranty?"
+    assert warranty["metadata"] == {
+        "url": f"https://help.example/articles/{word}-warranty",
+        "updated": "2026-11-30",
+    }
+
+    found = search(api, f"{word} warranty")
+    assert found[0]["url"] == f"https://help.example/articles/{word}-warranty"
+    found = search(api, f"{word} colours teal")
+    assert found[0]["metadata"]["external_id"] == f"{word}-colours" and found[0]["url"] is None
+
+    reply = api.send(chat, f"How long does charging the {word} speaker take?", wait=20).json()
+    cited = {s["external_id"]: s for s in reply["sources"]}
+    assert cited[f"{word}-charging"]["url"] == f"https://help.example/articles/{word}-charging"
+    history = api.history(chat)["messages"]
+    stored = {s["external_id"]: s["url"] for s in history[-1]["sources"]}
+    assert stored[f"{word}-charging"] == f"https://help.example/articles/{word}-charging"
+    for doc in ("warranty", f"{word}-charging", f"{word}-colours"):
+        api.http.delete(f"/api/kb/documents/{docs[doc]['id']}", headers=STAFF)

@@ -97,6 +97,17 @@ class World:
         )
         assert upload.status_code == 202, upload.text
         self.attachment_id = upload.json()["attachment_id"]
+        answered = self.http.post(
+            f"/api/chat/sessions/{self.chat['session_id']}/messages",
+            params={"wait": 20},
+            json={"message": "Do you ship to Norway?"},
+            headers=self.bearer(self.chat),
+        )
+        assert answered.status_code == 200, answered.text
+        history = self.http.get(
+            f"/api/chat/sessions/{self.chat['session_id']}/messages", headers=self.bearer(self.chat)
+        ).json()["messages"]
+        self.answer_id = next(m["id"] for m in history if m["role"] == "assistant")
         self.document_id = self.new_document("Opening hours")
         self.doomed_document_id = self.new_document("To be deleted")
 
@@ -130,6 +141,7 @@ class World:
                 "session_id": chat["session_id"],
                 "ticket_id": self.ticket_id,
                 "attachment_id": self.attachment_id,
+                "message_id": self.answer_id,
                 "document_id": self.doomed_document_id if method == "DELETE" else self.document_id,
             }
             for name in params.keys() & real.keys():

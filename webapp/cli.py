@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask
@@ -34,6 +35,61 @@ def current() -> None:
 kb_cli = AppGroup("kb", help="Knowledge base: import documents, search, stats.")
 
 KB_SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx"}
+MARKDOWN_SUFFIXES = {".md", ".markdown"}
+
+
+def _front_matter(raw: bytes) -> tuple[dict, bytes]:
+    """A Markdown file's YAML front matter (`---` … `---` at the top) and the body after it.
+
+    Help centres exported from most tools keep the article's address (`url`) and title there;
+    the body is indexed without it so the YAML never shows up in a citation."""
+    import yaml
+
+    text = raw.decode("utf-8", "replace").lstrip("\ufeff")
+    if not text.startswith("---"):
+        return {}, raw
+    lines = text.splitlines(keepends=True)
+    if lines[0].strip() != "---":
+        return {}, raw
+    for end in range(1, len(lines)):
+        if lines[end].strip() in ("---", "..."):
+            break
+    else:
+        return {}, raw
+    try:
+        meta = yaml.safe_load("".join(lines[1:end]))
+    except yaml.YAMLError:
+        return {}, raw  # not front matter after all: index the file as it is
+    if not isinstance(meta, dict):
+        return {}, raw
+    return {str(k): v for k, v in meta.items()}, "".join(lines[end + 1 :]).encode()
+
+
+def _file_item(file: Path, external_id: str) -> dict:
+    """One file as upsert_document arguments; Markdown's front matter becomes metadata
+    (`title` the document's title, everything else, `url` included, its metadata)."""
+    raw = file.read_bytes()
+    item: dict = {"raw": raw, "filename": file.name, "external_id": external_id}
+    if file.suffix.lower() in MARKDOWN_SUFFIXES:
+        meta, body = _front_matter(raw)
+        if meta:
+            title = meta.pop("title", None)
+            item["raw"] = body
+            item["metadata"] = json_safe(meta)
+            if isinstance(title, str) and title.strip():
+                item["title"] = title.strip()
+    return item
+
+
+def json_safe(value: Any) -> Any:
+    """YAML gives dates and other objects JSON columns cannot hold: keep them as text."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
 
 
 def _collect(paths: tuple[str, ...]) -> list[dict]:
@@ -49,19 +105,11 @@ def _collect(paths: tuple[str, ...]) -> list[dict]:
                     items += _jsonl(file)
                 elif file.suffix.lower() in KB_SUFFIXES and file.name.lower() != "readme.md":
                     ext_id = file.relative_to(path).with_suffix("").as_posix()
-                    items.append(
-                        {"raw": file.read_bytes(), "filename": file.name, "external_id": ext_id}
-                    )
+                    items.append(_file_item(file, ext_id))
         elif path.suffix.lower() == ".jsonl":
             items += _jsonl(path)
         else:
-            items.append(
-                {
-                    "raw": path.read_bytes(),
-                    "filename": path.name,
-                    "external_id": path.with_suffix("").name,
-                }
-            )
+            items.append(_file_item(path, path.with_suffix("").name))
     return items
 
 
@@ -78,11 +126,16 @@ def _jsonl(path: Path) -> list[dict]:
             raise click.ClickException(f"{path}:{n}: not JSON ({exc})") from None
         if not isinstance(row, dict) or not str(row.get("text") or "").strip():
             raise click.ClickException(f"{path}:{n}: each line needs a 'text'")
+        metadata = row.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise click.ClickException(f"{path}:{n}: 'metadata' must be an object")
+        if row.get("url") is not None:  # the article's address, top level or in metadata
+            metadata = {**metadata, "url": str(row["url"])}
         out.append(
             {
                 "text": str(row["text"]),
                 "title": str(row.get("title") or ""),
-                "metadata": row.get("metadata") or {},
+                "metadata": metadata,
                 "external_id": str(row["id"]) if row.get("id") is not None else None,
             }
         )
@@ -94,7 +147,11 @@ def _jsonl(path: Path) -> list[dict]:
 @click.option("--wait/--no-wait", default=True, help="Wait until the worker has indexed them.")
 @click.option("--timeout", default=600, show_default=True, help="Seconds to wait.")
 def kb_import(paths: tuple[str, ...], wait: bool, timeout: int) -> None:
-    """Import files, folders and JSONL files ({"id","title","text","metadata"} per line)."""
+    """Import files, folders and JSONL files ({"id","title","text","url","metadata"} per line).
+
+    Markdown front matter gives a file's `title` and `url` (the article's address, linked from
+    citations). A file or line is "skipped" when it is refused (too large, a type that has no
+    text, empty): nothing is stored for it and the reason is printed; the others go on."""
     from models import jobs
     from models.db import new_session
     from models.errors import DomainError
@@ -106,7 +163,13 @@ def kb_import(paths: tuple[str, ...], wait: bool, timeout: int) -> None:
     ids, queued, failed = [], [], 0
     limit = get_settings().max_upload_bytes
     try:
-        with click.progressbar(items, label="storing", show_pos=True) as bar:
+        with click.progressbar(
+            items,
+            label="storing",
+            show_pos=True,
+            show_percent=True,
+            item_show_func=lambda item: item and str(item.get("external_id") or "")[:40],
+        ) as bar:
             for item in bar:
                 try:
                     doc, changed = upsert_document(db, **item, max_bytes=limit)
@@ -122,9 +185,14 @@ def kb_import(paths: tuple[str, ...], wait: bool, timeout: int) -> None:
         db.close()
     sent = sum(jobs.send_ingest(doc_id) for doc_id in queued)
     click.echo(
-        f"{len(ids)} documents: {len(queued)} new or changed, {failed} skipped; "
-        f"{sent} sent to the worker"
+        f"{len(ids)} documents stored: {len(queued)} new or changed (sent to the worker: "
+        f"{sent}), {len(ids) - len(queued)} unchanged (same title and content, not re-indexed)"
     )
+    if failed:
+        click.echo(
+            f"{failed} skipped: refused and not stored (the reason is on each 'skipped' line "
+            "above); fix the file and import again"
+        )
     if wait and queued:
         _wait_indexed(queued, timeout)
 
@@ -164,6 +232,18 @@ def _wait_indexed(ids: list[str], timeout: int) -> None:
                     "(`make run` starts one with the Procfile)?"
                 )
             time.sleep(0.2)
+    db = new_session()
+    try:
+        broken = db.execute(
+            select(KBDocument.external_id, KBDocument.id, KBDocument.error).where(
+                KBDocument.id.in_(ids), KBDocument.status == "failed"
+            )
+        ).all()
+    finally:
+        db.close()
+    for external_id, doc_id, error in broken:
+        click.echo(f"failed to index {external_id or doc_id}: {error}", err=True)
+    click.echo(f"{len(ids) - len(broken)} indexed, {len(broken)} failed")
 
 
 @kb_cli.command("search")

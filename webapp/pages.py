@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, make_response, render_template, request
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    make_response,
+    render_template,
+    request,
+    send_from_directory,
+)
 
 from models.settings import LANGUAGES, Settings
 from webapp.config import current_settings
@@ -41,6 +49,17 @@ def _lang() -> str:
     """`?lang=fr` (the widget's `data-lang`) when we have it; empty lets the browser choose."""
     lang = (request.args.get("lang") or "").strip().lower()[:2]
     return lang if lang in LANGUAGES else ""
+
+
+@blp.get("/favicon.ico")
+def favicon():  # type: ignore[no-untyped-def]
+    """Browsers ask for /favicon.ico whatever the page links; a week in their cache."""
+    return send_from_directory(
+        current_app.static_folder or "static",
+        "favicon.ico",
+        mimetype="image/vnd.microsoft.icon",
+        max_age=7 * 86400,
+    )
 
 
 @blp.get("/")

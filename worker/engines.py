@@ -57,6 +57,7 @@ def search_rows(query: str, limit: int) -> list[dict]:
                 "title": p.title,
                 "section": p.section,
             },
+            "url": p.url,
             "relevance_score": round(p.score, 4),
             "rank": rank,
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 from flask import Response, request
 from flask.views import MethodView
@@ -10,16 +11,19 @@ from flask_smorest import Blueprint
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
+from models.base import utcnow
 from models.chat import Message
 from models.db import session_scope
 from models.schemas import (
     ChatResponse,
+    FeedbackIn,
     HistoryQuery,
     MessageAccepted,
+    MessageFeedbackOut,
     MessageIn,
     MessageList,
 )
-from webapp.api import CUSTOMER_OR_STAFF, dumped, errors
+from webapp.api import CUSTOMER, CUSTOMER_OR_STAFF, dumped, errors
 from webapp.auth import authorize_request
 from webapp.chat import Accepted, accept_message
 from webapp.config import current_settings
@@ -194,3 +198,39 @@ class Messages(MethodView):
             .offset(args["offset"])
         ).all()
         return {"messages": rows, "total": total, "session_id": chat.id}
+
+
+@blp.route("/<session_id>/messages/<message_id>/feedback", methods=["POST"])
+@blp.arguments(FeedbackIn)
+@blp.response(200, MessageFeedbackOut)
+@blp.doc(**CUSTOMER)
+@errors(
+    blp,
+    (400, "malformed JSON, or a session or message id that is not a UUID"),
+    401,
+    (403, "another session's token, or staff (only the customer rates answers)"),
+    (404, "unknown session, or no such message in it"),
+    (409, "the message is not a bot answer (`not_a_bot_answer`)"),
+    422,
+)
+def feedback(body: dict, session_id: str, message_id: str) -> dict:
+    """Thumbs up or down on a bot answer, with an optional reason; a new rating replaces the
+    earlier one, so the customer can change their mind."""
+    db = get_db()
+    chat, actor = authorize_request(db, session_id)
+    if actor.is_staff:
+        abort(403, "only the customer rates an answer", "customer_only")
+    try:
+        message_id = str(uuid.UUID(message_id))
+    except ValueError:
+        abort(400, f"malformed message id {message_id[:64]!r}", "malformed_message_id")
+    msg = db.get(Message, message_id)
+    if msg is None or msg.session_id != chat.id:
+        abort(404, "no such message in this session", "unknown_message")
+    if msg.role != "assistant":
+        abort(409, "only the bot's answers can be rated", "not_a_bot_answer")
+    msg.feedback_rating = body["rating"]
+    msg.feedback_reason = (body.get("reason") or "").strip() or None
+    msg.feedback_at = utcnow()
+    db.commit()
+    return {"message_id": msg.id, "session_id": chat.id, **(msg.feedback or {})}

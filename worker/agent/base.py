@@ -38,6 +38,7 @@ class Passage:
     score: float
     section: str | None = None
     position: int = 0
+    url: str | None = None  # the article's public address, from its metadata
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Source:
     title: str
     snippet: str
     score: float
+    url: str | None = None  # where the customer can read the whole article (None: nowhere)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form stored on the message and sent to clients."""

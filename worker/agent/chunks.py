@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from haystack import Document
 
@@ -23,6 +24,7 @@ def chunk_document(
     section: str | None = None,
     position: int = 0,
     external_id: str | None = None,
+    url: Any = None,
 ) -> Document:
     """A chunk as a haystack Document with the meta every retriever here expects."""
     meta = {
@@ -32,8 +34,24 @@ def chunk_document(
         "title": title,
         "section": section,
         "position": position,
+        "url": article_url(url),
     }
     return Document(id=chunk_id, content=content, meta=meta)
+
+
+def article_url(value: Any) -> str | None:
+    """The article's address if it is one a page may link to: an absolute http(s) URL. Metadata
+    is free-form, so anything else (a `javascript:` link, a relative path, a number) is dropped
+    here rather than trusted by every client that renders a citation."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc or len(value) > 2000:
+        return None
+    if any(ch.isspace() or ord(ch) < 32 for ch in value):
+        return None
+    return value
 
 
 def documents_from_rows(rows: Iterable[dict[str, Any]]) -> list[Document]:
@@ -74,6 +92,7 @@ def best_per_document(
                 score=round(min(1.0, max(0.0, float(doc.score or 0.0))), 4),
                 section=doc.meta.get("section"),
                 position=int(doc.meta.get("position") or 0),
+                url=doc.meta.get("url"),
             )
         )
     return out

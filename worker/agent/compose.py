@@ -278,6 +278,7 @@ def compose(
                 title=passage.title,
                 snippet=" ".join(snippet.split())[:300],
                 score=best[passage.document_id].score,
+                url=passage.url,
             )
         )
     return "\n\n".join(parts), sources

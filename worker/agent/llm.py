@@ -550,4 +550,5 @@ def _source(index: int, passage: Passage) -> Source:
         title=passage.title,
         snippet=snippet,
         score=passage.score,
+        url=passage.url,
     )

@@ -124,7 +124,8 @@ _SEARCH_SQL = text(
         ORDER BY rank DESC
         LIMIT :candidates
     )
-    SELECT h.id, h.document_id, h.position, h.title, h.section, h.content, d.external_id, h.rank,
+    SELECT h.id, h.document_id, h.position, h.title, h.section, h.content, d.external_id,
+           d.metadata ->> 'url' AS url, h.rank,
            (SELECT coalesce(sum(s.idf * (
                 CASE WHEN ts_filter(h.search_vector, '{a,b}') @@ s.tq THEN :title_weight
                      ELSE 0 END +
@@ -275,6 +276,7 @@ class PgFullTextRetriever:
             section=row["section"],
             position=row["position"] or 0,
             external_id=row["external_id"],
+            url=row["url"],
         )
         return Document(id=doc.id, content=doc.content, meta=doc.meta, score=float(score))
 

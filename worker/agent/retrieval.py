@@ -241,6 +241,7 @@ def _load_chunks(conn: Any) -> list[Document]:
             KBChunk.content,
             KBDocument.external_id,
             KBDocument.title.label("document_title"),
+            KBDocument.metadata_["url"].as_string().label("url"),
         )
         .join(KBDocument, KBDocument.id == KBChunk.document_id)
         .order_by(KBChunk.document_id, KBChunk.position)
@@ -254,6 +255,7 @@ def _load_chunks(conn: Any) -> list[Document]:
             section=row.section,
             position=row.position or 0,
             external_id=row.external_id,
+            url=row.url,
         )
         for row in conn.execute(stmt)
     ]
