@@ -19,6 +19,7 @@ import { request, socketUrl } from '../shared/http.js';
 import { t } from '../shared/i18n.js';
 import { LiveSocket } from '../shared/socket.js';
 import { clock } from '../shared/time.js';
+import { addFeedback } from './feedback.js';
 import { attachmentEl, renderSources, renderText, updateAttachmentEl } from './render.js';
 import { Stickiness } from './scroll.js';
 
@@ -556,6 +557,7 @@ function showAssistantMessage(m, live) {
     renderSources(li, m.sources, m.id);
   });
   state.rendered.set(m.id, li);
+  addFeedback(li, m, sendFeedback);
   var meta = m.metadata || {};
   if (!live && meta.requires_escalation && LOW_CONFIDENCE[meta.escalation_reason]) {
     // An unsure answer always came with an offer of a person: shown again from history
@@ -568,6 +570,12 @@ function showAssistantMessage(m, live) {
     options.notify('message');
   }
   return li;
+}
+
+function sendFeedback(messageId, body) {
+  return api('POST', sessionPath('/messages/' + encodeURIComponent(messageId) + '/feedback'), {
+    json: body,
+  });
 }
 
 // ---------------------------------------------------------------- ownership
