@@ -14,7 +14,7 @@
 //
 // Everything from the server is rendered with textContent / DOM nodes, never as HTML.
 
-import { announce, formatSize, h, safeId, stripCitations, uuid } from '../shared/dom.js';
+import { announce, formatSize, h, stripCitations, uuid } from '../shared/dom.js';
 import { request, socketUrl } from '../shared/http.js';
 import { t } from '../shared/i18n.js';
 import { LiveSocket } from '../shared/socket.js';

@@ -11,11 +11,9 @@ export function parseTime(iso) {
   return Number.isNaN(t.getTime()) ? null : t;
 }
 
-let locale; // undefined: the browser's; the chat sets its interface language
-
-export function setTimeLocale(lang) {
-  locale = lang || undefined;
-}
+// Times follow the browser's own locale and zone (the reader's clock), whatever the
+// interface language.
+const locale = undefined;
 
 /** "3:41 PM" / "15:41". */
 export function clock(iso) {
