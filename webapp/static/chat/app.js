@@ -20,6 +20,7 @@ import { t } from '../shared/i18n.js';
 import { LiveSocket } from '../shared/socket.js';
 import { clock } from '../shared/time.js';
 import { addFeedback } from './feedback.js';
+import { contactBox, ratingForm } from './forms.js';
 import { attachmentEl, renderSources, renderText, updateAttachmentEl } from './render.js';
 import { Stickiness } from './scroll.js';
 
@@ -780,159 +781,31 @@ function onAgentLeft(ev, replay) {
   if (!replay) announce(text);
 }
 
-// ---------------------------------------------------------------- email when nobody is in
-function contactDone(email) {
-  return h('p', { id: 'contact-done', class: 'contact__done', role: 'status' },
-    "We'll reply to " + email);
+// ---------------------------------------------------------------- email, rating (forms.js)
+// What the forms need of the current conversation; a late answer for an old one is dropped.
+function formContext() {
+  var session = state.session;
+  var gen = state.generation;
+  return {
+    session: session,
+    current: function () { return gen === state.generation; },
+    save: function () { if (state.session === session) save(); },
+    post: function (suffix, body) {
+      return api('POST', '/api/sessions/' + encodeURIComponent(session.session_id) + suffix, {
+        json: body, token: session.token,
+      });
+    },
+  };
 }
 
 function addContact(li) {
-  var session = state.session;
-  if (!session || document.getElementById('contact-form') ||
-      document.getElementById('contact-done')) return;
-  var box = h('div', { class: 'contact' });
-  if (session.contact_email) {
-    box.append(contactDone(session.contact_email));
-    li.append(box);
-    return;
-  }
-  var gen = state.generation;
-  var input = h('input', {
-    type: 'email', id: 'contact-email', class: 'contact__input', autocomplete: 'email',
-    inputmode: 'email', required: true, maxlength: '254', placeholder: 'you@example.com',
-    'aria-describedby': 'contact-error',
-  });
-  var submit = h('button', { type: 'submit', class: 'btn btn--primary' }, t('send'));
-  var error = h('p', { id: 'contact-error', class: 'contact__error', role: 'alert', hidden: true });
-  var form = h('form', { id: 'contact-form', class: 'contact__form', novalidate: true },
-    h('label', { for: 'contact-email', class: 'contact__label' },
-      t('contactLabel')),
-    h('div', { class: 'contact__row' }, input, submit),
-    error);
-
-  function fail(text) {
-    error.textContent = text;
-    error.hidden = false;
-    input.setAttribute('aria-invalid', 'true');
-    submit.disabled = false;
-    input.focus();
-  }
-
-  form.addEventListener('submit', function (e) {
-    e.preventDefault();
-    var email = input.value.trim();
-    if (!email) return fail(t('contactEmpty'));
-    if (input.validity && input.validity.typeMismatch) {
-      return fail(t('contactInvalid'));
-    }
-    error.hidden = true;
-    input.removeAttribute('aria-invalid');
-    submit.disabled = true;
-    api('POST', '/api/sessions/' + encodeURIComponent(session.session_id) + '/contact', {
-      json: { email: email }, token: session.token,
-    }).then(function (res) {
-      if (gen !== state.generation) return;
-      session.contact_email = (res && res.contact_email) || email;
-      save();
-      form.replaceWith(contactDone(session.contact_email));
-      announce("Thanks. We'll reply to " + session.contact_email + '.');
-    }, function (err) {
-      if (gen !== state.generation) return;
-      if (err.status === 422) {
-        fail(t('contactWrong'));
-      } else if (err.status === 409) {
-        fail(t('contactNoRequest', { message: err.message }));
-      } else {
-        fail(err.message);
-      }
-    });
-  });
-  box.append(form);
-  withScroll(function () { li.append(box); });
-}
-
-// ---------------------------------------------------------------- satisfaction rating
-function ratingThanks(text) {
-  return h('p', { id: 'rating-thanks', class: 'rating__thanks', role: 'status' },
-    text || t('ratingThanks'));
+  var box = contactBox(formContext());
+  if (box) withScroll(function () { li.append(box); });
 }
 
 function offerRating(li) {
-  var session = state.session;
-  if (!session || session.rated || document.getElementById('rating')) return;
-  var gen = state.generation;
-  var score = 0;
-  var buttons = [];
-  var error = h('p', { class: 'rating__error', role: 'alert', hidden: true });
-  var scores = h('div', {
-    class: 'rating__scores', role: 'group',
-    'aria-label': t('ratingGroup'),
-  });
-  [1, 2, 3, 4, 5].forEach(function (n) {
-    var b = h('button', {
-      type: 'button', class: 'rating__score', 'data-score': n, 'aria-pressed': 'false',
-      'aria-label': t('ratingScore', { n: n, word: t('ratingWords')[n - 1] }),
-      title: t('ratingWords')[n - 1],
-    }, '★');
-    b.addEventListener('click', function () {
-      score = n;
-      buttons.forEach(function (other, i) {
-        other.setAttribute('aria-pressed', i + 1 === n ? 'true' : 'false');
-        other.classList.toggle('is-on', i < n);
-      });
-      error.hidden = true;
-    });
-    buttons.push(b);
-    scores.append(b);
-  });
-  var comment = h('textarea', {
-    id: 'rating-comment', class: 'rating__comment', rows: '2', maxlength: '2000',
-  });
-  var submit = h('button', { type: 'submit', id: 'rating-submit', class: 'btn btn--primary' },
-    t('ratingSend'));
-  var form = h('form', { id: 'rating', class: 'rating', novalidate: true,
-    'aria-labelledby': 'rating-title' },
-  h('p', { id: 'rating-title', class: 'rating__title' }, t('ratingTitle')),
-  scores,
-  h('label', { for: 'rating-comment', class: 'rating__label' },
-    t('ratingComment')),
-  comment, error, submit);
-
-  function rated(text) {
-    session.rated = true;
-    if (state.session === session) save();
-    form.replaceWith(ratingThanks(text));
-  }
-
-  form.addEventListener('submit', function (e) {
-    e.preventDefault();
-    if (!score) {
-      error.textContent = t('ratingChoose');
-      error.hidden = false;
-      if (buttons[0]) buttons[0].focus();
-      return;
-    }
-    submit.disabled = true;
-    error.hidden = true;
-    var text = comment.value.trim();
-    api('POST', '/api/sessions/' + encodeURIComponent(session.session_id) + '/rating', {
-      json: { score: score, comment: text || undefined }, token: session.token,
-    }).then(function () {
-      if (gen !== state.generation) return;
-      rated();
-      announce(t('ratingThanksAnnounce'));
-    }, function (err) {
-      if (gen !== state.generation) return;
-      if (err.status === 409 || err.code === 'already_rated') {
-        rated(t('ratingAlready'));
-        return;
-      }
-      error.textContent = t('ratingFailed', { message: err.message });
-      error.hidden = false;
-      submit.disabled = false;
-    });
-  });
-  withScroll(function () { li.append(form); });
+  var form = ratingForm(formContext());
+  if (form) withScroll(function () { li.append(form); });
 }
 
 // ---------------------------------------------------------------- session status
