@@ -21,6 +21,9 @@ from models.base import Base, new_id, utcnow
 
 SESSION_STATUSES = ("active", "ended")
 ROLES = ("user", "assistant", "agent", "system")
+# A bot answer with `requires_escalation` and one of these reasons is an abstention: the bot
+# said it could not answer from the knowledge base (the policy and the reports both read it).
+LOW_CONFIDENCE_REASONS = ("low_confidence", "not_in_knowledge_base")
 
 
 class ChatSession(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_dump, pre_load, validate
@@ -394,6 +395,10 @@ class KBDocumentOut(Schema):
 
 class KBListQuery(_In):
     status = fields.String(validate=validate.OneOf(["queued", "processing", "done", "failed"]))
+    q = fields.String(
+        validate=validate.Length(1, 200),
+        metadata={"description": "words in the title, external id or file name (any case)"},
+    )
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 1000))
     offset = fields.Integer(load_default=0, validate=_count())
 
@@ -417,3 +422,116 @@ class ReadyOut(Schema):
 class HealthOut(ReadyOut):
     sockets = fields.Integer(required=True, metadata={"description": "this process's sockets"})
     pubsub_connected = fields.Boolean(required=True)
+
+
+class ReportQuery(_In):
+    """A period of calendar days in a time zone (default: the last 30 days, SUPPORT_TIMEZONE)."""
+
+    from_ = fields.Date(
+        data_key="from",
+        validate=validate.Range(date(1970, 1, 1), date(2999, 12, 31)),
+        metadata={"description": "first day (YYYY-MM-DD), default 29 days before `to`"},
+    )
+    to = fields.Date(
+        validate=validate.Range(date(1970, 1, 1), date(2999, 12, 31)),
+        metadata={"description": "last day, included (YYYY-MM-DD), default today"},
+    )
+    tz = fields.String(
+        validate=validate.Length(1, 64),
+        metadata={
+            "description": "IANA time zone of the days, e.g. `Europe/Paris`; "
+            "default SUPPORT_TIMEZONE"
+        },
+    )
+
+
+class ToDoQuery(ReportQuery):
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 500))
+
+
+class ReportPeriod(Schema):
+    from_ = fields.String(data_key="from", attribute="from", required=True)
+    to = fields.String(required=True)
+    tz = fields.String(required=True)
+
+
+class _DayCounts(Schema):
+    conversations = fields.Integer(
+        required=True, metadata={"description": "started, with a customer message"}
+    )
+    bot_only = fields.Integer(
+        required=True, metadata={"description": "of those, answered by the bot, no person asked"}
+    )
+    escalated = fields.Integer(
+        required=True, metadata={"description": "of those, a person was asked for (a ticket)"}
+    )
+    answers = fields.Integer(required=True, metadata={"description": "bot answers written"})
+    abstentions = fields.Integer(
+        required=True, metadata={"description": "bot answers saying it could not answer"}
+    )
+    thumbs_up = fields.Integer(required=True)
+    thumbs_down = fields.Integer(required=True)
+    tickets = fields.Integer(required=True, metadata={"description": "tickets opened"})
+
+
+class ReportDay(_DayCounts):
+    date = fields.String(required=True, metadata={"description": "YYYY-MM-DD in `tz`"})
+
+
+class ReportTotals(_DayCounts):
+    deflection_rate = fields.Float(
+        allow_none=True, required=True, metadata={"description": "bot_only / conversations"}
+    )
+    abstention_rate = fields.Float(
+        allow_none=True, required=True, metadata={"description": "abstentions / answers"}
+    )
+    thumbs_up_rate = fields.Float(
+        allow_none=True, required=True, metadata={"description": "up / (up + down)"}
+    )
+
+
+class ReasonCount(Schema):
+    reason = fields.String(required=True)
+    count = fields.Integer(required=True)
+
+
+class RatingSummary(Schema):
+    handled_by = fields.String(required=True, metadata={"description": "bot or person"})
+    count = fields.Integer(required=True)
+    average = fields.Float(allow_none=True, required=True)
+    scores = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        required=True,
+        metadata={"description": 'how many of each score, "1" to "5"'},
+    )
+
+
+class ReportSummaryOut(Schema):
+    period = fields.Nested(ReportPeriod, required=True)
+    totals = fields.Nested(ReportTotals, required=True)
+    days = fields.List(fields.Nested(ReportDay), required=True)
+    escalation_reasons = fields.List(
+        fields.Nested(ReasonCount),
+        required=True,
+        metadata={"description": "reasons of the tickets opened (a ticket may have several)"},
+    )
+    ratings = fields.List(fields.Nested(RatingSummary), required=True)
+
+
+class ToDoItem(Schema):
+    question = fields.String(required=True, metadata={"description": "the customer's words"})
+    count = fields.Integer(required=True, metadata={"description": "times asked (same words)"})
+    abstained = fields.Integer(required=True, metadata={"description": "times the bot abstained"})
+    thumbs_down = fields.Integer(required=True)
+    reasons = fields.List(fields.String(), required=True, metadata={"description": "why, if said"})
+    last_at = Timestamp(required=True)
+    session_id = fields.String(required=True, metadata={"description": "the latest conversation"})
+    message_id = fields.String(required=True, metadata={"description": "its bot answer"})
+    answer = fields.String(required=True, metadata={"description": "that answer (300 chars)"})
+
+
+class ToDoOut(Schema):
+    period = fields.Nested(ReportPeriod, required=True)
+    items = fields.List(fields.Nested(ToDoItem), required=True)
+    total = fields.Integer(required=True)

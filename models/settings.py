@@ -158,6 +158,14 @@ class Branding:
         )
 
 
+def _metrics_token() -> str | None:
+    """METRICS_TOKEN: long enough not to be guessed (it guards numbers, not data, but still)."""
+    token = os.environ.get("METRICS_TOKEN", "").strip()
+    if token and len(token) < 16:
+        raise ConfigError("METRICS_TOKEN must be at least 16 characters")
+    return token or None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Typed view of the environment; build with `Settings.from_env()`."""
@@ -199,6 +207,8 @@ class Settings:
     parse_memory_mb: int
     parse_time_limit: float
     max_uncompressed_mb: int
+    # Who may read /metrics: a bearer token if set, else only clients on this host (loopback).
+    metrics_token: str | None
     widget_origins: tuple[str, ...] = ()
     branding: Branding = Branding()
     answer_overdue_seconds: int = 10
@@ -275,6 +285,7 @@ class Settings:
             parse_memory_mb=_int("PARSE_MEMORY_MB", 512, 64),
             parse_time_limit=parse_time_limit,
             max_uncompressed_mb=_int("MAX_UNCOMPRESSED_MB", 50, 1),
+            metrics_token=_metrics_token(),
             widget_origins=_origins("WIDGET_ORIGINS"),
             branding=Branding.from_env(),
             answer_overdue_seconds=_int("ANSWER_OVERDUE_SECONDS", 10, 1),

@@ -85,3 +85,34 @@ def test_only_the_customer_rates_only_bot_answers_of_their_session(api, chat):
     history = {m["id"]: m for m in api.history(chat)["messages"]}
     assert history[answer["id"]]["feedback"] is None
     assert _rate(api, chat, answer["id"], rating="down", reason="x" * 500).status_code == 200
+
+
+def test_migration_0005_goes_down_and_up_again():
+    """Batch mode on SQLite, plain ALTER on PostgreSQL: both directions on a fresh database."""
+    import os
+
+    import sqlalchemy as sa
+    from alembic import command
+
+    from models.migrate import alembic_config, upgrade
+    from tests.conftest import database_url, drop_postgres, recreate_postgres
+
+    url = database_url("_mig0005")
+    pg = bool(os.environ.get("TEST_DATABASE_URL"))
+    if pg:
+        recreate_postgres(url)
+    try:
+        upgrade(url)
+        command.downgrade(alembic_config(url), "0004")
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("messages")}
+        assert "feedback_rating" not in columns and "escalation" in columns
+        upgrade(url)
+        with engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("messages")}
+        engine.dispose()
+        assert {"feedback_rating", "feedback_reason", "feedback_at"} <= columns
+    finally:
+        if pg:
+            drop_postgres(url)

@@ -287,3 +287,41 @@ def test_article_urls_from_front_matter_and_jsonl_reach_citations(stack, api, ch
     assert stored[f"{word}-charging"] == f"https://help.example/articles/{word}-charging"
     for doc in ("warranty", f"{word}-charging", f"{word}-colours"):
         api.http.delete(f"/api/kb/documents/{docs[doc]['id']}", headers=STAFF)
+
+
+def test_search_documents_by_title_and_reindex(api):
+    word = f"rx{uuid.uuid4().hex[:6]}"
+    body = {"title": f"Gift wrap 100% {word}", "text": f"We gift wrap {word} parcels for free."}
+    doc = api.http.post("/api/kb/documents", json=body, headers=STAFF).json()
+    try:
+        assert wait_indexed(api, doc["id"])["status"] == "done"
+        listed = api.http.get("/api/kb/documents", params={"q": f"WRAP {word}"}, headers=STAFF)
+        assert [d["id"] for d in listed.json()] == [doc["id"]]
+        assert listed.headers["X-Total-Count"] == "1"
+        # LIKE wildcards are searched for literally.
+        assert (
+            api.http.get("/api/kb/documents", params={"q": f"1_0% {word}"}, headers=STAFF).json()
+            == []
+        )
+        assert (
+            len(
+                api.http.get(
+                    "/api/kb/documents", params={"q": f"100% {word}"}, headers=STAFF
+                ).json()
+            )
+            == 1
+        )
+
+        again = api.http.post(f"/api/kb/documents/{doc['id']}/reindex", headers=STAFF)
+        assert again.status_code == 202 and again.json()["status"] == "queued"
+        refused = api.http.post(f"/api/kb/documents/{doc['id']}/reindex", headers=STAFF)
+        assert refused.status_code in (202, 409)  # 409 while the first one is still queued
+        if refused.status_code == 409:
+            assert refused.json()["error"]["code"] == "already_indexing"
+        assert wait_indexed(api, doc["id"])["status"] == "done"
+        search_until(api, f"gift wrap {word}", lambda rows: ext_ids(rows) or rows)
+        missing = api.http.post(f"/api/kb/documents/{uuid.uuid4()}/reindex", headers=STAFF)
+        assert missing.status_code == 404
+        assert api.http.post(f"/api/kb/documents/{doc['id']}/reindex").status_code == 401
+    finally:
+        api.http.delete(f"/api/kb/documents/{doc['id']}", headers=STAFF)

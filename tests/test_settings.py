@@ -44,6 +44,7 @@ def test_defaults_need_nothing(env):
         ("LLM_PROVIDER", "openai", "needs OPENAI_API_KEY"),
         ("KB_STORE", "postgres", "KB_STORE=postgres needs DATABASE_URL"),
         ("LLM_TIMEOUT", "59", "LLM_TIMEOUT"),
+        ("METRICS_TOKEN", "short", "METRICS_TOKEN must be at least 16"),
     ],
 )
 def test_bad_values_name_the_variable(env, name, value, needle):

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, g, request
 
+from models import metrics
 from models.logs import configure_logging, request_id_var, session_id_var
 from models.settings import get_settings
 
@@ -33,15 +34,27 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     init_limits(app)
 
-    from webapp.api import attachments, docs, health, kb, messages, search, sessions, tickets
+    from webapp.api import (
+        attachments,
+        docs,
+        health,
+        kb,
+        messages,
+        reports,
+        search,
+        sessions,
+        tickets,
+    )
 
-    for module in (sessions, messages, attachments, search, kb, tickets, health):
+    for module in (sessions, messages, attachments, search, kb, tickets, reports, health):
         api.register_blueprint(module.blp)
     app.register_blueprint(docs.blp)
 
     from webapp import console_ws, pages, ws  # noqa: F401  (registers the socket routes)
+    from webapp import metrics as metrics_page
 
     app.register_blueprint(pages.blp)
+    app.register_blueprint(metrics_page.blp)
     register_error_handlers(app)
     _install_request_hooks(app)
 
@@ -75,6 +88,8 @@ def _install_request_hooks(app: Flask) -> None:
             # The widget's loader imports these public modules (its strings) from a host page.
             response.headers["Access-Control-Allow-Origin"] = "*"
             response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+        if response.status_code >= 500:
+            metrics.count("errors", f"http_{response.status_code}")
         if request.path != "/ws" and not request.path.startswith("/static"):
             access.info(
                 "request",

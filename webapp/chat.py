@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import jobs
+from models import jobs, metrics
 from models.base import new_id, utcnow
 from models.chat import Attachment, AttachmentBlob, ChatSession, Message
 from models.events import append_event, next_seq, publish
@@ -169,6 +169,7 @@ def accept_message(
         # Every customer message goes to the worker, whoever owns the conversation: the
         # escalation policy runs on it, and the worker stays silent when a person owns it.
         jobs.send_reply(msg.id)
+    metrics.count("messages", msg.role)
     return Accepted(msg, created=True, event=event)
 
 

@@ -25,6 +25,7 @@ from webapp.auth import STAFF_TOKEN_PREFIX, Actor, check_origin, staff_from_toke
 from webapp.errors import ApiError
 from webapp.events import RESYNC, get_hub
 from webapp.extensions import sock
+from webapp.metrics import socket_closed, socket_opened
 from webapp.ws import CLOSE_CODES
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ def console_socket(ws: Any) -> None:
     feed = ConsoleFeed(ws, actor)
     hub = get_hub()
     hub.add(STAFF_FEED, feed)
+    socket_opened()
     hub.wait_connected(2.0)
     presence.check_in(feed.client_id, actor.name or "Support")
     feed.push(
@@ -97,6 +99,7 @@ def console_socket(ws: Any) -> None:
         pass
     finally:
         hub.remove(STAFF_FEED, feed)
+        socket_closed()
         presence.check_out(feed.client_id, actor.name or "Support")
         feed.push(_CLOSE)
 

@@ -34,6 +34,7 @@ from webapp.config import current_settings
 from webapp.errors import ApiError
 from webapp.events import RESYNC, get_hub
 from webapp.extensions import sock
+from webapp.metrics import socket_closed, socket_opened
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +282,7 @@ def websocket(ws: Any) -> None:
             ws, ApiError(429, f"at most {limit} sockets per conversation", "too_many_sockets")
         )
     hub.add(session_id, conn)
+    socket_opened()
     hub.wait_connected(2.0)  # the first socket of a process may arrive before the subscription
     conn.outbox.put(RESYNC)  # anything committed between our read and the subscription
     writer = threading.Thread(target=conn.writer, name="ws-writer", daemon=True)
@@ -301,5 +303,6 @@ def websocket(ws: Any) -> None:
         pass
     finally:
         hub.remove(session_id, conn)
+        socket_closed()
         conn.outbox.put(_CLOSE)
     return None

@@ -44,6 +44,14 @@ def _task_context(task_id: str | None = None, **_kw: object) -> None:
     session_id_var.set(None)
 
 
+@signals.task_failure.connect
+def _count_failure(sender: object = None, **_kw: object) -> None:
+    """Failed tasks feed /metrics (helpline_errors_total{kind="task_failed"})."""
+    from models import metrics
+
+    metrics.count("errors", "task_failed")
+
+
 @signals.worker_ready.connect
 def _start_sweeper(**_kw: object) -> None:
     """Recover work whose worker died (or whose enqueue failed) without waiting for the broker."""

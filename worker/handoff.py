@@ -11,14 +11,13 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models.chat import Message, Ticket
+from models.chat import LOW_CONFIDENCE_REASONS, Message, Ticket
 from models.ownership import Change, active_ticket, request_person, ticket_updated
 from models.work import REPLY, finish
 from worker.agent.base import Reply
 from worker.escalation import Decision, PriorTurn
 
 PRIOR_TURNS = 10
-LOW_CONFIDENCE_REASONS = ("low_confidence", "not_in_knowledge_base")
 PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
 
 

@@ -14,11 +14,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from models import metrics
 from models.base import new_id, utcnow
 from models.chat import Attachment, ChatSession, Message
 from models.db import new_session, session_scope
@@ -64,6 +65,7 @@ class Context:
     owner: str = Owner.BOT.value
     requested: bool = False
     prior: list[PriorTurn] = field(default_factory=list)
+    asked_at: datetime | None = None  # when the customer's message was stored (for latency)
 
 
 def _lease() -> timedelta:
@@ -157,6 +159,7 @@ def load_context(message_id: str) -> Context | None:
             owner=chat.owner,
             requested=(msg.metadata_ or {}).get("request") == "person",
             prior=prior_turns(db, msg, chat.owner_since_seq),
+            asked_at=msg.created_at,
         )
 
 
@@ -279,6 +282,17 @@ def _commit_outcome(
     announce(change)
 
 
+def _measure(ctx: Context, msg: Message, seconds: float, failed: bool) -> None:
+    """Answer count and latencies for /metrics (the customer's wait: stored to stored)."""
+    metrics.count("messages", "assistant")
+    metrics.observe("answer_engine", seconds)
+    if ctx.asked_at is not None:
+        asked = ctx.asked_at if ctx.asked_at.tzinfo else ctx.asked_at.replace(tzinfo=UTC)
+        metrics.observe("answer_latency", (msg.created_at - asked).total_seconds())
+    if failed:
+        metrics.count("errors", "answer_failed")
+
+
 def _write_reply(
     db, ctx: Context, decision: Decision, reply_id: str, reply: Reply, seconds: float
 ) -> tuple[list[dict], Change | None]:  # type: ignore[no-untyped-def]
@@ -307,6 +321,7 @@ def _write_reply(
     db.add(msg)
     db.flush()  # the unique reply_to index speaks here, before any event is logged
     failed = reply.escalation_reason == "processing_failed"
+    _measure(ctx, msg, seconds, failed)
     if failed:
         fail(
             db,

@@ -1,8 +1,10 @@
-"""Knowledge-base documents (staff): add (JSON or file), list, read, delete."""
+"""Knowledge-base documents (staff): add (JSON or file), list and search, read, delete,
+re-index."""
 
 from __future__ import annotations
 
 import json
+import re
 
 from flask import request
 from flask.views import MethodView
@@ -12,6 +14,7 @@ from sqlalchemy import func, select
 from models import jobs
 from models.kb import KBDocument
 from models.schemas import KBDocumentIn, KBDocumentOut, KBListQuery
+from models.work import DOCUMENT, WorkState, queue
 from webapp.api import STAFF, errors
 from webapp.auth import require_staff
 from webapp.config import current_settings
@@ -110,6 +113,13 @@ class Documents(MethodView):
         stmt = select(KBDocument)
         if args.get("status"):
             stmt = stmt.where(KBDocument.status == args["status"])
+        for word in (args.get("q") or "").split()[:10]:
+            pattern = "%" + re.sub(r"([\\%_])", r"\\\1", word) + "%"
+            stmt = stmt.where(
+                KBDocument.title.ilike(pattern, escape="\\")
+                | KBDocument.external_id.ilike(pattern, escape="\\")
+                | KBDocument.source.ilike(pattern, escape="\\")
+            )
         total = db.scalar(select(func.count()).select_from(stmt.subquery()))
         rows = db.scalars(
             stmt.order_by(KBDocument.created_at).limit(args["limit"]).offset(args["offset"])
@@ -142,3 +152,26 @@ class Document(MethodView):
             abort(404, "unknown document", "unknown_document")
         delete_document(db, doc)
         db.commit()
+
+
+@blp.route("/documents/<document_id>/reindex", methods=["POST"])
+@blp.response(202, KBDocumentOut, description="queued for indexing again")
+@blp.doc(**STAFF)
+@errors(blp, 401, 404, (409, "the document is being indexed already (`already_indexing`)"))
+def reindex(document_id: str) -> KBDocument:
+    """Index a document again from its stored text (or its file, if it never got that far):
+    after a failure, or when the splitting or the index changed."""
+    require_staff()
+    db = get_db()
+    doc = db.get(KBDocument, document_id)
+    if doc is None:
+        abort(404, "unknown document", "unknown_document")
+    if doc.status in (WorkState.QUEUED.value, WorkState.PROCESSING.value):
+        abort(409, "the document is being indexed already", "already_indexing")
+    if doc.text is None and doc.raw is None:
+        abort(409, "the document has nothing stored to index from", "nothing_to_index")
+    queue(doc, DOCUMENT)
+    doc.error = None
+    db.commit()
+    jobs.send_ingest(doc.id)
+    return doc

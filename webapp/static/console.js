@@ -2,17 +2,22 @@
 // Vanilla ES modules, no build step; every piece of data reaches the page as text.
 
 import { ApiError, StaffApi, forgetKey, saveKey, savedKey, socketUrl } from './console/api.js';
+import { KbView } from './console/kb.js';
 import { Queue } from './console/queue.js';
-import { LiveSocket } from './shared/socket.js';
+import { ReportsView } from './console/reports.js';
 import { TicketView } from './console/ticket.js';
 import { sentence } from './console/util.js';
+import { LiveSocket } from './shared/socket.js';
 
 const $ = (id) => document.getElementById(id);
 const CONN_WORDS = {
   connecting: 'Connecting…', online: 'Live', reconnecting: 'Reconnecting…', closed: 'Offline',
 };
 
-const state = { api: null, me: null, queue: null, ticket: null, feed: null };
+const state = {
+  api: null, me: null, queue: null, ticket: null, feed: null, kb: null, reports: null, section: 'queue',
+};
+const SECTIONS = { queue: 'console', kb: 'kb-view', reports: 'reports-view' };
 let ticketView = null; // one per page: it owns the ticket panel's event listeners
 
 function setConn(kind, seconds) {
@@ -25,9 +30,48 @@ function setConn(kind, seconds) {
 function showView(name) {
   document.body.dataset.view = name;
   $('signin-view').hidden = name !== 'signin';
-  $('console').hidden = name !== 'console';
   $('session-bar').hidden = name !== 'console';
-  $('skip-queue').hidden = name !== 'console';
+  $('console-nav').hidden = name !== 'console';
+  for (const [section, id] of Object.entries(SECTIONS)) {
+    $(id).hidden = name !== 'console' || section !== state.section;
+  }
+  $('skip-queue').hidden = name !== 'console' || state.section !== 'queue';
+}
+
+/** The queue, the knowledge base or the reports: one at a time, named in the URL's hash. */
+function showSection(section) {
+  state.section = SECTIONS[section] ? section : 'queue';
+  document.body.dataset.section = state.section;
+  for (const link of document.querySelectorAll('#console-nav .nav__link')) {
+    if (link.dataset.section === state.section) link.setAttribute('aria-current', 'page');
+    else link.removeAttribute('aria-current');
+  }
+  if (!state.api) return;
+  showView('console');
+  if (state.section === 'kb') {
+    if (!state.kb) {
+      state.kb = new KbView(state.api, {
+        list: $('kb-list'), count: $('kb-count'), status: $('kb-status'), empty: $('kb-empty'),
+        search: $('kb-search'), filter: $('kb-filter'), form: $('kb-upload'), file: $('kb-file'),
+        title: $('kb-title'), submit: $('kb-submit'),
+      });
+    }
+    state.kb.refresh();
+  } else if (state.section === 'reports') {
+    if (!state.reports) {
+      state.reports = new ReportsView(state.api, {
+        form: $('report-period'), from: $('report-from'), to: $('report-to'), tz: $('report-tz'),
+        kpis: $('report-kpis'), charts: $('report-charts'), todo: $('todo-list'),
+        todoCount: $('todo-count'), status: $('report-status'),
+      });
+    }
+    state.reports.refresh();
+  }
+}
+
+function sectionFromHash() {
+  const match = /^#(kb|reports|queue)$/.exec(window.location.hash);
+  return match ? match[1] : 'queue';
 }
 
 function showSignIn(message = '') {
@@ -72,7 +116,8 @@ function startConsole() {
   });
   state.feed.start();
   state.queue.refresh().then(openFromHash);
-  $('queue-heading').focus();
+  showSection(sectionFromHash());
+  if (state.section === 'queue') $('queue-heading').focus();
 }
 
 function onFeedEvent(ev) {
@@ -90,6 +135,7 @@ async function openTicket(id) {
       return;
     }
   }
+  if (state.section !== 'queue') showSection('queue');
   state.queue.select(id);
   history.replaceState(null, '', `#ticket=${encodeURIComponent(id)}`);
   state.ticket.open(ticket);
@@ -104,7 +150,11 @@ function signOut(message = '') {
   if (state.feed) state.feed.stop();
   if (state.ticket) state.ticket.close();
   if (state.queue) state.queue.destroy();
-  Object.assign(state, { api: null, me: null, queue: null, ticket: null, feed: null });
+  if (state.kb) state.kb.destroy();
+  if (state.reports) state.reports.destroy();
+  Object.assign(state, {
+    api: null, me: null, queue: null, ticket: null, feed: null, kb: null, reports: null, section: 'queue',
+  });
   forgetKey();
   history.replaceState(null, '', window.location.pathname);
   $('ticket-view').hidden = true;
@@ -130,6 +180,9 @@ function bindSignIn() {
     }
   });
   $('signout').addEventListener('click', () => signOut());
+  window.addEventListener('hashchange', () => {
+    if (state.api && !window.location.hash.startsWith('#ticket=')) showSection(sectionFromHash());
+  });
 }
 
 async function resume() {

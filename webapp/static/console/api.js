@@ -26,7 +26,10 @@ export class StaffApi {
   }
 
   request(method, path, body) {
-    return request(method, path, { headers: { 'X-API-Key': this.key }, json: body });
+    const headers = { 'X-API-Key': this.key };
+    // A FormData body goes as multipart (the browser sets the boundary); anything else as JSON.
+    if (body instanceof FormData) return request(method, path, { headers, form: body });
+    return request(method, path, { headers, json: body });
   }
 
   /** A socket token (sockets cannot send headers); cached until a minute before it expires. */
@@ -57,6 +60,34 @@ export class StaffApi {
 
   history(sessionId) {
     return this.request('GET', `/api/chat/sessions/${encodeURIComponent(sessionId)}/messages?limit=500`);
+  }
+
+  documents({ q = '', status = '' } = {}) {
+    const params = new URLSearchParams({ limit: '1000' });
+    if (q) params.set('q', q);
+    if (status) params.set('status', status);
+    return this.request('GET', `/api/kb/documents?${params}`);
+  }
+
+  uploadDocument(file, title) {
+    const form = new FormData();
+    form.append('file', file);
+    if (title) form.append('title', title);
+    return this.request('POST', '/api/kb/documents', form);
+  }
+
+  deleteDocument(id) {
+    return this.request('DELETE', `/api/kb/documents/${encodeURIComponent(id)}`);
+  }
+
+  reindexDocument(id) {
+    return this.request('POST', `/api/kb/documents/${encodeURIComponent(id)}/reindex`);
+  }
+
+  /** `/api/reports/<name>` for a period: {from, to, tz, limit?}. */
+  report(name, params) {
+    const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v));
+    return this.request('GET', `/api/reports/${name}?${query}`);
   }
 
   send(sessionId, message, clientMsgId) {

@@ -1,0 +1,64 @@
+"""`/metrics`: Prometheus text that prometheus-client's own parser reads, whose counters move
+with real traffic across processes (web and worker), and which only loopback or a token reads."""
+
+from __future__ import annotations
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.client import Socket
+from tests.conftest import side_stack
+
+
+def scrape(base: str, **headers: str) -> dict[tuple[str, tuple], float]:
+    resp = httpx.get(f"{base}/metrics", headers=headers, timeout=10)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["Content-Type"].startswith("text/plain; version=")
+    samples = {}
+    for family in text_string_to_metric_families(resp.text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def test_counters_move_with_real_messages_and_sockets(stack, api, chat):
+    base = stack.urls[0]
+    before = scrape(base)
+    assert {("helpline_queue_depth", (("queue", q),)) for q in ("agent", "kb")} <= set(before)
+    assert ("helpline_open_sockets", ()) in before
+
+    resp = api.send(chat, "How long do I have to return an item?", wait=20)
+    assert resp.status_code == 200, resp.text
+    socket = Socket(stack.urls[1], session_id=chat["session_id"], token=chat["token"])
+    try:
+        socket.until("connected")
+        during = scrape(base)  # the other web process's socket counts here too
+    finally:
+        socket.close()
+
+    def moved(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return during.get(key, 0) - before.get(key, 0)
+
+    assert moved("helpline_messages_total", role="user") == 1
+    assert moved("helpline_messages_total", role="assistant") == 1
+    assert moved("helpline_answer_latency_seconds_count") == 1
+    assert moved("helpline_answer_engine_seconds_count") == 1
+    assert moved("helpline_answer_latency_seconds_sum") > 0
+    assert (
+        during[("helpline_answer_latency_seconds_bucket", (("le", "+Inf"),))]
+        == during[("helpline_answer_latency_seconds_count", ())]
+    )
+    assert during[("helpline_open_sockets", ())] >= 1  # ours, on the other web process
+
+
+def test_a_token_guards_metrics_when_set(logdir):
+    token = "scrape-me-please-0123"
+    with side_stack(logdir, "metrics", {"METRICS_TOKEN": token}, kb=False) as s:
+        base = s.urls[0]
+        refused = httpx.get(f"{base}/metrics", timeout=10)
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "metrics_token"
+        wrong = httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer nope"}, timeout=10)
+        assert wrong.status_code == 401
+        assert ("helpline_open_sockets", ()) in scrape(base, Authorization=f"Bearer {token}")
