@@ -7,6 +7,7 @@ but malformed stops the process with a message naming the variable.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +104,71 @@ def _cors_origins() -> tuple[str, ...]:
     return origins
 
 
+LANGUAGES = ("en", "fr", "es", "de")
+_COLOR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+
+
+def _color(name: str) -> str:
+    """A CSS hex colour (`#2f54c8`): the only form that cannot smuggle CSS into the page."""
+    value = _str(name, "")
+    if value and not _COLOR.fullmatch(value):
+        raise ConfigError(f"{name} must be a hex colour like #2f54c8; got {value!r}")
+    return value.lower()
+
+
+def _logo(name: str) -> str:
+    """An http(s) URL or a path on this server (`/static/…`)."""
+    value = _str(name, "")
+    if value and not (value.startswith(("http://", "https://")) or value.startswith("/")):
+        raise ConfigError(f"{name} must be an http(s) URL or a path starting with /; got {value!r}")
+    if value.startswith("//"):
+        raise ConfigError(f"{name} must name its scheme (https://…); got {value!r}")
+    return value
+
+
+def _questions(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """`|`-separated suggested questions (commas belong in questions); empty items dropped."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    items = tuple(q.strip()[:200] for q in raw.split("|") if q.strip())
+    if len(items) > 6:
+        raise ConfigError(f"{name} holds {len(items)} questions; at most 6 fit the welcome card")
+    return items
+
+
+DEFAULT_QUESTIONS = (
+    "How long does a refund take?",
+    "How do I track my order?",
+    "How do I reset my password?",
+)
+
+
+@dataclass(frozen=True)
+class Branding:
+    """What the chat page and the widget show a customer: name, colour, logo, welcome text,
+    suggested questions, and the interface language used when the browser asks for none we
+    have. Empty strings mean "the built-in default" (translated where it is interface text)."""
+
+    name: str = "Helpline Support"
+    color: str = ""
+    logo_url: str = ""
+    welcome: str = ""
+    questions: tuple[str, ...] = DEFAULT_QUESTIONS
+    language: str = "en"
+
+    @classmethod
+    def from_env(cls) -> Branding:
+        return cls(
+            name=_str("BRAND_NAME", "Helpline Support")[:80],
+            color=_color("BRAND_COLOR"),
+            logo_url=_logo("BRAND_LOGO_URL"),
+            welcome=_str("WELCOME_TEXT", "")[:1000],
+            questions=_questions("SUGGESTED_QUESTIONS", DEFAULT_QUESTIONS),
+            language=_choice("DEFAULT_LANGUAGE", "en", LANGUAGES),
+        )
+
+
 def _metrics_token() -> str | None:
     """METRICS_TOKEN: long enough not to be guessed (it guards numbers, not data, but still)."""
     token = os.environ.get("METRICS_TOKEN", "").strip()
@@ -155,6 +221,9 @@ class Settings:
     max_uncompressed_mb: int
     # Who may read /metrics: a bearer token if set, else only clients on this host (loopback).
     metrics_token: str | None
+    widget_origins: tuple[str, ...] = ()
+    branding: Branding = Branding()
+    answer_overdue_seconds: int = 10
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -230,6 +299,9 @@ class Settings:
             parse_time_limit=parse_time_limit,
             max_uncompressed_mb=_int("MAX_UNCOMPRESSED_MB", 50, 1),
             metrics_token=_metrics_token(),
+            widget_origins=_origins("WIDGET_ORIGINS"),
+            branding=Branding.from_env(),
+            answer_overdue_seconds=_int("ANSWER_OVERDUE_SECONDS", 10, 1),
         )
 
     @property
@@ -244,9 +316,14 @@ class Settings:
 
     @property
     def socket_origins(self) -> frozenset[str]:
-        """Other origins whose pages may open sockets: ALLOWED_ORIGINS, and every CORS origin
-        (a page trusted with the API and credentials gains nothing new from a socket)."""
-        return frozenset(self.allowed_origins) | frozenset(self.cors_origins)
+        """Other origins whose pages may open sockets, besides the server's own: ALLOWED_ORIGINS,
+        the sites that embed the widget (WIDGET_ORIGINS), and every CORS origin (a page trusted
+        with the API and credentials gains nothing new from a socket)."""
+        return (
+            frozenset(self.allowed_origins)
+            | frozenset(self.widget_origins)
+            | frozenset(self.cors_origins)
+        )
 
     @property
     def is_postgres(self) -> bool:

@@ -25,6 +25,21 @@ STAFF_KEY = "test-staff-key"
 # it in CORS_ORIGINS; every other origin stays refused (tests/test_original_client.py).
 CORS_ORIGIN = "http://localhost:3000"
 _TMP = Path(tempfile.mkdtemp(prefix="helpline-tests-"))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# The widget tests serve a host page on this port: as http://localhost:<port> it is an allowed
+# embedding origin (WIDGET_ORIGINS), as http://127.0.0.1:<port> a foreign one. Kept in the
+# environment because test modules import this file a second time (as tests.conftest).
+WIDGET_HOST_PORT = int(os.environ.setdefault("HELPLINE_TEST_WIDGET_PORT", str(_free_port())))
+WIDGET_ORIGIN = f"http://localhost:{WIDGET_HOST_PORT}"
 _PREFIX = f"hltest-{uuid.uuid4().hex[:8]}"
 
 
@@ -108,6 +123,9 @@ def base_env() -> dict[str, str]:
         "LLM_PROVIDER": "offline",
         "OPENAI_API_KEY": "",
         "OPENAI_BASE_URL": "",
+        "WIDGET_ORIGINS": WIDGET_ORIGIN,
+        # Short, so the browser test of a late answer does not wait long (default 10).
+        "ANSWER_OVERDUE_SECONDS": "3",
     }
 
 

@@ -146,6 +146,16 @@ class Stack:
         self.worker.wait(10)
         self.worker = None
 
+    def pause_worker(self) -> None:
+        """SIGSTOP the whole worker process group: alive, holding its sockets, doing nothing
+        (what a stuck or overloaded worker looks like to a customer)."""
+        assert self.worker is not None
+        os.killpg(self.worker.pid, signal.SIGSTOP)
+
+    def resume_worker(self) -> None:
+        assert self.worker is not None
+        os.killpg(self.worker.pid, signal.SIGCONT)
+
     @property
     def urls(self) -> list[str]:
         return [f"http://127.0.0.1:{port}" for _, port in self.webs]

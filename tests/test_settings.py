@@ -71,6 +71,7 @@ def test_cors_origins_are_none_by_default_and_may_open_sockets(env):
     assert Settings.from_env().cors_origins == ()
     env.setenv("CORS_ORIGINS", "http://LOCALHOST:3000/, https://shop.example")
     env.setenv("ALLOWED_ORIGINS", "https://widget.example")
+    env.delenv("WIDGET_ORIGINS", raising=False)
     s = Settings.from_env()
     assert s.cors_origins == ("http://localhost:3000", "https://shop.example")
     assert s.socket_origins == {
@@ -103,5 +104,40 @@ def test_heroku_postgres_url_is_normalised():
 def test_handoff_and_quota_settings_fail_clearly(env, variables, needle):
     for name, value in variables.items():
         env.setenv(name, value)
+    with pytest.raises(ConfigError, match=needle):
+        Settings.from_env()
+
+
+def test_branding_and_widget_settings(env):
+    env.setenv("BRAND_NAME", "Brightwave Help")
+    env.setenv("BRAND_COLOR", "#0A7")
+    env.setenv("BRAND_LOGO_URL", "https://cdn.brightwave.example/logo.svg")
+    env.setenv("WELCOME_TEXT", "Ask us anything about your order.")
+    env.setenv("SUGGESTED_QUESTIONS", "Where is my parcel? | Can I pay by invoice, please?||")
+    env.setenv("DEFAULT_LANGUAGE", "FR")
+    env.setenv("WIDGET_ORIGINS", "https://shop.example/, https://help.example")
+    s = Settings.from_env()
+    brand = s.branding
+    assert (brand.name, brand.color, brand.language) == ("Brightwave Help", "#0a7", "fr")
+    assert brand.logo_url == "https://cdn.brightwave.example/logo.svg"
+    assert brand.questions == ("Where is my parcel?", "Can I pay by invoice, please?")
+    assert s.widget_origins == ("https://shop.example", "https://help.example")
+    assert "https://shop.example" in s.socket_origins
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "needle"),
+    [
+        ("BRAND_COLOR", "red;background:url(x)", "BRAND_COLOR must be a hex colour"),
+        ("BRAND_LOGO_URL", "javascript:alert(1)", "BRAND_LOGO_URL must be an http"),
+        ("BRAND_LOGO_URL", "//cdn.example/x.png", "BRAND_LOGO_URL must name its scheme"),
+        ("DEFAULT_LANGUAGE", "klingon", "DEFAULT_LANGUAGE must be one of"),
+        ("SUGGESTED_QUESTIONS", "|".join("abcdefg"), "at most 6"),
+        ("WIDGET_ORIGINS", "https://shop.example/page", "WIDGET_ORIGINS"),
+        ("ANSWER_OVERDUE_SECONDS", "0", "ANSWER_OVERDUE_SECONDS must be at least 1"),
+    ],
+)
+def test_bad_branding_names_the_variable(env, name, value, needle):
+    env.setenv(name, value)
     with pytest.raises(ConfigError, match=needle):
         Settings.from_env()

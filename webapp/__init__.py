@@ -110,6 +110,10 @@ def _install_request_hooks(app: Flask) -> None:
     @app.after_request
     def _finish(response):  # type: ignore[no-untyped-def]
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        if request.path.startswith("/static/shared/"):
+            # The widget's loader imports these public modules (its strings) from a host page.
+            response.headers["Access-Control-Allow-Origin"] = "*"
+            response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
         if response.status_code >= 500:
             metrics.count("errors", f"http_{response.status_code}")
         if request.path != "/ws" and not request.path.startswith("/static"):

@@ -115,9 +115,10 @@ def staff_from_token(token: str) -> Actor:
 
 
 def check_origin() -> None:
-    """Browsers send Origin on a WebSocket: only our own page, ALLOWED_ORIGINS and CORS_ORIGINS
-    may connect (a foreign page could otherwise drive a customer's socket). Clients that send
-    no Origin (servers, mobile apps) still need a valid token, so they are let through."""
+    """Browsers send Origin on a WebSocket: only our own page, ALLOWED_ORIGINS, CORS_ORIGINS and
+    the sites that embed the widget (WIDGET_ORIGINS) may connect (a foreign page could otherwise
+    drive a customer's socket). Clients that send no Origin (servers, mobile apps) still need a
+    valid token, so they are let through."""
     origin = request.headers.get("Origin")
     if not origin:
         return

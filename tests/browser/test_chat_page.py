@@ -357,7 +357,16 @@ def test_new_conversation_ends_the_old_one(ui: Chat) -> None:
     ui.ask("How do I reset my password?")
     ui.wait_replies(1)
     old = ui.session()
+    # Discarding a conversation is asked first, in the page; "Cancel" keeps it.
     page.get_by_role("button", name="New conversation").click()
+    dialog = page.get_by_role("dialog", name="Start a new conversation?")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    expect(ui.users).to_have_count(1)
+    assert ui.session()["session_id"] == old["session_id"]
+    page.get_by_role("button", name="New conversation").click()
+    dialog.get_by_role("button", name="End it and start again").click()
     expect(page.locator("#welcome")).to_be_visible()
     expect(ui.users).to_have_count(0)
     page.wait_for_function(
@@ -613,3 +622,217 @@ def test_conversation_ended_by_support_offers_a_rating(ui: Chat) -> None:
     page.locator("#rating-submit").click()
     expect(page.locator("#rating-thanks")).to_be_visible()
     expect(page.locator("form#rating")).to_have_count(0)
+
+
+# -- the page's defects, fixed: scroll, time zones, late answers, languages, feedback ---------
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+# The newest item's bottom is inside the scrolling conversation, which is scrolled to its end.
+LAST_IN_VIEW = """() => {
+  const s = document.getElementById('conversation');
+  const items = document.querySelectorAll('#messages > li');
+  if (!items.length) return false;
+  const last = items[items.length - 1].getBoundingClientRect();
+  const box = s.getBoundingClientRect();
+  const tall = Math.max(0, last.height - box.height);
+  return last.bottom <= box.bottom + 1 && last.top >= box.top - 1 - tall
+    && s.scrollHeight - s.scrollTop - s.clientHeight <= 2;
+}"""
+
+
+def _newest_stays_in_view(chat: Chat, questions: list[str]) -> None:
+    page = chat.open().page
+    for n, question in enumerate(questions, start=1):
+        chat.ask(question)
+        chat.wait_replies(n)
+        page.wait_for_function(LAST_IN_VIEW)
+
+
+def test_newest_answer_in_view_on_desktop_and_pill_when_reading_above(ui: Chat) -> None:
+    questions = [
+        "How long does a refund take?",
+        "How do I track my order?",
+        "How do I reset my password?",
+    ]
+    _newest_stays_in_view(ui, questions)
+    page = ui.page
+    pill = page.locator("#new-message-pill")
+    expect(pill).to_be_hidden()
+    # The reader scrolls up; a message arrives (from another tab of theirs, then the answer):
+    # the view stays where they read, a pill says something new came.
+    page.locator("#conversation").evaluate("s => { s.scrollTop = 0; }")
+    page.wait_for_function("() => document.getElementById('conversation').scrollTop === 0")
+    saved = ui.session()
+    resp = httpx.post(
+        f"{ui.base_url}/api/chat/sessions/{saved['session_id']}/messages",
+        json={"message": "Do you ship to Norway?"},
+        headers={"Authorization": f"Bearer {saved['token']}"},
+        timeout=10,
+    )
+    assert resp.status_code == 202, resp.text
+    ui.wait_replies(4)
+    expect(pill).to_be_visible()
+    assert page.locator("#conversation").evaluate("s => s.scrollTop") == 0
+    pill.click()
+    page.wait_for_function(LAST_IN_VIEW)
+    expect(pill).to_be_hidden()
+
+
+def test_newest_answer_in_view_on_a_phone(phone: Chat) -> None:
+    _newest_stays_in_view(
+        phone,
+        ["How long does a refund take?", "How do I track my order?", "Do you ship to Norway?"],
+    )
+
+
+def test_times_are_the_same_after_a_reload_in_new_york(browser, stack) -> None:  # type: ignore[no-untyped-def]
+    for chat in _page(browser, stack, timezone_id="America/New_York", locale="en-US"):
+        page = chat.open().page
+        chat.ask("How do I track my order?")
+        chat.wait_replies(1)
+        shown = (
+            "() => Array.from(document.querySelectorAll('#messages time'))"
+            ".map(t => [t.dateTime, t.textContent])"
+        )
+        before = page.evaluate(shown)
+        assert len(before) == 2, before
+        # Every instant the API and the socket gave carries its zone (ISO 8601, UTC "Z").
+        assert all(re.search(r"(Z|[+-]\d\d:\d\d)$", iso) for iso, _ in before), before
+        page.reload()
+        chat.wait_online()
+        chat.wait_replies(1)
+        after = page.evaluate(shown)
+        assert [text for _, text in after] == [text for _, text in before], (before, after)
+        # And the clock shown is New York's, not UTC's.
+        offset = page.evaluate("() => new Date().getTimezoneOffset()")
+        assert offset in (240, 300), offset
+        stored = chat.history()
+        assert all(m["timestamp"].endswith("Z") for m in stored), stored
+
+
+def test_late_answer_says_still_working_while_the_worker_is_stopped(ui: Chat, stack) -> None:  # type: ignore[no-untyped-def]
+    page = ui.open().page
+    stack.pause_worker()
+    try:
+        ui.ask("How do I reset my password?")
+        expect(ui.users.first).to_have_attribute("data-status", "sent")
+        late = ui.users.first.locator(".msg__overdue")
+        expect(late).to_have_text("Still working on it…", timeout=15_000)
+        expect(ui.users.first).to_have_attribute("data-overdue", "true")
+        # The server itself is reachable: the page does not pretend otherwise either way.
+        expect(page.locator("#conn")).to_have_attribute("data-state", "online")
+    finally:
+        stack.resume_worker()
+    ui.wait_replies(1)
+    expect(late).to_have_count(0)
+
+
+def test_server_unreachable_is_said_plainly_and_messages_wait(ui: Chat) -> None:
+    page = ui.open().page
+    down = [True]  # the network between this page and the server, cut then restored
+
+    def api_route(route) -> None:  # type: ignore[no-untyped-def]
+        if down[0]:
+            route.abort("connectionrefused")
+        else:
+            route.continue_()
+
+    def socket_route(ws) -> None:  # type: ignore[no-untyped-def]
+        if down[0]:
+            ws.close()
+        else:
+            ws.connect_to_server()
+
+    page.route(re.compile(r".*/api/.*"), api_route)
+    page.route_web_socket(re.compile(r".*/ws\?.*"), socket_route)
+    ui.drop_socket()
+    ui.ask("How long does a refund take?")
+    alert = page.locator('#errors .error[data-code="unreachable"]')
+    expect(alert).to_contain_text("can’t reach our server")
+    expect(ui.users.first).to_have_attribute("data-status", "queued")
+    expect(page.locator("#conn")).not_to_have_attribute("data-state", "online")
+    down[0] = False
+    ui.wait_replies(1)  # the socket comes back; the waiting message goes with it
+    expect(ui.users.first).to_have_attribute("data-status", "sent")
+    expect(alert).to_have_count(0)
+    expect(ui.users).to_have_count(1)
+
+
+def test_interface_language_follows_the_browser(browser, stack) -> None:  # type: ignore[no-untyped-def]
+    for chat in _page(browser, stack, locale="fr-FR"):
+        page = chat.open().page
+        expect(page.locator("html")).to_have_attribute("lang", "fr")
+        expect(page.locator("#talk-to-person")).to_contain_text("Parler à une personne")
+        expect(page.locator("#new-conversation")).to_contain_text("Nouvelle conversation")
+        expect(page.locator("#conn")).to_contain_text("Connecté")
+        expect(page.locator("#composer-input")).to_have_attribute(
+            "placeholder", "Écrivez votre message…"
+        )
+        chat.ask("How do I track my order?")
+        chat.wait_replies(1)
+        expect(chat.replies.first.locator(".sources__title")).to_have_text("Sources")
+        expect(chat.users.first.locator(".msg__status")).to_have_text("Envoyé")
+
+
+def test_feedback_on_answers_is_stored_and_shown_again(ui: Chat) -> None:
+    page = ui.open().page
+    ui.ask("How long does a refund take?")
+    ui.wait_replies(1)
+    ui.ask("What is the best recipe for banana bread?")
+    ui.wait_replies(2)
+    first, second = ui.replies.nth(0), ui.replies.nth(1)
+    first.get_by_role("button", name="Helpful", exact=True).click()
+    expect(first.locator(".feedback__done")).to_have_text("Thanks for your feedback.")
+    expect(first.get_by_role("button", name="Helpful", exact=True)).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    second.get_by_role("button", name="Not helpful").click()
+    reason = second.locator("input.feedback__reason")
+    expect(reason).to_be_focused()
+    reason.fill("I asked about bread, not electronics")
+    second.get_by_role("button", name="Send").click()
+    expect(second.locator("input.feedback__reason")).to_have_count(0)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "chat-page.png"))
+    stored = [m for m in ui.history() if m["role"] == "assistant"]
+    assert stored[0]["feedback"]["rating"] == "up", stored[0]
+    assert stored[1]["feedback"]["rating"] == "down", stored[1]
+    assert stored[1]["feedback"]["reason"] == "I asked about bread, not electronics"
+    page.reload()
+    ui.wait_replies(2)
+    expect(ui.replies.nth(0).locator(".feedback")).to_have_attribute("data-rating", "up")
+    expect(ui.replies.nth(1).locator(".feedback")).to_have_attribute("data-rating", "down")
+
+
+def test_citation_links_to_the_article_and_shows_no_internal_ids(ui: Chat) -> None:
+    url = "https://help.brightwave.example/gift-wrapping"
+    doc = staff_call(
+        ui,
+        "POST",
+        "/api/kb/documents",
+        json={
+            "title": "Gift wrapping",
+            "text": "Gift wrapping costs 3 euros per parcel. Choose gift wrapping at checkout "
+            "and add a card message of up to 200 characters.",
+            "metadata": {"url": url},
+            "external_id": "kb-gift-wrapping-test",
+        },
+    )
+    assert doc.status_code in (201, 202), doc.text
+    doc_id = doc.json()["id"]
+    deadline = time.monotonic() + 20
+    while staff_call(ui, "GET", f"/api/kb/documents/{doc_id}").json()["status"] != "done":
+        assert time.monotonic() < deadline, "the document was not indexed"
+        time.sleep(0.2)
+    page = ui.open().page
+    ui.ask("How much does gift wrapping cost?")
+    ui.wait_replies(1)
+    reply = ui.replies.first
+    link = reply.locator(f'a.cite__link[href="{url}"]').first
+    expect(link).to_be_visible()
+    expect(link).to_have_attribute("target", "_blank")
+    expect(link).to_have_attribute("rel", "noopener noreferrer")
+    expect(reply.locator(f'.sources a.source__link[href="{url}"]')).to_have_text("Gift wrapping")
+    text = reply.inner_text()
+    assert "kb-gift-wrapping-test" not in text and doc_id not in text, text
+    assert page.locator(".source__ref").count() == 0

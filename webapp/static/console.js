@@ -5,9 +5,9 @@ import { ApiError, StaffApi, forgetKey, saveKey, savedKey, socketUrl } from './c
 import { KbView } from './console/kb.js';
 import { Queue } from './console/queue.js';
 import { ReportsView } from './console/reports.js';
-import { LiveSocket } from './console/socket.js';
 import { TicketView } from './console/ticket.js';
 import { sentence } from './console/util.js';
+import { LiveSocket } from './shared/socket.js';
 
 const $ = (id) => document.getElementById(id);
 const CONN_WORDS = {

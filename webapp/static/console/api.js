@@ -1,16 +1,11 @@
 // The staff HTTP API: every call carries X-API-Key; failures become ApiError with the
 // server's own code and message (the one JSON error shape).
 
-const KEY_STORAGE = 'helpline.console.key';
+import { ApiError, request, socketUrl } from '../shared/http.js';
 
-export class ApiError extends Error {
-  constructor(status, code, message, details) {
-    super(message);
-    this.status = status;
-    this.code = code;
-    this.details = details;
-  }
-}
+export { ApiError, socketUrl };
+
+const KEY_STORAGE = 'helpline.console.key';
 
 export function savedKey() {
   try { return sessionStorage.getItem(KEY_STORAGE) || ''; } catch { return ''; }
@@ -30,30 +25,11 @@ export class StaffApi {
     this.token = null; // {value, agent, expiresAt}
   }
 
-  async request(method, path, body) {
-    const headers = { 'X-API-Key': this.key, Accept: 'application/json' };
-    const init = { method, headers, cache: 'no-store', credentials: 'same-origin' };
-    if (body instanceof FormData) {
-      init.body = body; // the browser sets the multipart boundary
-    } else if (body !== undefined) {
-      headers['Content-Type'] = 'application/json';
-      init.body = JSON.stringify(body);
-    }
-    let resp;
-    try {
-      resp = await fetch(path, init);
-    } catch {
-      throw new ApiError(0, 'network', 'The server cannot be reached. Check your connection.');
-    }
-    const text = await resp.text().catch(() => '');
-    let data = null;
-    try { data = text ? JSON.parse(text) : null; } catch { data = null; }
-    if (!resp.ok) {
-      const err = (data && data.error) || {};
-      throw new ApiError(resp.status, err.code || `http_${resp.status}`,
-        err.message || `The server answered ${resp.status}.`, err.details);
-    }
-    return data;
+  request(method, path, body) {
+    const headers = { 'X-API-Key': this.key };
+    // A FormData body goes as multipart (the browser sets the boundary); anything else as JSON.
+    if (body instanceof FormData) return request(method, path, { headers, form: body });
+    return request(method, path, { headers, json: body });
   }
 
   /** A socket token (sockets cannot send headers); cached until a minute before it expires. */
@@ -118,10 +94,4 @@ export class StaffApi {
     return this.request('POST', `/api/chat/sessions/${encodeURIComponent(sessionId)}/messages`,
       { message, client_msg_id: clientMsgId });
   }
-}
-
-export function socketUrl(path, params) {
-  const proto = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
-  const query = new URLSearchParams(params).toString();
-  return `${proto}//${window.location.host}${path}?${query}`;
 }

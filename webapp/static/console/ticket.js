@@ -4,7 +4,7 @@
 import { socketUrl } from './api.js';
 import { ownerWords, ticketTitle } from './queue.js';
 import { Reply } from './reply.js';
-import { LiveSocket } from './socket.js';
+import { LiveSocket } from '../shared/socket.js';
 import { Thread } from './thread.js';
 import { actionErrorWords, ago, fullTime, priorityWords, reasonWords, sentence } from './util.js';
 
