@@ -9,7 +9,8 @@ from typing import Any
 
 from flask import Flask, g, request
 
-from models import metrics
+# Not bound as `metrics`: importing the submodule webapp.metrics rebinds that name in this package.
+from models import metrics as metric_store
 from models.logs import configure_logging, request_id_var, session_id_var
 from models.settings import get_settings
 
@@ -115,7 +116,7 @@ def _install_request_hooks(app: Flask) -> None:
             response.headers["Access-Control-Allow-Origin"] = "*"
             response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
         if response.status_code >= 500:
-            metrics.count("errors", f"http_{response.status_code}")
+            metric_store.count("errors", f"http_{response.status_code}")
         if request.path != "/ws" and not request.path.startswith("/static"):
             access.info(
                 "request",
