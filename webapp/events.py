@@ -88,15 +88,18 @@ class EventHub:
         for sub in targets:
             sub.push(RESYNC)
 
+    def _client(self) -> redis.Redis:
+        from models.redisconn import client
+
+        return client(url=self.redis_url, socket_connect_timeout=2, health_check_interval=15)
+
     def _run(self) -> None:
         backoff = 0.1
         first = True
         while not self._stop.is_set():
             pubsub = None
             try:
-                client = redis.Redis.from_url(
-                    self.redis_url, socket_connect_timeout=2, health_check_interval=15
-                )
+                client = self._client()
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.psubscribe(self.pattern)
                 self._connected.set()
