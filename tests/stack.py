@@ -115,7 +115,8 @@ class Stack:
         self.logdir = logdir
         self.name = name
         self.webs: list[tuple[subprocess.Popen, int]] = []
-        self.worker: subprocess.Popen | None = None
+        self.worker: subprocess.Popen | None = None  # the latest worker started
+        self.workers: list[subprocess.Popen] = []  # every worker started, dead or alive
         self.worker_starts = 0
 
     # -- processes -----------------------------------------------------------------------
@@ -171,6 +172,7 @@ class Stack:
             ],
             f"worker{self.worker_starts}",
         )
+        self.workers.append(self.worker)
 
     def kill_worker(self) -> None:
         """SIGKILL the whole worker process group: no chance to ack, requeue or clean up."""
@@ -247,7 +249,7 @@ class Stack:
                 print(f"could not delete {self.prefix}'s RabbitMQ queues: {exc}")
 
     def stop_processes(self) -> None:
-        procs = [p for p, _ in self.webs] + ([self.worker] if self.worker else [])
+        procs = [p for p, _ in self.webs] + [w for w in self.workers if w.poll() is None]
         for proc in procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)

@@ -228,6 +228,8 @@ class Client:
     unexpected_drops: int = 0
     closing: bool = False  # a close we asked for (planned reconnect or the end)
     finished: bool = False
+    close_codes: Counter = field(default_factory=Counter)  # the server's close codes seen
+    fallback: str = ""  # where to reconnect after a 1001 (the web process is going away)
 
     def url(self, after: int | None) -> str:
         params = {"session_id": self.session_id, "token": self.token}
@@ -297,6 +299,11 @@ class Client:
             except (ConnectionClosed, OSError, TimeoutError):
                 pass
             self.open_event.clear()
+            code = self.ws.close_code
+            if code is not None and not self.closing:
+                self.close_codes[code] += 1
+                if code == 1001 and self.fallback:  # as a load balancer would route it
+                    self.base, self.fallback = self.fallback, ""
             if not self.closing and not self.finished:
                 self.unexpected_drops += 1
                 await asyncio.sleep(0.2)

@@ -32,7 +32,7 @@ from webapp.auth import Actor, authorize, check_origin
 from webapp.chat import accept_message
 from webapp.config import current_settings
 from webapp.errors import ApiError
-from webapp.events import RESYNC, get_hub
+from webapp.events import GOING_AWAY, GOING_AWAY_CODE, RESYNC, get_hub
 from webapp.extensions import sock
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ CLOSE_CODES = {400: 4001, 401: 4003, 403: 4003, 404: 4004, 409: 4009, 429: 4029}
 _CLOSE = object()
 # A session that ends or is deleted closes its sockets after the event that says so.
 ENDING = {"ended": (4009, "session ended"), "deleted": (4004, "session deleted")}
+GOING_AWAY_MESSAGE = "server restarting: reconnect with after=<last seq>"
 
 
 class Connection:
@@ -113,6 +114,9 @@ class Connection:
             if event is _CLOSE:
                 return
             try:
+                if event is GOING_AWAY:
+                    self.ws.close(reason=GOING_AWAY_CODE, message=GOING_AWAY_MESSAGE)
+                    return
                 self._deliver(event)
                 if event.get("type") == "session_status" and event.get("status") in ENDING:
                     # Tell the client why the socket goes away, like a refusal at connect.
@@ -275,6 +279,9 @@ def websocket(ws: Any) -> None:
     conn = Connection(ws, session_id, actor, start)
     conn.outbox.put(envelope("connected", session_id, client_id=conn.client_id, last_seq=current))
     hub = get_hub()
+    if hub.closing:  # accepted while the process stops: send it to another web process
+        ws.close(reason=GOING_AWAY_CODE, message=GOING_AWAY_MESSAGE)
+        return None
     limit = current_settings().max_sockets_per_session
     if hub.count(session_id) >= limit:
         return _refuse(
