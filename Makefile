@@ -58,11 +58,12 @@ test: install redis postgres rabbitmq chromium lint
 	$(MAKE) --no-print-directory test-postgres
 	$(MAKE) --no-print-directory test-rabbitmq
 
-# The chaos tier (process kills, Redis restart) and the topology tier (2 web x 2 workers on
-# PostgreSQL + RabbitMQ, a web process stopped mid-load) run once, on PostgreSQL, the production
-# database: they exercise processes and brokers, and twice would push the suite past ~15 minutes.
+# The chaos tier (process kills, Redis restart), the topology tier (2 web x 2 workers on
+# PostgreSQL + RabbitMQ, a web process stopped mid-load) and the Sentinel failover run once, on
+# PostgreSQL, the production database: they exercise processes and brokers, and twice would
+# push the suite past ~15 minutes.
 test-sqlite: install
-	TEST_DATABASE_URL= $(BIN)/pytest -m "not chaos and not topology" $(PYTEST_ARGS)
+	TEST_DATABASE_URL= $(BIN)/pytest -m "not chaos and not topology and not sentinel" $(PYTEST_ARGS)
 
 test-postgres: install
 	TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest $(PYTEST_ARGS)
@@ -71,7 +72,7 @@ test-postgres: install
 RABBITMQ_TESTS ?= tests/test_messages.py tests/test_ws.py tests/test_recovery.py
 test-rabbitmq: install
 	TEST_DATABASE_URL=$(TEST_PG_URL) TEST_BROKER_URL=$(TEST_RABBITMQ_URL) \
-	  $(BIN)/pytest -m "not chaos and not topology" $(RABBITMQ_TESTS) $(PYTEST_ARGS)
+	  $(BIN)/pytest -m "not chaos and not topology and not sentinel" $(RABBITMQ_TESTS) $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/chat_latency.py
