@@ -64,8 +64,7 @@ def test_two_web_two_workers_on_rabbitmq_survive_a_web_sigterm(logdir):
         stack.start_worker()
         stack.wait_ready()
         assert len(stack.webs) == 2 and len([w for w in stack.workers if w.poll() is None]) == 2
-        ready = httpx.get(f"{stack.urls[1]}/health/ready", timeout=10).json()
-        assert ready["checks"]["worker"]["workers"] == 2, ready
+        ready = wait_for_workers(stack.urls[1], 2)
         assert ready["checks"]["broker"]["transport"] == "amqp", ready
         doomed, survivor = stack.urls
         doomed_proc = stack.webs[0][0]
@@ -165,6 +164,17 @@ def test_two_web_two_workers_on_rabbitmq_survive_a_web_sigterm(logdir):
     assert new_socket == "closed 1001" or new_socket.startswith("refused"), figures
     assert figures["exit_code"] == 0, figures
     assert "'gone'" not in worker_logs
+
+
+def wait_for_workers(url: str, count: int, timeout: float = 90) -> dict:
+    """Readiness once `count` workers answer (wait_ready returns when the first one does)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ready = httpx.get(f"{url}/health/ready", timeout=10).json()
+        if ready["checks"]["worker"].get("workers") == count or time.monotonic() > deadline:
+            assert ready["checks"]["worker"].get("workers") == count, ready
+            return ready
+        time.sleep(0.5)
 
 
 async def answered(http: httpx.AsyncClient, c: Client) -> bool:
