@@ -59,6 +59,8 @@ def worker_log(stack: Stack) -> str:
     )
 
 
+# Four stacks: run once, in the PostgreSQL pass, with the other multi-process topologies.
+@pytest.mark.topology
 @pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
 @pytest.mark.timeout(300)
 def test_two_deployments_on_one_redis_database_answer_only_their_own(logdir, broker):

@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.sentinel, pytest.mark.slow]
 MASTER = "helpline-test"
 SESSIONS = 16
 MESSAGES = 12
-SEND_SECONDS = 30.0
+SEND_SECONDS = 20.0
 KILL_AT = 0.35
 
 

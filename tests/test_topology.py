@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.topology, pytest.mark.slow]
 
 SESSIONS = 24
 MESSAGES = 12
-SEND_SECONDS = 30.0
+SEND_SECONDS = 20.0
 STOP_AT = 0.4  # the first web process gets SIGTERM this far into the send phase
 
 
