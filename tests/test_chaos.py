@@ -229,7 +229,7 @@ class Client:
     closing: bool = False  # a close we asked for (planned reconnect or the end)
     finished: bool = False
     close_codes: Counter = field(default_factory=Counter)  # the server's close codes seen
-    fallback: str = ""  # where to reconnect after a 1001 (the web process is going away)
+    fallback: str = ""  # where to reconnect once this web process closes or refuses us
 
     def url(self, after: int | None) -> str:
         params = {"session_id": self.session_id, "token": self.token}
@@ -285,6 +285,8 @@ class Client:
                     proxy=None,
                 )
             except (WebSocketException, OSError, TimeoutError):
+                if self.fallback:  # its web process is gone: the balancer routes elsewhere
+                    self.base, self.fallback = self.fallback, ""
                 await asyncio.sleep(0.5)
                 continue
             self.connects += 1
@@ -299,10 +301,10 @@ class Client:
             except (ConnectionClosed, OSError, TimeoutError):
                 pass
             self.open_event.clear()
-            code = self.ws.close_code
-            if code is not None and not self.closing:
-                self.close_codes[code] += 1
-                if code == 1001 and self.fallback:  # as a load balancer would route it
+            if not self.closing:
+                if self.ws.close_code is not None:
+                    self.close_codes[self.ws.close_code] += 1
+                if self.fallback:  # as a load balancer would route it (1001 expected)
                     self.base, self.fallback = self.fallback, ""
             if not self.closing and not self.finished:
                 self.unexpected_drops += 1

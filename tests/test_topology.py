@@ -99,7 +99,8 @@ def test_two_web_two_workers_on_rabbitmq_survive_a_web_sigterm(logdir):
 
         async def main() -> None:
             stopper = asyncio.create_task(stop_one_web())
-            out = await load(clients, t0, lambda: None)
+            # Bounded, so a client that never gets back fails with the figures, not a timeout.
+            out = await asyncio.wait_for(load(clients, t0, lambda: None), SEND_SECONDS + 120)
             await stopper
             deadline = time.monotonic() + 90
             async with httpx.AsyncClient(timeout=10, trust_env=False) as http:
