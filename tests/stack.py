@@ -37,8 +37,10 @@ def _alive(pid: int) -> bool:
 def claim_redis_db(base_url: str, candidates: Sequence[int] = range(15, 7, -1)) -> int:
     """A Redis database number no other live test run or benchmark on this host is using.
 
-    Celery queue names are the same in every run, so two runs sharing a database would take
-    each other's tasks. A lock key holding our pid marks the claim; a dead holder's is taken.
+    Queues and keys carry each run's prefix, so runs sharing a database would not take each
+    other's tasks, but a side stack empties its database when it stops (and a run empties it
+    when it starts): a database of our own keeps those flushes apart. A lock key holding our
+    pid marks the claim; a dead holder's is taken.
     """
     import redis
 
