@@ -247,6 +247,11 @@ class Client:
             self._stored(event.get("client_msg_id"))
             return
         seq = event.get("seq")
+        if kind == "acknowledged" and seq is not None and int(seq) <= self.last_seq:
+            # The answer to our frame after its user_message already came from the database
+            # (a resync overtook it): the log event was delivered once; this is only the reply.
+            self._stored(event.get("client_msg_id"))
+            return
         if seq is not None:
             self.seqs.append(int(seq))
             self.last_seq = max(self.last_seq, int(seq))
