@@ -9,7 +9,10 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 # The suite's own PostgreSQL database (created if missing; its name must end in _test).
 TEST_PG_URL ?= postgresql://$(shell id -un)@localhost:5432/helpline_test
 
-.PHONY: run test test-sqlite test-postgres install migrate kb redis postgres chromium lint bench clean
+# RabbitMQ for the broker pass of the suite (guest/guest on loopback, RabbitMQ's default).
+TEST_RABBITMQ_URL ?= amqp://guest:guest@localhost:5672//
+
+.PHONY: run test test-sqlite test-postgres test-rabbitmq install migrate kb redis postgres rabbitmq chromium lint bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +36,12 @@ postgres:
 	@for i in $$(seq 1 30); do pg_isready -q -h localhost -p 5432 && exit 0; sleep 1; done; \
 	  echo "PostgreSQL is not answering on localhost:5432" >&2; exit 1
 
+# RabbitMQ must answer on localhost:5672; start the local server if it is not running.
+rabbitmq:
+	@(exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null || rabbitmq-server -detached
+	@for i in $$(seq 1 60); do (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null && exit 0; sleep 1; done; \
+	  echo "RabbitMQ is not answering on localhost:5672" >&2; exit 1
+
 chromium:
 	@command -v chromium >/dev/null || (apt-get install -y -q chromium >/dev/null || \
 	  (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null))
@@ -44,17 +53,30 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install redis postgres chromium lint
+test: install redis postgres rabbitmq chromium lint
 	$(MAKE) --no-print-directory test-sqlite
 	$(MAKE) --no-print-directory test-postgres
+	$(MAKE) --no-print-directory test-rabbitmq
 
-# The chaos tier (process kills, Redis restart) runs once, on PostgreSQL, the production database:
-# it exercises processes and the broker, and twice would push the suite past ~15 minutes.
+# The chaos tier (process kills, Redis restart), the topology tier (2 web x 2 workers on
+# PostgreSQL + RabbitMQ, a web process stopped mid-load; two deployments on one Redis database
+# and one RabbitMQ vhost) and the Sentinel failover run once, on
+# PostgreSQL, the production database: they exercise processes and brokers, and twice would
+# push the suite past ~15 minutes.
 test-sqlite: install
-	TEST_DATABASE_URL= $(BIN)/pytest -m "not chaos" $(PYTEST_ARGS)
+	TEST_DATABASE_URL= $(BIN)/pytest -m "not chaos and not topology and not sentinel" $(PYTEST_ARGS)
 
 test-postgres: install
 	TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest $(PYTEST_ARGS)
+
+# The message loop, sockets and reply recovery once more with RabbitMQ as the broker (~40 s;
+# the file-recovery tests wait out 30 s claim deadlines that do not depend on the broker).
+RABBITMQ_TESTS ?= tests/test_messages.py tests/test_ws.py \
+  tests/test_recovery.py::test_committed_but_never_enqueued_message_is_answered \
+  tests/test_recovery.py::test_attachment_whose_worker_kept_dying_fails_with_a_reason
+test-rabbitmq: install
+	TEST_DATABASE_URL=$(TEST_PG_URL) TEST_BROKER_URL=$(TEST_RABBITMQ_URL) \
+	  $(BIN)/pytest -m "not chaos and not topology and not sentinel" $(RABBITMQ_TESTS) $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/chat_latency.py

@@ -23,3 +23,23 @@ limit_request_line = 8190
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+
+def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
+    """On SIGTERM, after gunicorn stops accepting, close every socket with 1001 ("going away")
+    instead of letting the graceful timeout reset them: clients reconnect to another web
+    process with `after=<last seq>` at once. The work runs in its own (green) thread, never in
+    the signal handler."""
+    import signal
+    import threading
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(sig, frame):  # type: ignore[no-untyped-def]
+        if callable(previous):
+            previous(sig, frame)  # gunicorn's own: the worker stops accepting
+        from webapp.events import going_away
+
+        threading.Thread(target=going_away, name="going-away", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_term)

@@ -144,6 +144,7 @@ class Target:
     urls: list[str]
     redis_url: str | None
     logdir: Path | None = None
+    prefix: str = "helpline"  # the target's EVENT_CHANNEL_PREFIX (its queue names)
 
 
 @contextmanager
@@ -161,6 +162,7 @@ def local_stack(args: argparse.Namespace) -> Iterator[Target]:
     env = {
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
+        "BROKER_URL": "",
         # Pub/sub ignores database numbers: a prefix of our own keeps other stacks' events out.
         "EVENT_CHANNEL_PREFIX": f"hlbench-{uuid.uuid4().hex[:8]}",
         "STAFF_API_KEYS": f"bench-{uuid.uuid4().hex}",
@@ -183,7 +185,7 @@ def local_stack(args: argparse.Namespace) -> Iterator[Target]:
         stack.wait_ready(timeout=120)
         log(f"stack ready: {', '.join(stack.urls)}; loading the sample KB")
         load_sample_kb(stack)
-        yield Target(stack.urls, redis_url, logdir)
+        yield Target(stack.urls, redis_url, logdir, stack.prefix)
     finally:
         if stack is not None:
             stack.stop()
@@ -205,14 +207,18 @@ def log(text: str) -> None:
 
 
 # -- the no-op Celery round trip ------------------------------------------------------------
-def celery_client(redis_url: str):  # type: ignore[no-untyped-def]
-    """A client configured like celeryconfig (timeouts, serializer, routes) but on `redis_url`:
-    celeryconfig reads REDIS_URL once at import, which is the bench's, not the target's."""
+def celery_client(redis_url: str, prefix: str):  # type: ignore[no-untyped-def]
+    """A client configured as the target's web processes are (broker on `redis_url`, queues and
+    keys under `prefix`): celeryconfig at import would read the bench's own environment."""
     from celery import Celery
 
+    import celeryconfig
+    from tests.stack import settings_of
+
+    env = {"REDIS_URL": redis_url, "BROKER_URL": "", "EVENT_CHANNEL_PREFIX": prefix}
     app = Celery("helpline-bench")
-    app.config_from_object("celeryconfig")
-    app.conf.update(broker_url=redis_url, result_backend=redis_url)
+    app.conf.update(celeryconfig.build(settings_of(env)))
+    app.conf.task_default_queue = f"{prefix}.interactive"  # the ping's queue
     return app
 
 
@@ -236,7 +242,9 @@ def ping_round_trips(
             break
         started = time.perf_counter()
         try:
-            result = app.send_task("helpline.ping", args=[f"p{i}"], queue="interactive")
+            result = app.send_task(
+                "helpline.ping", args=[f"p{i}"], queue=app.conf.task_default_queue
+            )
             if result.get(timeout=timeout) != f"p{i}":
                 failures += 1
                 continue
@@ -591,7 +599,7 @@ def print_report(r: Report) -> None:
 def run(target: Target, args: argparse.Namespace) -> Report:
     """Baseline, warm-up, then the measured load (with a ping probe alongside it)."""
     questions = load_questions()
-    app = celery_client(target.redis_url) if target.redis_url else None
+    app = celery_client(target.redis_url, target.prefix) if target.redis_url else None
     ping: list[float] = []
     ping_failures = 0
     if app is not None and args.pings:
@@ -645,6 +653,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--web-processes", type=int, default=1, help="gunicorn processes (own stack)")
     p.add_argument("--url", help="running server(s), comma-separated, instead of our own stack")
     p.add_argument("--redis-url", help="with --url: the broker for the no-op ping baseline")
+    p.add_argument("--prefix", default="helpline", help="with --url: its EVENT_CHANNEL_PREFIX")
     p.add_argument("--redis", default="redis://localhost:6379", help="own stack: Redis (db 12)")
     p.add_argument("--database-url", help="own stack on PostgreSQL (database name *_bench)")
     p.add_argument("--pings", type=int, default=500, help="no-op round trips for the baseline")
@@ -674,7 +683,7 @@ def main(argv: list[str] | None = None) -> int:
             httpx.get(f"{url}/health/ready", timeout=10, trust_env=False).raise_for_status()
         if not args.redis_url:
             log("no --redis-url: skipping the no-op ping baseline")
-        report = run(Target(urls, args.redis_url), args)
+        report = run(Target(urls, args.redis_url, prefix=args.prefix), args)
     else:
         with local_stack(args) as target:
             report = run(target, args)

@@ -108,8 +108,9 @@ def redis_client() -> redis.Redis:
     """Shared publisher connection pool with short timeouts (nothing blocks forever)."""
     global _redis
     if _redis is None:
-        _redis = redis.Redis.from_url(
-            get_settings().redis_url,
+        from models.redisconn import client
+
+        _redis = client(
             socket_timeout=5,
             socket_connect_timeout=2,
             health_check_interval=30,

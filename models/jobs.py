@@ -8,9 +8,12 @@ re-sends anything whose deadline passes (see models/work.py).
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from celery import Celery
+
+from models.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +23,41 @@ INGEST_DOCUMENT = "helpline.ingest_document"
 DELIVER_WEBHOOK = "helpline.deliver_webhook"
 SEARCH_KB = "helpline.search_kb"
 PING = "helpline.ping"
+
+# Queue kinds; a deployment's queue on the broker is `<EVENT_CHANNEL_PREFIX>.<kind>`.
+# `interactive`: someone waits on the call (search, ping); `agent`: replies; `attachments` and
+# `kb`: files, documents and webhook deliveries (the `files` process, so answers never wait
+# behind a slow file).
+QUEUE_KINDS = ("interactive", "agent", "attachments", "kb")
+ROUTES = {
+    GENERATE_REPLY: "agent",
+    SEARCH_KB: "interactive",
+    PING: "interactive",
+    PARSE_ATTACHMENT: "attachments",
+    INGEST_DOCUMENT: "kb",
+    DELIVER_WEBHOOK: "kb",
+}
+# Worker roles (the Procfile's processes) and the queue kinds each consumes.
+ROLES = {
+    "worker": ("interactive", "agent"),
+    "files": ("attachments", "kb"),
+    "all": QUEUE_KINDS,
+}
+
+
+def queue_name(kind: str, prefix: str | None = None) -> str:
+    """The broker queue of one kind for this deployment (or for `prefix`)."""
+    if kind not in QUEUE_KINDS:
+        raise ValueError(f"unknown queue kind {kind!r}")
+    return f"{prefix or get_settings().event_channel_prefix}.{kind}"
+
+
+def role_queues(role: str, prefix: str | None = None) -> list[str]:
+    """The queues a worker of `role` consumes."""
+    if role not in ROLES:
+        raise ValueError(f"unknown worker role {role!r}; one of {', '.join(ROLES)}")
+    return [queue_name(kind, prefix) for kind in ROLES[role]]
+
 
 _app: Celery | None = None
 
@@ -39,11 +77,24 @@ def producer() -> Celery:
     return _app
 
 
+def whole_seconds(countdown: float) -> float:
+    """A retry delay the broker can honour: RabbitMQ's native delayed delivery (quorum queues)
+    counts whole seconds and refuses a delay under one, so it is rounded up there."""
+    if countdown > 0 and get_settings().broker_is_amqp:
+        return float(math.ceil(countdown))
+    return countdown
+
+
 def _send(task: str, *args: Any, countdown: float | None = None) -> bool:
     try:
         # By name, send_task does not know the task ignores its result: say so, or every send
         # subscribes to a result channel nobody reads.
-        producer().send_task(task, args=list(args), ignore_result=True, countdown=countdown)
+        producer().send_task(
+            task,
+            args=list(args),
+            ignore_result=True,
+            countdown=None if countdown is None else whole_seconds(countdown),
+        )
         return True
     except Exception as exc:  # kombu raises several unrelated types when the broker is away
         log.error("enqueue failed; the sweeper will retry", extra={"task": task, "error": str(exc)})
@@ -80,12 +131,19 @@ SENDERS = {
 
 def queue_depth(task: str) -> int | None:
     """Tasks waiting in the queue `task` is routed to (None when the broker cannot tell)."""
-    routes = producer().conf.task_routes or {}
-    queue = (routes.get(task) or {}).get("queue") or producer().conf.task_default_queue
+    return kind_depth(ROUTES.get(task, "agent"))
+
+
+def kind_depth(kind: str) -> int | None:
+    """Tasks waiting in this deployment's queue of one kind, on either broker (None when the
+    broker cannot tell)."""
+    queue = queue_name(kind)
     try:
         with producer().connection_for_write() as conn:
             return int(conn.default_channel.queue_declare(queue, passive=True).message_count)
-    except Exception:  # broker away, or a transport without passive declare
+    except Exception as exc:  # broker away, or a transport without passive declare
+        if str(getattr(exc, "reply_code", "")) == "404":  # int on RabbitMQ, str on Redis
+            return 0  # not declared yet (no worker ever consumed it): nothing is waiting
         return None
 
 

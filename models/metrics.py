@@ -25,6 +25,7 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from models import jobs
 from models.events import redis_client
 from models.settings import get_settings
 
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 
 # Seconds from receiving a customer message to storing the bot's answer, and the engine's share.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-QUEUES = ("interactive", "agent", "attachments", "kb")
 SOCKET_TTL = 120  # a web process that died stops counting after this many seconds
 
 
@@ -123,8 +123,10 @@ class RedisCollector(Collector):
         depth = GaugeMetricFamily(
             "helpline_queue_depth", "Tasks waiting in each Celery queue", labels=["queue"]
         )
-        for queue in QUEUES:
-            depth.add_metric([queue], float(r.llen(queue)))
+        for kind in jobs.QUEUE_KINDS:  # asked of the broker: Redis lists or RabbitMQ queues
+            waiting = jobs.kind_depth(kind)
+            if waiting is not None:
+                depth.add_metric([kind], float(waiting))
         yield depth
         sockets = 0
         for name in r.scan_iter(f"{_key('sockets')}:*", count=500):

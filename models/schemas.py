@@ -470,6 +470,7 @@ class CheckOut(Schema):
     ms = fields.Float(metadata={"description": "how long the check took"})
     error = fields.String(metadata={"description": "why it failed"})
     workers = fields.Integer(metadata={"description": "workers that answered (worker check)"})
+    transport = fields.String(metadata={"description": "amqp or redis (broker check)"})
 
 
 class LiveOut(Schema):

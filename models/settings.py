@@ -53,6 +53,52 @@ def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+_PREFIX_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+BROKER_SCHEMES = ("redis://", "rediss://", "amqp://", "amqps://", "pyamqp://")
+
+
+def _prefix(name: str, default: str) -> str:
+    """The deployment's name in every queue, exchange, key and channel: a glob or routing-key
+    character (`*`, `.`, `#`, `:`) would make one deployment's pattern match another's."""
+    value = _str(name, default)
+    if len(value) > 40 or not set(value) <= _PREFIX_CHARS:
+        raise ConfigError(f"{name} must be 1-40 letters, digits, '-' or '_'; got {value!r}")
+    return value
+
+
+def _broker_url(redis_url: str) -> str:
+    """BROKER_URL, Celery's own name for it; unset means the Redis of REDIS_URL."""
+    url = _str("BROKER_URL", redis_url)
+    if not url.startswith(BROKER_SCHEMES):
+        raise ConfigError(
+            f"BROKER_URL must start with one of {', '.join(BROKER_SCHEMES)}; got {redact(url)!r}"
+        )
+    return url
+
+
+def _sentinels(name: str) -> tuple[tuple[str, int], ...]:
+    """`host:port,host:port` → ((host, port), …)."""
+    out = []
+    for item in (p.strip() for p in _str(name, "").split(",")):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name} must list host:port pairs separated by commas; got {item!r}")
+        out.append((host, int(port)))
+    return tuple(out)
+
+
+def redact(url: str) -> str:
+    """A URL fit for logs and health reports: any password replaced by `***`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    auth, _, host = rest.partition("@")
+    user = auth.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in auth else url
+
+
 def _default_database_url() -> str:
     return f"sqlite:///{ROOT / 'instance' / 'helpline.db'}"
 
@@ -183,6 +229,11 @@ class Settings:
 
     database_url: str
     redis_url: str
+    broker_url: str
+    redis_sentinels: tuple[tuple[str, int], ...]
+    redis_sentinel_master: str
+    worker_concurrency: int
+    files_concurrency: int
     staff_agents: tuple[tuple[str, str], ...]
     max_upload_mb: int
     max_message_chars: int
@@ -259,9 +310,16 @@ class Settings:
         hours, zone = _str("SUPPORT_HOURS", ""), _str("SUPPORT_TIMEZONE", "UTC")
         _check_hours(hours, zone)
         parse_time_limit = _parse_time_limit(soft)
+        redis_url = _str("REDIS_URL", "redis://localhost:6379/0")
+        sentinels = _sentinels("REDIS_SENTINELS")
         return cls(
             database_url=database_url,
-            redis_url=_str("REDIS_URL", "redis://localhost:6379/0"),
+            redis_url=redis_url,
+            broker_url=_broker_url(redis_url),
+            redis_sentinels=sentinels,
+            redis_sentinel_master=_str("REDIS_SENTINEL_MASTER", "mymaster"),
+            worker_concurrency=_int("WORKER_CONCURRENCY", 2, 1),
+            files_concurrency=_int("FILES_CONCURRENCY", 1, 1),
             staff_agents=parse_staff_keys(_str("STAFF_API_KEYS", "")),
             max_upload_mb=_int("MAX_UPLOAD_MB", 10, 1),
             max_message_chars=_int("MAX_MESSAGE_CHARS", 4000, 1),
@@ -282,7 +340,7 @@ class Settings:
             visibility_timeout=visibility,
             log_level=_str("LOG_LEVEL", "INFO").upper(),
             log_format=_choice("LOG_FORMAT", "json", ("json", "text")),
-            event_channel_prefix=_str("EVENT_CHANNEL_PREFIX", "helpline"),
+            event_channel_prefix=_prefix("EVENT_CHANNEL_PREFIX", "helpline"),
             webhook_urls=webhook_urls,
             webhook_secret=webhook_secret,
             support_hours=hours,
@@ -324,6 +382,11 @@ class Settings:
             | frozenset(self.widget_origins)
             | frozenset(self.cors_origins)
         )
+
+    @property
+    def broker_is_amqp(self) -> bool:
+        """True when Celery's tasks travel through RabbitMQ (AMQP) instead of Redis."""
+        return self.broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
 
     @property
     def is_postgres(self) -> bool:

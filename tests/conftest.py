@@ -1,5 +1,6 @@
 """Suite-wide setup: a throwaway database (SQLite or PostgreSQL), Redis db 14, real processes.
 
+`TEST_BROKER_URL` (an `amqp://` URL) puts every stack's Celery broker on RabbitMQ.
 `TEST_DATABASE_URL` picks PostgreSQL (its database name must end in `_test`; it is dropped and
 re-created); empty means a fresh SQLite file. Pub/sub ignores Redis database numbers, so each
 run also gets its own channel prefix.
@@ -110,6 +111,9 @@ def base_env() -> dict[str, str]:
     return {
         "DATABASE_URL": database_url(),
         "REDIS_URL": redis_url(),
+        # TEST_BROKER_URL=amqp://… runs the stacks on RabbitMQ (`make test-rabbitmq`); empty
+        # means the broker is the Redis above. Never inherited from the caller's BROKER_URL.
+        "BROKER_URL": os.environ.get("TEST_BROKER_URL", ""),
         "EVENT_CHANNEL_PREFIX": _PREFIX,
         "STAFF_API_KEYS": f"{STAFF_KEY},Sam=sam-key,Ana=ana-key",
         "CORS_ORIGINS": CORS_ORIGIN,
@@ -179,7 +183,8 @@ def side_stack(logdir: Path, name: str, env: dict[str, str], *, kb: bool = True)
     migrate(url)
     full = base_env() | {
         "DATABASE_URL": url,
-        "REDIS_URL": redis_url(name),
+        # A stack given its REDIS_URL (a private server, or another stack's database) claims none.
+        "REDIS_URL": env.get("REDIS_URL") or redis_url(name),
         "EVENT_CHANNEL_PREFIX": f"hl{name}-{uuid.uuid4().hex[:6]}",
         **env,
     }

@@ -37,8 +37,10 @@ def _alive(pid: int) -> bool:
 def claim_redis_db(base_url: str, candidates: Sequence[int] = range(15, 7, -1)) -> int:
     """A Redis database number no other live test run or benchmark on this host is using.
 
-    Celery queue names are the same in every run, so two runs sharing a database would take
-    each other's tasks. A lock key holding our pid marks the claim; a dead holder's is taken.
+    Queues and keys carry each run's prefix, so runs sharing a database would not take each
+    other's tasks, but a side stack empties its database when it stops (and a run empties it
+    when it starts): a database of our own keeps those flushes apart. A lock key holding our
+    pid marks the claim; a dead holder's is taken.
     """
     import redis
 
@@ -66,6 +68,40 @@ def claim_redis_db(base_url: str, candidates: Sequence[int] = range(15, 7, -1)) 
     raise RuntimeError(f"no free Redis database among {list(candidates)} at {base_url}")
 
 
+def settings_of(env: dict[str, str]):  # type: ignore[no-untyped-def]
+    """Settings as a process with `env` reads them (the environment is swapped back at once)."""
+    from models.settings import Settings
+
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        return Settings.from_env()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def forget_rabbitmq_names(broker_url: str, prefix: str) -> None:
+    """Delete a test deployment's queues and exchanges from RabbitMQ: quorum queues are durable,
+    and every run has its own prefix, so nothing else would ever remove them."""
+    from kombu import Connection
+
+    from models.jobs import QUEUE_KINDS, queue_name
+
+    with Connection(broker_url, connect_timeout=2) as conn:
+        channel = conn.channel()
+        for kind in QUEUE_KINDS:
+            channel.queue_delete(queue_name(kind, prefix))
+        for exchange in (
+            prefix,
+            f"{prefix}.events",
+            f"{prefix}.control.pidbox",
+            f"reply.{prefix}.control.pidbox",
+        ):
+            channel.exchange_delete(exchange)
+
+
 def free_port() -> int:
     """An unused loopback port."""
     with socket.socket() as s:
@@ -81,7 +117,8 @@ class Stack:
         self.logdir = logdir
         self.name = name
         self.webs: list[tuple[subprocess.Popen, int]] = []
-        self.worker: subprocess.Popen | None = None
+        self.worker: subprocess.Popen | None = None  # the latest worker started
+        self.workers: list[subprocess.Popen] = []  # every worker started, dead or alive
         self.worker_starts = 0
 
     # -- processes -----------------------------------------------------------------------
@@ -114,17 +151,16 @@ class Stack:
         self.webs.append((proc, port))
         return f"http://127.0.0.1:{port}"
 
-    def start_worker(self, queues: str = "interactive,agent,attachments,kb") -> None:
-        """A Celery worker on `queues` (all four by default; `make run` splits them)."""
+    def start_worker(self, role: str = "all") -> None:
+        """A Celery worker of `role` (`all` four queue kinds by default; the Procfile splits
+        them into `worker` and `files`); its queues carry the stack's prefix."""
         self.worker_starts += 1
         self.worker = self._spawn(
             [
-                str(BIN / "celery"),
-                "-A",
-                "worker",
-                "worker",
-                "-Q",
-                queues,
+                str(BIN / "python"),
+                "-m",
+                "worker.run",
+                role,
                 "--concurrency",
                 "2",
                 "--pool",
@@ -138,6 +174,7 @@ class Stack:
             ],
             f"worker{self.worker_starts}",
         )
+        self.workers.append(self.worker)
 
     def kill_worker(self) -> None:
         """SIGKILL the whole worker process group: no chance to ack, requeue or clean up."""
@@ -155,6 +192,30 @@ class Stack:
     def resume_worker(self) -> None:
         assert self.worker is not None
         os.killpg(self.worker.pid, signal.SIGCONT)
+
+    @property
+    def prefix(self) -> str:
+        return self.env["EVENT_CHANNEL_PREFIX"]
+
+    def settings(self):  # type: ignore[no-untyped-def]
+        """The settings this stack's processes read (built from its environment)."""
+        return settings_of(self.env)
+
+    def celery(self):  # type: ignore[no-untyped-def]
+        """A Celery client configured as this stack's web processes are (close it after use)."""
+        from celery import Celery
+
+        import celeryconfig
+
+        app = Celery(f"{self.name}-probe")
+        app.conf.update(celeryconfig.build(self.settings()))
+        return app
+
+    def queue(self, kind: str) -> str:
+        """This stack's broker queue of `kind` (e.g. `agent`)."""
+        from models.jobs import queue_name
+
+        return queue_name(kind, self.prefix)
 
     @property
     def urls(self) -> list[str]:
@@ -190,7 +251,17 @@ class Stack:
         return "\n".join(parts)
 
     def stop(self) -> None:
-        procs = [p for p, _ in self.webs] + ([self.worker] if self.worker else [])
+        """Stop every process; on RabbitMQ also delete the stack's queues and exchanges."""
+        self.stop_processes()
+        broker = self.env.get("BROKER_URL", "")
+        if broker.startswith("amqp"):
+            try:
+                forget_rabbitmq_names(broker, self.prefix)
+            except Exception as exc:  # a cleanup failure must not hide the test's outcome
+                print(f"could not delete {self.prefix}'s RabbitMQ queues: {exc}")
+
+    def stop_processes(self) -> None:
+        procs = [p for p, _ in self.webs] + [w for w in self.workers if w.poll() is None]
         for proc in procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)

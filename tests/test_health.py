@@ -9,6 +9,8 @@ def test_live_and_ready(api):
     assert resp.status_code == 200
     checks = resp.json()["checks"]
     assert checks["database"]["ok"] and checks["redis"]["ok"] and checks["worker"]["workers"] >= 1
+    # The broker the web sends to is the one its workers consume (BROKER_URL, else REDIS_URL).
+    assert checks["broker"]["ok"] and checks["broker"]["transport"] in ("redis", "amqp")
 
 
 def test_openapi_describes_the_api(api):

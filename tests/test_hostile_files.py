@@ -130,9 +130,9 @@ def hostile(logdir: Path) -> Iterator[Hostile]:
     answers = None
     try:
         stack.start_web()
-        stack.start_worker(queues="interactive,agent")
+        stack.start_worker("worker")
         answers = stack.worker
-        stack.start_worker(queues="attachments,kb")
+        stack.start_worker("files")
         stack.wait_ready()
         load_sample_kb(stack)
         assert answers is not None and stack.worker is not None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from celery import Celery
 
 from tests.client import Api, Socket
 from tests.conftest import side_stack
@@ -106,8 +105,8 @@ def test_worker_killed_mid_answer_still_answers_once(crash_stack):
     assert len(fake.chat_requests) == sent_before + 2
 
     # A redelivered copy of the task must not answer twice.
-    client = Celery(broker=stack.env["REDIS_URL"])
-    client.send_task("helpline.generate_reply", args=[message_id], queue="agent")
+    client = stack.celery()
+    client.send_task("helpline.generate_reply", args=[message_id], queue=stack.queue("agent"))
     time.sleep(2.0)
     assert all(e["type"] != "complete" for e in sock.quiet(1.0))
     messages = api.history(chat)["messages"]

@@ -21,6 +21,10 @@ def env(monkeypatch):  # type: ignore[no-untyped-def]
         "STAFF_API_KEYS",
         "CORS_ORIGINS",
         "ALLOWED_ORIGINS",
+        "BROKER_URL",
+        "EVENT_CHANNEL_PREFIX",
+        "REDIS_SENTINELS",
+        "REDIS_SENTINEL_MASTER",
     ):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
@@ -47,6 +51,12 @@ def test_defaults_need_nothing(env):
         ("KB_STORE", "postgres", "KB_STORE=postgres needs DATABASE_URL"),
         ("LLM_TIMEOUT", "59", "LLM_TIMEOUT"),
         ("METRICS_TOKEN", "short", "METRICS_TOKEN must be at least 16"),
+        ("BROKER_URL", "kafka://localhost", "BROKER_URL must start with one of"),
+        ("EVENT_CHANNEL_PREFIX", "shop*", "EVENT_CHANNEL_PREFIX must be 1-40 letters"),
+        ("EVENT_CHANNEL_PREFIX", "a.b", "EVENT_CHANNEL_PREFIX must be 1-40 letters"),
+        ("REDIS_SENTINELS", "10.0.0.1", "REDIS_SENTINELS must list host:port pairs"),
+        ("REDIS_SENTINELS", "10.0.0.1:99999", "REDIS_SENTINELS must list host:port pairs"),
+        ("WORKER_CONCURRENCY", "0", "WORKER_CONCURRENCY must be at least 1"),
     ],
 )
 def test_bad_values_name_the_variable(env, name, value, needle):
@@ -141,3 +151,68 @@ def test_bad_branding_names_the_variable(env, name, value, needle):
     env.setenv(name, value)
     with pytest.raises(ConfigError, match=needle):
         Settings.from_env()
+
+
+def test_broker_defaults_to_redis_and_both_sides_read_one_setting(env):
+    """Web and worker build their Celery config from the same BROKER_URL (never split)."""
+    import celeryconfig
+
+    s = Settings.from_env()
+    assert s.broker_url == s.redis_url and not s.broker_is_amqp
+    assert celeryconfig.build(s)["broker_url"] == s.redis_url
+    env.setenv("BROKER_URL", "amqp://guest:secret@localhost:5672//")
+    env.setenv("EVENT_CHANNEL_PREFIX", "shop-eu")
+    s = Settings.from_env()
+    conf = celeryconfig.build(s)
+    assert s.broker_is_amqp and conf["broker_url"] == s.broker_url
+    assert conf["result_backend"] == s.redis_url  # results stay on Redis
+    assert conf["broker_transport_options"]["confirm_publish"] is True
+    assert {q.name for q in conf["task_queues"]} == {
+        "shop-eu.interactive",
+        "shop-eu.agent",
+        "shop-eu.attachments",
+        "shop-eu.kb",
+    }
+    assert all(q.queue_arguments == {"x-queue-type": "quorum"} for q in conf["task_queues"])
+    assert conf["control_exchange"].startswith("shop-eu")
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+
+
+def test_sentinels_reach_celery_and_the_rate_limiter(env):
+    from celeryconfig import build
+    from models.redisconn import limits_storage
+
+    env.setenv("REDIS_URL", "redis://:pw@ignored:6379/3")
+    env.setenv("REDIS_SENTINELS", "10.0.0.1:26379, 10.0.0.2:26380")
+    env.setenv("REDIS_SENTINEL_MASTER", "helpline-main")
+    s = Settings.from_env()
+    assert s.redis_sentinels == (("10.0.0.1", 26379), ("10.0.0.2", 26380))
+    conf = build(s)
+    assert (
+        conf["broker_url"]
+        == conf["result_backend"]
+        == ("sentinel://:pw@10.0.0.1:26379/3;sentinel://:pw@10.0.0.2:26380/3")
+    )
+    assert conf["broker_transport_options"]["master_name"] == "helpline-main"
+    uri, options = limits_storage(s)
+    assert uri == "redis+sentinel://10.0.0.1:26379,10.0.0.2:26380/helpline-main"
+    assert options["db"] == 3 and options["password"] == "pw"
+
+
+def test_worker_roles_take_their_queues_from_the_settings(env):
+    from models.settings import get_settings
+    from worker.run import worker_argv
+
+    env.setenv("EVENT_CHANNEL_PREFIX", "shop-eu")
+    env.setenv("FILES_CONCURRENCY", "3")
+    get_settings(reload=True)
+    try:
+        argv = worker_argv("files", [])
+        assert argv[argv.index("-Q") + 1] == "shop-eu.attachments,shop-eu.kb"
+        assert argv[argv.index("--concurrency") + 1] == "3"
+        argv = worker_argv("worker", ["--concurrency", "5", "-n", "w2@%h"])
+        assert argv[argv.index("-Q") + 1] == "shop-eu.interactive,shop-eu.agent"
+        assert argv.count("--concurrency") == 1 and argv.count("-n") == 1
+    finally:
+        env.undo()
+        get_settings(reload=True)

@@ -23,7 +23,7 @@ from models.events import envelope
 from models.ownership import STAFF_FEED
 from webapp.auth import STAFF_TOKEN_PREFIX, Actor, check_origin, staff_from_token
 from webapp.errors import ApiError
-from webapp.events import RESYNC, get_hub
+from webapp.events import GOING_AWAY, GOING_AWAY_CODE, RESYNC, get_hub
 from webapp.extensions import sock
 from webapp.metrics import socket_closed, socket_opened
 from webapp.ws import refuse
@@ -50,6 +50,12 @@ class ConsoleFeed:
         while True:
             event = self.outbox.get()
             if event is _CLOSE:
+                return
+            if event is GOING_AWAY:
+                try:
+                    self.ws.close(reason=GOING_AWAY_CODE, message="server restarting")
+                except Exception:  # already closed by the client: nothing left to tell
+                    pass
                 return
             if event is RESYNC:
                 event = envelope("resync", STAFF_FEED)

@@ -19,6 +19,10 @@ import redis
 log = logging.getLogger(__name__)
 
 RESYNC = {"type": "_resync"}
+# The process is shutting down (SIGTERM): sockets close with 1001 so clients reconnect to
+# another web process with `after=<last seq>`.
+GOING_AWAY = {"type": "_going_away"}
+GOING_AWAY_CODE = 1001
 
 
 class Subscriber(Protocol):
@@ -39,6 +43,7 @@ class EventHub:
         self._thread: threading.Thread | None = None
         self._connected = threading.Event()
         self._stop = threading.Event()
+        self._closing = threading.Event()
 
     def start(self) -> None:
         """Start the listener once per process."""
@@ -83,10 +88,30 @@ class EventHub:
             sub.push(event)
 
     def _broadcast_resync(self) -> None:
+        self._broadcast(RESYNC)
+
+    def _broadcast(self, event: dict) -> None:
         with self._lock:
             targets = [s for subs in self._subs.values() for s in subs]
         for sub in targets:
-            sub.push(RESYNC)
+            sub.push(event)
+
+    @property
+    def closing(self) -> bool:
+        """True once the process was told to stop: new sockets are turned away with 1001."""
+        return self._closing.is_set()
+
+    def going_away(self) -> int:
+        """Tell every socket of this process to close with 1001; returns how many were told."""
+        self._closing.set()
+        count = self.count()
+        self._broadcast(GOING_AWAY)
+        return count
+
+    def _client(self) -> redis.Redis:
+        from models.redisconn import client
+
+        return client(url=self.redis_url, socket_connect_timeout=2, health_check_interval=15)
 
     def _run(self) -> None:
         backoff = 0.1
@@ -94,9 +119,7 @@ class EventHub:
         while not self._stop.is_set():
             pubsub = None
             try:
-                client = redis.Redis.from_url(
-                    self.redis_url, socket_connect_timeout=2, health_check_interval=15
-                )
+                client = self._client()
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.psubscribe(self.pattern)
                 self._connected.set()
@@ -159,6 +182,14 @@ class Waiter:
 
 _hub: EventHub | None = None
 _hub_lock = threading.Lock()
+
+
+def going_away() -> None:
+    """SIGTERM in a web process (gunicorn.conf.py): close its sockets with 1001, not a reset."""
+    hub = _hub
+    if hub is not None:
+        told = hub.going_away()
+        log.info("shutting down: sockets told to reconnect elsewhere", extra={"sockets": told})
 
 
 def get_hub() -> EventHub:

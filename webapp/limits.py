@@ -18,6 +18,7 @@ from flask import Flask, request
 from flask_limiter import Limiter
 from limits import parse
 
+from models.redisconn import limits_storage
 from webapp.config import current_settings
 from webapp.errors import abort
 
@@ -35,9 +36,10 @@ limiter = Limiter(key_func=client_ip)
 def init_limits(app: Flask) -> None:
     """Bind the limiter to Redis under the deployment's key prefix; trust N proxies."""
     settings = app.config["HELPLINE"]
+    uri, options = limits_storage(settings)
     app.config.update(
-        RATELIMIT_STORAGE_URI=settings.redis_url,
-        RATELIMIT_STORAGE_OPTIONS={"socket_timeout": 2, "socket_connect_timeout": 2},
+        RATELIMIT_STORAGE_URI=uri,
+        RATELIMIT_STORAGE_OPTIONS=options,
         RATELIMIT_KEY_PREFIX=f"{settings.event_channel_prefix}:limits",
         RATELIMIT_STRATEGY="fixed-window",
         RATELIMIT_SWALLOW_ERRORS=True,

@@ -32,7 +32,7 @@ from webapp.auth import Actor, authorize, check_origin
 from webapp.chat import accept_message
 from webapp.config import current_settings
 from webapp.errors import ApiError, error_event
-from webapp.events import RESYNC, get_hub
+from webapp.events import GOING_AWAY, GOING_AWAY_CODE, RESYNC, get_hub
 from webapp.extensions import sock
 from webapp.metrics import socket_closed, socket_opened
 
@@ -45,6 +45,7 @@ _CLOSE = object()
 TYPING_KEYS = ("is_typing", "isTyping")
 # A session that ends or is deleted closes its sockets after the event that says so.
 ENDING = {"ended": (4009, "session ended"), "deleted": (4004, "session deleted")}
+GOING_AWAY_MESSAGE = "server restarting: reconnect with after=<last seq>"
 
 
 class Connection:
@@ -121,6 +122,9 @@ class Connection:
             if event is _CLOSE:
                 return
             try:
+                if event is GOING_AWAY:
+                    self.ws.close(reason=GOING_AWAY_CODE, message=GOING_AWAY_MESSAGE)
+                    return
                 self._deliver(event)
                 if event.get("type") == "session_status" and event.get("status") in ENDING:
                     # Tell the client why the socket goes away, like a refusal at connect.
@@ -297,6 +301,9 @@ def websocket(ws: Any) -> None:
     conn = Connection(ws, session_id, actor, start)
     conn.outbox.put(envelope("connected", session_id, client_id=conn.client_id, last_seq=current))
     hub = get_hub()
+    if hub.closing:  # accepted while the process stops: send it to another web process
+        ws.close(reason=GOING_AWAY_CODE, message=GOING_AWAY_MESSAGE)
+        return None
     limit = current_settings().max_sockets_per_session
     if hub.count(session_id) >= limit:
         return refuse(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
+from models.jobs import whole_seconds
 from worker import app
 from worker.attachments import parse
 from worker.engines import search_rows
@@ -30,7 +31,7 @@ def generate_reply(self, message_id: str) -> str:  # type: ignore[no-untyped-def
     try:
         return answer_pending(message_id)
     except Busy as busy:
-        raise self.retry(countdown=busy.countdown) from None
+        raise self.retry(countdown=whole_seconds(busy.countdown)) from None
 
 
 @app.task(name="helpline.parse_attachment", max_retries=5, **RETRYING)
@@ -51,7 +52,7 @@ def deliver_webhook(self, delivery_id: str) -> str:  # type: ignore[no-untyped-d
     try:
         return deliver(delivery_id)
     except RetryLater as later:
-        raise self.retry(countdown=later.countdown) from None
+        raise self.retry(countdown=whole_seconds(later.countdown)) from None
 
 
 @app.task(name="helpline.search_kb", ignore_result=False, soft_time_limit=10)

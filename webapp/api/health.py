@@ -1,4 +1,6 @@
-"""Liveness and readiness: ready means database, Redis and at least one worker answer.
+"""Liveness and readiness: ready means database, Redis, the broker and at least one of this
+deployment's workers answer; when no worker answers the `worker` check says why (broker
+unreachable, or nobody consuming this deployment's queues).
 
 Documented like the API (schemas, 503 with Retry-After) once registered with `api`."""
 
@@ -11,8 +13,9 @@ from sqlalchemy import text
 
 from models.db import new_session
 from models.events import redis_client
-from models.jobs import producer
+from models.jobs import QUEUE_KINDS, producer, queue_name
 from models.schemas import HealthOut, LiveOut, ReadyOut
+from models.settings import get_settings, redact
 from webapp.api import PUBLIC, errors
 from webapp.events import get_hub
 from webapp.extensions import RETRY_AFTER_HEADER
@@ -49,11 +52,53 @@ def _redis() -> None:
     redis_client().ping()
 
 
-def _worker() -> dict:
-    replies = producer().control.ping(timeout=1.0, limit=1)
+def _broker() -> dict:
+    s = get_settings()
+    with producer().connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+    return {"transport": "amqp" if s.broker_is_amqp else "redis"}
+
+
+def _consumers() -> str:
+    """`queue: n consumers` for each queue (RabbitMQ counts them; Redis cannot tell)."""
+    if not get_settings().broker_is_amqp:
+        return ""
+    counts = []
+    with producer().connection_for_write() as conn:
+        for kind in QUEUE_KINDS:
+            name = queue_name(kind)
+            try:
+                n = conn.default_channel.queue_declare(name, passive=True).consumer_count
+                counts.append(f"{name}: {n}")
+            except Exception:  # the queue was never declared: no worker ever consumed it
+                counts.append(f"{name}: not declared")
+                conn.close()  # a failed passive declare closes the channel
+    return "; consumers per queue: " + ", ".join(counts)
+
+
+def _worker(broker_ok: bool) -> dict:
+    """Pings only this deployment's workers: the control exchange carries its prefix."""
+    s = get_settings()
+    where = redact(s.broker_url)
+    if not broker_ok:
+        raise RuntimeError(f"cannot ask workers: the broker at {where} is unreachable")
+    replies = producer().control.ping(timeout=1.0)
     if not replies:
-        raise RuntimeError("no Celery worker answered a ping within 1 s")
+        queues = ", ".join(queue_name(kind) for kind in QUEUE_KINDS)
+        raise RuntimeError(
+            f"the broker at {where} answers, but no worker of deployment "
+            f"{s.event_channel_prefix!r} answered a ping within 1 s (start `worker` and `files` "
+            f"with the same BROKER_URL and EVENT_CHANNEL_PREFIX; queues {queues})"
+            + _check_quietly(_consumers)
+        )
     return {"workers": len(replies)}
+
+
+def _check_quietly(fn) -> str:  # type: ignore[no-untyped-def]
+    try:
+        return fn()
+    except Exception:  # an explanation must not hide the failure it explains
+        return ""
 
 
 @blp.route("/live", methods=["GET"])
@@ -66,7 +111,13 @@ def live() -> dict:
 
 
 def _readiness() -> tuple[dict, int, dict[str, str]]:
-    checks = {"database": _check(_database), "redis": _check(_redis), "worker": _check(_worker)}
+    broker = _check(_broker)
+    checks = {
+        "database": _check(_database),
+        "redis": _check(_redis),
+        "broker": broker,
+        "worker": _check(lambda: _worker(broker["ok"])),
+    }
     ok = all(c["ok"] for c in checks.values())
     body = {"status": "ok" if ok else "unavailable", "checks": checks}
     return body, 200 if ok else 503, {} if ok else {"Retry-After": "5"}

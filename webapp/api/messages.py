@@ -108,11 +108,15 @@ def _outcome(message_id: str) -> Message | None:
     Each look borrows a connection for one query only: a waiting request must never hold a
     pooled connection (120 waiters would starve every other request of the process)."""
     with session_scope() as db:
+        # The message first: once it reads closed, its reply (committed with or before the
+        # close) is visible to the next query. The other order misses a reply committed
+        # between the two reads and returned the bare message (an empty answer).
+        msg = db.get(Message, message_id)
+        closed = msg is not None and msg.status in ("done", "failed")
         reply = db.scalar(select(Message).where(Message.reply_to_id == message_id))
         if reply is not None:
             return reply
-        msg = db.get(Message, message_id)
-        return msg if msg is not None and msg.status in ("done", "failed") else None
+        return msg if closed else None
 
 
 def wait_for_reply(session_id: str, message_id: str, seconds: float) -> Message | None:

@@ -89,3 +89,12 @@ def redis_from_url(url: str) -> Any:
     return redis.Redis.from_url(
         url, socket_timeout=0.25, socket_connect_timeout=0.25, health_check_interval=30
     )
+
+
+def redis_for_cache(settings: Any) -> Any:
+    """The deployment's Redis (the sentinels' primary when set) with the cache's timeouts."""
+    from models.redisconn import client
+
+    return client(
+        settings, socket_timeout=0.25, socket_connect_timeout=0.25, health_check_interval=30
+    )

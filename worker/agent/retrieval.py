@@ -23,7 +23,7 @@ from models.settings import Settings, get_settings
 from worker.agent.analysis import ANALYZER, is_noise
 from worker.agent.base import Passage
 from worker.agent.bm25 import BM25sIndex, BM25sRetriever
-from worker.agent.cache import SearchCache, redis_from_url
+from worker.agent.cache import SearchCache, redis_for_cache, redis_from_url
 from worker.agent.chunks import best_per_document, chunk_document
 from worker.agent.pgstore import PgFullTextRetriever, engine_for
 
@@ -71,7 +71,7 @@ class KnowledgeBase:
         self.check_interval, self.candidates = check_interval, candidates
         self.index_params = dict(index_params or {})
         if use_redis and redis_client is None:
-            redis_client = redis_from_url(self.settings.redis_url)
+            redis_client = redis_for_cache(self.settings)
         prefix = self.settings.event_channel_prefix
         self.cache = SearchCache(
             redis_client if use_redis else None, ttl=cache_ttl, maxsize=cache_size, prefix=prefix
