@@ -7,9 +7,8 @@ KB defaults to data/sample_kb and GOLD to bench/sample_answers.jsonl: JSONL of {
 correct answer must contain (null, with empty `relevant_ids`: a question the KB does not answer,
 whose only correct reply is the abstention) and `split` is "tuning" or "held-out". Retrieval
 metrics (see bench/quality.py) say whether the right article was found; this says whether the
-sentences the
-engine quoted from it actually answer. Reported per split, so tuning on one half and checking the
-other exposes overfitting:
+sentences the engine quoted from it actually answer. Reported per split, so tuning on one half
+and checking the other exposes overfitting:
 
 - key fact: share of questions whose reply contains the key fact (an abstention counts as a miss;
   for a question the KB does not answer, the abstention is the hit)
