@@ -74,6 +74,12 @@ def best_per_document(
                 score=round(min(1.0, max(0.0, float(doc.score or 0.0))), 4),
                 section=doc.meta.get("section"),
                 position=int(doc.meta.get("position") or 0),
+                lexical=round(float(doc.meta.get("lexical", doc.score) or 0.0), 4),
+                semantic=(
+                    None
+                    if doc.meta.get("semantic") is None
+                    else round(float(doc.meta["semantic"]), 4)
+                ),
             )
         )
     return out

@@ -3,6 +3,12 @@
 Each worker process keeps one index warm and rebuilds it only when `KBState.version` moves, so a
 search costs milliseconds; results are cached (Redis, shared by all workers, else in-process)
 under the version, which makes every cache entry stale the moment the KB changes.
+
+Search is a haystack pipeline: the lexical retriever (bm25s in memory, or PostgreSQL full text)
+and, unless `EMBEDDINGS_PROVIDER=none`, a semantic retriever over the chunks' stored vectors,
+merged by weighted reciprocal rank fusion (`worker.agent.semantic`). The vectors live in
+`kb_chunks.embedding`; an index build re-embeds any chunk whose vector is missing or was made by
+another model, and writes it back, so a model change needs no manual step.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
 from haystack import Document, Pipeline
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 
 from models.kb import KBChunk, KBDocument, KBState
 from models.settings import Settings, get_settings
@@ -25,11 +32,23 @@ from worker.agent.base import Passage
 from worker.agent.bm25 import BM25sIndex, BM25sRetriever
 from worker.agent.cache import SearchCache, redis_from_url
 from worker.agent.chunks import best_per_document, chunk_document
+from worker.agent.embeddings import (
+    Embedder,
+    EmbeddingError,
+    chunk_text_for_embedding,
+    from_blob,
+    get_embedder,
+    to_blob,
+)
 from worker.agent.pgstore import PgFullTextRetriever, engine_for
+from worker.agent.semantic import SemanticRetriever, VectorIndex, WeightedRankFusion
 
 __all__ = ["KnowledgeBase", "get_knowledge_base", "normalise_query", "redis_from_url"]
 
 log = logging.getLogger(__name__)
+
+_SETTINGS = object()  # "the embedder the settings name", as opposed to None (semantic side off)
+_EMBED_BATCH = 256
 
 
 def normalise_query(query: str) -> str:
@@ -62,10 +81,22 @@ class KnowledgeBase:
         index_params: dict[str, Any] | None = None,
         background_rebuild: bool = True,
         rebuild_wait: float = 3.0,
+        embedder: Embedder | None | object = _SETTINGS,
+        semantic_weight: float | None = None,
     ) -> None:
-        """`background_rebuild`: a rebuild taking over `rebuild_wait` s finishes in a thread."""
+        """`background_rebuild`: a rebuild taking over `rebuild_wait` s finishes in a thread.
+
+        `embedder` defaults to the configured one (`EMBEDDINGS_PROVIDER`); None turns the
+        semantic side off. `semantic_weight` defaults to `SEMANTIC_WEIGHT`.
+        """
         self.background_rebuild, self.rebuild_wait = background_rebuild, rebuild_wait
         self.settings = settings or get_settings()
+        self.embedder: Embedder | None = (
+            get_embedder(self.settings) if embedder is _SETTINGS else embedder  # type: ignore[assignment]
+        )
+        self.semantic_weight = (
+            self.settings.semantic_weight if semantic_weight is None else semantic_weight
+        )
         self.store = resolve_store(store or self.settings.kb_store, self.settings.is_postgres)
         self.database_url = database_url
         self.check_interval, self.candidates = check_interval, candidates
@@ -80,7 +111,7 @@ class KnowledgeBase:
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
         self._static = False
-        if self.store == "postgres":
+        if self.store == "postgres" and self.embedder is None:
             retriever = PgFullTextRetriever(database_url=database_url, scale_score=True)
             self._current = _Snapshot(None, _single(retriever), None, "")
 
@@ -93,8 +124,21 @@ class KnowledgeBase:
         digest = hashlib.sha1(usedforsecurity=False)
         for doc in documents:
             digest.update(doc.id.encode())
-        kb._install(documents, 0, f"mem-{digest.hexdigest()[:16]}")
+        matrix = None
+        if kb.embedder is not None:
+            matrix = kb.embedder.embed([_embedding_text(d) for d in documents])
+        kb._install(documents, 0, f"mem-{digest.hexdigest()[:16]}", matrix)
         return kb
+
+    @property
+    def namespace(self) -> str:
+        """The cache namespace: the KB version, plus the embedding model and weight in use."""
+        return self._current.namespace
+
+    @property
+    def semantic(self) -> bool:
+        """True when searches fuse the semantic side in."""
+        return self._current.vectors is not None
 
     @property
     def version(self) -> int | None:
@@ -127,8 +171,12 @@ class KnowledgeBase:
             return cached
         top_k = max(self.candidates, limit * 4)
         # the raw text goes to the store (PostgreSQL must parse it as it parsed the KB)
-        result = current.pipeline.run({"retriever": {"query": query, "top_k": top_k}})
-        passages = best_per_document(result["retriever"]["documents"], limit, per_document)
+        inputs: dict[str, Any] = {"retriever": {"query": query, "top_k": top_k}}
+        if current.vectors is not None:
+            inputs["semantic"] = {"query": query, "top_k": top_k}
+        result = current.pipeline.run(inputs)
+        documents = result["fusion" if current.vectors is not None else "retriever"]["documents"]
+        passages = best_per_document(documents, limit, per_document)
         if key:
             self.cache.set(key, passages)
         return passages
@@ -166,7 +214,7 @@ class KnowledgeBase:
         version = int(version or 0)
         if version == self._current.version:
             return False
-        if self.store == "postgres":
+        if self.store == "postgres" and self.embedder is None:
             self._current = dataclasses.replace(
                 self._current, version=version, namespace=f"pg-{version}"
             )
@@ -187,13 +235,15 @@ class KnowledgeBase:
         try:
             started = time.perf_counter()
             with engine_for(self.database_url).connect() as conn:
-                documents = _load_chunks(conn)
-            self._install(documents, version, f"v{version}")
+                documents, blobs = _load_chunks(conn)
+            matrix = self._vectors(documents, blobs) if self.embedder is not None else None
+            self._install(documents, version, f"v{version}", matrix)
             self.cache.clear_local()
             log.info(
-                "kb index rebuilt: version=%s chunks=%s in %.2fs",
+                "kb index rebuilt: version=%s chunks=%s semantic=%s in %.2fs",
                 version,
                 len(documents),
+                matrix is not None,
                 time.perf_counter() - started,
             )
         except Exception:
@@ -204,12 +254,85 @@ class KnowledgeBase:
             if release:
                 self._lock.release()
 
-    def _install(self, documents: list[Document], version: int, namespace: str) -> None:
+    def _vectors(
+        self, documents: list[Document], blobs: list[tuple[Any, Any]]
+    ) -> np.ndarray | None:
+        """Stored vectors of this model; missing or stale ones are embedded and written back.
+
+        None when the embedder fails (an endpoint down): search then runs lexical only rather
+        than not at all, and the next version change tries again.
+        """
+        embedder = self.embedder
+        assert embedder is not None
+        model = embedder.model_id
+        # the model id names the dimension too, so vectors of one model always stack
+        rows: list[np.ndarray | None] = [
+            from_blob(blob, len(blob) // 4) if made_by == model and blob else None
+            for blob, made_by in blobs
+        ]
+        stale = [i for i, row in enumerate(rows) if row is None]
+        if stale:
+            try:
+                fresh = np.concatenate(
+                    [
+                        embedder.embed([_embedding_text(documents[i]) for i in part])
+                        for part in _batches(stale, _EMBED_BATCH)
+                    ]
+                )
+            except EmbeddingError:
+                log.exception("chunk embeddings unavailable; searching lexically only")
+                return None
+            for i, vec in zip(stale, fresh, strict=True):
+                rows[i] = vec
+            self._store_vectors([(documents[i].id, fresh[k]) for k, i in enumerate(stale)], model)
+        if not rows:
+            return None
+        return np.vstack(rows).astype(np.float32)
+
+    def _store_vectors(self, pairs: list[tuple[str, np.ndarray]], model: str) -> None:
+        """Write recomputed vectors back, so other processes and the next build reuse them."""
+        if self._static or not pairs:
+            return
+        try:
+            with engine_for(self.database_url).begin() as conn:
+                conn.execute(
+                    update(KBChunk)
+                    .where(KBChunk.id == bindparam("chunk_id"))
+                    .values(embedding=bindparam("vec"), embedding_model=model),
+                    [{"chunk_id": cid, "vec": to_blob(vec)} for cid, vec in pairs],
+                )
+            log.info("chunk embeddings stored: chunks=%s model=%s", len(pairs), model)
+        except Exception:
+            log.exception("could not store recomputed chunk embeddings (kept in memory)")
+
+    def _install(
+        self,
+        documents: list[Document],
+        version: int,
+        namespace: str,
+        matrix: np.ndarray | None = None,
+    ) -> None:
         """Build the index fully, then swap it in, so searches never see a half-built one."""
-        index = BM25sIndex(documents=documents, **self.index_params)
-        index.warm_up()
-        pipeline = _single(BM25sRetriever(index=index, scale_score=True))
-        self._current = _Snapshot(index, pipeline, version, namespace)
+        index = None
+        if self.store == "postgres":
+            lexical: Any = PgFullTextRetriever(database_url=self.database_url, scale_score=True)
+        else:
+            index = BM25sIndex(documents=documents, **self.index_params)
+            index.warm_up()
+            lexical = BM25sRetriever(index=index, scale_score=True)
+        vectors = None
+        if matrix is not None and self.embedder is not None:
+            vectors = VectorIndex(
+                documents,
+                matrix,
+                self.embedder,
+                min_similarity=self.settings.embeddings_min_similarity,
+            )
+            pipeline = _fused(lexical, vectors, self.semantic_weight)
+            namespace = f"{namespace}:{self.embedder.model_id}:w{self.semantic_weight:g}"
+        else:
+            pipeline = _single(lexical)
+        self._current = _Snapshot(index, pipeline, version, namespace, vectors)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,6 +343,32 @@ class _Snapshot:
     pipeline: Pipeline | None
     version: int | None
     namespace: str
+    vectors: VectorIndex | None = None
+
+
+def _batches(items: list[int], size: int) -> list[list[int]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _embedding_text(doc: Document) -> str:
+    """A chunk Document's text for its vector (same recipe as at ingestion)."""
+    return chunk_text_for_embedding(
+        str(doc.meta.get("title") or ""), doc.meta.get("section"), doc.content or ""
+    )
+
+
+def _fused(lexical: Any, vectors: VectorIndex, semantic_weight: float) -> Pipeline:
+    """Lexical and semantic retrievers side by side, merged by weighted rank fusion."""
+    pipeline = Pipeline()
+    pipeline.add_component("retriever", lexical)
+    pipeline.add_component("semantic", SemanticRetriever(index=vectors))
+    pipeline.add_component(
+        "fusion", WeightedRankFusion(index=vectors, semantic_weight=semantic_weight)
+    )
+    pipeline.connect("retriever.documents", "fusion.lexical")
+    pipeline.connect("semantic.documents", "fusion.semantic")
+    pipeline.connect("semantic.query_vector", "fusion.query_vector")
+    return pipeline
 
 
 def _single(retriever: Any) -> Pipeline:
@@ -229,8 +378,9 @@ def _single(retriever: Any) -> Pipeline:
     return pipeline
 
 
-def _load_chunks(conn: Any) -> list[Document]:
-    """Every chunk with its article's ids and title, in a stable order."""
+def _load_chunks(conn: Any) -> tuple[list[Document], list[tuple[Any, Any]]]:
+    """Every chunk with its article's ids and title, in a stable order, and its stored vector
+    with the model that made it."""
     stmt = (
         select(
             KBChunk.id,
@@ -239,12 +389,16 @@ def _load_chunks(conn: Any) -> list[Document]:
             KBChunk.title,
             KBChunk.section,
             KBChunk.content,
+            KBChunk.embedding,
+            KBChunk.embedding_model,
             KBDocument.external_id,
             KBDocument.title.label("document_title"),
         )
         .join(KBDocument, KBDocument.id == KBChunk.document_id)
         .order_by(KBChunk.document_id, KBChunk.position)
     )
+    rows = conn.execute(stmt).all()
+    blobs = [(row.embedding, row.embedding_model) for row in rows]
     return [
         chunk_document(
             chunk_id=row.id,
@@ -255,8 +409,8 @@ def _load_chunks(conn: Any) -> list[Document]:
             position=row.position or 0,
             external_id=row.external_id,
         )
-        for row in conn.execute(stmt)
-    ]
+        for row in rows
+    ], blobs
 
 
 _shared: KnowledgeBase | None = None
