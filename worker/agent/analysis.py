@@ -222,3 +222,59 @@ class Speller:
         if not found:
             return None
         return min(found, key=lambda c: (self._rarity(ANALYZER.stem(c)), c))
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+_QUERY_WORD = re.compile(r"[^\W\d_]+")
+MIN_QUERY_REPAIR = 4  # "wher", "pakage": short words too, but only when they are no word at all
+
+
+def _edits(word: str) -> set[str]:
+    """Every string one deletion, adjacent swap, substitution or insertion away."""
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    out = {a + b[1:] for a, b in splits if b}
+    out |= {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+    out |= {a + c + b[1:] for a, b in splits if b for c in _LETTERS}
+    out |= {a + c + b for a, b in splits for c in _LETTERS}
+    out.discard(word)
+    return out
+
+
+class QueryRepair:
+    """Fixes misspelt query words before retrieval, using the KB's own words first.
+
+    A word is repaired only when it is neither in the knowledge base nor in the general
+    vocabulary (`known_words`, e.g. the embedding model's whole-word tokens): so "weak" stays
+    "weak" (a real word; only context could tell it meant "week"), while "pakage", "trakcing" and
+    "wher" become "package", "tracking" and "where". Candidates are one edit away and keep the
+    first letter; a KB word wins over a general one, the more frequent over the rarer.
+    """
+
+    def __init__(self, kb_counts: dict[str, int], known_words: dict[str, int] | None) -> None:
+        self.kb = kb_counts
+        self.known = known_words or {}
+
+    def repair_word(self, word: str) -> str:
+        """The word's correction, or the word itself."""
+        low = word.lower()
+        if (
+            len(low) < MIN_QUERY_REPAIR
+            or low in self.kb
+            or low in self.known
+            or low in STOP_WORDS
+            or low in SOFT_STOP_WORDS
+            or (not self.known and len(low) < _MIN_REPAIR_LENGTH)
+        ):
+            return word
+        near = [c for c in _edits(low) if c[0] == low[0]]
+        in_kb = [c for c in near if c in self.kb]
+        if in_kb:
+            return max(in_kb, key=lambda c: (self.kb[c], c))
+        general = [c for c in near if c in self.known and len(c) >= MIN_QUERY_REPAIR]
+        if general:
+            return min(general, key=lambda c: (self.known[c], c))  # lower rank = more common
+        return word
+
+    def repair(self, text: str) -> str:
+        """`text` with each unknown word replaced by its correction (punctuation kept)."""
+        return _QUERY_WORD.sub(lambda m: self.repair_word(m.group(0)), text)

@@ -79,6 +79,19 @@ class WordLlamaEmbedder:
         )
         self.dim = dim
         self.model_id = f"wordllama/l2_supercat/{dim}"
+        self._words: dict[str, int] | None = None
+
+    def vocabulary(self) -> dict[str, int]:
+        """Whole lower-case words of the model's tokenizer with their rank (lower = more
+        common): a general English word list shipped in the wheel, for typo repair."""
+        if self._words is None:
+            vocab = self._model.tokenizer.get_vocab()
+            self._words = {
+                tok[1:]: rank
+                for tok, rank in vocab.items()
+                if tok.startswith("\u2581") and tok[1:].isalpha() and tok[1:].islower()
+            }
+        return self._words
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Vectors for `texts` (a few µs each: a token lookup and an average)."""

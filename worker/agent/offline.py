@@ -117,6 +117,7 @@ class OfflineEngine:
         emit("status", {"state": "searching"})
         tries = []
         for i, (query, enriched) in enumerate(build_queries(question, history, attachments)):
+            query = self.kb.repair(query)  # confidence and quoting see the words meant
             chunks = self.kb.search(query, limit=5, per_document=CHUNKS_PER_ARTICLE)
             passages = _first_per_document(chunks)
             tries.append((self.confidence(query, passages), -i, query, enriched, chunks))

@@ -27,7 +27,7 @@ from sqlalchemy import bindparam, select, update
 
 from models.kb import KBChunk, KBDocument, KBState
 from models.settings import Settings, get_settings
-from worker.agent.analysis import ANALYZER, is_noise
+from worker.agent.analysis import ANALYZER, QueryRepair, is_noise
 from worker.agent.base import Passage
 from worker.agent.bm25 import BM25sIndex, BM25sRetriever
 from worker.agent.cache import SearchCache, redis_from_url
@@ -170,6 +170,8 @@ class KnowledgeBase:
         if cached is not None:
             return cached
         top_k = max(self.candidates, limit * 4)
+        if current.repair is not None:
+            query = current.repair.repair(query)  # "pakage" -> "package", both sides gain
         # the raw text goes to the store (PostgreSQL must parse it as it parsed the KB)
         inputs: dict[str, Any] = {"retriever": {"query": query, "top_k": top_k}}
         if current.vectors is not None:
@@ -180,6 +182,12 @@ class KnowledgeBase:
         if key:
             self.cache.set(key, passages)
         return passages
+
+    def repair(self, text: str) -> str:
+        """`text` with misspelt words fixed (see `QueryRepair`); unchanged before a first build."""
+        self.refresh()
+        repair = self._current.repair
+        return repair.repair(text) if repair is not None else text
 
     def term_weights(self, text: str) -> dict[str, float]:
         """Idf weight per content term (uniform for PostgreSQL, which exposes no cheap idf)."""
@@ -332,7 +340,21 @@ class KnowledgeBase:
             namespace = f"{namespace}:{self.embedder.model_id}:w{self.semantic_weight:g}"
         else:
             pipeline = _single(lexical)
-        self._current = _Snapshot(index, pipeline, version, namespace, vectors)
+        self._current = _Snapshot(
+            index, pipeline, version, namespace, vectors, self._query_repair(documents)
+        )
+
+    def _query_repair(self, documents: list[Document]) -> QueryRepair | None:
+        """Typo repair from this KB's words (counted) and the embedding model's word list."""
+        if not documents:
+            return None
+        counts: dict[str, int] = {}
+        for doc in documents:
+            for word in ANALYZER.words(f"{doc.meta.get('title') or ''} {doc.content or ''}"):
+                if word.isalpha():
+                    counts[word] = counts.get(word, 0) + 1
+        vocabulary = getattr(self.embedder, "vocabulary", None)
+        return QueryRepair(counts, vocabulary() if callable(vocabulary) else None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -344,6 +366,7 @@ class _Snapshot:
     version: int | None
     namespace: str
     vectors: VectorIndex | None = None
+    repair: QueryRepair | None = None
 
 
 def _batches(items: list[int], size: int) -> list[list[int]]:
