@@ -46,6 +46,10 @@ ABSTAIN_TEXT = (
     "connect you with a member of our support team?"
 )
 UNSURE_TAIL = "If that doesn't answer your question, I can connect you with a person."
+FILE_NOTE = "From the file you attached:"
+LANGUAGE_NOTE = (
+    "Our help articles are only available in {kb}, so I've answered from the {kb} documents."
+)
 
 
 def stream(emit: Emit, text: str) -> None:
@@ -129,6 +133,10 @@ class OfflineEngine:
             reply.confidence, reply.metadata = confidence, meta
             return reply
         text, sources = self.compose(query, chunks, question=question)
+        if attachments and used_file(question, attachments, sources):
+            joiner = "\n" if re.match(r"(?:\d+[.)]|-) ", text) else " "  # a list keeps its lines
+            text = f"{FILE_NOTE}{joiner}{text}"
+            meta["used_attachment"] = True
         if confidence < self.threshold + 0.1:
             text = f"{text}\n\n{UNSURE_TAIL}"
         emit("sources", {"sources": [s.to_dict() for s in sources]})
@@ -194,6 +202,17 @@ _SMALL_TALK = {
     "bye": "Thanks for getting in touch. Have a great day!",
     "ack": "Great! Is there anything else I can help you with?",
 }
+
+
+def used_file(question: str, attachments: list[str], sources: list[Source]) -> bool:
+    """True when the quoted text shares a topic word with the attached file that the typed
+    question lacks: the file, not only the question, led to this answer."""
+    own = set(ANALYZER.content_terms(question))
+    from_file = {
+        t for a in attachments for t in ANALYZER.content_terms(" ".join(a.split()[:200]))
+    } - own
+    quoted = {t for s in sources for t in ANALYZER.content_terms(f"{s.title} {s.snippet}")}
+    return bool(from_file & quoted)
 
 
 def _first_per_document(passages: list[Passage]) -> list[Passage]:
