@@ -12,6 +12,7 @@ import re
 from worker.agent.analysis import ANALYZER, capped_mass
 from worker.agent.base import Emit, Passage, Reply, Source, Turn
 from worker.agent.compose import compose
+from worker.agent.language import detect, name
 from worker.agent.questions import question_type, question_weights
 from worker.agent.retrieval import KnowledgeBase, get_knowledge_base
 
@@ -48,7 +49,7 @@ ABSTAIN_TEXT = (
 UNSURE_TAIL = "If that doesn't answer your question, I can connect you with a person."
 FILE_NOTE = "From the file you attached:"
 LANGUAGE_NOTE = (
-    "Our help articles are only available in {kb}, so I've answered from the {kb} documents."
+    "Our help articles are only available in {kb}, so answers come from the {kb} documents."
 )
 
 
@@ -119,17 +120,23 @@ class OfflineEngine:
         if kind in _SMALL_TALK and not attachments:
             return self._plain(emit, _SMALL_TALK[kind])
         emit("status", {"state": "searching"})
+        language, note = self._language(question)
         tries = []
         for i, (query, enriched) in enumerate(build_queries(question, history, attachments)):
             query = self.kb.repair(query)  # confidence and quoting see the words meant
-            chunks = self.kb.search(query, limit=5, per_document=CHUNKS_PER_ARTICLE)
+            chunks = self.kb.search(
+                query, limit=5, per_document=CHUNKS_PER_ARTICLE, language=language
+            )
             passages = _first_per_document(chunks)
             tries.append((self.confidence(query, passages), -i, query, enriched, chunks))
         confidence, _, query, enriched, chunks = max(tries, key=lambda t: t[:2])
         retrieved = len(_first_per_document(chunks))
         meta = {"query": query, "enriched": enriched, "retrieved": retrieved}
+        if language:
+            meta["language"] = language
         if confidence < self.threshold:
-            reply = self._plain(emit, ABSTAIN_TEXT, escalate="low_confidence")
+            text = f"{note}\n\n{ABSTAIN_TEXT}" if note else ABSTAIN_TEXT
+            reply = self._plain(emit, text, escalate="low_confidence")
             reply.confidence, reply.metadata = confidence, meta
             return reply
         text, sources = self.compose(query, chunks, question=question)
@@ -139,9 +146,26 @@ class OfflineEngine:
             meta["used_attachment"] = True
         if confidence < self.threshold + 0.1:
             text = f"{text}\n\n{UNSURE_TAIL}"
+        if note:
+            text = f"{note}\n\n{text}"
         emit("sources", {"sources": [s.to_dict() for s in sources]})
         stream(emit, text)
         return Reply(text=text, sources=sources, confidence=confidence, metadata=meta)
+
+    def _language(self, question: str) -> tuple[str | None, str | None]:
+        """(language to search in, note for the customer): a question in a language the KB
+        has articles in is answered from those; in one it lacks, we say the answer comes from
+        the KB's own language rather than pretend."""
+        asked = detect(question)
+        have = self.kb.languages
+        if not asked or not have:
+            return None, None
+        main = max(have, key=lambda c: have[c])
+        if asked == main:
+            return None, None
+        if asked in have:
+            return asked, None
+        return None, LANGUAGE_NOTE.format(kb=name(main))
 
     def confidence(self, query: str, passages: list[Passage]) -> float:
         """How surely the top article answers: lexical evidence (geometric mean of its score

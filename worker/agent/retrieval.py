@@ -40,6 +40,7 @@ from worker.agent.embeddings import (
     get_embedder,
     to_blob,
 )
+from worker.agent.language import detect
 from worker.agent.pgstore import PgFullTextRetriever, engine_for
 from worker.agent.semantic import SemanticRetriever, VectorIndex, WeightedRankFusion
 
@@ -150,13 +151,23 @@ class KnowledgeBase:
         """The in-memory index (None for PostgreSQL, which holds its own)."""
         return self._current.index
 
-    def search(self, query: str, limit: int = 5, per_document: int = 1) -> list[Passage]:
+    @property
+    def languages(self) -> dict[str, int]:
+        """Articles per detected language (empty when the chunks are not held in memory)."""
+        return dict(self._current.languages)
+
+    def search(
+        self, query: str, limit: int = 5, per_document: int = 1, language: str | None = None
+    ) -> list[Passage]:
         """Passages of up to `limit` articles, best first, scores normalised to 0..1.
 
         Each article contributes its best chunk, plus up to `per_document` - 1 more of its
         chunks (for quoting); the first passage of each article is always its best one.
+        `language` keeps only articles written in that language (see `languages`).
         """
         norm = normalise_query(query)
+        if language:
+            norm = f"{norm} @{language}"
         if not norm or limit <= 0 or per_document <= 0:
             return []
         self.refresh()
@@ -178,6 +189,8 @@ class KnowledgeBase:
             inputs["semantic"] = {"query": query, "top_k": top_k}
         result = current.pipeline.run(inputs)
         documents = result["fusion" if current.vectors is not None else "retriever"]["documents"]
+        if language:
+            documents = [d for d in documents if d.meta.get("language") == language]
         passages = best_per_document(documents, limit, per_document)
         if key:
             self.cache.set(key, passages)
@@ -341,7 +354,13 @@ class KnowledgeBase:
         else:
             pipeline = _single(lexical)
         self._current = _Snapshot(
-            index, pipeline, version, namespace, vectors, self._query_repair(documents)
+            index,
+            pipeline,
+            version,
+            namespace,
+            vectors,
+            self._query_repair(documents),
+            _tag_languages(documents),
         )
 
     def _query_repair(self, documents: list[Document]) -> QueryRepair | None:
@@ -367,6 +386,31 @@ class _Snapshot:
     namespace: str
     vectors: VectorIndex | None = None
     repair: QueryRepair | None = None
+    languages: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def _tag_languages(documents: list[Document]) -> dict[str, int]:
+    """Detect each article's language once (from its first chunks), tag its chunks with it
+    (`meta["language"]`) and count articles per language. Undetectable ones count as the
+    majority language."""
+    texts: dict[str, list[str]] = {}
+    for doc in documents:
+        parts = texts.setdefault(str(doc.meta.get("document_id") or doc.id), [])
+        if len(parts) < 2:
+            parts.append((doc.content or "")[:400])  # enough words to tell; cheap at 100k
+    found = {d: detect(" ".join(parts), min_words=8) for d, parts in texts.items()}
+    counts: dict[str, int] = {}
+    for code in found.values():
+        if code:
+            counts[code] = counts.get(code, 0) + 1
+    main = max(counts, key=lambda c: counts[c]) if counts else "en"
+    for d, code in found.items():
+        if not code:
+            counts[main] = counts.get(main, 0) + 1
+            found[d] = main
+    for doc in documents:
+        doc.meta["language"] = found[str(doc.meta.get("document_id") or doc.id)]
+    return counts
 
 
 def _batches(items: list[int], size: int) -> list[list[int]]:
