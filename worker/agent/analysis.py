@@ -250,21 +250,28 @@ class QueryRepair:
     first letter; a KB word wins over a general one, the more frequent over the rarer.
     """
 
-    def __init__(self, kb_counts: dict[str, int], known_words: dict[str, int] | None) -> None:
+    def __init__(
+        self,
+        kb_counts: dict[str, int],
+        known_words: dict[str, int] | None,
+        synonym: Callable[[str], str | None] | None = None,
+    ) -> None:
+        """`synonym(word)`: the KB word nearest in meaning to a real word the KB lacks
+        ("headset" -> "headphones"), or None; it maps the customer's word onto the KB's."""
         self.kb = kb_counts
         self.known = known_words or {}
+        self.synonym = synonym
 
     def repair_word(self, word: str) -> str:
         """The word's correction, or the word itself."""
         low = word.lower()
-        if (
-            len(low) < MIN_QUERY_REPAIR
-            or low in self.kb
-            or low in self.known
-            or low in STOP_WORDS
-            or low in SOFT_STOP_WORDS
-            or (not self.known and len(low) < _MIN_REPAIR_LENGTH)
-        ):
+        if len(low) < MIN_QUERY_REPAIR or low in self.kb or low in STOP_WORDS:
+            return word
+        if low in SOFT_STOP_WORDS:
+            return word
+        if low in self.known:
+            return (self.synonym(low) if self.synonym else None) or word
+        if not self.known and len(low) < _MIN_REPAIR_LENGTH:
             return word
         near = [c for c in _edits(low) if c[0] == low[0]]
         in_kb = [c for c in near if c in self.kb]
@@ -272,7 +279,8 @@ class QueryRepair:
             return max(in_kb, key=lambda c: (self.kb[c], c))
         general = [c for c in near if c in self.known and len(c) >= MIN_QUERY_REPAIR]
         if general:
-            return min(general, key=lambda c: (self.known[c], c))  # lower rank = more common
+            fixed = min(general, key=lambda c: (self.known[c], c))  # lower rank = more common
+            return (self.synonym(fixed) if self.synonym else None) or fixed
         return word
 
     def repair(self, text: str) -> str:

@@ -37,6 +37,7 @@ _WORDS_PER_DELTA = 4
 LEXICAL_SHARE = 0.6
 SEMANTIC_SHARE = 0.4
 AGREEMENT_BONUS = 0.1
+AGREEMENT_TOP = 2  # both rankings have the top article among their best two
 SIMILARITY_FLOOR = 0.3
 MIX_CUT = 0.4  # where the mix separated answerable from unanswerable questions best ...
 DEFAULT_THRESHOLD = 0.35  # ... rescaled so the documented default threshold is that cut
@@ -185,9 +186,9 @@ class OfflineEngine:
             return round(lexical, 4)
         if top.semantic < SIMILARITY_FLOOR:
             return 0.0
-        by_lexical = max(passages, key=lambda p: p.lexical).document_id
-        by_meaning = max(passages, key=lambda p: p.semantic or 0.0).document_id
-        agree = by_lexical == by_meaning == top.document_id
+        by_lexical = sorted(passages, key=lambda p: -p.lexical)[:AGREEMENT_TOP]
+        by_meaning = sorted(passages, key=lambda p: -(p.semantic or 0.0))[:AGREEMENT_TOP]
+        agree = top in by_lexical and top in by_meaning
         mix = LEXICAL_SHARE * lexical + SEMANTIC_SHARE * top.semantic + AGREEMENT_BONUS * agree
         return round(min(1.0, mix * DEFAULT_THRESHOLD / MIX_CUT), 4)
 

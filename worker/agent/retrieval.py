@@ -373,7 +373,9 @@ class KnowledgeBase:
                 if word.isalpha():
                     counts[word] = counts.get(word, 0) + 1
         vocabulary = getattr(self.embedder, "vocabulary", None)
-        return QueryRepair(counts, vocabulary() if callable(vocabulary) else None)
+        known = vocabulary() if callable(vocabulary) else None
+        synonym = _Synonyms(counts, self.embedder) if known and self.embedder else None
+        return QueryRepair(counts, known, synonym)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -387,6 +389,40 @@ class _Snapshot:
     vectors: VectorIndex | None = None
     repair: QueryRepair | None = None
     languages: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+class _Synonyms:
+    """The KB word closest in meaning to a word the KB lacks, by the embedding model's word
+    vectors ("headset" -> "headphones", "noise" -> "sound"): cosine at least `MIN_COSINE`.
+
+    Static word vectors put words used alike close together, antonyms included ("off" near
+    "on"), so only content words of 4+ letters take part and the bar is high."""
+
+    MIN_COSINE = 0.55
+    MIN_LETTERS = 4
+
+    def __init__(self, counts: dict[str, int], embedder: Embedder) -> None:
+        from worker.agent.analysis import SOFT_STOP_WORDS, STOP_WORDS
+
+        self.embedder = embedder
+        self.words = [
+            w
+            for w in counts
+            if len(w) >= self.MIN_LETTERS and w not in STOP_WORDS and w not in SOFT_STOP_WORDS
+        ]
+        self.matrix = embedder.embed(self.words) if self.words else None
+        self._memo: dict[str, str | None] = {}
+
+    def __call__(self, word: str) -> str | None:
+        if self.matrix is None or len(word) < self.MIN_LETTERS:
+            return None
+        if word not in self._memo:
+            if len(self._memo) > 10_000:
+                self._memo.clear()
+            sims = self.matrix @ self.embedder.embed([word])[0]
+            best = int(np.argmax(sims))
+            self._memo[word] = self.words[best] if sims[best] >= self.MIN_COSINE else None
+        return self._memo[word]
 
 
 def _tag_languages(documents: list[Document]) -> dict[str, int]:
