@@ -205,6 +205,8 @@ def pick(units: list[Unit], ask: Ask, max_sentences: int, strong_docs: set[int])
             continue  # "Purple: optical" says nothing on its own
         if not unit.mentions:
             continue  # support must itself be about the question, not just sit under its heading
+        if unit.kind == "sentence" and _ANAPHOR.match(unit.text):
+            continue  # a supporting sentence must stand on its own, not start mid-thought
         if typed and unit.match == 0:
             continue  # a support sentence for "how long" must hold a time too
         if unit.doc != anchor.doc and (
@@ -266,7 +268,9 @@ def _context(units: list[Unit], anchor: Unit) -> list[Unit]:
     if _ANAPHOR.match(anchor.text):
         return [u for u in ok if u in before]
     if len(anchor.text.split()) < SHORT_ANCHOR_WORDS:
-        return [u for u in ok if u in after]
+        # a short anchor brings the sentence after it, or, at the end of its passage, the one
+        # before ("No appointment is needed." alone says little)
+        return [u for u in ok if u in after] or [u for u in ok if u in before]
     return [u for u in ok if u.score >= CONTEXT_RATIO * anchor.score][:1]
 
 

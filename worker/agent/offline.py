@@ -33,12 +33,15 @@ _WORDS_PER_DELTA = 4
 # bench/README.md). The lexical confidence says the passage holds the question's words; the
 # cosine says it is about the same thing; the two rankings agreeing on the article is a third,
 # independent vote. A passage that is not even loosely about the question (cosine under
-# SIMILARITY_FLOOR) is never quoted, however many words it shares ("sell" in "before selling").
+# SIMILARITY_FLOOR) is not quoted for sharing a word or two ("sell" in "before selling") ...
 LEXICAL_SHARE = 0.6
 SEMANTIC_SHARE = 0.4
 AGREEMENT_BONUS = 0.1
 AGREEMENT_TOP = 2  # both rankings have the top article among their best two
 SIMILARITY_FLOOR = 0.3
+# ... unless the passage holds the question's words outright: a general-purpose model can miss
+# how specialist or rare words relate ("store" and "showroom" are ~0 apart in WordLlama).
+STRONG_LEXICAL = 0.7
 MIX_CUT = 0.4  # where the mix separated answerable from unanswerable questions best ...
 DEFAULT_THRESHOLD = 0.35  # ... rescaled so the documented default threshold is that cut
 CHUNKS_PER_ARTICLE = 5  # the answer may sit in another section than the best-matching one
@@ -184,7 +187,7 @@ class OfflineEngine:
             lexical = math.sqrt(max(0.0, top.score) * coverage)
         if top.semantic is None:
             return round(lexical, 4)
-        if top.semantic < SIMILARITY_FLOOR:
+        if top.semantic < SIMILARITY_FLOOR and lexical < STRONG_LEXICAL:
             return 0.0
         by_lexical = sorted(passages, key=lambda p: -p.lexical)[:AGREEMENT_TOP]
         by_meaning = sorted(passages, key=lambda p: -(p.semantic or 0.0))[:AGREEMENT_TOP]
