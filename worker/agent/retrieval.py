@@ -42,7 +42,7 @@ from worker.agent.embeddings import (
 )
 from worker.agent.language import detect
 from worker.agent.pgstore import PgFullTextRetriever, engine_for
-from worker.agent.semantic import SemanticRetriever, VectorIndex, WeightedRankFusion
+from worker.agent.semantic import HybridRetriever, VectorIndex
 
 __all__ = ["KnowledgeBase", "get_knowledge_base", "normalise_query", "redis_from_url"]
 
@@ -184,11 +184,8 @@ class KnowledgeBase:
         if current.repair is not None:
             query = current.repair.repair(query)  # "pakage" -> "package", both sides gain
         # the raw text goes to the store (PostgreSQL must parse it as it parsed the KB)
-        inputs: dict[str, Any] = {"retriever": {"query": query, "top_k": top_k}}
-        if current.vectors is not None:
-            inputs["semantic"] = {"query": query, "top_k": top_k}
-        result = current.pipeline.run(inputs)
-        documents = result["fusion" if current.vectors is not None else "retriever"]["documents"]
+        result = current.pipeline.run({"retriever": {"query": query, "top_k": top_k}})
+        documents = result["retriever"]["documents"]
         if language:
             documents = [d for d in documents if d.meta.get("language") == language]
         passages = best_per_document(documents, limit, per_document)
@@ -461,17 +458,8 @@ def _embedding_text(doc: Document) -> str:
 
 
 def _fused(lexical: Any, vectors: VectorIndex, semantic_weight: float) -> Pipeline:
-    """Lexical and semantic retrievers side by side, merged by weighted rank fusion."""
-    pipeline = Pipeline()
-    pipeline.add_component("retriever", lexical)
-    pipeline.add_component("semantic", SemanticRetriever(index=vectors))
-    pipeline.add_component(
-        "fusion", WeightedRankFusion(index=vectors, semantic_weight=semantic_weight)
-    )
-    pipeline.connect("retriever.documents", "fusion.lexical")
-    pipeline.connect("semantic.documents", "fusion.semantic")
-    pipeline.connect("semantic.query_vector", "fusion.query_vector")
-    return pipeline
+    """Lexical and semantic retrieval merged by weighted rank fusion, as one component."""
+    return _single(HybridRetriever(lexical=lexical, index=vectors, semantic_weight=semantic_weight))
 
 
 def _single(retriever: Any) -> Pipeline:
