@@ -86,9 +86,20 @@ def classify(message: str) -> str:
 def build_queries(
     question: str, history: list[Turn], attachments: list[str]
 ) -> list[tuple[str, bool]]:
-    """(text, uses history) to try: follow-ups borrow the last user turn, one-word asks try both."""
+    """(text, uses history) to try: follow-ups borrow the last user turn, one-word asks try both;
+    with a file, the file's own text is tried too ("see my file" says nothing by itself, and
+    a long question plus file dilutes a clear file)."""
     question = question.strip()
-    base = f"{question} {' '.join(attachments[0].split()[:60]) if attachments else ''}".strip()
+    file_text = " ".join(" ".join(a.split()) for a in attachments if a.strip())
+    file_text = " ".join(file_text.split()[:60])
+    base = f"{question} {file_text}".strip()
+    tries = _question_queries(question, base, history)
+    if file_text and (file_text, False) not in tries:
+        tries.append((file_text, False))
+    return tries
+
+
+def _question_queries(question: str, base: str, history: list[Turn]) -> list[tuple[str, bool]]:
     earlier = [t.content for t in history if t.role == "user" and t.content.strip() != question]
     content = ANALYZER.content_terms(question)
     if not earlier or len(content) > 3:

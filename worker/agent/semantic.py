@@ -173,7 +173,9 @@ class HybridRetriever:
                 extra[row] = doc
             fused[row] = fused.get(row, 0.0) + (1.0 - w_sem) / (RRF_K + rank + 1)
             lex_score[row] = float(doc.score or 0.0)
-        if sims is not None and len(sims):
+        if extra:  # the lexical store is newer than this vector snapshot: lexical order only
+            w_sem = 0.0
+        if sims is not None and len(sims) and w_sem > 0:
             k = min(top_k, len(sims))
             best = np.argpartition(-sims, k - 1)[:k]
             best = best[np.argsort(-sims[best], kind="stable")]
