@@ -16,7 +16,6 @@ from haystack import Document  # noqa: E402
 
 from models.settings import Settings, get_settings  # noqa: E402
 
-REDIS_TEST_URL = "redis://localhost:6379/15"  # only ever flush database 15
 REDIS_CLOSED_URL = "redis://localhost:1/15"  # nothing listens on port 1: Redis is "down"
 PG_ADMIN_URL = "postgresql://postgres@localhost:5432/postgres"
 # one scratch database per test run (pid): parallel runs (CI shards, several checkouts on one
@@ -139,8 +138,16 @@ def kb_documents() -> list[Document]:
 
 @pytest.fixture
 def settings() -> Settings:
-    """Settings pointing Redis at test database 15."""
-    return dataclasses.replace(get_settings(), redis_url=REDIS_TEST_URL, kb_store="bm25s")
+    """Settings pointing Redis at the database this run claimed."""
+    return dataclasses.replace(get_settings(), redis_url=agent_redis_url(), kb_store="bm25s")
+
+
+def agent_redis_url() -> str:
+    """A Redis database claimed for this run (see tests.stack.claim_redis_db): a fixed number
+    would be shared with, and emptied under, other test runs' stacks on the same server."""
+    from tests.conftest import redis_url
+
+    return redis_url("agent")
 
 
 @pytest.fixture
@@ -153,17 +160,26 @@ def memory_kb(kb_documents: list[Document], settings: Settings):  # type: ignore
 
 @pytest.fixture
 def redis15() -> Iterator[Any]:
-    """A client on Redis database 15, flushed before and after."""
+    """A client on the claimed Redis database, emptied (claim kept) before and after."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_TEST_URL, socket_timeout=1)
+    from tests.stack import LOCK_KEY
+
+    url = agent_redis_url()
+    client = redis.Redis.from_url(url, socket_timeout=1)
     try:
         client.ping()
     except redis.RedisError as exc:
-        pytest.fail(f"Redis at {REDIS_TEST_URL} is needed for these tests: {exc}")
-    client.flushdb()
+        pytest.fail(f"Redis at {url} is needed for these tests: {exc}")
+
+    def empty() -> None:  # never FLUSHDB: it would drop our claim on the database
+        for key in client.scan_iter(count=1000):
+            if key != LOCK_KEY.encode():
+                client.delete(key)
+
+    empty()
     yield client
-    client.flushdb()
+    empty()
     client.close()
 
 
