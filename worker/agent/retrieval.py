@@ -42,7 +42,7 @@ from worker.agent.embeddings import (
 )
 from worker.agent.language import detect
 from worker.agent.pgstore import PgFullTextRetriever, engine_for
-from worker.agent.semantic import HybridRetriever, VectorIndex
+from worker.agent.semantic import HybridRetriever, VectorIndex, cosines
 
 __all__ = ["KnowledgeBase", "get_knowledge_base", "normalise_query", "redis_from_url"]
 
@@ -416,7 +416,7 @@ class _Synonyms:
         if word not in self._memo:
             if len(self._memo) > 10_000:
                 self._memo.clear()
-            sims = self.matrix @ self.embedder.embed([word])[0]
+            sims = cosines(self.matrix, self.embedder.embed([word])[0])
             best = int(np.argmax(sims))
             self._memo[word] = self.words[best] if sims[best] >= self.MIN_COSINE else None
         return self._memo[word]
