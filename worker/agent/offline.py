@@ -90,13 +90,18 @@ def build_queries(
     with a file, the file's own text is tried too ("see my file" says nothing by itself, and
     a long question plus file dilutes a clear file)."""
     question = question.strip()
-    file_text = " ".join(" ".join(a.split()) for a in attachments if a.strip())
-    file_text = " ".join(file_text.split()[:60])
+    file_text = file_query(attachments)
     base = f"{question} {file_text}".strip()
     tries = _question_queries(question, base, history)
     if file_text and (file_text, False) not in tries:
         tries.append((file_text, False))
     return tries
+
+
+def file_query(attachments: list[str]) -> str:
+    """The attached files' text as a query: their first 60 words."""
+    file_text = " ".join(" ".join(a.split()) for a in attachments if a.strip())
+    return " ".join(file_text.split()[:60])
 
 
 def _question_queries(question: str, base: str, history: list[Turn]) -> list[tuple[str, bool]]:
@@ -137,14 +142,24 @@ class OfflineEngine:
         emit("status", {"state": "searching"})
         language, note = self._language(question)
         tries = []
-        for i, (query, enriched) in enumerate(build_queries(question, history, attachments)):
+        queries = build_queries(question, history, attachments)
+        for i, (query, enriched) in enumerate(queries):
             query = self.kb.repair(query)  # confidence and quoting see the words meant
             chunks = self.kb.search(
                 query, limit=5, per_document=CHUNKS_PER_ARTICLE, language=language
             )
             passages = _first_per_document(chunks)
             tries.append((self.confidence(query, passages), -i, query, enriched, chunks))
-        confidence, _, query, enriched, chunks = max(tries, key=lambda t: t[:2])
+        # the file's text alone is a fallback for a question that says nothing by itself ("see
+        # my file"): what the customer typed, with the file, is what they asked, so it wins
+        # whenever it is answerable, however the file alone scores on another article
+        asked = (
+            tries[:-1] if file_query(attachments) == queries[-1][0] and len(tries) > 1 else tries
+        )
+        best = max(asked, key=lambda t: t[:2])
+        if best[0] < self.threshold:
+            best = max(tries, key=lambda t: t[:2])
+        confidence, _, query, enriched, chunks = best
         retrieved = len(_first_per_document(chunks))
         meta = {"query": query, "enriched": enriched, "retrieved": retrieved}
         if language:
