@@ -213,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit-k", type=int, default=10)
     parser.add_argument("--store", choices=("bm25s", "postgres"), default="bm25s")
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@localhost:5432/postgres")
+    parser.add_argument(
+        "--pg-scratch", default="helpline_quality_bench", help="scratch database name (dropped)"
+    )
     parser.add_argument("--max-words", type=int, default=120, help="chunk size in words")
     parser.add_argument("--misses", type=int, default=0, help="print this many top-1 misses")
     parser.add_argument(
@@ -239,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from bench.retrieval import scratch_database
 
-            with scratch_database(args.pg_admin_url, "helpline_quality_bench") as url:
+            with scratch_database(args.pg_admin_url, args.pg_scratch) as url:
                 kb = build_postgres_kb(articles, rows, url)
                 metrics = evaluate(kb, questions, args.limit_k, args.misses, removed)
         name = f"{args.kb.name} ({args.store}, {share:.0%} removed)"

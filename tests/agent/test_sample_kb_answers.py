@@ -184,3 +184,16 @@ def test_languages(engine, engine_plus):
     assert french.text.startswith("Our help articles are only available in English")
     english = ask(engine, "How do I track my order?")
     assert "only available in" not in english.text and "language" not in english.metadata
+
+
+def test_self_check_gives_the_meaning_a_vote_on_the_sample_help_centre(engine):
+    """Its titles find their own bodies better by meaning than by words, so the semantic side
+    votes with the configured weight (see worker/agent/selfcheck.py)."""
+    from worker.agent.selfcheck import choose_weight
+
+    assert engine.kb.semantic
+    documents = engine.kb._current.vectors.documents
+    result = choose_weight(documents, engine.kb.embedder, engine.kb.semantic_weight)
+    assert result.questions >= 30
+    assert result.semantic_mrr >= result.lexical_mrr
+    assert result.weight == engine.kb.semantic_weight > 0

@@ -145,3 +145,53 @@ def test_postgres_full_text_store_fuses_the_semantic_side(pg_url, settings, word
     assert {m for m, _ in _stored(pg_url)} == {"wordllama/l2_supercat/128"}
     # the generated tsvector and the kb_terms triggers coexist with the vector write-back
     assert kb.search("customs")[0].external_id == "shipping/international"
+
+
+def _error_code_kb() -> list:
+    """A specialist KB: every article explains one error code, and only the code tells them
+    apart (a general-purpose embedding sees the same question twelve times)."""
+    from worker.agent.bm25 import documents_from_rows
+
+    parts = ["fan", "battery", "hinge", "lamp", "pump", "valve", "sensor", "motor", "dial"]
+    rows = []
+    for n in range(12):
+        code = f"E{n * 37 + 101}X"
+        rows.append(
+            {
+                "chunk_id": f"c{n}",
+                "document_id": f"d{n}",
+                "external_id": f"codes/{code.lower()}",
+                "title": f"What does error code {code} mean?",
+                "section": None,
+                "position": 0,
+                "content": f"{code} is shown when the {parts[n % 9]} reports a fault. Restart "
+                f"the unit; if {code} comes back, contact us with the serial number.",
+            }
+        )
+    return documents_from_rows(rows)
+
+
+def test_self_check_withholds_the_vote_where_only_the_words_tell(settings, wordllama):
+    """Where only exact words (codes) tell the articles apart, the semantic side gets no vote:
+    neither in the ranking nor in the confidence (no cosine on the passages)."""
+    from worker.agent.selfcheck import choose_weight
+
+    documents = _error_code_kb()
+    result = choose_weight(documents, wordllama, 0.35)
+    assert result.lexical_mrr > result.semantic_mrr
+    assert result.weight == 0.0
+    kb = KnowledgeBase.from_documents(documents, settings=settings, embedder=wordllama)
+    assert not kb.semantic
+    top = kb.search("what does E249X mean", limit=1)[0]
+    assert top.external_id == "codes/e249x" and top.semantic is None
+    assert choose_weight(documents[:5], wordllama, 0.35).weight == 0.35  # too few to tell
+
+
+def test_typo_repair_leaves_a_word_whose_stem_the_kb_has():
+    """ "originate" where the KB says "originated" is no typo: bm25s matches it by its stem, and
+    a rewrite would claim the KB's exact form. A real typo is still repaired."""
+    from worker.agent.analysis import QueryRepair
+
+    repair = QueryRepair({"originated": 3, "virus": 5}, {"the": 1})
+    assert repair.repair("where did the virus originate") == "where did the virus originate"
+    assert repair.repair("where did the vrus orginated") == "where did the virus originated"

@@ -261,6 +261,9 @@ class QueryRepair:
         self.kb = kb_counts
         self.known = known_words or {}
         self.synonym = synonym
+        # a word whose stem the KB has is no typo ("originate" where the KB says "originated"):
+        # retrieval matches it by its stem already, and rewriting it loses its exact form
+        self.kb_stems = {ANALYZER.stem(w) for w in kb_counts}
 
     def repair_word(self, word: str) -> str:
         """The word's correction, or the word itself."""
@@ -271,6 +274,8 @@ class QueryRepair:
             return word
         if low in self.known:
             return (self.synonym(low) if self.synonym else None) or word
+        if ANALYZER.stem(low) in self.kb_stems:
+            return word
         if not self.known and len(low) < _MIN_REPAIR_LENGTH:
             return word
         near = [c for c in _edits(low) if c[0] == low[0]]

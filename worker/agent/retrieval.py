@@ -42,6 +42,7 @@ from worker.agent.embeddings import (
 )
 from worker.agent.language import detect
 from worker.agent.pgstore import PgFullTextRetriever, engine_for
+from worker.agent.selfcheck import choose_weight
 from worker.agent.semantic import HybridRetriever, VectorIndex, cosines
 
 __all__ = ["KnowledgeBase", "get_knowledge_base", "normalise_query", "redis_from_url"]
@@ -346,8 +347,13 @@ class KnowledgeBase:
                 self.embedder,
                 min_similarity=self.settings.embeddings_min_similarity,
             )
-            pipeline = _fused(lexical, vectors, self.semantic_weight)
-            namespace = f"{namespace}:{self.embedder.model_id}:w{self.semantic_weight:g}"
+            # whether the meaning may vote on this KB: its own titles and bodies decide
+            weight = choose_weight(documents, self.embedder, self.semantic_weight).weight
+            if weight <= 0:
+                vectors = None  # neither ranking nor confidence: the cosine was no evidence
+        if vectors is not None and self.embedder is not None:
+            pipeline = _fused(lexical, vectors, weight)
+            namespace = f"{namespace}:{self.embedder.model_id}:w{weight:g}"
         else:
             pipeline = _single(lexical)
         self._current = _Snapshot(
@@ -356,12 +362,14 @@ class KnowledgeBase:
             version,
             namespace,
             vectors,
-            self._query_repair(documents),
+            self._query_repair(documents, synonyms=vectors is not None),
             _tag_languages(documents),
         )
 
-    def _query_repair(self, documents: list[Document]) -> QueryRepair | None:
-        """Typo repair from this KB's words (counted) and the embedding model's word list."""
+    def _query_repair(self, documents: list[Document], synonyms: bool) -> QueryRepair | None:
+        """Typo repair from this KB's words (counted) and the embedding model's word list;
+        `synonyms`: also map words the KB lacks onto its own by the model's word vectors (not
+        where the self-check found the model's sense of meaning no help on this KB)."""
         if not documents:
             return None
         counts: dict[str, int] = {}
@@ -371,7 +379,7 @@ class KnowledgeBase:
                     counts[word] = counts.get(word, 0) + 1
         vocabulary = getattr(self.embedder, "vocabulary", None)
         known = vocabulary() if callable(vocabulary) else None
-        synonym = _Synonyms(counts, self.embedder) if known and self.embedder else None
+        synonym = _Synonyms(counts, self.embedder) if synonyms and known and self.embedder else None
         return QueryRepair(counts, known, synonym)
 
 

@@ -168,30 +168,8 @@ class HybridRetriever:
         lexical = self.lexical.run(query=query, top_k=top_k)["documents"]
         vector = index.embed_query(query)
         sims = cosines(index.matrix, vector) if np.any(vector) else None
-        fused: dict[int, float] = {}
-        lex_score: dict[int, float] = {}
-        lex_top = max((float(d.score or 0.0) for d in lexical), default=0.0)
-        w_sem = self.semantic_weight * (1.0 - min(1.0, max(0.0, lex_top)))  # see WRF.run
-        extra: dict[int, Document] = {}  # a chunk newer than this vector snapshot (PostgreSQL)
-        for rank, doc in enumerate(lexical):
-            row = index.row.get(doc.id)
-            if row is None:
-                row = -(len(extra) + 1)
-                extra[row] = doc
-            fused[row] = fused.get(row, 0.0) + (1.0 - w_sem) / (RRF_K + rank + 1)
-            lex_score[row] = float(doc.score or 0.0)
-        if extra:  # the lexical store is newer than this vector snapshot: lexical order only
-            w_sem = 0.0
-        if sims is not None and len(sims) and w_sem > 0:
-            k = min(top_k, len(sims))
-            best = np.argpartition(-sims, k - 1)[:k]
-            best = best[np.argsort(-sims[best], kind="stable")]
-            for rank, row in enumerate(int(r) for r in best):
-                if sims[row] < index.min_similarity:
-                    break
-                fused[row] = fused.get(row, 0.0) + w_sem / (RRF_K + rank + 1)
+        order, fused, lex_score, extra = fuse(index, lexical, sims, self.semantic_weight, top_k)
         docs = index.documents
-        order = sorted(fused, key=lambda r: (-fused[r], (extra.get(r) or docs[r]).id))[:top_k]
         out = []
         for row in order:
             doc = extra.get(row) or docs[row]
@@ -201,3 +179,42 @@ class HybridRetriever:
             score = lex if row in lex_score else max(0.0, sem)
             out.append(Document(id=doc.id, content=doc.content, meta=meta, score=score))
         return {"documents": out}
+
+
+def fuse(
+    index: VectorIndex,
+    lexical: list[Document],
+    sims: np.ndarray | None,
+    semantic_weight: float,
+    top_k: int,
+) -> tuple[list[int], dict[int, float], dict[int, float], dict[int, Document]]:
+    """Weighted reciprocal rank fusion on row numbers: (fused order, fused score per row,
+    lexical score per row, lexical hits missing from the vector snapshot under negative rows).
+
+    The semantic weight shrinks as the best lexical match approaches "every query word in
+    title and body" (see `WeightedRankFusion.run`)."""
+    fused: dict[int, float] = {}
+    lex_score: dict[int, float] = {}
+    lex_top = max((float(d.score or 0.0) for d in lexical), default=0.0)
+    w_sem = semantic_weight * (1.0 - min(1.0, max(0.0, lex_top)))
+    extra: dict[int, Document] = {}  # a chunk newer than this vector snapshot (PostgreSQL)
+    for rank, doc in enumerate(lexical):
+        row = index.row.get(doc.id)
+        if row is None:
+            row = -(len(extra) + 1)
+            extra[row] = doc
+        fused[row] = fused.get(row, 0.0) + (1.0 - w_sem) / (RRF_K + rank + 1)
+        lex_score[row] = float(doc.score or 0.0)
+    if extra:  # the lexical store is newer than this vector snapshot: lexical order only
+        w_sem = 0.0
+    if sims is not None and len(sims) and w_sem > 0:
+        k = min(top_k, len(sims))
+        best = np.argpartition(-sims, k - 1)[:k]
+        best = best[np.argsort(-sims[best], kind="stable")]
+        for rank, row in enumerate(int(r) for r in best):
+            if sims[row] < index.min_similarity:
+                break
+            fused[row] = fused.get(row, 0.0) + w_sem / (RRF_K + rank + 1)
+    docs = index.documents
+    order = sorted(fused, key=lambda r: (-fused[r], (extra.get(r) or docs[r]).id))[:top_k]
+    return order, fused, lex_score, extra
