@@ -4,12 +4,14 @@
 
 KB defaults to data/sample_kb and GOLD to bench/sample_answers.jsonl: JSONL of {"question",
 "relevant_ids", "key_fact", "split"}, where `key_fact` is a regex (case-insensitive) that a
-correct answer must contain and `split` is "tuning" or "held-out". Retrieval metrics (see
-bench/quality.py) say whether the right article was found; this says whether the sentences the
-engine quoted from it actually answer. Reported per split, so tuning on one half and checking the
-other exposes overfitting:
+correct answer must contain (null, with empty `relevant_ids`: a question the KB does not answer,
+whose only correct reply is the abstention) and `split` is "tuning" or "held-out". Retrieval
+metrics (see bench/quality.py) say whether the right article was found; this says whether the
+sentences the engine quoted from it actually answer. Reported per split, so tuning on one half
+and checking the other exposes overfitting:
 
-- key fact: share of questions whose reply contains the key fact (an abstention counts as a miss)
+- key fact: share of questions whose reply contains the key fact (an abstention counts as a miss;
+  for a question the KB does not answer, the abstention is the hit)
 - right article: share whose first citation is one of the question's `relevant_ids`
 - in passages: share whose key fact is somewhere in the chunks the engine quotes from (the
   retrieved chunks of the top 3 articles), the ceiling selection can reach without better retrieval
@@ -49,18 +51,28 @@ def run(
     for q in gold:
         split = q.get("split", "tuning")
         row = stats.setdefault(split, dict.fromkeys(_COUNTS, 0))
-        key = re.compile(q["key_fact"], re.I)
         reply = engine.answer(q["question"], history=[], attachments=[], emit=lambda *_: None)
         abstained = reply.escalation_reason == "low_confidence"
-        hit = not abstained and bool(key.search(_normalise(reply.text)))
+        if q.get("key_fact") is None:  # the KB does not answer it: abstaining is right
+            key = re.compile(r"(?!)")
+            hit = abstained
+        else:
+            key = re.compile(q["key_fact"], re.I)
+            hit = not abstained and bool(key.search(_normalise(reply.text)))
         query = reply.metadata.get("query") or q["question"]
         chunks = kb.search(query, limit=3, per_document=CHUNKS_PER_ARTICLE)
         row["n"] += 1
         row["hit"] += hit
         row["abstain"] += abstained
-        row["right"] += bool(reply.sources) and reply.sources[0].external_id in q["relevant_ids"]
+        row["right"] += (
+            (bool(reply.sources) and reply.sources[0].external_id in q["relevant_ids"])
+            if q["relevant_ids"]
+            else abstained
+        )
         row["words"] += 0 if abstained else len(reply.text.split())
-        row["ceiling"] += any(key.search(_normalise(p.content)) for p in chunks)
+        row["ceiling"] += (
+            any(key.search(_normalise(p.content)) for p in chunks) if q["relevant_ids"] else 1
+        )
         if not hit and show_misses in (split, "all"):
             cited = [s.external_id for s in reply.sources]
             print(f"- [{split}] {q['question']!r} want /{q['key_fact']}/ cited {cited}")

@@ -1,11 +1,20 @@
 """Retrieval and abstention quality of the offline engine on a labelled question set.
 
     python bench/quality.py KB QUESTIONS [--limit-k 10] [--store bm25s|postgres] [--misses N]
+                            [--remove-share 0.3] [--seed 7]
 
 KB is a JSONL file of {"id", "title", "text", "metadata"} (id = external id) or a folder of
 markdown articles (external id = path without .md, title = first "# " line). QUESTIONS is JSONL
-of {"question", "relevant_ids"}; an empty relevant_ids marks a question the KB cannot answer.
-Metrics are document-level, by external id.
+of {"question", "relevant_ids"} (optionally "split"); an empty relevant_ids marks a question the
+KB cannot answer. Metrics are document-level, by external id, per split when the file has them.
+
+Abstention is measured twice, with the real engine's decision at the default threshold: on the
+whole KB, and after removing a seeded share of the articles (`--remove-share`), which turns every
+question whose relevant articles were all removed into one the KB cannot answer. Reported:
+
+- unanswerable abstained: share of the questions the KB cannot answer that got the abstention
+- answerable answered: share of the answerable ones that got an answer (not the abstention)
+- answered right: share of the answerable ones answered *and* citing a relevant article first
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -112,60 +122,87 @@ def first_relevant_rank(
     return rank
 
 
-def evaluate(kb: Any, questions: list[dict[str, Any]], limit_k: int, misses: int) -> dict:
-    """Recall@1/5/k, MRR@k and abstention, using the real engine's decision."""
+def removed_ids(articles: list[dict[str, Any]], share: float, seed: int) -> set[str]:
+    """A seeded random `share` of the article ids: the same articles on every run and store."""
+    ids = sorted(a["id"] for a in articles)
+    return set(random.Random(seed).sample(ids, round(share * len(ids)))) if share > 0 else set()
+
+
+def evaluate(
+    kb: Any, questions: list[dict[str, Any]], limit_k: int, misses: int, removed: set[str]
+) -> dict[str, dict]:
+    """Recall@1/5/k, MRR@k and both abstention rates per split, using the real engine.
+
+    A question is answerable when one of its relevant articles is still in the KB (`removed`
+    are not); retrieval metrics are over the answerable ones only.
+    """
     from worker.agent.offline import OfflineEngine
 
     engine = OfflineEngine(kb)
-    hits = {1: 0, 5: 0, limit_k: 0}
-    mrr = 0.0
-    answerable = abstain_answerable = no_answer = abstain_no_answer = 0
-    started = time.perf_counter()
+    out: dict[str, dict] = {}
     for q in questions:
-        relevant = set(q["relevant_ids"])
+        relevant = set(q["relevant_ids"]) - removed
+        m = out.setdefault(
+            q.get("split", "all"),
+            {
+                "n": 0,
+                "answerable": 0,
+                "no_answer": 0,
+                "hits": {1: 0, 5: 0, limit_k: 0},
+                "mrr": 0.0,
+                "answered": 0,
+                "answered_right": 0,
+                "abstained_no_answer": 0,
+                "seconds": 0.0,
+            },
+        )
+        m["n"] += 1
+        started = time.perf_counter()
         reply = engine.answer(q["question"], history=[], attachments=[], emit=lambda *_: None)
+        m["seconds"] += time.perf_counter() - started
         abstained = reply.escalation_reason == "low_confidence"
         if not relevant:
-            no_answer += 1
-            abstain_no_answer += abstained
+            m["no_answer"] += 1
+            m["abstained_no_answer"] += abstained
+            if not abstained and misses > 0:
+                print(f"  answered, should abstain: {q['question']!r}")
             continue
-        answerable += 1
-        abstain_answerable += abstained
+        m["answerable"] += 1
+        m["answered"] += not abstained
+        first = reply.sources[0].external_id if reply.sources else None
+        m["answered_right"] += not abstained and first in relevant
+        if abstained and misses > 0:
+            print(f"  abstained, answerable: {q['question']!r} want {sorted(relevant)}")
         rank = first_relevant_rank(kb, q["question"], relevant, limit_k, misses > 0)
         misses -= rank != 0
         if rank is None:
             continue
-        mrr += 1.0 / (rank + 1)
-        for k in hits:
-            hits[k] += rank < k
-    elapsed = time.perf_counter() - started
-    n = max(answerable, 1)
-    return {
-        "answerable": answerable,
-        "no_answer": no_answer,
-        "recall": {k: hits[k] / n for k in sorted(hits)},
-        "mrr": mrr / n,
-        "abstain_rate": (abstain_answerable + abstain_no_answer) / max(len(questions), 1),
-        "abstain_answerable": abstain_answerable / n,
-        "abstain_no_answer": abstain_no_answer / no_answer if no_answer else None,
-        "ms_per_question": 1000 * elapsed / max(len(questions), 1),
-    }
+        m["mrr"] += 1.0 / (rank + 1)
+        for k in m["hits"]:
+            m["hits"][k] += rank < k
+    return out
 
 
-def report(name: str, limit_k: int, m: dict) -> str:
-    """One markdown table."""
-    rec = m["recall"]
-    no_ans = "n/a" if m["abstain_no_answer"] is None else f"{m['abstain_no_answer']:.3f}"
+def _rate(count: float, total: int) -> str:
+    return f"{count / total:.3f}" if total else "n/a"
+
+
+def report(name: str, limit_k: int, by_split: dict[str, dict]) -> str:
+    """One markdown table, a row per split."""
     header = (
-        f"| set | answerable | R@1 | R@5 | R@{limit_k} | MRR@{limit_k} | abstain (all) "
-        "| abstain (answerable) | no-answer | correctly abstained | ms/question |"
+        f"| set | split | answerable | R@1 | R@5 | R@{limit_k} | MRR@{limit_k} | unanswerable "
+        "| unanswerable abstained | answerable answered | answered right | ms/question |"
     )
-    row = (
-        f"| {name} | {m['answerable']} | {rec[1]:.3f} | {rec[5]:.3f} | {rec[limit_k]:.3f} "
-        f"| {m['mrr']:.3f} | {m['abstain_rate']:.3f} | {m['abstain_answerable']:.3f} "
-        f"| {m['no_answer']} | {no_ans} | {m['ms_per_question']:.1f} |"
-    )
-    return "\n".join([header, "|" + " --- |" * 11, row])
+    rows = [header, "|" + " --- |" * 12]
+    for split, m in sorted(by_split.items()):
+        a = m["answerable"]
+        rec = " | ".join(_rate(m["hits"][k], a) for k in sorted(m["hits"]))
+        rows.append(
+            f"| {name} | {split} | {a} | {rec} | {_rate(m['mrr'], a)} | {m['no_answer']} "
+            f"| {_rate(m['abstained_no_answer'], m['no_answer'])} | {_rate(m['answered'], a)} "
+            f"| {_rate(m['answered_right'], a)} | {1000 * m['seconds'] / max(m['n'], 1):.1f} |"
+        )
+    return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,24 +213,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit-k", type=int, default=10)
     parser.add_argument("--store", choices=("bm25s", "postgres"), default="bm25s")
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@localhost:5432/postgres")
+    parser.add_argument(
+        "--pg-scratch", default="helpline_quality_bench", help="scratch database name (dropped)"
+    )
     parser.add_argument("--max-words", type=int, default=120, help="chunk size in words")
     parser.add_argument("--misses", type=int, default=0, help="print this many top-1 misses")
+    parser.add_argument(
+        "--remove-share", type=float, default=0.3, help="share of articles removed (0: skip)"
+    )
+    parser.add_argument("--seed", type=int, default=7, help="which articles are removed")
     args = parser.parse_args(argv)
     os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
     sys.path.insert(0, str(ROOT))
-    articles = load_kb(args.kb)
-    rows = chunk_articles(articles, args.max_words)
+    everything = load_kb(args.kb)
     questions = load_questions(args.questions)
-    print(f"{len(articles)} articles, {len(rows)} chunks, {len(questions)} questions")
-    if args.store == "bm25s":
-        metrics = evaluate(build_memory_kb(rows), questions, args.limit_k, args.misses)
-    else:
-        from bench.retrieval import scratch_database
+    shares = [0.0] + ([args.remove_share] if args.remove_share > 0 else [])
+    for share in shares:
+        removed = removed_ids(everything, share, args.seed)
+        articles = [a for a in everything if a["id"] not in removed]
+        rows = chunk_articles(articles, args.max_words)
+        print(
+            f"{len(articles)} articles ({len(removed)} removed, seed {args.seed}), "
+            f"{len(rows)} chunks, {len(questions)} questions"
+        )
+        if args.store == "bm25s":
+            kb = build_memory_kb(rows)
+            metrics = evaluate(kb, questions, args.limit_k, args.misses, removed)
+        else:
+            from bench.retrieval import scratch_database
 
-        with scratch_database(args.pg_admin_url, "helpline_quality_bench") as url:
-            kb = build_postgres_kb(articles, rows, url)
-            metrics = evaluate(kb, questions, args.limit_k, args.misses)
-    print(report(f"{args.kb.name} ({args.store})", args.limit_k, metrics))
+            with scratch_database(args.pg_admin_url, args.pg_scratch) as url:
+                kb = build_postgres_kb(articles, rows, url)
+                metrics = evaluate(kb, questions, args.limit_k, args.misses, removed)
+        name = f"{args.kb.name} ({args.store}, {share:.0%} removed)"
+        print(report(name, args.limit_k, metrics))
     return 0
 
 

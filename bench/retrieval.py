@@ -1,6 +1,7 @@
 """Retrieval speed and memory: our bm25s store vs haystack's in-memory BM25 vs PostgreSQL FTS.
 
     python bench/retrieval.py [--sizes 1000,10000,100000] [--queries 200] [--pg-million]
+                              [--no-haystack] [--no-postgres]
 
 Builds synthetic ~80-word chunks over a Zipfian vocabulary (English function words at the top
 ranks, then pseudo-words), then for each size and store prints build time, resident-memory
@@ -119,6 +120,41 @@ def bench_ours(rows: list[dict[str, Any]], queries: list[str]) -> dict[str, Any]
     retriever = BM25sRetriever(index=index, top_k=10)
     p50, p95 = latencies(lambda q: retriever.run(query=q), queries, 60)
     return {"build": build, "mem": rss_mb() - before, "p50": p50, "p95": p95}
+
+
+def bench_semantic(rows: list[dict[str, Any]], queries: list[str]) -> dict[str, Any]:
+    """The whole fused search as the engines call it (`KnowledgeBase.search`: typo repair,
+    bm25s, query embedding, matrix-vector product over every chunk vector, rank fusion), with
+    the shipped WordLlama model; the cache is cleared before every query. `semantic_p50` is the
+    vector side alone (one product over the normalised float32 matrix plus the top-k)."""
+    from worker.agent.bm25 import documents_from_rows
+    from worker.agent.embeddings import WordLlamaEmbedder
+    from worker.agent.retrieval import KnowledgeBase
+
+    docs = documents_from_rows(rows)
+    embedder = WordLlamaEmbedder(128)
+    gc.collect()
+    before, t0 = rss_mb(), time.perf_counter()
+    kb = KnowledgeBase.from_documents(docs, embedder=embedder)
+    build = time.perf_counter() - t0
+
+    def run(q: str) -> Any:
+        kb.cache.clear_local()
+        return kb.search(q, limit=10)
+
+    p50, p95 = latencies(run, queries, 60)
+    index = kb._current.vectors
+    vectors = [embedder.embed([q])[0] for q in queries]
+    it = iter(vectors * 2)
+    s50, s95 = latencies(lambda _q: index.nearest(next(it), 40), queries, 60)
+    return {
+        "build": build,
+        "mem": rss_mb() - before,
+        "p50": p50,
+        "p95": p95,
+        "semantic_p50": s50,
+        "semantic_p95": s95,
+    }
 
 
 def bench_haystack(rows: list[dict[str, Any]], queries: list[str]) -> dict[str, Any]:
@@ -270,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@localhost:5432/postgres")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-haystack", action="store_true")
     parser.add_argument("--pg-million", action="store_true", help="also 1M chunks in PostgreSQL")
     args = parser.parse_args(argv)
     os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
@@ -278,8 +315,21 @@ def main(argv: list[str] | None = None) -> int:
     for n in [int(s) for s in args.sizes.split(",") if s.strip()]:
         rows = list(make_chunks(n))
         queries = make_queries(rows, args.queries)
-        for store, fn in (("bm25s (ours)", bench_ours), ("haystack in-memory", bench_haystack)):
-            lines.append(row_of(n, store, in_child(fn, rows, queries)))
+        for store, fn in (
+            ("bm25s (ours)", bench_ours),
+            ("bm25s + semantic, fused (ours)", bench_semantic),
+            ("haystack in-memory", bench_haystack),
+        ):
+            if fn is bench_haystack and args.no_haystack:
+                continue
+            result = in_child(fn, rows, queries)
+            lines.append(row_of(n, store, result))
+            if "semantic_p50" in result:
+                lines.append(
+                    f"| {n:,} | semantic side alone (matmul + top-k) | | "
+                    f"{128 * 4 * n / 2**20:.0f} (matrix) | {result['semantic_p50']:.2f} "
+                    f"| {result['semantic_p95']:.2f} |"
+                )
             print(lines[-1], flush=True)
         if not args.no_postgres:
             lines.append(row_of(n, "postgres fts", bench_postgres(args.pg_admin_url, n, queries)))

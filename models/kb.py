@@ -52,6 +52,10 @@ class KBChunk(Base):
     title: Mapped[str] = mapped_column(String(500), default="")
     section: Mapped[str | None] = mapped_column(String(500))
     content: Mapped[str] = mapped_column(Text)
+    # The chunk's semantic vector (float32, normalised) and the model that made it: a vector of
+    # another model is stale and gets recomputed when an index is built (worker/agent/retrieval).
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    embedding_model: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     document: Mapped[KBDocument] = relationship(back_populates="chunks")

@@ -275,6 +275,13 @@ class Settings:
     widget_origins: tuple[str, ...] = ()
     branding: Branding = Branding()
     answer_overdue_seconds: int = 10
+    embeddings_provider: str = "wordllama"
+    embeddings_model: str = "text-embedding-3-small"
+    embeddings_base_url: str | None = None
+    embeddings_api_key: str | None = None
+    embeddings_dim: int = 128
+    semantic_weight: float = 0.35
+    embeddings_min_similarity: float = 0.25
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -312,6 +319,20 @@ class Settings:
         parse_time_limit = _parse_time_limit(soft)
         redis_url = _str("REDIS_URL", "redis://localhost:6379/0")
         sentinels = _sentinels("REDIS_SENTINELS")
+        embeddings = _choice("EMBEDDINGS_PROVIDER", "wordllama", ("wordllama", "openai", "none"))
+        embeddings_url = os.environ.get("EMBEDDINGS_BASE_URL") or base_url
+        embeddings_key = os.environ.get("EMBEDDINGS_API_KEY") or key
+        if embeddings == "openai" and not embeddings_key and not embeddings_url:
+            raise ConfigError(
+                "EMBEDDINGS_PROVIDER=openai needs EMBEDDINGS_BASE_URL (or OPENAI_BASE_URL) for "
+                "a local OpenAI-compatible server, or an API key (EMBEDDINGS_API_KEY)"
+            )
+        embeddings_dim = _int("EMBEDDINGS_DIM", 128, 64)
+        if embeddings == "wordllama" and embeddings_dim not in (64, 128, 256):
+            raise ConfigError(f"EMBEDDINGS_DIM must be 64, 128 or 256, got {embeddings_dim}")
+        semantic_weight = _float("SEMANTIC_WEIGHT", 0.35)
+        if not 0.0 <= semantic_weight <= 1.0:
+            raise ConfigError(f"SEMANTIC_WEIGHT must be between 0 and 1, got {semantic_weight}")
         return cls(
             database_url=database_url,
             redis_url=redis_url,
@@ -360,6 +381,13 @@ class Settings:
             widget_origins=_origins("WIDGET_ORIGINS"),
             branding=Branding.from_env(),
             answer_overdue_seconds=_int("ANSWER_OVERDUE_SECONDS", 10, 1),
+            embeddings_provider=embeddings,
+            embeddings_model=_str("EMBEDDINGS_MODEL", "text-embedding-3-small"),
+            embeddings_base_url=embeddings_url,
+            embeddings_api_key=embeddings_key,
+            embeddings_dim=embeddings_dim,
+            semantic_weight=semantic_weight,
+            embeddings_min_similarity=_float("EMBEDDINGS_MIN_SIMILARITY", 0.25),
         )
 
     @property

@@ -1,4 +1,5 @@
-"""A local OpenAI-compatible chat-completions server, so LLM code is tested over real HTTP.
+"""A local OpenAI-compatible server (chat completions and embeddings), so LLM and embedding
+code is tested over real HTTP.
 
 There is no API key in CI and mocks of the client would not exercise the wire protocol, timeouts
 or retries; this server speaks the same JSON/SSE as api.openai.com on 127.0.0.1.
@@ -21,6 +22,11 @@ Behaviour knobs (thread-safe, take effect on the next request):
   when ``disconnect``. ``times`` limits how many requests fail (``None``: until ``reset()``).
 * ``hang(times=None, after_chunks=None)`` -- accept the request and never answer (or stall
   mid-stream) until ``close()``, to exercise client timeouts.
+
+``POST /v1/embeddings`` answers ``{"data": [{"index", "embedding"}...], "model", "usage"}`` with
+a deterministic bag-of-words vector per input (`fake_embedding`: each lower-cased word adds 1 to
+one of `EMBEDDING_DIM` hashed dimensions), so texts sharing words are close; ``fail`` and
+``hang`` apply to it as to chat.
 
 Standalone (for a worker subprocess pointed at it through ``OPENAI_BASE_URL``)::
 
@@ -48,6 +54,19 @@ ReplyText = str | list[str]  # a list is streamed as exactly those chunks
 ReplyT = ReplyText | Callable[[list[dict[str, Any]]], ReplyText]
 
 DEFAULT_REPLY = "This is a reply from the fake OpenAI server."
+EMBEDDING_DIM = 64
+
+
+def fake_embedding(text: str) -> list[float]:
+    """A stable, unnormalised bag-of-words vector (the same text always gives the same one)."""
+    import hashlib
+
+    vec = [0.0] * EMBEDDING_DIM
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        bucket = int.from_bytes(hashlib.md5(word.encode()).digest()[:4], "little")  # noqa: S324
+        vec[bucket % EMBEDDING_DIM] += 1.0
+    return vec
+
 
 _ERRORS: dict[int, tuple[str, str | None, str]] = {
     400: ("invalid_request_error", None, "Invalid request."),
@@ -166,6 +185,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, error_body(400, "We could not parse the JSON body."))
             return
         fake._record(self, body)
+        if self.path.rstrip("/") in ("/v1/embeddings", "/embeddings"):
+            self._embeddings(fake, body)
+            return
         if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
             self._send_json(404, error_body(404, f"Unknown path {self.path}"))
             return
@@ -193,6 +215,41 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream(beh, chunks, model, include_usage, body)
         else:
             self._complete(beh, reply, model, body)
+
+    def _embeddings(self, fake: FakeOpenAI, body: dict[str, Any]) -> None:
+        """OpenAI's embeddings response for a string or a list of strings."""
+        if fake.api_key is not None:
+            if self.headers.get("Authorization", "") != f"Bearer {fake.api_key}":
+                self._send_json(401, error_body(401))
+                return
+        beh = fake._next_behaviour()
+        if beh.hang:
+            fake._closed.wait()
+            self.close_connection = True
+            return
+        if beh.status is not None:
+            self._send_json(beh.status, error_body(beh.status, beh.error_message))
+            return
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not all(isinstance(t, str) for t in inputs):
+            self._send_json(400, error_body(400, "'input' must be a string or a list of strings"))
+            return
+        data = [
+            {"object": "embedding", "index": i, "embedding": fake_embedding(t)}
+            for i, t in enumerate(inputs)
+        ]
+        tokens = sum(len(t.split()) for t in inputs)
+        self._send_json(
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model") or fake.model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
 
     # -- responses -------------------------------------------------------------------------
     def _send_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:

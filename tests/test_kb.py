@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -41,6 +42,26 @@ def search_until(api, query: str, predicate, timeout: float = 10) -> list[dict]:
         time.sleep(0.2)
 
 
+def chunk_vectors(document_id: str) -> list[tuple[str | None, int]]:
+    """(embedding model, vector bytes) of each stored chunk of a document, read from the DB."""
+    from sqlalchemy import select
+
+    from models import KBChunk
+    from models.db import make_engine
+
+    engine = make_engine(os.environ["DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(KBChunk.embedding_model, KBChunk.embedding).where(
+                    KBChunk.document_id == document_id
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    return [(model, len(blob or b"")) for model, blob in rows]
+
+
 def ext_ids(rows: list[dict]) -> list[str]:
     return [r["metadata"]["external_id"] for r in rows]
 
@@ -58,6 +79,8 @@ def test_json_document_add_replace_delete(api):
     assert resp.status_code == 202, resp.text
     doc = wait_indexed(api, resp.json()["id"])
     assert doc["status"] == "done" and doc["chunk_count"] >= 1
+    # the worker embedded the chunks at ingestion and stored the vectors with the model's id
+    assert chunk_vectors(doc["id"]) == [("wordllama/l2_supercat/128", 128 * 4)] * doc["chunk_count"]
     rows = search_until(api, "how do I descale my quasar lamp", lambda r: ext in ext_ids(r))
     top = rows[0]
     assert top["rank"] == 1 and top["metadata"]["title"] == "Quasar lamp descaling"

@@ -25,6 +25,11 @@ def env(monkeypatch):  # type: ignore[no-untyped-def]
         "EVENT_CHANNEL_PREFIX",
         "REDIS_SENTINELS",
         "REDIS_SENTINEL_MASTER",
+        "EMBEDDINGS_PROVIDER",
+        "EMBEDDINGS_BASE_URL",
+        "EMBEDDINGS_API_KEY",
+        "EMBEDDINGS_DIM",
+        "SEMANTIC_WEIGHT",
     ):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
@@ -39,6 +44,7 @@ def test_defaults_need_nothing(env):
     assert s.answer_engine == "offline" and s.max_upload_bytes == 10 * 1024 * 1024
     assert s.staff_api_keys == frozenset()
     assert s.visibility_timeout > s.task_time_limit > s.task_soft_time_limit
+    assert s.embeddings_provider == "wordllama" and s.embeddings_dim == 128
 
 
 @pytest.mark.parametrize(
@@ -57,12 +63,23 @@ def test_defaults_need_nothing(env):
         ("REDIS_SENTINELS", "10.0.0.1", "REDIS_SENTINELS must list host:port pairs"),
         ("REDIS_SENTINELS", "10.0.0.1:99999", "REDIS_SENTINELS must list host:port pairs"),
         ("WORKER_CONCURRENCY", "0", "WORKER_CONCURRENCY must be at least 1"),
+        ("EMBEDDINGS_PROVIDER", "bert", "EMBEDDINGS_PROVIDER must be one of"),
+        ("EMBEDDINGS_PROVIDER", "openai", "EMBEDDINGS_PROVIDER=openai needs EMBEDDINGS_BASE_URL"),
+        ("EMBEDDINGS_DIM", "100", "EMBEDDINGS_DIM must be 64, 128 or 256"),
+        ("SEMANTIC_WEIGHT", "2", "SEMANTIC_WEIGHT must be between 0 and 1"),
     ],
 )
 def test_bad_values_name_the_variable(env, name, value, needle):
     env.setenv(name, value)
     with pytest.raises(ConfigError, match=needle):
         Settings.from_env()
+
+
+def test_embeddings_from_a_local_server_reuse_the_openai_base_url(env):
+    env.setenv("EMBEDDINGS_PROVIDER", "openai")
+    env.setenv("OPENAI_BASE_URL", "http://127.0.0.1:11434/v1")
+    s = Settings.from_env()
+    assert s.embeddings_base_url == "http://127.0.0.1:11434/v1" and s.embeddings_api_key is None
 
 
 def test_openai_with_local_server_needs_no_key(env):

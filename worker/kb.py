@@ -1,7 +1,8 @@
 """Knowledge-base indexing in the worker: convert, split, store chunks, bump the KB version.
 
 The database is the record; every process's index (bm25s in memory, or PostgreSQL full text)
-is rebuilt from the chunk rows when it sees the version move.
+is rebuilt from the chunk rows when it sees the version move. Each chunk's semantic vector is
+computed here, once, and stored with it (`kb_chunks.embedding`, with the model's id).
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ from models.db import session_scope
 from models.kb import KBChunk, KBDocument
 from models.kbstate import bump_version
 from models.work import DOCUMENT, claim, fail, finish, task_lease
+from worker.agent.embeddings import (
+    EmbeddingError,
+    chunk_text_for_embedding,
+    get_embedder,
+    to_blob,
+)
 from worker.ingest.chunking import chunk_text
 from worker.ingest.convert import ConversionError
 from worker.ingest.sandbox import sandboxed_extract
@@ -52,6 +59,7 @@ def ingest(document_id: str) -> str:
     )
     if not pieces:
         return fail_document(document_id, "the document has no text to index")
+    vectors, model = embed_chunks(title, pieces)
     with session_scope() as db:
         doc = db.get(KBDocument, document_id)
         if doc is None:
@@ -65,6 +73,8 @@ def ingest(document_id: str) -> str:
                     title=title,
                     section=section,
                     content=content,
+                    embedding=None if vectors is None else to_blob(vectors[position]),
+                    embedding_model=model,
                 )
             )
         doc.title, doc.text, doc.raw = title, text, None
@@ -72,6 +82,23 @@ def ingest(document_id: str) -> str:
         bump_version(db)
     log.info("document indexed", extra={"document_id": document_id, "chunks": len(pieces)})
     return "done"
+
+
+def embed_chunks(
+    title: str, pieces: list[tuple[str | None, str]]
+) -> tuple[list | None, str | None]:
+    """Vectors of the chunks and the model id, or (None, None) when the semantic side is off
+    or the embeddings endpoint fails: the document is still indexed lexically, and the next
+    index build embeds what is missing."""
+    embedder = get_embedder()
+    if embedder is None:
+        return None, None
+    texts = [chunk_text_for_embedding(title, section, content) for section, content in pieces]
+    try:
+        return list(embedder.embed(texts)), embedder.model_id
+    except EmbeddingError as exc:
+        log.warning("chunks not embedded", extra={"error": str(exc)})
+        return None, None
 
 
 def fail_document(document_id: str, error: str) -> str:

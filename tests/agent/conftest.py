@@ -18,7 +18,9 @@ from models.settings import Settings, get_settings  # noqa: E402
 
 REDIS_CLOSED_URL = "redis://localhost:1/15"  # nothing listens on port 1: Redis is "down"
 PG_ADMIN_URL = "postgresql://postgres@localhost:5432/postgres"
-PG_TEST_DB = "helpline_agent_test"
+# one scratch database per test run (pid): parallel runs (CI shards, several checkouts on one
+# server) must not drop each other's tables mid-test
+PG_TEST_DB = f"helpline_agent_{os.getpid()}_test"
 
 # A made-up help centre (our own text): (external id, title, [(section, content), ...]).
 ARTICLES: list[tuple[str, str, list[tuple[str | None, str]]]] = [
@@ -204,7 +206,7 @@ def sqlite_url(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
-    """A scratch PostgreSQL database (helpline_agent_test) with tables and the FTS column."""
+    """A scratch PostgreSQL database (helpline_agent_<pid>_test) with tables and FTS column."""
     import psycopg
     from sqlalchemy import text
 

@@ -158,7 +158,7 @@ def test_redis_down_falls_back_to_local_cache(sqlite_url, settings):
     started = time.monotonic()
     passages = kb.search("reset password")
     assert passages[0].external_id == "accounts/reset-password"
-    key = kb.cache.key(f"v{kb.version}", normalise_query("reset password"), 5)
+    key = kb.cache.key(kb.namespace, normalise_query("reset password"), 5)
     assert kb.cache.get(key) == passages  # stored in-process instead
     for query in ("refund", "customs", "return item"):
         kb.search(query)

@@ -222,3 +222,72 @@ class Speller:
         if not found:
             return None
         return min(found, key=lambda c: (self._rarity(ANALYZER.stem(c)), c))
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+_QUERY_WORD = re.compile(r"[^\W\d_]+")
+MIN_QUERY_REPAIR = 4  # "wher", "pakage": short words too, but only when they are no word at all
+
+
+def _edits(word: str) -> set[str]:
+    """Every string one deletion, adjacent swap, substitution or insertion away."""
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    out = {a + b[1:] for a, b in splits if b}
+    out |= {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+    out |= {a + c + b[1:] for a, b in splits if b for c in _LETTERS}
+    out |= {a + c + b for a, b in splits for c in _LETTERS}
+    out.discard(word)
+    return out
+
+
+class QueryRepair:
+    """Fixes misspelt query words before retrieval, using the KB's own words first.
+
+    A word is repaired only when it is neither in the knowledge base nor in the general
+    vocabulary (`known_words`, e.g. the embedding model's whole-word tokens): so "weak" stays
+    "weak" (a real word; only context could tell it meant "week"), while "pakage", "trakcing" and
+    "wher" become "package", "tracking" and "where". Candidates are one edit away and keep the
+    first letter; a KB word wins over a general one, the more frequent over the rarer.
+    """
+
+    def __init__(
+        self,
+        kb_counts: dict[str, int],
+        known_words: dict[str, int] | None,
+        synonym: Callable[[str], str | None] | None = None,
+    ) -> None:
+        """`synonym(word)`: the KB word nearest in meaning to a real word the KB lacks
+        ("headset" -> "headphones"), or None; it maps the customer's word onto the KB's."""
+        self.kb = kb_counts
+        self.known = known_words or {}
+        self.synonym = synonym
+        # a word whose stem the KB has is no typo ("originate" where the KB says "originated"):
+        # retrieval matches it by its stem already, and rewriting it loses its exact form
+        self.kb_stems = {ANALYZER.stem(w) for w in kb_counts}
+
+    def repair_word(self, word: str) -> str:
+        """The word's correction, or the word itself."""
+        low = word.lower()
+        if len(low) < MIN_QUERY_REPAIR or low in self.kb or low in STOP_WORDS:
+            return word
+        if low in SOFT_STOP_WORDS:
+            return word
+        if low in self.known:
+            return (self.synonym(low) if self.synonym else None) or word
+        if ANALYZER.stem(low) in self.kb_stems:
+            return word
+        if not self.known and len(low) < _MIN_REPAIR_LENGTH:
+            return word
+        near = [c for c in _edits(low) if c[0] == low[0]]
+        in_kb = [c for c in near if c in self.kb]
+        if in_kb:
+            return max(in_kb, key=lambda c: (self.kb[c], c))
+        general = [c for c in near if c in self.known and len(c) >= MIN_QUERY_REPAIR]
+        if general:
+            fixed = min(general, key=lambda c: (self.known[c], c))  # lower rank = more common
+            return (self.synonym(fixed) if self.synonym else None) or fixed
+        return word
+
+    def repair(self, text: str) -> str:
+        """`text` with each unknown word replaced by its correction (punctuation kept)."""
+        return _QUERY_WORD.sub(lambda m: self.repair_word(m.group(0)), text)

@@ -27,7 +27,9 @@ class Passage:
     """A retrieved knowledge-base chunk with its score (higher is better, engine-specific).
 
     `position` is the chunk's place in its article, so text quoted from several chunks of one
-    article can be put back in reading order.
+    article can be put back in reading order. `lexical` and `semantic` are the two retrieval
+    signals behind the fused rank (scaled BM25 score, cosine to the query); with the semantic
+    side off, `semantic` is None.
     """
 
     chunk_id: str
@@ -39,6 +41,8 @@ class Passage:
     section: str | None = None
     position: int = 0
     url: str | None = None  # the article's public address, from its metadata
+    lexical: float = 0.0
+    semantic: float | None = None
 
 
 @dataclass(frozen=True)

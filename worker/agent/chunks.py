@@ -93,6 +93,12 @@ def best_per_document(
                 section=doc.meta.get("section"),
                 position=int(doc.meta.get("position") or 0),
                 url=doc.meta.get("url"),
+                lexical=round(float(doc.meta.get("lexical", doc.score) or 0.0), 4),
+                semantic=(
+                    None
+                    if doc.meta.get("semantic") is None
+                    else round(float(doc.meta["semantic"]), 4)
+                ),
             )
         )
     return out

@@ -20,7 +20,14 @@ from worker.agent.base import Passage, Source
 from worker.agent.questions import Ask, answer_match, contradicts, is_navigational
 from worker.agent.units import Unit, build_units, render
 
-_ANAPHOR = re.compile(r"^(?:it|this|that|these|those|they|them|then|so|also|such)\b", re.I)
+# A sentence that starts mid-thought: a pronoun or connective first ("It...", "Then..."), or a
+# sequence word early on ("Card refunds then take...") that points at what came before.
+_ANAPHOR = re.compile(
+    r"^(?:it|its|this|that|these|those|they|them|their|then|so|also|such|there|otherwise|"
+    r"however|instead|after that|afterwards|if so|if not)\b|"
+    r"^\W*(?:\w+\s+){1,2}(?:then|too|as well|afterwards|again)\b",
+    re.I,
+)
 _MIN_PREFIX = 5
 # Relevance
 HEADING_WEIGHT = 0.8  # a question word found only in the section heading counts nearly fully
@@ -107,6 +114,7 @@ def score_units(
     first_seen: set[int] = set()
     steps_children: dict[int, float] = defaultdict(float)
     mentioned: dict[int, bool] = {}
+    pointers: list[tuple[Unit, float, float]] = []  # (pointer, its unpenalised score, relevance)
     for unit in units:
         if unit.kind == "steps":
             continue
@@ -116,6 +124,7 @@ def score_units(
         unit.score = priors[unit.order[0]] * _value(rel, unit.match)
         unit.score *= _brevity(unit.text)
         if is_navigational(unit.text):
+            pointers.append((unit, unit.score, rel))
             unit.score *= NAVIGATION_PENALTY
         elif unit.doc == 0 and unit.doc not in first_seen and unit.kind == "sentence":
             unit.score += LEAD_BONUS
@@ -135,6 +144,29 @@ def score_units(
             unit.score = priors[unit.order[0]] * _value(rel, unit.match)
             if contradicts(question, f"{unit.context} {unit.text}"):
                 unit.score *= OPPOSITE_PENALTY
+    _hand_on(units, pointers)
+
+
+def _hand_on(units: list[Unit], pointers: list[tuple[Unit, float, float]]) -> None:
+    """A pointer or a sympathy line restates the question ("We're sorry your product arrived
+    broken", "Here's how to reset it"); what it points at is the answer, so the prose sentence
+    or list right after it in the same passage scores at least as well as the pointer would."""
+    for pointer, score, rel in pointers:
+        later = [
+            u
+            for u in units
+            if u.doc == pointer.doc
+            and u.order[0] == pointer.order[0]
+            and u.order > pointer.order
+            and u.parent is None
+            and u.usable
+            and not u.lead_in
+        ]
+        if later:
+            nxt = min(later, key=lambda u: u.order)
+            if not is_navigational(nxt.text):
+                nxt.score = max(nxt.score, score)
+                nxt.mentions = nxt.mentions or rel > 0
 
 
 def _overlaps(a: Unit, b: Unit) -> bool:
@@ -153,6 +185,12 @@ def pick(units: list[Unit], ask: Ask, max_sentences: int, strong_docs: set[int])
     if typed and facts and anchor.match < 1.0:  # "how much" is answered by an amount if any fits
         fact = max(facts, key=lambda u: (u.score, -u.doc, -len(u.text)))
         anchor = fact if fact.score >= FACT_RATIO * anchor.score else anchor
+    if anchor.parent is not None and _ANAPHOR.match(anchor.text):
+        # a step that leans on the one before ("Card refunds then take...") reads right only
+        # as the whole numbered list, which also keeps the list's first fact
+        parent = next((u for u in units if u.uid == anchor.parent), None)
+        if parent is not None:
+            anchor = parent
     chosen = [anchor, *_context(units, anchor)]
     for unit in sorted(pool, key=lambda u: -u.score):
         if _cost(chosen) >= max_sentences or unit.score < SUPPORT_RATIO * anchor.score:
@@ -161,10 +199,14 @@ def pick(units: list[Unit], ask: Ask, max_sentences: int, strong_docs: set[int])
             continue
         if unit.kind == "steps" and (ask != Ask.STEPS or any(c.kind == "steps" for c in chosen)):
             continue  # a whole list supports only a how-to answer
+        if unit.kind == "steps" and unit.doc != anchor.doc:
+            continue  # another article's procedure is another answer, not support for this one
         if unit.kind == "item" and len(unit.text.split()) < 4:
             continue  # "Purple: optical" says nothing on its own
         if not unit.mentions:
             continue  # support must itself be about the question, not just sit under its heading
+        if unit.kind == "sentence" and _ANAPHOR.match(unit.text):
+            continue  # a supporting sentence must stand on its own, not start mid-thought
         if typed and unit.match == 0:
             continue  # a support sentence for "how long" must hold a time too
         if unit.doc != anchor.doc and (
@@ -226,7 +268,9 @@ def _context(units: list[Unit], anchor: Unit) -> list[Unit]:
     if _ANAPHOR.match(anchor.text):
         return [u for u in ok if u in before]
     if len(anchor.text.split()) < SHORT_ANCHOR_WORDS:
-        return [u for u in ok if u in after]
+        # a short anchor brings the sentence after it, or, at the end of its passage, the one
+        # before ("No appointment is needed." alone says little)
+        return [u for u in ok if u in after] or [u for u in ok if u in before]
     return [u for u in ok if u.score >= CONTEXT_RATIO * anchor.score][:1]
 
 

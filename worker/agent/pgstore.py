@@ -13,13 +13,14 @@ from typing import Any
 from haystack import Document, component, default_from_dict, default_to_dict
 from sqlalchemy import Connection, Engine, text
 
-from worker.agent.analysis import ANALYZER
+from worker.agent.analysis import ANALYZER, capped_mass, is_noise
 from worker.agent.chunks import chunk_document
 
 FTS_CONFIG = "english"
 MAX_QUERY_WORDS = 40  # a pasted paragraph must not turn into a 200-way OR
 CANDIDATES = 100  # rows re-scored with idf after PostgreSQL's own (idf-less) ranking
 MATCH_BUDGET = 2000  # rows a match may cost: beyond it, common words only score, never match
+SCORE_SCALE = 1.55  # median bm25s / this store's scaled top score, same article (see _score)
 TITLE_WEIGHT = 1.5  # a title/section match counts this much more than a body match
 RANK_WEIGHT = 1.0  # share of ts_rank_cd in the final order (it brings tf and proximity)
 
@@ -250,7 +251,13 @@ class PgFullTextRetriever:
                 rows.update((r["id"], r) for r in conn.execute(_SEARCH_SQL, args).mappings())
                 if len(rows) >= min(top_k, CANDIDATES):
                     break
-        mass = sum(idf.values())
+        # the same reference as bm25s: the heaviest few words, so a long message (a question
+        # plus an attached file) is not scored lower here than in memory for the same match
+        # and an unknown code or number ("BW-7731": no chunk holds it) weighs like a common
+        # word, as in bm25s, instead of as the rarest possible word
+        mass = capped_mass(
+            [1.0 if df == 0 and is_noise(lex.strip("-")) else idf[lex] for lex, df, _ in stats]
+        )
         ranked = sorted(rows.values(), key=lambda r: (-self._rank(r), r["id"]))[:top_k]
         return {"documents": [self._document(r, self._score(r, mass)) for r in ranked]}
 
@@ -263,7 +270,13 @@ class PgFullTextRetriever:
         """Scaled: all words in title and body = 1, as in bm25s, so one threshold fits both."""
         if not self.scale_score:
             return self._rank(row)
-        return min(1.0, float(row["matched"]) / max(mass * (1 + TITLE_WEIGHT), 1e-9))
+        # bm25s scores a word by its frequency and the chunk's length, and counts exact forms
+        # again; this store counts presence per field. On the same top article this store's
+        # scaled score was a steady fraction of bm25s's (SCORE_SCALE: measured on the tuning
+        # questions, bench/README.md), so it is put back on that scale: one confidence
+        # threshold then means the same thing whichever store ranked.
+        reference = mass * (1 + TITLE_WEIGHT) / SCORE_SCALE
+        return min(1.0, float(row["matched"]) / max(reference, 1e-9))
 
     @staticmethod
     def _document(row: Any, score: float) -> Document:

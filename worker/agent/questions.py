@@ -137,6 +137,9 @@ _ANSWER: dict[Ask, tuple[re.Pattern[str], re.Pattern[str] | None]] = {
 # Sentences about the text rather than the topic: they point at an answer instead of giving it.
 _NAVIGATION = re.compile(
     r"^(?:here[’']?s|here is|here are|below|the (?:steps|table|list|sections?) below)\b|"
+    # sympathy carries no fact: "We're sorry if your product arrived broken" is not the answer
+    r"^(?:we[’']?re|we are|we[’']?re really|i[’']?m|i am) (?:so |very |really )?sorry\b|"
+    r"^sorry\b|^(?:we )?apologi[sz]e\b|"
     r"^this (?:article|page|guide|section|help page|faq)\b|"
     r"\b(?:this|the following) (?:article|page|guide|section) (?:explains|covers|describes|"
     r"shows|lists|is about)\b|\b(?:see|read|check out|visit) [\"“‘']|"

@@ -3,6 +3,12 @@
 Each worker process keeps one index warm and rebuilds it only when `KBState.version` moves, so a
 search costs milliseconds; results are cached (Redis, shared by all workers, else in-process)
 under the version, which makes every cache entry stale the moment the KB changes.
+
+Search is a haystack pipeline: the lexical retriever (bm25s in memory, or PostgreSQL full text)
+and, unless `EMBEDDINGS_PROVIDER=none`, a semantic retriever over the chunks' stored vectors,
+merged by weighted reciprocal rank fusion (`worker.agent.semantic`). The vectors live in
+`kb_chunks.embedding`; an index build re-embeds any chunk whose vector is missing or was made by
+another model, and writes it back, so a model change needs no manual step.
 """
 
 from __future__ import annotations
@@ -15,21 +21,36 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
 from haystack import Document, Pipeline
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 
 from models.kb import KBChunk, KBDocument, KBState
 from models.settings import Settings, get_settings
-from worker.agent.analysis import ANALYZER, is_noise
+from worker.agent.analysis import ANALYZER, QueryRepair, is_noise
 from worker.agent.base import Passage
 from worker.agent.bm25 import BM25sIndex, BM25sRetriever
 from worker.agent.cache import SearchCache, redis_for_cache, redis_from_url
 from worker.agent.chunks import best_per_document, chunk_document
+from worker.agent.embeddings import (
+    Embedder,
+    EmbeddingError,
+    chunk_text_for_embedding,
+    from_blob,
+    get_embedder,
+    to_blob,
+)
+from worker.agent.language import detect
 from worker.agent.pgstore import PgFullTextRetriever, engine_for
+from worker.agent.selfcheck import choose_weight
+from worker.agent.semantic import HybridRetriever, VectorIndex, cosines
 
 __all__ = ["KnowledgeBase", "get_knowledge_base", "normalise_query", "redis_from_url"]
 
 log = logging.getLogger(__name__)
+
+_SETTINGS = object()  # "the embedder the settings name", as opposed to None (semantic side off)
+_EMBED_BATCH = 256
 
 
 def normalise_query(query: str) -> str:
@@ -62,10 +83,22 @@ class KnowledgeBase:
         index_params: dict[str, Any] | None = None,
         background_rebuild: bool = True,
         rebuild_wait: float = 3.0,
+        embedder: Embedder | None | object = _SETTINGS,
+        semantic_weight: float | None = None,
     ) -> None:
-        """`background_rebuild`: a rebuild taking over `rebuild_wait` s finishes in a thread."""
+        """`background_rebuild`: a rebuild taking over `rebuild_wait` s finishes in a thread.
+
+        `embedder` defaults to the configured one (`EMBEDDINGS_PROVIDER`); None turns the
+        semantic side off. `semantic_weight` defaults to `SEMANTIC_WEIGHT`.
+        """
         self.background_rebuild, self.rebuild_wait = background_rebuild, rebuild_wait
         self.settings = settings or get_settings()
+        self.embedder: Embedder | None = (
+            get_embedder(self.settings) if embedder is _SETTINGS else embedder  # type: ignore[assignment]
+        )
+        self.semantic_weight = (
+            self.settings.semantic_weight if semantic_weight is None else semantic_weight
+        )
         self.store = resolve_store(store or self.settings.kb_store, self.settings.is_postgres)
         self.database_url = database_url
         self.check_interval, self.candidates = check_interval, candidates
@@ -80,7 +113,7 @@ class KnowledgeBase:
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
         self._static = False
-        if self.store == "postgres":
+        if self.store == "postgres" and self.embedder is None:
             retriever = PgFullTextRetriever(database_url=database_url, scale_score=True)
             self._current = _Snapshot(None, _single(retriever), None, "")
 
@@ -93,8 +126,21 @@ class KnowledgeBase:
         digest = hashlib.sha1(usedforsecurity=False)
         for doc in documents:
             digest.update(doc.id.encode())
-        kb._install(documents, 0, f"mem-{digest.hexdigest()[:16]}")
+        matrix = None
+        if kb.embedder is not None:
+            matrix = kb.embedder.embed([_embedding_text(d) for d in documents])
+        kb._install(documents, 0, f"mem-{digest.hexdigest()[:16]}", matrix)
         return kb
+
+    @property
+    def namespace(self) -> str:
+        """The cache namespace: the KB version, plus the embedding model and weight in use."""
+        return self._current.namespace
+
+    @property
+    def semantic(self) -> bool:
+        """True when searches fuse the semantic side in."""
+        return self._current.vectors is not None
 
     @property
     def version(self) -> int | None:
@@ -106,13 +152,23 @@ class KnowledgeBase:
         """The in-memory index (None for PostgreSQL, which holds its own)."""
         return self._current.index
 
-    def search(self, query: str, limit: int = 5, per_document: int = 1) -> list[Passage]:
+    @property
+    def languages(self) -> dict[str, int]:
+        """Articles per detected language (empty when the chunks are not held in memory)."""
+        return dict(self._current.languages)
+
+    def search(
+        self, query: str, limit: int = 5, per_document: int = 1, language: str | None = None
+    ) -> list[Passage]:
         """Passages of up to `limit` articles, best first, scores normalised to 0..1.
 
         Each article contributes its best chunk, plus up to `per_document` - 1 more of its
         chunks (for quoting); the first passage of each article is always its best one.
+        `language` keeps only articles written in that language (see `languages`).
         """
         norm = normalise_query(query)
+        if language:
+            norm = f"{norm} @{language}"
         if not norm or limit <= 0 or per_document <= 0:
             return []
         self.refresh()
@@ -126,12 +182,23 @@ class KnowledgeBase:
         if cached is not None:
             return cached
         top_k = max(self.candidates, limit * 4)
+        if current.repair is not None:
+            query = current.repair.repair(query)  # "pakage" -> "package", both sides gain
         # the raw text goes to the store (PostgreSQL must parse it as it parsed the KB)
         result = current.pipeline.run({"retriever": {"query": query, "top_k": top_k}})
-        passages = best_per_document(result["retriever"]["documents"], limit, per_document)
+        documents = result["retriever"]["documents"]
+        if language:
+            documents = [d for d in documents if d.meta.get("language") == language]
+        passages = best_per_document(documents, limit, per_document)
         if key:
             self.cache.set(key, passages)
         return passages
+
+    def repair(self, text: str) -> str:
+        """`text` with misspelt words fixed (see `QueryRepair`); unchanged before a first build."""
+        self.refresh()
+        repair = self._current.repair
+        return repair.repair(text) if repair is not None else text
 
     def term_weights(self, text: str) -> dict[str, float]:
         """Idf weight per content term (uniform for PostgreSQL, which exposes no cheap idf)."""
@@ -166,7 +233,7 @@ class KnowledgeBase:
         version = int(version or 0)
         if version == self._current.version:
             return False
-        if self.store == "postgres":
+        if self.store == "postgres" and self.embedder is None:
             self._current = dataclasses.replace(
                 self._current, version=version, namespace=f"pg-{version}"
             )
@@ -187,13 +254,15 @@ class KnowledgeBase:
         try:
             started = time.perf_counter()
             with engine_for(self.database_url).connect() as conn:
-                documents = _load_chunks(conn)
-            self._install(documents, version, f"v{version}")
+                documents, blobs = _load_chunks(conn)
+            matrix = self._vectors(documents, blobs) if self.embedder is not None else None
+            self._install(documents, version, f"v{version}", matrix)
             self.cache.clear_local()
             log.info(
-                "kb index rebuilt: version=%s chunks=%s in %.2fs",
+                "kb index rebuilt: version=%s chunks=%s semantic=%s in %.2fs",
                 version,
                 len(documents),
+                matrix is not None,
                 time.perf_counter() - started,
             )
         except Exception:
@@ -204,12 +273,114 @@ class KnowledgeBase:
             if release:
                 self._lock.release()
 
-    def _install(self, documents: list[Document], version: int, namespace: str) -> None:
+    def _vectors(
+        self, documents: list[Document], blobs: list[tuple[Any, Any]]
+    ) -> np.ndarray | None:
+        """Stored vectors of this model; missing or stale ones are embedded and written back.
+
+        None when the embedder fails (an endpoint down): search then runs lexical only rather
+        than not at all, and the next version change tries again.
+        """
+        embedder = self.embedder
+        assert embedder is not None
+        model = embedder.model_id
+        # the model id names the dimension too, so vectors of one model always stack
+        rows: list[np.ndarray | None] = [
+            from_blob(blob, len(blob) // 4) if made_by == model and blob else None
+            for blob, made_by in blobs
+        ]
+        stale = [i for i, row in enumerate(rows) if row is None]
+        if stale:
+            try:
+                fresh = np.concatenate(
+                    [
+                        embedder.embed([_embedding_text(documents[i]) for i in part])
+                        for part in _batches(stale, _EMBED_BATCH)
+                    ]
+                )
+            except EmbeddingError:
+                log.exception("chunk embeddings unavailable; searching lexically only")
+                return None
+            for i, vec in zip(stale, fresh, strict=True):
+                rows[i] = vec
+            self._store_vectors([(documents[i].id, fresh[k]) for k, i in enumerate(stale)], model)
+        if not rows:
+            return None
+        return np.vstack(rows).astype(np.float32)
+
+    def _store_vectors(self, pairs: list[tuple[str, np.ndarray]], model: str) -> None:
+        """Write recomputed vectors back, so other processes and the next build reuse them."""
+        if self._static or not pairs:
+            return
+        try:
+            with engine_for(self.database_url).begin() as conn:
+                conn.execute(
+                    update(KBChunk)
+                    .where(KBChunk.id == bindparam("chunk_id"))
+                    .values(embedding=bindparam("vec"), embedding_model=model),
+                    [{"chunk_id": cid, "vec": to_blob(vec)} for cid, vec in pairs],
+                )
+            log.info("chunk embeddings stored: chunks=%s model=%s", len(pairs), model)
+        except Exception:
+            log.exception("could not store recomputed chunk embeddings (kept in memory)")
+
+    def _install(
+        self,
+        documents: list[Document],
+        version: int,
+        namespace: str,
+        matrix: np.ndarray | None = None,
+    ) -> None:
         """Build the index fully, then swap it in, so searches never see a half-built one."""
-        index = BM25sIndex(documents=documents, **self.index_params)
-        index.warm_up()
-        pipeline = _single(BM25sRetriever(index=index, scale_score=True))
-        self._current = _Snapshot(index, pipeline, version, namespace)
+        index = None
+        if self.store == "postgres":
+            lexical: Any = PgFullTextRetriever(database_url=self.database_url, scale_score=True)
+        else:
+            index = BM25sIndex(documents=documents, **self.index_params)
+            index.warm_up()
+            lexical = BM25sRetriever(index=index, scale_score=True)
+        vectors = None
+        if matrix is not None and self.embedder is not None:
+            vectors = VectorIndex(
+                documents,
+                matrix,
+                self.embedder,
+                min_similarity=self.settings.embeddings_min_similarity,
+            )
+            # whether the meaning may vote on this KB: its own titles and bodies decide
+            weight = choose_weight(documents, self.embedder, self.semantic_weight).weight
+            if weight <= 0:
+                vectors = None  # neither ranking nor confidence: the cosine was no evidence
+        if vectors is not None and self.embedder is not None:
+            pipeline = _fused(lexical, vectors, weight)
+            namespace = f"{namespace}:{self.embedder.model_id}:w{weight:g}"
+        else:
+            pipeline = _single(lexical)
+        self._current = _Snapshot(
+            index,
+            pipeline,
+            version,
+            namespace,
+            vectors,
+            self._query_repair(documents, synonyms=vectors is not None),
+            _tag_languages(documents),
+        )
+
+    def _query_repair(self, documents: list[Document], synonyms: bool) -> QueryRepair | None:
+        """Typo repair from this KB's words (counted) and the embedding model's word list;
+        `synonyms`: also map words the KB lacks onto its own by the model's word vectors (not
+        where the self-check found the model's sense of meaning no help on this KB)."""
+        if not documents:
+            return None
+        counts: dict[str, int] = {}
+        for doc in documents:
+            for word in ANALYZER.words(f"{doc.meta.get('title') or ''} {doc.content or ''}"):
+                if word.isalpha():
+                    counts[word] = counts.get(word, 0) + 1
+        vocabulary = getattr(self.embedder, "vocabulary", None)
+        known = vocabulary() if callable(vocabulary) else None
+        synonym = _Synonyms(counts, self.embedder) if synonyms and known and self.embedder else None
+        return QueryRepair(counts, known, synonym)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,6 +391,83 @@ class _Snapshot:
     pipeline: Pipeline | None
     version: int | None
     namespace: str
+    vectors: VectorIndex | None = None
+    repair: QueryRepair | None = None
+    languages: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+class _Synonyms:
+    """The KB word closest in meaning to a word the KB lacks, by the embedding model's word
+    vectors ("headset" -> "headphones", "noise" -> "sound"): cosine at least `MIN_COSINE`.
+
+    Static word vectors put words used alike close together, antonyms included ("off" near
+    "on"), so only content words of 4+ letters take part and the bar is high."""
+
+    MIN_COSINE = 0.55
+    MIN_LETTERS = 4
+
+    def __init__(self, counts: dict[str, int], embedder: Embedder) -> None:
+        from worker.agent.analysis import SOFT_STOP_WORDS, STOP_WORDS
+
+        self.embedder = embedder
+        self.words = [
+            w
+            for w in counts
+            if len(w) >= self.MIN_LETTERS and w not in STOP_WORDS and w not in SOFT_STOP_WORDS
+        ]
+        self.matrix = embedder.embed(self.words) if self.words else None
+        self._memo: dict[str, str | None] = {}
+
+    def __call__(self, word: str) -> str | None:
+        if self.matrix is None or len(word) < self.MIN_LETTERS:
+            return None
+        if word not in self._memo:
+            if len(self._memo) > 10_000:
+                self._memo.clear()
+            sims = cosines(self.matrix, self.embedder.embed([word])[0])
+            best = int(np.argmax(sims))
+            self._memo[word] = self.words[best] if sims[best] >= self.MIN_COSINE else None
+        return self._memo[word]
+
+
+def _tag_languages(documents: list[Document]) -> dict[str, int]:
+    """Detect each article's language once (from its first chunks), tag its chunks with it
+    (`meta["language"]`) and count articles per language. Undetectable ones count as the
+    majority language."""
+    texts: dict[str, list[str]] = {}
+    for doc in documents:
+        parts = texts.setdefault(str(doc.meta.get("document_id") or doc.id), [])
+        if len(parts) < 2:
+            parts.append((doc.content or "")[:400])  # enough words to tell; cheap at 100k
+    found = {d: detect(" ".join(parts), min_words=8) for d, parts in texts.items()}
+    counts: dict[str, int] = {}
+    for code in found.values():
+        if code:
+            counts[code] = counts.get(code, 0) + 1
+    main = max(counts, key=lambda c: counts[c]) if counts else "en"
+    for d, code in found.items():
+        if not code:
+            counts[main] = counts.get(main, 0) + 1
+            found[d] = main
+    for doc in documents:
+        doc.meta["language"] = found[str(doc.meta.get("document_id") or doc.id)]
+    return counts
+
+
+def _batches(items: list[int], size: int) -> list[list[int]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _embedding_text(doc: Document) -> str:
+    """A chunk Document's text for its vector (same recipe as at ingestion)."""
+    return chunk_text_for_embedding(
+        str(doc.meta.get("title") or ""), doc.meta.get("section"), doc.content or ""
+    )
+
+
+def _fused(lexical: Any, vectors: VectorIndex, semantic_weight: float) -> Pipeline:
+    """Lexical and semantic retrieval merged by weighted rank fusion, as one component."""
+    return _single(HybridRetriever(lexical=lexical, index=vectors, semantic_weight=semantic_weight))
 
 
 def _single(retriever: Any) -> Pipeline:
@@ -229,8 +477,9 @@ def _single(retriever: Any) -> Pipeline:
     return pipeline
 
 
-def _load_chunks(conn: Any) -> list[Document]:
-    """Every chunk with its article's ids and title, in a stable order."""
+def _load_chunks(conn: Any) -> tuple[list[Document], list[tuple[Any, Any]]]:
+    """Every chunk with its article's ids and title, in a stable order, and its stored vector
+    with the model that made it."""
     stmt = (
         select(
             KBChunk.id,
@@ -239,6 +488,8 @@ def _load_chunks(conn: Any) -> list[Document]:
             KBChunk.title,
             KBChunk.section,
             KBChunk.content,
+            KBChunk.embedding,
+            KBChunk.embedding_model,
             KBDocument.external_id,
             KBDocument.title.label("document_title"),
             KBDocument.metadata_["url"].as_string().label("url"),
@@ -246,6 +497,8 @@ def _load_chunks(conn: Any) -> list[Document]:
         .join(KBDocument, KBDocument.id == KBChunk.document_id)
         .order_by(KBChunk.document_id, KBChunk.position)
     )
+    rows = conn.execute(stmt).all()
+    blobs = [(row.embedding, row.embedding_model) for row in rows]
     return [
         chunk_document(
             chunk_id=row.id,
@@ -257,8 +510,8 @@ def _load_chunks(conn: Any) -> list[Document]:
             external_id=row.external_id,
             url=row.url,
         )
-        for row in conn.execute(stmt)
-    ]
+        for row in rows
+    ], blobs
 
 
 _shared: KnowledgeBase | None = None

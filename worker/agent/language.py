@@ -1,0 +1,58 @@
+"""Which language a customer writes in, and which languages the knowledge base is written in.
+
+py3langid ships its model in the wheel (no download). Short chat messages are easy to misread
+("hola" scores as Zulu), so a message counts as another language only when it has a few words
+and the identifier is confident; anything else is treated as the KB's own language.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+MIN_WORDS = 3
+MIN_PROBABILITY = 0.8
+# Languages a European help centre meets; all have a Snowball stemmer (PyStemmer).
+LANGUAGES: dict[str, str] = {
+    "en": "English",
+    "de": "German",
+    "fr": "French",
+    "es": "Spanish",
+    "it": "Italian",
+    "nl": "Dutch",
+    "pt": "Portuguese",
+    "sv": "Swedish",
+    "da": "Danish",
+    "no": "Norwegian",
+    "fi": "Finnish",
+    "pl": "Polish",
+}
+_WORD = re.compile(r"[^\W\d_]+")
+_identifier: Any = None
+_lock = threading.Lock()
+
+
+def _get() -> Any:
+    global _identifier
+    with _lock:
+        if _identifier is None:
+            from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+            ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+            ident.set_languages(list(LANGUAGES))
+            _identifier = ident
+        return _identifier
+
+
+def detect(text: str, *, min_words: int = MIN_WORDS) -> str | None:
+    """The ISO 639-1 code of `text`'s language when it is clear, else None."""
+    if len(_WORD.findall(text)) < min_words:
+        return None
+    code, probability = _get().classify(text[:2000])
+    return str(code) if probability >= MIN_PROBABILITY else None
+
+
+def name(code: str) -> str:
+    """The language's English name ("German" for "de")."""
+    return LANGUAGES.get(code) or code
