@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
@@ -28,7 +29,11 @@ class _In(Schema):
 
     @pre_load
     def _storable(self, data, **_kw):  # type: ignore[no-untyped-def]
-        problems = find_problems(data) if isinstance(data, dict) else {}
+        # Query strings arrive as a MultiDictProxy (a Mapping, not a dict): checked the same way.
+        plain = data if isinstance(data, dict) else None
+        if plain is None and isinstance(data, Mapping):
+            plain = {key: data[key] for key in data}
+        problems = find_problems(plain) if plain is not None else {}
         if isinstance(data, dict) and isinstance(data.get("metadata"), dict):
             if object_too_large(data["metadata"]):
                 problems["metadata"] = f"is larger than {MAX_OBJECT_BYTES} bytes"
