@@ -627,15 +627,16 @@ def test_conversation_ended_by_support_offers_a_rating(ui: Chat) -> None:
 # -- the page's defects, fixed: scroll, time zones, late answers, languages, feedback ---------
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
-# The newest item's bottom is inside the scrolling conversation, which is scrolled to its end.
+# The scrolling conversation is at its end and the newest item's bottom is inside it; an item
+# that fits is inside it whole (one taller than the view can only show its end).
 LAST_IN_VIEW = """() => {
   const s = document.getElementById('conversation');
   const items = document.querySelectorAll('#messages > li');
   if (!items.length) return false;
   const last = items[items.length - 1].getBoundingClientRect();
   const box = s.getBoundingClientRect();
-  const tall = Math.max(0, last.height - box.height);
-  return last.bottom <= box.bottom + 1 && last.top >= box.top - 1 - tall
+  const fits = last.height <= box.height;
+  return last.bottom <= box.bottom + 1 && (!fits || last.top >= box.top - 1)
     && s.scrollHeight - s.scrollTop - s.clientHeight <= 2;
 }"""
 
