@@ -390,18 +390,6 @@ class Client:
                 pass
 
 
-# -- the chaos -----------------------------------------------------------------------------
-@dataclass
-class Fault:
-    """One injected failure and what was open when it struck."""
-
-    kind: str  # "worker" | "redis"
-    at: float  # wall clock of the kill
-    back: float = 0.0  # wall clock of the restart
-    open_ids: set[str] = field(default_factory=set)  # user messages not yet closed
-    orphan_ids: set[str] = field(default_factory=set)  # claimed by the dead worker
-
-
 def exactly_once(clients: list[Client], histories: dict[int, list[dict]]) -> tuple[int, list[str]]:
     """Messages answered exactly once (one stored reply, status done), and every departure:
     a message not stored, a reply missing or doubled, a `complete` seen twice, a gap or repeat
@@ -424,6 +412,18 @@ def exactly_once(clients: list[Client], histories: dict[int, list[dict]]) -> tup
         if c.seqs != list(range(1, c.server_last_seq + 1)):
             problems.append(f"session {c.index}: seqs {c.seqs} (last {c.server_last_seq})")
     return answered_once, problems
+
+
+# -- the chaos -----------------------------------------------------------------------------
+@dataclass
+class Fault:
+    """One injected failure and what was open when it struck."""
+
+    kind: str  # "worker" | "redis"
+    at: float  # wall clock of the kill
+    back: float = 0.0  # wall clock of the restart
+    open_ids: set[str] = field(default_factory=set)  # user messages not yet closed
+    orphan_ids: set[str] = field(default_factory=set)  # claimed by the dead worker
 
 
 def open_messages(db_url_engine) -> tuple[set[str], set[str]]:  # type: ignore[no-untyped-def]
