@@ -390,6 +390,30 @@ class Client:
                 pass
 
 
+def exactly_once(clients: list[Client], histories: dict[int, list[dict]]) -> tuple[int, list[str]]:
+    """Messages answered exactly once (one stored reply, status done), and every departure:
+    a message not stored, a reply missing or doubled, a `complete` seen twice, a gap or repeat
+    in the seqs a client saw. Shared by the topology and failover tests."""
+    problems: list[str] = []
+    answered_once = 0
+    for c in clients:
+        messages = histories[c.index]
+        users = [m for m in messages if m["role"] == "user"]
+        replies = Counter(m["reply_to_id"] for m in messages if m["role"] == "assistant")
+        if sorted(u["client_msg_id"] for u in users) != sorted(o.client_msg_id for o in c.outgoing):
+            problems.append(f"session {c.index}: stored {len(users)} of {len(c.outgoing)}")
+        for u in users:
+            if replies[u["id"]] == 1 and u["status"] == "done":
+                answered_once += 1
+            else:
+                problems.append(f"{u['client_msg_id']}: {u['status']}, {replies[u['id']]} replies")
+        if any(n > 1 for n in c.completes.values()):
+            problems.append(f"session {c.index}: a complete arrived twice")
+        if c.seqs != list(range(1, c.server_last_seq + 1)):
+            problems.append(f"session {c.index}: seqs {c.seqs} (last {c.server_last_seq})")
+    return answered_once, problems
+
+
 # -- the chaos -----------------------------------------------------------------------------
 @dataclass
 class Fault:

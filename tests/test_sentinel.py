@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -28,7 +27,7 @@ import redis
 
 from tests.conftest import side_stack
 from tests.stack import free_port
-from tests.test_chaos import ENV, Client, Outgoing, finish, load, load_questions
+from tests.test_chaos import ENV, Client, Outgoing, exactly_once, finish, load, load_questions
 from tests.test_topology import answered
 
 pytestmark = [pytest.mark.sentinel, pytest.mark.slow]
@@ -216,23 +215,7 @@ def test_redis_primary_killed_mid_chat_fails_over_through_sentinel(logdir, tmp_p
         for proc in reversed(group):
             proc.stop()
 
-    problems: list[str] = []
-    answered_once = 0
-    for c in clients:
-        messages = histories[c.index]
-        users = [m for m in messages if m["role"] == "user"]
-        replies = Counter(m["reply_to_id"] for m in messages if m["role"] == "assistant")
-        if sorted(u["client_msg_id"] for u in users) != sorted(o.client_msg_id for o in c.outgoing):
-            problems.append(f"session {c.index}: stored {len(users)} of {len(c.outgoing)}")
-        for u in users:
-            if replies[u["id"]] == 1 and u["status"] == "done":
-                answered_once += 1
-            else:
-                problems.append(f"{u['client_msg_id']}: {u['status']}, {replies[u['id']]} replies")
-        if any(n > 1 for n in c.completes.values()):
-            problems.append(f"session {c.index}: a complete arrived twice")
-        if c.seqs != list(range(1, c.server_last_seq + 1)):
-            problems.append(f"session {c.index}: seqs {c.seqs} (last {c.server_last_seq})")
+    answered_once, problems = exactly_once(clients, histories)
     figures = {
         "sent": SESSIONS * MESSAGES,
         "answered_once": answered_once,

@@ -16,7 +16,6 @@ import os
 import random
 import signal
 import time
-from collections import Counter
 
 import httpx
 import pytest
@@ -24,7 +23,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from tests.conftest import side_stack
-from tests.test_chaos import ENV, Client, Outgoing, finish, load, load_questions
+from tests.test_chaos import ENV, Client, Outgoing, exactly_once, finish, load, load_questions
 from tests.test_deployments import RABBITMQ_URL, needs_rabbitmq
 
 pytestmark = [pytest.mark.topology, pytest.mark.slow]
@@ -127,23 +126,7 @@ def test_two_web_two_workers_on_rabbitmq_survive_a_web_sigterm(logdir):
             p.read_text(errors="replace") for p in logdir.glob("topo-worker*.log")
         )
 
-    problems: list[str] = []
-    answered_once = 0
-    for c in clients:
-        messages = histories[c.index]
-        users = [m for m in messages if m["role"] == "user"]
-        replies = Counter(m["reply_to_id"] for m in messages if m["role"] == "assistant")
-        if sorted(u["client_msg_id"] for u in users) != sorted(o.client_msg_id for o in c.outgoing):
-            problems.append(f"session {c.index}: stored {len(users)} of {len(c.outgoing)}")
-        for u in users:
-            if replies[u["id"]] == 1 and u["status"] == "done":
-                answered_once += 1
-            else:
-                problems.append(f"{u['client_msg_id']}: {u['status']}, {replies[u['id']]} replies")
-        if any(n > 1 for n in c.completes.values()):
-            problems.append(f"session {c.index}: a complete arrived twice")
-        if c.seqs != list(range(1, c.server_last_seq + 1)):
-            problems.append(f"session {c.index}: seqs {c.seqs} (last {c.server_last_seq})")
+    answered_once, problems = exactly_once(clients, histories)
     figures = {
         "sent": SESSIONS * MESSAGES,
         "answered_once": answered_once,
