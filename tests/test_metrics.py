@@ -3,6 +3,8 @@ with real traffic across processes (web and worker), and which only loopback or 
 
 from __future__ import annotations
 
+import time
+
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -21,9 +23,26 @@ def scrape(base: str, **headers: str) -> dict[tuple[str, tuple], float]:
     return samples
 
 
+MESSAGE_COUNTERS = ("helpline_messages_total", "helpline_answer_latency_seconds_count")
+
+
+def settled_scrape(base: str, timeout: float = 60) -> dict[tuple[str, tuple], float]:
+    """A scrape once the shared stack is quiet: earlier tests may still have answers in flight,
+    and the counters are per deployment, so they must stop moving before this test counts."""
+    deadline = time.monotonic() + timeout
+    last = scrape(base)
+    while True:
+        time.sleep(1.0)
+        now = scrape(base)
+        if all(v == last.get(k) for k, v in now.items() if k[0] in MESSAGE_COUNTERS):
+            return now
+        assert time.monotonic() < deadline, "the stack never went quiet"
+        last = now
+
+
 def test_counters_move_with_real_messages_and_sockets(stack, api, chat):
     base = stack.urls[0]
-    before = scrape(base)
+    before = settled_scrape(base)
     assert {("helpline_queue_depth", (("queue", q),)) for q in ("agent", "kb")} <= set(before)
     assert ("helpline_open_sockets", ()) in before
 
