@@ -68,7 +68,9 @@ def test_report_numbers_follow_stored_conversations(api):
 
     # B: the bot cannot answer; thumbs down; the customer asks for a person, who answers.
     stuck = api.create_session()
-    question = f"Can I pay for {word} with seashells?"
+    # far from every article (a question that shares a word with one, such as "Can I pay with
+    # seashells?", sits near the threshold and is the engine's calibration, not this test's)
+    question = f"Who painted the famous {word} portrait of a horse?"
     reply = api.send(stuck, question, wait=20).json()
     assert reply["metadata"]["escalation_reason"] == "low_confidence"
     rate_answer(api, stuck, last_answer(api, stuck)["id"], "down", "No answer at all")
@@ -81,7 +83,7 @@ def test_report_numbers_follow_stored_conversations(api):
     assert api.http.post(f"/api/tickets/{ticket['id']}/claim", headers=sam).status_code == 200
     agent_says = api.http.post(
         f"/api/chat/sessions/{stuck['session_id']}/messages",
-        json={"message": "We don't take seashells, sorry!"},
+        json={"message": "That's outside what we can help with, sorry!"},
         headers=sam,
     )
     assert agent_says.status_code == 202, agent_says.text
