@@ -75,30 +75,3 @@ def test_knowledge_base_on_postgres_follows_versions(pg_kb, settings):
     rows[0] = {**rows[0], "content": "Refunds now take a fortnight via carrier pigeon."}
     load_rows(pg_kb, rows, version=2)
     assert "pigeon" in kb.search("refund pigeon")[0].content and kb.version == 2
-
-
-def test_term_weights_are_on_the_in_memory_index_scale(pg_kb, settings, kb_documents):
-    """Answer confidence weighs the customer's words by idf on both stores: a word no article
-    holds is the rarest there is (it is what the question is about, and nothing covers it), a
-    code weighs like a common word, and common words weigh less than rare ones."""
-    pg = KnowledgeBase(
-        store="postgres",
-        database_url=pg_kb,
-        settings=settings,
-        use_redis=False,
-        check_interval=0.0,
-        embedder=None,
-    )
-    memory = KnowledgeBase.from_documents(kb_documents, settings=settings, embedder=None)
-    query = "Can I pay the customs delivery fee with seashells, order BW-7731?"
-    assert kb_documents and pg.search("customs")  # loaded, version known
-    on_pg, in_memory = pg.term_weights(query), memory.term_weights(query)
-    assert set(on_pg) == set(in_memory)
-    assert on_pg["seashel"] == max(on_pg.values()) and in_memory["seashel"] == max(
-        in_memory.values()
-    )
-    assert on_pg["bw7731"] == in_memory["bw7731"] == 1.0
-    assert on_pg["deliveri"] < on_pg["custom"]
-    for term, weight in in_memory.items():
-        assert on_pg[term] == pytest.approx(weight, rel=0.35), term
-    assert pg.term_weights(query) is on_pg  # one query per text and KB version

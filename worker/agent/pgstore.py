@@ -13,7 +13,7 @@ from typing import Any
 from haystack import Document, component, default_from_dict, default_to_dict
 from sqlalchemy import Connection, Engine, text
 
-from worker.agent.analysis import ANALYZER, SOFT_STOP_WORDS, capped_mass, is_noise
+from worker.agent.analysis import ANALYZER, capped_mass, is_noise
 from worker.agent.chunks import chunk_document
 
 FTS_CONFIG = "english"
@@ -133,19 +133,6 @@ _SEARCH_SQL = text(
                 CASE WHEN ts_filter(h.search_vector, '{c}') @@ s.tq THEN 1 ELSE 0 END)), 0)
             FROM stats s) AS matched
     FROM hits h JOIN kb_documents d ON d.id = h.document_id
-    """
-)
-
-# The idf of each of the customer's words as PostgreSQL parsed the KB (for answer confidence):
-# a word no chunk holds has df 0, and a word PostgreSQL drops as a stop word has no lexeme.
-_WORD_DF_SQL = text(
-    f"""
-    SELECT w.word, coalesce(max(k.df), 0) AS df, count(t.lexeme) AS lexemes,
-           (SELECT greatest(1, df) FROM kb_terms WHERE lexeme = '') AS n
-    FROM unnest(CAST(:words AS text[])) AS w(word)
-    LEFT JOIN LATERAL unnest(to_tsvector('{FTS_CONFIG}', w.word)) AS t ON true
-    LEFT JOIN kb_terms k ON k.lexeme = t.lexeme
-    GROUP BY w.word
     """
 )
 
@@ -273,33 +260,6 @@ class PgFullTextRetriever:
         )
         ranked = sorted(rows.values(), key=lambda r: (-self._rank(r), r["id"]))[:top_k]
         return {"documents": [self._document(r, self._score(r, mass)) for r in ranked]}
-
-    def term_weights(self, query: str) -> dict[str, float]:
-        """Idf per content term of `query` (our stems), from this store's document frequencies.
-
-        The same weights the in-memory index gives, so one confidence threshold means the same
-        on both stores: a word no chunk holds counts as the rarest (a customer asking about
-        something the KB never mentions is not "covered" by the one common word it shares),
-        an unknown code or number like a common word. Words PostgreSQL drops are left out.
-        """
-        words = [w for w in ANALYZER.words(query) if w not in SOFT_STOP_WORDS]
-        if not words:
-            return {}
-        with engine_for(self.database_url).connect() as conn:
-            rows = conn.execute(_WORD_DF_SQL, {"words": sorted(set(words))}).all()
-        weights: dict[str, float] = {}
-        for word, df, lexemes, n in rows:
-            if not lexemes:
-                continue
-            term = ANALYZER.stem(word)
-            if df > 0:
-                weight = math.log1p((n - df + 0.5) / (df + 0.5))
-            elif is_noise(word):
-                weight = 1.0
-            else:
-                weight = math.log1p((n + 0.5) / 0.5)
-            weights[term] = max(weight, weights.get(term, 0.0))
-        return weights
 
     @staticmethod
     def _rank(row: Any) -> float:

@@ -65,9 +65,6 @@ def resolve_store(kb_store: str, is_postgres: bool) -> str:
     return kb_store
 
 
-_WEIGHTS_CACHE = 1024  # query texts whose PostgreSQL term weights are kept
-
-
 class KnowledgeBase:
     """Search over the help centre for one process; rebuilds itself when the KB version moves."""
 
@@ -116,14 +113,9 @@ class KnowledgeBase:
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
         self._static = False
-        self._weights: dict[tuple[str, str], dict[str, float]] = {}
-        self._pg = (
-            PgFullTextRetriever(database_url=database_url, scale_score=True)
-            if self.store == "postgres"
-            else None
-        )
-        if self._pg is not None and self.embedder is None:
-            self._current = _Snapshot(None, _single(self._pg), None, "")
+        if self.store == "postgres" and self.embedder is None:
+            retriever = PgFullTextRetriever(database_url=database_url, scale_score=True)
+            self._current = _Snapshot(None, _single(retriever), None, "")
 
     @classmethod
     def from_documents(cls, documents: list[Document], **kwargs: Any) -> KnowledgeBase:
@@ -209,24 +201,10 @@ class KnowledgeBase:
         return repair.repair(text) if repair is not None else text
 
     def term_weights(self, text: str) -> dict[str, float]:
-        """Idf weight per content term, from whichever store ranks (the same scale on both).
-
-        On PostgreSQL it costs a query, and an answer asks for the same text's weights more
-        than once (confidence, then quoting), so they are kept per KB version.
-        """
-        current = self._current
-        if current.index is not None:
-            return current.index.term_weights(text)
-        if self._pg is None or current.pipeline is None:
-            return dict.fromkeys((t for t in ANALYZER.content_terms(text) if not is_noise(t)), 1.0)
-        key = (current.namespace, text)
-        weights = self._weights.get(key)
-        if weights is None:
-            weights = self._pg.term_weights(text)
-            if len(self._weights) >= _WEIGHTS_CACHE:
-                self._weights.clear()
-            self._weights[key] = weights
-        return weights
+        """Idf weight per content term (uniform for PostgreSQL, which exposes no cheap idf)."""
+        if self.index is not None:
+            return self.index.term_weights(text)
+        return dict.fromkeys((t for t in ANALYZER.content_terms(text) if not is_noise(t)), 1.0)
 
     def refresh(self, force: bool = False) -> None:
         """Check the version (at most every `check_interval` s) and rebuild if it moved."""
