@@ -122,6 +122,10 @@ def base_env() -> dict[str, str]:
         "SESSIONS_PER_IP_PER_MINUTE": "0",
         "RATE_LIMIT_PER_IP_PER_MINUTE": "0",
         "SWEEP_INTERVAL": "1",
+        # A lost file or document is re-sent after its claim deadline (30 s and 60 s in
+        # production): tests/test_recovery.py waits these out, so they are short here.
+        "ATTACHMENT_CLAIM_SECONDS": "6",
+        "DOCUMENT_CLAIM_SECONDS": "6",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
         "LLM_PROVIDER": "offline",
@@ -220,14 +224,18 @@ def migrated_db() -> str:
 
 @pytest.fixture(scope="session")
 def stack(migrated_db: str, logdir: Path) -> Iterator:
-    """Two web processes and one worker on the suite's database, with the sample KB loaded."""
+    """Two web processes and the Procfile's two worker pools (`files` for attachments and
+    documents, `worker` for replies and searches: `stack.worker`) on the suite's database, with
+    the sample KB loaded. Split as in production, so a reply never waits for a pool process
+    that a file parse or an ingest (this test's or an earlier one's) is holding."""
     from tests.stack import Stack
 
     s = Stack(base_env(), logdir)
     try:
         s.start_web()
         s.start_web()
-        s.start_worker()
+        s.start_worker("files")
+        s.start_worker("worker")
         s.wait_ready()
         from tests.client import load_sample_kb
 
