@@ -71,13 +71,14 @@ test-postgres: install
 
 # The message loop, sockets and reply recovery once more with RabbitMQ as the broker (~40 s;
 # the sweeper's re-send through the broker is the lost reply's test; lost files and documents
-# would add their claim deadlines and the same send).
+# would add their claim deadlines and the same send). Tests marked `no_broker` (refused input,
+# socket refusals, pub/sub) never reach the broker and are left out.
 RABBITMQ_TESTS ?= tests/test_messages.py tests/test_ws.py \
   tests/test_recovery.py::test_committed_but_never_enqueued_message_is_answered \
   tests/test_recovery.py::test_attachment_whose_worker_kept_dying_fails_with_a_reason
 test-rabbitmq: install
 	TEST_DATABASE_URL=$(TEST_PG_URL) TEST_BROKER_URL=$(TEST_RABBITMQ_URL) \
-	  $(BIN)/pytest -m "not chaos and not topology and not sentinel" $(RABBITMQ_TESTS) $(PYTEST_ARGS)
+	  $(BIN)/pytest -m "not chaos and not topology and not sentinel and not no_broker" $(RABBITMQ_TESTS) $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/chat_latency.py
