@@ -178,7 +178,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def side_stack(logdir: Path, name: str, env: dict[str, str], *, kb: bool = True) -> Iterator:
     """A stack of its own (database, Redis db, channel prefix) for tests that configure the
     processes differently; its worker never touches the main suite's tasks."""
-    from tests.client import load_sample_kb
+    from tests.client import copy_sample_kb
     from tests.stack import Stack
 
     url = database_url(f"_{name}")
@@ -198,7 +198,7 @@ def side_stack(logdir: Path, name: str, env: dict[str, str], *, kb: bool = True)
         stack.start_worker()
         stack.wait_ready()
         if kb:
-            load_sample_kb(stack)
+            copy_sample_kb(stack)  # the rows the suite's own import stored
         yield stack
     finally:
         stack.stop()
