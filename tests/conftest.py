@@ -123,9 +123,10 @@ def base_env() -> dict[str, str]:
         "RATE_LIMIT_PER_IP_PER_MINUTE": "0",
         "SWEEP_INTERVAL": "1",
         # A lost file or document is re-sent after its claim deadline (30 s and 60 s in
-        # production): tests/test_recovery.py waits these out, so they are short here.
-        "ATTACHMENT_CLAIM_SECONDS": "6",
-        "DOCUMENT_CLAIM_SECONDS": "6",
+        # production): tests/test_recovery.py waits these out, so they are short here unless
+        # the caller sets them (to print the production figures).
+        "ATTACHMENT_CLAIM_SECONDS": os.environ.get("ATTACHMENT_CLAIM_SECONDS") or "6",
+        "DOCUMENT_CLAIM_SECONDS": os.environ.get("DOCUMENT_CLAIM_SECONDS") or "6",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
         "LLM_PROVIDER": "offline",
