@@ -9,6 +9,7 @@ run also gets its own channel prefix.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -83,7 +84,9 @@ def database_url(suffix: str = "") -> str:
     return pg
 
 
-_REDIS_BASE = os.environ.get("TEST_REDIS_URL", "redis://localhost:6379")
+# The server only: each stack claims a database number of its own, so a number given in
+# TEST_REDIS_URL (redis://localhost:6391/0) is dropped rather than appended to.
+_REDIS_BASE = re.sub(r"/\d*$", "", os.environ.get("TEST_REDIS_URL", "redis://localhost:6379"))
 _REDIS_DBS: dict[str, int] = {}
 
 
