@@ -60,23 +60,25 @@ test: install redis postgres rabbitmq chromium lint
 
 # The chaos tier (process kills, Redis restart), the topology tier (2 web x 2 workers on
 # PostgreSQL + RabbitMQ, a web process stopped mid-load; two deployments on one Redis database
-# and one RabbitMQ vhost) and the Sentinel failover run once, on
-# PostgreSQL, the production database: they exercise processes and brokers, and twice would
-# push the suite past ~15 minutes.
+# and one RabbitMQ vhost), the Sentinel failover and the other `processes` tests (a web process
+# alone: its readiness with the broker down, its /metrics token) run once, on PostgreSQL, the
+# production database: they exercise processes and brokers, and twice would only cost time.
 test-sqlite: install
-	TEST_DATABASE_URL= $(BIN)/pytest -m "not chaos and not topology and not sentinel" $(PYTEST_ARGS)
+	TEST_DATABASE_URL= $(BIN)/pytest -m "not chaos and not topology and not sentinel and not processes" $(PYTEST_ARGS)
 
 test-postgres: install
 	TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
 # The message loop, sockets and reply recovery once more with RabbitMQ as the broker (~40 s;
-# the file-recovery tests wait out 30 s claim deadlines that do not depend on the broker).
+# the sweeper's re-send through the broker is the lost reply's test; lost files and documents
+# would add their claim deadlines and the same send). Tests marked `no_broker` (refused input,
+# socket refusals, pub/sub) never reach the broker and are left out.
 RABBITMQ_TESTS ?= tests/test_messages.py tests/test_ws.py \
   tests/test_recovery.py::test_committed_but_never_enqueued_message_is_answered \
   tests/test_recovery.py::test_attachment_whose_worker_kept_dying_fails_with_a_reason
 test-rabbitmq: install
 	TEST_DATABASE_URL=$(TEST_PG_URL) TEST_BROKER_URL=$(TEST_RABBITMQ_URL) \
-	  $(BIN)/pytest -m "not chaos and not topology and not sentinel" $(RABBITMQ_TESTS) $(PYTEST_ARGS)
+	  $(BIN)/pytest -m "not chaos and not topology and not sentinel and not no_broker" $(RABBITMQ_TESTS) $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/chat_latency.py

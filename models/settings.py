@@ -249,6 +249,8 @@ class Settings:
     confidence_threshold: float
     agent_lease_seconds: int
     sweep_interval: int
+    attachment_claim_seconds: int
+    document_claim_seconds: int
     task_soft_time_limit: int
     task_time_limit: int
     visibility_timeout: int
@@ -356,6 +358,8 @@ class Settings:
             confidence_threshold=_float("CONFIDENCE_THRESHOLD", 0.35),
             agent_lease_seconds=_int("AGENT_LEASE_SECONDS", 15, 1),
             sweep_interval=_int("SWEEP_INTERVAL", 5, 1),
+            attachment_claim_seconds=_int("ATTACHMENT_CLAIM_SECONDS", 30, 1),
+            document_claim_seconds=_int("DOCUMENT_CLAIM_SECONDS", 60, 1),
             task_soft_time_limit=soft,
             task_time_limit=hard,
             visibility_timeout=visibility,

@@ -43,8 +43,20 @@ class WorkKind:
     model: Any
     task: str
     max_attempts: int
-    claim_deadline: timedelta  # queued but nobody claimed it: the enqueue was lost
+    default_deadline: timedelta  # queued but nobody claimed it: the enqueue was lost
     scope: tuple = field(default=())  # extra conditions selecting this kind's rows
+    # The Settings field that overrides `default_deadline` (read on every use, never cached
+    # here, so a deployment and the tests that wait one out always agree on it).
+    deadline_setting: str | None = None
+
+    @property
+    def claim_deadline(self) -> timedelta:
+        """How long a queued row may wait unclaimed before the sweeper re-sends its task."""
+        if self.deadline_setting is None:
+            return self.default_deadline
+        from models.settings import get_settings
+
+        return timedelta(seconds=getattr(get_settings(), self.deadline_setting))
 
     def where(self, row_id: str) -> list:
         return [self.model.id == row_id, *self.scope]
@@ -55,7 +67,7 @@ REPLY = WorkKind(
     Message,
     "helpline.generate_reply",
     max_attempts=3,
-    claim_deadline=timedelta(seconds=10),
+    default_deadline=timedelta(seconds=10),
     scope=(Message.role == "user",),
 )
 ATTACHMENT = WorkKind(
@@ -63,21 +75,23 @@ ATTACHMENT = WorkKind(
     Attachment,
     "helpline.parse_attachment",
     max_attempts=3,
-    claim_deadline=timedelta(seconds=30),
+    default_deadline=timedelta(seconds=30),
+    deadline_setting="attachment_claim_seconds",  # ATTACHMENT_CLAIM_SECONDS
 )
 DOCUMENT = WorkKind(
     "document",
     KBDocument,
     "helpline.ingest_document",
     max_attempts=3,
-    claim_deadline=timedelta(seconds=60),
+    default_deadline=timedelta(seconds=60),
+    deadline_setting="document_claim_seconds",  # DOCUMENT_CLAIM_SECONDS
 )
 WEBHOOK = WorkKind(
     "webhook",
     WebhookDelivery,
     "helpline.deliver_webhook",
     max_attempts=6,
-    claim_deadline=timedelta(seconds=30),
+    default_deadline=timedelta(seconds=30),
 )
 KINDS = (REPLY, ATTACHMENT, DOCUMENT, WEBHOOK)
 

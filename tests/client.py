@@ -134,8 +134,15 @@ def refused(base_url: str, *, origin: str | None = None, **params: Any) -> tuple
         ws.close()
 
 
+# The sample KB's rows (documents, chunks with their vectors) as the first import of this run
+# stored them: side stacks get a copy instead of importing it again (see copy_sample_kb).
+_SAMPLE_KB: tuple[list[dict], list[dict]] | None = None
+
+
 def load_sample_kb(stack) -> None:  # type: ignore[no-untyped-def]
-    """Import data/sample_kb through the real CLI and wait until the worker has indexed it."""
+    """Import data/sample_kb through the real CLI and wait until the worker has indexed it;
+    the first import's rows are kept for copy_sample_kb."""
+    global _SAMPLE_KB
     subprocess.run(
         [str(BIN / "flask"), "--app", "wsgi", "kb", "import", "data/sample_kb", "--wait"],
         cwd=ROOT,
@@ -144,3 +151,50 @@ def load_sample_kb(stack) -> None:  # type: ignore[no-untyped-def]
         capture_output=True,
         timeout=180,
     )
+    if _SAMPLE_KB is None:
+        _SAMPLE_KB = _kb_rows(stack.env["DATABASE_URL"])
+
+
+def _kb_rows(url: str) -> tuple[list[dict], list[dict]]:
+    from sqlalchemy import select
+
+    from models.db import make_engine
+    from models.kb import KBChunk, KBDocument
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            docs = [dict(r._mapping) for r in conn.execute(select(KBDocument.__table__))]
+            chunks = [dict(r._mapping) for r in conn.execute(select(KBChunk.__table__))]
+    finally:
+        engine.dispose()
+    assert docs and chunks and all(d["status"] == "done" for d in docs), "KB not indexed"
+    return docs, chunks
+
+
+def copy_sample_kb(stack) -> None:  # type: ignore[no-untyped-def]
+    """The sample KB for a side stack (chaos, topology, Sentinel, deployments, model engine):
+    the rows this run's first import stored (same code, same settings), written into the side
+    stack's database with a version bump, as an ingest leaves them. Importing it again through
+    the CLI and the worker cost ~10-30 s a stack and tested nothing new: the main stack's
+    import and tests/test_kb.py cover that path. Imports for real if nothing was imported yet."""
+    if _SAMPLE_KB is None:
+        load_sample_kb(stack)
+        return
+    from sqlalchemy import insert
+    from sqlalchemy.orm import Session
+
+    from models.db import make_engine
+    from models.kb import KBChunk, KBDocument
+    from models.kbstate import bump_version
+
+    docs, chunks = _SAMPLE_KB
+    engine = make_engine(stack.env["DATABASE_URL"])
+    try:
+        with Session(engine) as db:
+            db.execute(insert(KBDocument.__table__), docs)
+            db.execute(insert(KBChunk.__table__), chunks)
+            bump_version(db)
+            db.commit()
+    finally:
+        engine.dispose()

@@ -9,6 +9,7 @@ run also gets its own channel prefix.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -83,7 +84,9 @@ def database_url(suffix: str = "") -> str:
     return pg
 
 
-_REDIS_BASE = os.environ.get("TEST_REDIS_URL", "redis://localhost:6379")
+# The server only: each stack claims a database number of its own, so a number given in
+# TEST_REDIS_URL (redis://localhost:6391/0) is dropped rather than appended to.
+_REDIS_BASE = re.sub(r"/\d*$", "", os.environ.get("TEST_REDIS_URL", "redis://localhost:6379"))
 _REDIS_DBS: dict[str, int] = {}
 
 
@@ -122,6 +125,11 @@ def base_env() -> dict[str, str]:
         "SESSIONS_PER_IP_PER_MINUTE": "0",
         "RATE_LIMIT_PER_IP_PER_MINUTE": "0",
         "SWEEP_INTERVAL": "1",
+        # A lost file or document is re-sent after its claim deadline (30 s and 60 s in
+        # production): tests/test_recovery.py waits these out, so they are short here unless
+        # the caller sets them (to print the production figures).
+        "ATTACHMENT_CLAIM_SECONDS": os.environ.get("ATTACHMENT_CLAIM_SECONDS") or "6",
+        "DOCUMENT_CLAIM_SECONDS": os.environ.get("DOCUMENT_CLAIM_SECONDS") or "6",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
         "LLM_PROVIDER": "offline",
@@ -174,7 +182,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def side_stack(logdir: Path, name: str, env: dict[str, str], *, kb: bool = True) -> Iterator:
     """A stack of its own (database, Redis db, channel prefix) for tests that configure the
     processes differently; its worker never touches the main suite's tasks."""
-    from tests.client import load_sample_kb
+    from tests.client import copy_sample_kb
     from tests.stack import Stack
 
     url = database_url(f"_{name}")
@@ -194,7 +202,7 @@ def side_stack(logdir: Path, name: str, env: dict[str, str], *, kb: bool = True)
         stack.start_worker()
         stack.wait_ready()
         if kb:
-            load_sample_kb(stack)
+            copy_sample_kb(stack)  # the rows the suite's own import stored
         yield stack
     finally:
         stack.stop()
@@ -220,14 +228,18 @@ def migrated_db() -> str:
 
 @pytest.fixture(scope="session")
 def stack(migrated_db: str, logdir: Path) -> Iterator:
-    """Two web processes and one worker on the suite's database, with the sample KB loaded."""
+    """Two web processes and the Procfile's two worker pools (`files` for attachments and
+    documents, `worker` for replies and searches: `stack.worker`) on the suite's database, with
+    the sample KB loaded. Split as in production, so a reply never waits for a pool process
+    that a file parse or an ingest (this test's or an earlier one's) is holding."""
     from tests.stack import Stack
 
     s = Stack(base_env(), logdir)
     try:
         s.start_web()
         s.start_web()
-        s.start_worker()
+        s.start_worker("files")
+        s.start_worker("worker")
         s.wait_ready()
         from tests.client import load_sample_kb
 

@@ -7,12 +7,14 @@ prefix) and the tests talk to it over HTTP and WebSocket.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -107,6 +109,88 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free loopback port, in its own folder under
+    `folder`: a private Redis the test may kill and restart (test_chaos.py), or one member of a
+    Sentinel group (test_sentinel.py). A plain server keeps nothing on disk, so a restart comes
+    back empty; with `sentinel_conf` it runs as a sentinel (which rewrites that file)."""
+
+    def __init__(
+        self, folder: Path, name: str, args: Sequence[str] = (), *, sentinel_conf: str = ""
+    ) -> None:
+        import pytest
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed")
+        self.folder, self.name, self.port = folder, name, free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        home = folder / name
+        home.mkdir(parents=True, exist_ok=True)
+        self.args = [binary]
+        if sentinel_conf:
+            conf = home / "sentinel.conf"
+            conf.write_text(sentinel_conf)
+            self.args += [str(conf), "--sentinel"]
+        else:
+            self.args += ["--save", "", "--appendonly", "no"]
+        self.args += ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(home), *args]
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self, timeout: float = 10) -> None:
+        """Start it and return once it answers PING."""
+        import redis
+
+        self.starts += 1
+        log = open(self.folder / f"{self.name}-redis{self.starts}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    if client.ping():
+                        return
+                except redis.RedisError:
+                    pass
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.name} did not start; see {self.folder}")
+                time.sleep(0.05)
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no save, no goodbye to clients (the data goes with it)."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+@contextmanager
+def private_redis(folder: Path, name: str) -> Iterator[RedisServer]:
+    """A started RedisServer, stopped on the way out."""
+    server = RedisServer(folder, name)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 class Stack:

@@ -119,6 +119,7 @@ def test_two_deployments_on_one_redis_database_answer_only_their_own(logdir, bro
             assert ready(a.urls[0]).status_code == 200
 
 
+@pytest.mark.processes  # a web process and an unreachable broker: once is enough
 @pytest.mark.timeout(120)
 def test_readiness_says_why_no_worker_answers(migrated_db, logdir):
     """A web process whose broker is down (the case of a deployment without a worker of its

@@ -4,12 +4,15 @@ with real traffic across processes (web and worker), and which only loopback or 
 from __future__ import annotations
 
 import time
+import uuid
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.client import Socket
-from tests.conftest import side_stack
+from tests.conftest import base_env
+from tests.stack import Stack
 
 
 def scrape(base: str, **headers: str) -> dict[tuple[str, tuple], float]:
@@ -71,13 +74,38 @@ def test_counters_move_with_real_messages_and_sockets(stack, api, chat):
     assert during[("helpline_open_sockets", ())] >= 1  # ours, on the other web process
 
 
-def test_a_token_guards_metrics_when_set(logdir):
+def live_web(stack: Stack, timeout: float = 60) -> str:
+    """Start one web process of `stack` and return its URL once it answers /health/live."""
+    base = stack.start_web()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/health/live", timeout=5).status_code == 200:
+                return base
+        except httpx.HTTPError:
+            pass
+        assert stack.webs[-1][0].poll() is None, stack.tail()
+        assert time.monotonic() < deadline, stack.tail()
+        time.sleep(0.2)
+
+
+@pytest.mark.processes  # the web process's own check, whatever the database: once is enough
+def test_a_token_guards_metrics_when_set(migrated_db, logdir):
+    # /metrics is the web process's own: one web with the token, on the suite's database and
+    # Redis under a prefix of its own, is all this needs (no worker, no knowledge base).
     token = "scrape-me-please-0123"
-    with side_stack(logdir, "metrics", {"METRICS_TOKEN": token}, kb=False) as s:
-        base = s.urls[0]
+    env = base_env() | {
+        "METRICS_TOKEN": token,
+        "EVENT_CHANNEL_PREFIX": f"hlmetrics-{uuid.uuid4().hex[:6]}",
+    }
+    s = Stack(env, logdir, name="metrics")
+    try:
+        base = live_web(s)
         refused = httpx.get(f"{base}/metrics", timeout=10)
         assert refused.status_code == 401
         assert refused.json()["error"]["code"] == "metrics_token"
         wrong = httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer nope"}, timeout=10)
         assert wrong.status_code == 401
         assert ("helpline_open_sockets", ()) in scrape(base, Authorization=f"Bearer {token}")
+    finally:
+        s.stop()

@@ -7,8 +7,10 @@ kept dying mid-parse ends `failed` with a reason instead of being retried for ev
 
 Each lost item is planted in the suite's database from this process exactly as the web would
 store it (`upsert_document`, `queue()`), but no task is sent. The module plants all of them at
-once, so their claim deadlines (60 s for a document, 30 s for a file) run out together and the
-module costs one deadline, not the sum.
+once, so their claim deadlines run out together and the module costs one deadline, not the sum.
+The suite shortens those deadlines (DOCUMENT_CLAIM_SECONDS, ATTACHMENT_CLAIM_SECONDS in
+tests/conftest.py; 60 s and 30 s in production): the rule checked is the same, recovery no
+earlier than the deadline and within deadline + one sweep + slack.
 """
 
 from __future__ import annotations

@@ -15,8 +15,6 @@ import asyncio
 import json
 import os
 import random
-import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -26,7 +24,7 @@ import pytest
 import redis
 
 from tests.conftest import side_stack
-from tests.stack import free_port
+from tests.stack import RedisServer
 from tests.test_chaos import ENV, Client, Outgoing, exactly_once, finish, load, load_questions
 from tests.test_topology import answered
 
@@ -39,63 +37,11 @@ SEND_SECONDS = 20.0
 KILL_AT = 0.35
 
 
-class RedisProcess:
-    """One redis-server (or sentinel) on a loopback port, in its own folder."""
-
-    def __init__(self, folder: Path, name: str, port: int, args: list[str], conf: str = ""):
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.skip("redis-server is not installed")
-        self.folder, self.name, self.port = folder, name, port
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        self.args = [binary]
-        if conf:
-            path = folder / name / "sentinel.conf"  # sentinels rewrite their config file
-            path.write_text(conf)
-            self.args += [str(path), "--sentinel"]
-        self.args += ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder / name)]
-        self.args += args
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        log = open(self.folder / f"{self.name}.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if client.ping():
-                    return
-            except redis.RedisError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not start; see {self.folder}")
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
-def start_group(folder: Path) -> tuple[RedisProcess, RedisProcess, list[RedisProcess]]:
+def start_group(folder: Path) -> tuple[RedisServer, RedisServer, list[RedisServer]]:
     """Primary, replica and three sentinels (quorum 2, a primary is down after 1 s)."""
-    plain = ["--save", "", "--appendonly", "no"]
-    primary = RedisProcess(folder, "primary", free_port(), plain)
+    primary = RedisServer(folder, "primary")
     primary.start()
-    replica = RedisProcess(
-        folder, "replica", free_port(), [*plain, "--replicaof", "127.0.0.1", str(primary.port)]
-    )
+    replica = RedisServer(folder, "replica", ["--replicaof", "127.0.0.1", str(primary.port)])
     replica.start()
     sentinels = []
     for i in range(3):
@@ -105,7 +51,7 @@ def start_group(folder: Path) -> tuple[RedisProcess, RedisProcess, list[RedisPro
             f"sentinel failover-timeout {MASTER} 10000\n"
             f"sentinel parallel-syncs {MASTER} 1\n"
         )
-        sentinel = RedisProcess(folder, f"sentinel{i}", free_port(), [], conf=conf)
+        sentinel = RedisServer(folder, f"sentinel{i}", sentinel_conf=conf)
         sentinel.start()
         sentinels.append(sentinel)
     # The replica has caught up and every sentinel knows it, so a failover has a candidate.
@@ -119,7 +65,7 @@ def start_group(folder: Path) -> tuple[RedisProcess, RedisProcess, list[RedisPro
         time.sleep(0.2)
 
 
-def primary_port(sentinels: list[RedisProcess]) -> int:
+def primary_port(sentinels: list[RedisServer]) -> int:
     host, port = redis.Redis(port=sentinels[0].port).sentinel_get_master_addr_by_name(MASTER)
     return int(port)
 

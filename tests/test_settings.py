@@ -30,6 +30,8 @@ def env(monkeypatch):  # type: ignore[no-untyped-def]
         "EMBEDDINGS_API_KEY",
         "EMBEDDINGS_DIM",
         "SEMANTIC_WEIGHT",
+        "ATTACHMENT_CLAIM_SECONDS",
+        "DOCUMENT_CLAIM_SECONDS",
     ):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
@@ -47,9 +49,30 @@ def test_defaults_need_nothing(env):
     assert s.embeddings_provider == "wordllama" and s.embeddings_dim == 128
 
 
+def test_claim_deadlines_default_to_production_and_follow_the_environment(env):
+    from models.work import ATTACHMENT, DOCUMENT, REPLY, WEBHOOK
+
+    s = Settings.from_env()
+    assert (s.attachment_claim_seconds, s.document_claim_seconds) == (30, 60)
+    env.setenv("ATTACHMENT_CLAIM_SECONDS", "4")
+    env.setenv("DOCUMENT_CLAIM_SECONDS", "5")
+    from models.settings import get_settings
+
+    try:
+        get_settings(reload=True)
+        assert ATTACHMENT.claim_deadline.total_seconds() == 4
+        assert DOCUMENT.claim_deadline.total_seconds() == 5
+        assert REPLY.claim_deadline.total_seconds() == 10  # not configurable
+        assert WEBHOOK.claim_deadline.total_seconds() == 30
+    finally:
+        env.undo()
+        get_settings(reload=True)  # the suite's own settings again
+
+
 @pytest.mark.parametrize(
     ("name", "value", "needle"),
     [
+        ("ATTACHMENT_CLAIM_SECONDS", "0", "ATTACHMENT_CLAIM_SECONDS must be at least 1"),
         ("MAX_UPLOAD_MB", "ten", "MAX_UPLOAD_MB must be a whole number"),
         ("MAX_UPLOAD_MB", "0", "MAX_UPLOAD_MB must be at least 1"),
         ("LLM_PROVIDER", "gpt", "LLM_PROVIDER must be one of offline, openai"),

@@ -40,6 +40,7 @@ def test_full_loop_streams_a_cited_answer(api, chat):
     sock.close()
 
 
+@pytest.mark.no_broker  # socket frames and pub/sub only
 def test_ping_pong_and_protocol_errors(api, chat):
     sock = open_socket(api, chat)
     sock.send({"type": "ping", "id": 7})
@@ -65,6 +66,7 @@ def test_ping_pong_and_protocol_errors(api, chat):
     sock.close()
 
 
+@pytest.mark.no_broker  # socket frames and pub/sub only
 def test_typing_reaches_others_only(api, chat):
     a, b = open_socket(api, chat), open_socket(api, chat)
     a.send({"type": "typing", "is_typing": True})
@@ -75,6 +77,7 @@ def test_typing_reaches_others_only(api, chat):
     b.close()
 
 
+@pytest.mark.no_broker  # refused before the socket subscribes to anything
 @pytest.mark.parametrize(
     ("params", "code", "close"),
     [
@@ -93,6 +96,7 @@ def test_refusals_explain_then_close(api, chat, params, code, close):
     assert close_code == close
 
 
+@pytest.mark.no_broker  # socket refusals
 def test_other_sessions_token_and_ended_session(api):
     mine, theirs = api.create_session(), api.create_session()
     event, code = refused(api.base_url, session_id=theirs["session_id"], token=mine["token"])

@@ -353,9 +353,9 @@ def test_ticket_shows_attachments_and_a_contact_email_left_later(agent: Console,
         assert sent.status_code == 202, sent.text
         resp = http.post(f"/api/sessions/{chat['session_id']}/handoff", json={}, headers=auth)
         assert resp.status_code == 202, resp.text
-        # The handoff is answered after "See my note", which waits for its file's parse on the
-        # files pool: on a loaded machine that can take longer than a plain handoff.
-        ticket_id = wait_ticket_id(http, chat["session_id"], auth, timeout=45)
+        # The handoff is answered after "See my note", which waits for its file's parse: on the
+        # `files` pool, which no reply or earlier test's work occupies (conftest's stack).
+        ticket_id = wait_ticket_id(http, chat["session_id"], auth)
 
         page = agent.open().sign_in(STAFF["X-API-Key"]).page
         agent.open_ticket(ticket_id)
