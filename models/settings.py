@@ -246,6 +246,7 @@ class Settings:
     llm_model: str
     llm_timeout: float
     kb_store: str
+    kb_memory_chunks: int
     confidence_threshold: float
     agent_lease_seconds: int
     sweep_interval: int
@@ -355,6 +356,7 @@ class Settings:
             llm_model=_str("LLM_MODEL", "gpt-4o-mini"),
             llm_timeout=llm_timeout,
             kb_store=kb_store,
+            kb_memory_chunks=_int("KB_MEMORY_CHUNKS", 50_000),
             confidence_threshold=_float("CONFIDENCE_THRESHOLD", 0.35),
             agent_lease_seconds=_int("AGENT_LEASE_SECONDS", 15, 1),
             sweep_interval=_int("SWEEP_INTERVAL", 5, 1),

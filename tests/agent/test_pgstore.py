@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from haystack import Pipeline
 from sqlalchemy import text
@@ -75,3 +77,28 @@ def test_knowledge_base_on_postgres_follows_versions(pg_kb, settings):
     rows[0] = {**rows[0], "content": "Refunds now take a fortnight via carrier pigeon."}
     load_rows(pg_kb, rows, version=2)
     assert "pigeon" in kb.search("refund pigeon")[0].content and kb.version == 2
+
+
+def test_auto_ranks_in_memory_until_the_kb_outgrows_the_limit(pg_kb, settings):
+    """`KB_STORE=auto` on PostgreSQL: a KB of at most KB_MEMORY_CHUNKS chunks is ranked by the
+    in-memory index (better ranking, one confidence scale with SQLite deployments); past it,
+    by PostgreSQL's full text, and back when it shrinks, each decided at a version change."""
+    rows = chunk_rows()
+    auto = dataclasses.replace(settings, kb_store="auto", kb_memory_chunks=len(rows))
+    kb = KnowledgeBase(
+        database_url=pg_kb, settings=auto, use_redis=False, check_interval=0.0, embedder=None
+    )
+    first = kb.search("how long does a refund take")
+    assert kb.store == "bm25s" and kb.index is not None
+    assert first[0].external_id == "billing/refund-timing"
+    grown = rows + [{**rows[0], "content": "Refunds by carrier pigeon take a fortnight."}]
+    load_rows(pg_kb, grown, version=2)
+    assert "pigeon" in kb.search("refund pigeon")[0].content
+    assert kb.store == "postgres" and kb.index is None and kb.version == 2
+    load_rows(pg_kb, rows, version=3)
+    assert kb.search("customs")[0].external_id == "shipping/international"
+    assert kb.store == "bm25s" and kb.index is not None and kb.version == 3
+    fixed = KnowledgeBase(
+        store="postgres", database_url=pg_kb, settings=auto, use_redis=False, embedder=None
+    )
+    assert fixed.search("customs") and fixed.store == "postgres" and fixed.index is None

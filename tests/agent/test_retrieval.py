@@ -176,10 +176,18 @@ def test_local_cache_expires(memory_kb):
 
 
 @pytest.mark.parametrize(
-    "store,is_pg,expected",
-    [("auto", False, "bm25s"), ("auto", True, "postgres"), ("bm25s", True, "bm25s")],
+    "store,is_pg,chunks,expected",
+    [
+        ("auto", False, None, "bm25s"),
+        ("auto", False, 10**6, "bm25s"),
+        ("auto", True, None, "postgres"),  # size not known yet
+        ("auto", True, 100, "bm25s"),
+        ("auto", True, 101, "postgres"),
+        ("bm25s", True, 10**6, "bm25s"),
+        ("postgres", True, 1, "postgres"),
+    ],
 )
-def test_store_resolution(store, is_pg, expected):
+def test_store_resolution(store, is_pg, chunks, expected):
     from worker.agent.retrieval import resolve_store
 
-    assert resolve_store(store, is_pg) == expected
+    assert resolve_store(store, is_pg, chunks, memory_chunks=100) == expected
