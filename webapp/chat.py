@@ -269,7 +269,8 @@ def store_upload(db: Session, chat: ChatSession, filename: str, data: bytes) -> 
 
 def accept_upload(db: Session, chat: ChatSession, received: Received) -> dict:
     """Standalone upload (POST /api/chat/upload), its bytes already streamed to storage: check
-    the quota, keep the file (durable before the row names it), commit, enqueue parsing."""
+    the quota, keep the file (durable before the row names it), commit. The caller enqueues
+    the parse (`jobs.send_parse`) once the 202 is on its way."""
     upload = received.upload
     try:
         _check_quota(db, chat, upload.size)
@@ -288,5 +289,4 @@ def accept_upload(db: Session, chat: ChatSession, received: Received) -> dict:
         db.rollback()
         upload.discard()
         raise
-    jobs.send_parse(att.id)
     return attachment_json(att)

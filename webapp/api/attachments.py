@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import jsonify, request
 from flask_smorest import Blueprint
 
+from models import jobs
 from models.chat import Attachment
 from models.schemas import AttachmentOut
 from webapp.api import CUSTOMER_OR_STAFF, errors
@@ -50,7 +51,12 @@ def upload():  # type: ignore[no-untyped-def]
     chat, received = receive_file(lambda session_id: authorize_request(db, session_id)[0])
     # accept_upload hands back the row already dumped by AttachmentOut (as the event log
     # has it); reading the row again could race the worker and show it "processing".
-    return jsonify(accept_upload(db, chat, received)), 202
+    resp = jsonify(accept_upload(db, chat, received))
+    resp.status_code = 202
+    # The parse is enqueued once the 202 is sent (the committed row is the promise; a failed or
+    # lost enqueue is re-sent by the sweeper at the row's deadline, as for any queued work).
+    resp.call_on_close(lambda: jobs.send_parse(received.attachment_id))
+    return resp
 
 
 @blp.route("/attachments/<attachment_id>", methods=["GET"])
