@@ -157,6 +157,22 @@ def test_aborted_upload_leaves_no_half_written_file(files):
     assert _settled(directory, before) == set()
 
 
+def test_sweeper_removes_parts_left_by_a_dead_process(files):
+    api, directory = files
+    directory.mkdir(parents=True, exist_ok=True)
+    stale, fresh = directory / f".{uuid.uuid4()}.part", directory / f".{uuid.uuid4()}.part"
+    stale.write_bytes(b"a web process died here")
+    fresh.write_bytes(b"an upload still arriving")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    deadline = time.monotonic() + 15  # SWEEP_INTERVAL is 1 s in the suite
+    while stale.exists():
+        assert time.monotonic() < deadline, "the sweeper left a stale .part"
+        time.sleep(0.2)
+    assert fresh.exists()
+    fresh.unlink()
+
+
 def test_deleting_the_session_deletes_its_files(files):
     api, directory = files
     chat = api.create_session()
