@@ -92,6 +92,28 @@ def test_session_id_after_the_file_and_in_the_query(files):
     assert resp.status_code == 202, resp.text
 
 
+def test_chunked_body_without_content_length(files):
+    api, directory = files
+    chat = api.create_session()
+    boundary = "b" + uuid.uuid4().hex
+    data = b"\x89PNG\r\n\x1a\n" + os.urandom(1_500_000)
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="session_id"\r\n\r\n'
+            f"{chat['session_id']}\r\n--{boundary}\r\n"
+            'Content-Disposition: form-data; name="file"; filename="chunked.png"\r\n\r\n'
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    pieces = (body[i : i + 300_000] for i in range(0, len(body), 300_000))  # sent chunked
+    headers = api.auth(chat) | {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    resp = api.http.post("/api/chat/upload", content=pieces, headers=headers)
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["content_type"] == "image/png"
+    assert (directory / resp.json()["attachment_id"]).read_bytes() == data
+
+
 @pytest.mark.parametrize(
     ("name", "data", "status", "code"),
     [
