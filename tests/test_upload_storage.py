@@ -119,6 +119,10 @@ def test_chunked_body_without_content_length(files):
     [
         ("big.txt", b"a" * (2 * 1024 * 1024 + 1), 413, "file_too_large"),
         ("tool.pdf", b"\x7fELF" + b"\x00" * 5000, 415, "file_type_not_allowed"),
+        # Decided while the body is still arriving (past the first 64 KiB):
+        ("tool.pdf", b"\x7fELF" + b"\x00" * 300_000, 415, "file_type_not_allowed"),
+        ("setup.exe", b"plain words " * 30_000, 415, "file_type_not_allowed"),
+        ("bad.txt", b"plain words " * 30_000 + b"\xc3\x28" * 100, 415, "file_type_not_allowed"),
         ("notes.txt", b"text\x00with a NUL " * 9000, 415, "file_type_not_allowed"),
     ],
 )

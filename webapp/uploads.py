@@ -225,7 +225,10 @@ def receive_file(authorize: Callable[[str | None], ChatSession]) -> tuple[ChatSe
                                 "file_too_large",
                             )
                         upload.write(event)
-                        sniffer.feed(event)
+                        try:  # refused as soon as the verdict is certain (e.g. from the head)
+                            sniffer.feed(event)
+                        except UnsupportedFileType as exc:
+                            abort(415, str(exc), "file_type_not_allowed")
                     elif field_name is not None:
                         field_bytes += len(event)
                         if field_bytes > MAX_FIELD_BYTES:
