@@ -10,6 +10,8 @@ import io
 import re
 import unicodedata
 import zipfile
+from collections.abc import Callable
+from typing import IO
 
 __all__ = [
     "ALLOWED",
@@ -21,6 +23,7 @@ __all__ = [
     "decode_text",
     "is_parseable",
     "safe_filename",
+    "StreamSniffer",
     "sniff_content_type",
 ]
 
@@ -112,10 +115,10 @@ def _extension(filename: str) -> str:
     return f".{ext.lower()}" if dot and stem.strip(".") and ext else ""
 
 
-def _sniff_zip(data: bytes) -> str:
-    """A ZIP is only acceptable when it is a Word document."""
+def _sniff_zip(source: IO[bytes]) -> str:
+    """A ZIP is only acceptable when it is a Word document (only its directory is read)."""
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        with zipfile.ZipFile(source) as zf:
             names = set(zf.namelist())
     except (zipfile.BadZipFile, ValueError, OSError):
         raise UnsupportedFileType("a corrupt ZIP archive") from None
@@ -155,8 +158,11 @@ def check_archive(data: bytes, max_uncompressed: int) -> None:
     raise ArchiveRefused(f"the file {reason}")
 
 
+_ZIP = "zip"  # a ZIP signature: which kind of ZIP needs the archive's directory, at its end
+
+
 def _sniff_binary(data: bytes) -> str | None:
-    """Content type from magic bytes, None when the data has no known binary signature."""
+    """Content type from magic bytes (`_ZIP` for any ZIP), None for no known binary signature."""
     if data.lstrip(b"\t\n\r \x0c")[:5] == b"%PDF-":
         return "application/pdf"
     if data.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -168,7 +174,7 @@ def _sniff_binary(data: bytes) -> str | None:
     if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
         return "image/webp"
     if data.startswith((b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")):
-        return _sniff_zip(data)
+        return _ZIP
     for magic, what in _REJECTED_MAGIC:
         if data.startswith(magic):
             raise UnsupportedFileType(what)
@@ -218,17 +224,14 @@ def _looks_like_html(text: str) -> bool:
     return len(tags) >= 2 and sum(len(t) for t in tags) * 2 >= len(head.replace(" ", ""))
 
 
-def _sniff_text(data: bytes, ext: str) -> str:
-    """Classify decodable text as html, markdown or plain text."""
-    text = decode_text(data)
-    if not text.strip():
-        raise UnsupportedFileType("empty file (only whitespace)")
+def _text_kind(head: str, ext: str) -> str:
+    """Classify text (its first characters are enough) as html, markdown or plain text."""
     declared = _EXT_TYPES.get(ext)
-    if declared == "text/html" or _HTML_START.match(text[:4096]):
+    if declared == "text/html" or _HTML_START.match(head[:4096]):
         return "text/html"
     if declared == "text/markdown":
         return "text/markdown"
-    if declared != "text/plain" and _looks_like_html(text):
+    if declared != "text/plain" and _looks_like_html(head):
         return "text/html"
     return "text/plain"
 
@@ -242,22 +245,132 @@ def _family(content_type: str) -> str:
     return content_type
 
 
+_HEAD_BYTES = 64 * 1024  # enough for every signature, BOM and the text checks' samples
+_HEAD_CHARS = 65536
+# The C0 controls _JUNK_CHARS counts, as bytes: in ASCII text a byte is a character, and
+# bytes.translate counts them far faster than the regular expression.
+_JUNK_ASCII = bytes([*range(0x01, 0x09), *range(0x0E, 0x1B), *range(0x1C, 0x20)])
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+class StreamSniffer:
+    """`sniff_content_type` for a file that arrives in pieces (an upload streamed to storage).
+
+    Same verdicts as reading the whole file at once, in one pass and without holding it: the
+    type comes from the first 64 KiB; text is then decoded and checked piece by piece (valid
+    encoding, no NUL, few control characters, not blank); a ZIP's directory is read at the
+    end from the stored bytes (`finish(reopen)`).
+    """
+
+    def __init__(self, filename: str) -> None:
+        self.ext = _extension(filename)
+        self.size = 0
+        self._head = bytearray()
+        self._kind: str | None = None  # None until the head is complete; then text or a type
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._label = "UTF-8"
+        self._encoding = "utf-8"
+        self._chars = 0
+        self._junk = 0
+        self._nul = False
+        self._blank = True
+        self._text_head: list[str] = []
+        self._head_chars = 0
+
+    def feed(self, chunk: bytes) -> None:
+        """The next piece; raises UnsupportedFileType as soon as the verdict is certain."""
+        if not chunk:
+            return
+        self.size += len(chunk)
+        if self._kind is None:
+            self._head += chunk
+            if len(self._head) >= _HEAD_BYTES:
+                self._decide()
+        elif self._kind == "text":
+            self._text(chunk)
+
+    def finish(self, reopen: Callable[[], IO[bytes]]) -> str:
+        """The verdict once every byte was fed: an ALLOWED type, or UnsupportedFileType."""
+        if self._kind is None:
+            if not self._head:
+                raise UnsupportedFileType("empty file")
+            self._decide()
+        if self._kind == "text":
+            detected = self._text_verdict()
+        elif self._kind == _ZIP:
+            with reopen() as source:
+                detected = _sniff_zip(source)
+        else:
+            detected = self._kind
+        declared = _EXT_TYPES.get(self.ext)
+        if declared and _family(declared) != _family(detected):
+            raise UnsupportedFileType(
+                f"{detected} content in a file named '{self.ext}' "
+                "(the extension does not match the content)"
+            )
+        return detected
+
+    def _decide(self) -> None:
+        if self.ext in _BLOCKED_EXT:
+            raise UnsupportedFileType(f"a '{self.ext}' file (this file type is never accepted)")
+        head, self._head = bytes(self._head), bytearray()
+        self._kind = _sniff_binary(head) or "text"
+        if self._kind != "text":
+            return
+        for bom, encoding in _BOMS:
+            if head.startswith(bom):
+                head, self._encoding, self._label = head[len(bom) :], encoding, encoding.upper()
+                break
+        self._decoder = codecs.getincrementaldecoder(self._encoding)("strict")
+        self._text(head)
+
+    def _text(self, chunk: bytes, final: bool = False) -> None:
+        assert self._decoder is not None
+        try:
+            piece = self._decoder.decode(chunk, final)
+        except UnicodeDecodeError:
+            raise UnsupportedFileType(f"binary data (not valid {self._label} text)") from None
+        if not piece:
+            return
+        self._chars += len(piece)
+        self._nul = self._nul or "\x00" in piece
+        if piece.isascii():  # O(1) for a str; then its bytes are its characters
+            raw = piece.encode("ascii")
+            self._junk += len(raw) - len(raw.translate(None, _JUNK_ASCII))
+        else:
+            self._junk += len(_JUNK_CHARS.findall(piece))
+        if self._blank and piece.strip():
+            self._blank = False
+        if self._head_chars < _HEAD_CHARS:
+            self._text_head.append(piece[: _HEAD_CHARS - self._head_chars])
+            self._head_chars += len(self._text_head[-1])
+
+    def _text_verdict(self) -> str:
+        """decode_text's and _sniff_text's checks, in their order."""
+        self._text(b"", final=True)
+        head = "".join(self._text_head)
+        if self._nul:
+            raise UnsupportedFileType("binary data (contains NUL bytes)")
+        if self._encoding != "utf-8" and _mostly_unassigned(head):
+            raise UnsupportedFileType(f"binary data (not plausible {self._label} text)")
+        if self._junk > max(8, self._chars // 100):
+            raise UnsupportedFileType("binary data (too many control or private-use characters)")
+        if self._blank:
+            raise UnsupportedFileType("empty file (only whitespace)")
+        return _text_kind(head, self.ext)
+
+
 def sniff_content_type(data: bytes, filename: str) -> str:
     """Trust the bytes, not the name: return an ALLOWED type or raise UnsupportedFileType."""
-    if not data:
-        raise UnsupportedFileType("empty file")
-    ext = _extension(filename)
-    if ext in _BLOCKED_EXT:
-        raise UnsupportedFileType(f"a '{ext}' file (this file type is never accepted)")
-    detected = _sniff_binary(data)
-    if detected is None:
-        detected = _sniff_text(data, ext)
-    declared = _EXT_TYPES.get(ext)
-    if declared and _family(declared) != _family(detected):
-        raise UnsupportedFileType(
-            f"{detected} content in a file named '{ext}' (the extension does not match the content)"
-        )
-    return detected
+    sniffer = StreamSniffer(filename)
+    sniffer.feed(data)
+    return sniffer.finish(lambda: io.BytesIO(data))
 
 
 def is_parseable(content_type: str | None) -> bool:

@@ -66,6 +66,26 @@ def _prefix(name: str, default: str) -> str:
     return value
 
 
+def _attachment_storage(name: str) -> str:
+    """Where accepted upload bytes live: `db` (a table; any host reads them), or a directory
+    that web and `files` workers share (`file:///var/lib/helpline/attachments`, or the bare
+    absolute path), normalised to `file:///abs/dir`."""
+    value = _str(name, "db")
+    if value == "db":
+        return value
+    path = value[len("file://") :] if value.startswith("file://") else value
+    if not path.startswith("/"):
+        raise ConfigError(f"{name} must be db, file:///dir or an absolute path; got {value!r}")
+    return "file://" + path.rstrip("/")
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = _str(name, "1" if default else "0").lower()
+    if raw not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+        raise ConfigError(f"{name} must be 1 or 0; got {raw!r}")
+    return raw in ("1", "true", "yes", "on")
+
+
 def _broker_url(redis_url: str) -> str:
     """BROKER_URL, Celery's own name for it; unset means the Redis of REDIS_URL."""
     url = _str("BROKER_URL", redis_url)
@@ -285,6 +305,8 @@ class Settings:
     embeddings_dim: int = 128
     semantic_weight: float = 0.35
     embeddings_min_similarity: float = 0.25
+    attachment_storage: str = "db"
+    attachment_fsync: bool = True
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -394,6 +416,8 @@ class Settings:
             embeddings_dim=embeddings_dim,
             semantic_weight=semantic_weight,
             embeddings_min_similarity=_float("EMBEDDINGS_MIN_SIMILARITY", 0.25),
+            attachment_storage=_attachment_storage("ATTACHMENT_STORAGE"),
+            attachment_fsync=_flag("ATTACHMENT_FSYNC", True),
         )
 
     @property

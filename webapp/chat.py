@@ -10,14 +10,15 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from models import jobs, metrics
+from models import jobs, metrics, storage
 from models.base import new_id, utcnow
-from models.chat import Attachment, AttachmentBlob, ChatSession, Message
+from models.chat import Attachment, ChatSession, Message
 from models.events import append_event, next_seq, publish
 from models.filetypes import UnsupportedFileType, safe_filename, sniff_content_type
 from models.ownership import Owner
@@ -28,6 +29,9 @@ from webapp.auth import Actor
 from webapp.config import current_settings
 from webapp.errors import abort
 from webapp.limits import check_message
+
+if TYPE_CHECKING:
+    from webapp.uploads import Received
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +158,7 @@ def accept_message(
     except IntegrityError:
         # Two sends of one client_msg_id raced; the other one won and is the message.
         db.rollback()
+        storage.remove([att.storage_key for att in uploaded])  # this copy's files, if on disk
         existing = _existing(db, chat.id, client_msg_id)
         if existing is None:
             raise
@@ -212,46 +217,76 @@ def _log_message(
     return append_event(db, chat.id, kind, seq=msg.seq, message=message_json(msg, attachments))
 
 
-def store_upload(db: Session, chat: ChatSession, filename: str, data: bytes) -> Attachment:
-    """Check size and type, then keep the bytes in the database (web and worker share no disk)."""
+def _check_quota(db: Session, chat: ChatSession, size: int) -> None:
+    """A conversation's files together stay within MAX_UPLOAD_MB_PER_SESSION."""
     settings = current_settings()
-    if len(data) > settings.max_upload_bytes:
-        abort(413, f"file is larger than {settings.max_upload_mb} MB", "file_too_large")
     used = db.scalar(
         select(func.coalesce(func.sum(Attachment.size), 0)).where(Attachment.session_id == chat.id)
     )
     quota = settings.max_upload_mb_per_session * 1024 * 1024
-    if used + len(data) > quota:
+    if used + size > quota:
         abort(
             413,
             f"this conversation's files are limited to {settings.max_upload_mb_per_session} MB",
             "upload_quota_exceeded",
             details={"used_bytes": used, "limit_bytes": quota},
         )
+
+
+def _new_attachment(
+    chat: ChatSession, att_id: str, filename: str, content_type: str, size: int, sha256: str
+) -> Attachment:
+    att = Attachment(
+        id=att_id,
+        session_id=chat.id,
+        filename=safe_filename(filename or "file"),
+        content_type=content_type,
+        size=size,
+        sha256=sha256,
+    )
+    queue(att, ATTACHMENT)
+    return att
+
+
+def store_upload(db: Session, chat: ChatSession, filename: str, data: bytes) -> Attachment:
+    """A file that came with a multipart message (already in memory): check size, quota and
+    type, then keep the bytes in attachment storage within the message's transaction."""
+    settings = current_settings()
+    if len(data) > settings.max_upload_bytes:
+        abort(413, f"file is larger than {settings.max_upload_mb} MB", "file_too_large")
+    _check_quota(db, chat, len(data))
     try:
         content_type = sniff_content_type(data, filename or "")
     except UnsupportedFileType as exc:
         abort(415, str(exc), "file_type_not_allowed")
-    att = Attachment(
-        id=new_id(),
-        session_id=chat.id,
-        filename=safe_filename(filename or "file"),
-        content_type=content_type,
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
+    att = _new_attachment(
+        chat, new_id(), filename, content_type, len(data), hashlib.sha256(data).hexdigest()
     )
-    queue(att, ATTACHMENT)
-    att.storage_key = f"db:{att.id}"
+    storage.store_bytes(db, att, data, settings)
     db.add(att)
-    db.add(AttachmentBlob(attachment_id=att.id, data=data))
     return att
 
 
-def accept_upload(db: Session, chat: ChatSession, filename: str, data: bytes) -> dict:
-    """Standalone upload (POST /api/chat/upload): store, commit, enqueue parsing."""
-    if chat.status == "ended":
-        abort(409, "this session has ended", "session_not_active")
-    att = store_upload(db, chat, filename, data)
-    db.commit()
-    jobs.send_parse(att.id)
+def accept_upload(db: Session, chat: ChatSession, received: Received) -> dict:
+    """Standalone upload (POST /api/chat/upload), its bytes already streamed to storage: check
+    the quota, keep the file (durable before the row names it), commit. The caller enqueues
+    the parse (`jobs.send_parse`) once the 202 is on its way."""
+    upload = received.upload
+    try:
+        _check_quota(db, chat, upload.size)
+        att = _new_attachment(
+            chat,
+            received.attachment_id,
+            received.filename,
+            received.content_type,
+            upload.size,
+            upload.sha256,
+        )
+        upload.keep(db, att)
+        db.add(att)
+        db.commit()
+    except BaseException:
+        db.rollback()
+        upload.discard()
+        raise
     return attachment_json(att)

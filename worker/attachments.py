@@ -1,4 +1,4 @@
-"""Attachment parsing in the worker: bytes from the database in, text + preview + event out."""
+"""Attachment parsing in the worker: stored bytes in (models/storage.py), text and event out."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import logging
 
 from celery.exceptions import SoftTimeLimitExceeded
 
+from models import storage
 from models.base import utcnow
-from models.chat import Attachment, AttachmentBlob
+from models.chat import Attachment
 from models.db import session_scope
 from models.events import append_event, publish
 from models.filetypes import is_parseable
@@ -44,9 +45,15 @@ def parse(attachment_id: str) -> str:
             return "not-claimable"
         att = db.get(Attachment, attachment_id)
         session_id_var.set(att.session_id)
-        blob = db.get(AttachmentBlob, attachment_id)
-        data = blob.data if blob is not None else b""
+        try:
+            data = storage.load(db, att)
+        except storage.StoredFileMissing as exc:
+            data, missing = b"", str(exc)
+        else:
+            missing = None
         db.expunge(att)
+    if missing is not None:  # nothing to retry: the bytes are gone (see models/storage.py)
+        return settle(attachment_id, missing)
     text, preview, error = _extract(att, data)
     return settle(attachment_id, error, text=text, preview=preview)
 

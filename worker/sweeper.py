@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from models import jobs, presence
+from models import jobs, presence, storage
 from models.base import utcnow
 from models.chat import Ticket
 from models.db import new_session
@@ -134,6 +134,8 @@ def sweep_once(limit: int = 200) -> int:
     """One pass over every kind (and abandoned claims); returns how many tasks were re-sent."""
     if released := release_abandoned_claims():
         log.warning("released tickets of agents who went away", extra={"count": released})
+    if parts := storage.sweep_parts():
+        log.warning("removed files of uploads that never finished", extra={"count": parts})
     total = 0
     for kind in KINDS:
         resent, gave_up = sweep_kind(kind, limit)

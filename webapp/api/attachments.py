@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import jsonify, request
 from flask_smorest import Blueprint
 
+from models import jobs
 from models.chat import Attachment
 from models.schemas import AttachmentOut
 from webapp.api import CUSTOMER_OR_STAFF, errors
@@ -12,6 +13,7 @@ from webapp.auth import authorize_request, request_credentials, staff_actor
 from webapp.chat import accept_upload
 from webapp.db import get_db
 from webapp.errors import abort
+from webapp.uploads import receive_file
 
 blp = Blueprint("attachments", __name__, url_prefix="/api", description="File attachments")
 
@@ -43,15 +45,18 @@ def upload():  # type: ignore[no-untyped-def]
     """Upload a file (txt, md, html, pdf, docx, images); text is extracted in the background."""
     if request.mimetype != "multipart/form-data":
         abort(415, "upload with multipart/form-data (fields: file, session_id)")
-    session_id = request.form.get("session_id") or request.args.get("session_id")
     db = get_db()
-    chat, _ = authorize_request(db, session_id)
-    file = request.files.get("file")
-    if file is None:
-        abort(422, "a file is required", details={"file": ["Missing data for required field."]})
+    # The body is streamed into storage as it arrives (webapp/uploads.py), never parsed as a
+    # whole form: request.form / request.files would spool the file and copy it again.
+    chat, received = receive_file(lambda session_id: authorize_request(db, session_id)[0])
     # accept_upload hands back the row already dumped by AttachmentOut (as the event log
     # has it); reading the row again could race the worker and show it "processing".
-    return jsonify(accept_upload(db, chat, file.filename or "file", file.read())), 202
+    resp = jsonify(accept_upload(db, chat, received))
+    resp.status_code = 202
+    # The parse is enqueued once the 202 is sent (the committed row is the promise; a failed or
+    # lost enqueue is re-sent by the sweeper at the row's deadline, as for any queued work).
+    resp.call_on_close(lambda: jobs.send_parse(received.attachment_id))
+    return resp
 
 
 @blp.route("/attachments/<attachment_id>", methods=["GET"])

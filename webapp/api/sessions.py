@@ -9,8 +9,9 @@ from flask_smorest import Blueprint
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from models import storage
 from models.base import new_id
-from models.chat import ChatSession, Message, Rating, Ticket
+from models.chat import Attachment, ChatSession, Message, Rating, Ticket
 from models.events import envelope, publish
 from models.ownership import (
     STAFF_FEED,
@@ -143,8 +144,12 @@ class SessionItem(MethodView):
         event = envelope("session_status", chat.id, status="deleted")
         ticket = active_ticket(db, chat.id)
         gone = ticket_json(ticket) if ticket is not None else None
+        stored = list(
+            db.scalars(select(Attachment.storage_key).where(Attachment.session_id == chat.id))
+        )
         db.delete(chat)
         db.commit()
+        storage.remove(stored)  # files on disk go once no row names them (rows go with the session)
         publish(event)
         if gone is not None:  # consoles drop the ticket of a deleted conversation
             publish(envelope("ticket", STAFF_FEED, change="deleted", ticket=gone))

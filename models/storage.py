@@ -1,0 +1,277 @@
+"""Where accepted attachment bytes live (ATTACHMENT_STORAGE), for the web that writes them and
+the `files` worker that reads them.
+
+- `db` (the default): a row of `attachment_blobs`, committed with the attachment's own row, so
+  any process on any host reads it (web and worker dynos that share no disk).
+- `file:///dir`: one file per attachment in a directory web and `files` workers share (one host,
+  or a shared volume). The upload is written once, straight from the request body, as
+  `<dir>/.<id>.part`; once complete (and, with ATTACHMENT_FSYNC, on disk) it is renamed to
+  `<dir>/<id>` before the row that names it is committed, so a committed row always names a
+  complete file, and a failed or aborted upload leaves nothing (or, after a crash, a `.part`
+  the sweeper removes).
+
+The storage key on the row says which store holds the bytes (`db:<id>`, `file:<name>`), so rows
+stored before a change of ATTACHMENT_STORAGE stay readable as long as both places exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy.orm import Session
+
+from models.chat import Attachment, AttachmentBlob
+from models.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+PART_SUFFIX = ".part"
+# A `.part` older than this belongs to a process that died mid-upload (an upload of the largest
+# allowed file takes seconds); the sweeper removes it.
+STALE_PART_SECONDS = 3600
+
+
+class StoredFileMissing(RuntimeError):
+    """A row names bytes that are not there (a file removed by hand, a volume not mounted)."""
+
+
+def _directory(settings: Settings | None = None) -> Path | None:
+    url = (settings or get_settings()).attachment_storage
+    return Path(url[len("file://") :]) if url.startswith("file://") else None
+
+
+def _native_pool() -> Any:
+    """gevent's pool of real OS threads when gevent patched this process (the web), else None.
+
+    Hashing and writing release the GIL, so in a real thread they run while the request's
+    greenlet reads the next piece from the socket; a patched `threading` would only give
+    another greenlet on the same core."""
+    try:
+        from gevent import monkey
+    except ImportError:
+        return None
+    if not monkey.is_module_patched("threading"):
+        return None
+    import gevent
+
+    return gevent.get_hub().threadpool
+
+
+class Upload:
+    """The bytes of one upload on their way in: written as they arrive, hashed as they pass.
+
+    Under gevent the hash and the write of one piece run in a native thread while the next
+    piece is received (one piece in flight: memory stays at two pieces)."""
+
+    def __init__(self, attachment_id: str) -> None:
+        self.attachment_id = attachment_id
+        self.size = 0
+        self._hash = hashlib.sha256()
+        self._pool = _native_pool()
+        self._pending: Any = None
+
+    @property
+    def sha256(self) -> str:
+        self.flush()
+        return self._hash.hexdigest()
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self._pool is None:
+            self._absorb(chunk)
+            return
+        self.flush()
+        self._pending = self._pool.spawn(self._absorb, chunk)
+
+    def flush(self) -> None:
+        """Wait for the piece in flight (and raise its error, e.g. a full disk)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.get()
+
+    def _absorb(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+        self._write(chunk)
+
+    def _write(self, chunk: bytes) -> None:
+        raise NotImplementedError
+
+    def reopen(self) -> IO[bytes]:
+        """The bytes received so far, readable and seekable (a ZIP's directory is at its end)."""
+        raise NotImplementedError
+
+    def keep(self, db: Session, att: Attachment) -> None:
+        """Make the bytes durable under `att` in this transaction (commit follows)."""
+        raise NotImplementedError
+
+    def discard(self) -> None:
+        """Forget the bytes (refused, aborted, or the row's commit failed); never raises."""
+
+
+class _DatabaseUpload(Upload):
+    def __init__(self, attachment_id: str) -> None:
+        super().__init__(attachment_id)
+        self._buf = bytearray()
+
+    def _write(self, chunk: bytes) -> None:
+        self._buf += chunk
+
+    def reopen(self) -> IO[bytes]:
+        import io
+
+        self.flush()
+        return io.BytesIO(self._buf)
+
+    def keep(self, db: Session, att: Attachment) -> None:
+        self.flush()
+        att.storage_key = f"db:{att.id}"
+        # The drivers take the buffer itself (sqlite3 and psycopg accept any bytes-like value).
+        db.add(AttachmentBlob(attachment_id=att.id, data=self._buf))
+
+    def discard(self) -> None:
+        try:
+            self.flush()
+        except Exception:
+            pass
+        self._buf = bytearray()
+
+
+class _FileUpload(Upload):
+    def __init__(self, attachment_id: str, directory: Path, fsync: bool) -> None:
+        super().__init__(attachment_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._final = directory / attachment_id
+        self._part = directory / f".{attachment_id}{PART_SUFFIX}"
+        self._fsync = fsync
+        # O_EXCL: an id is new, so an existing name is a bug, never something to overwrite.
+        fd = os.open(self._part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+        self._file: IO[bytes] | None = os.fdopen(fd, "wb", buffering=0)
+        self._renamed = False
+
+    def _write(self, chunk: bytes) -> None:
+        assert self._file is not None
+        view = memoryview(chunk)
+        while view:  # an unbuffered write may take less than it was given
+            view = view[self._file.write(view) :]
+
+    def reopen(self) -> IO[bytes]:
+        self.flush()
+        return open(self._part, "rb")  # noqa: SIM115 (the caller closes it)
+
+    def keep(self, db: Session, att: Attachment) -> None:
+        self.flush()
+        assert self._file is not None
+        try:
+            if self._fsync:
+                os.fdatasync(self._file.fileno())
+        finally:
+            self._file.close()
+            self._file = None
+        os.rename(self._part, self._final)
+        self._renamed = True
+        if self._fsync:  # the rename itself must survive a power cut before the row does
+            dir_fd = os.open(self._final.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        att.storage_key = f"file:{self._final.name}"
+
+    def discard(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # the write that failed is why we are discarding
+            pass
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        for path in (self._final if self._renamed else None, self._part):
+            if path is not None:
+                try:
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    log.warning("could not remove an upload's file", extra={"error": str(exc)})
+
+
+def begin(attachment_id: str, settings: Settings | None = None) -> Upload:
+    """A new upload into the configured store (the web passes its app's settings)."""
+    settings = settings or get_settings()
+    directory = _directory(settings)
+    if directory is None:
+        return _DatabaseUpload(attachment_id)
+    return _FileUpload(attachment_id, directory, settings.attachment_fsync)
+
+
+def store_bytes(
+    db: Session, att: Attachment, data: bytes, settings: Settings | None = None
+) -> None:
+    """Keep bytes that are already in memory (a message's multipart files) under `att`."""
+    upload = begin(att.id, settings)
+    try:
+        upload.write(data)
+        upload.keep(db, att)
+    except BaseException:
+        upload.discard()
+        raise
+
+
+def _file_path(key: str) -> Path:
+    directory = _directory()
+    if directory is None:
+        raise StoredFileMissing(f"{key} is in file storage, but ATTACHMENT_STORAGE is db")
+    name = key[len("file:") :]
+    if not name or "/" in name or name.startswith("."):
+        raise StoredFileMissing(f"malformed storage key {key!r}")
+    return directory / name
+
+
+def load(db: Session, att: Attachment) -> bytes:
+    """The attachment's bytes (the worker parses them)."""
+    key = att.storage_key or ""
+    if key.startswith("file:"):
+        path = _file_path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise StoredFileMissing(f"the stored file of {att.filename} is missing") from None
+    blob = db.get(AttachmentBlob, att.id)
+    if blob is None:
+        raise StoredFileMissing(f"the stored bytes of {att.filename} are missing")
+    return bytes(blob.data)
+
+
+def remove(keys: list[str]) -> None:
+    """Delete stored files after the rows naming them are gone (database rows go with theirs)."""
+    for key in keys:
+        if not key.startswith("file:"):
+            continue
+        try:
+            _file_path(key).unlink()
+        except FileNotFoundError:
+            pass
+        except (OSError, StoredFileMissing) as exc:
+            log.warning("could not remove a stored file", extra={"key": key, "error": str(exc)})
+
+
+def sweep_parts(now: float | None = None) -> int:
+    """Remove `.part` files left by processes that died mid-upload; returns how many."""
+    directory = _directory()
+    if directory is None or not directory.is_dir():
+        return 0
+    cutoff = (now or time.time()) - STALE_PART_SECONDS
+    removed = 0
+    for path in directory.glob(f".*{PART_SUFFIX}"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:
+            pass
+    return removed

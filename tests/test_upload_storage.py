@@ -1,0 +1,308 @@
+"""Uploads streamed into file storage (ATTACHMENT_STORAGE=file:///dir): one complete file per
+accepted attachment, nothing left by a refused or aborted upload, files gone with their session.
+A stack of its own (web + worker sharing the directory, as on one host); the main suite's stack
+covers the default, database storage, through tests/test_attachments.py.
+
+The streaming multipart reader and sniffer are also checked against every way a body can be cut
+into pieces on its way in."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from models.filetypes import StreamSniffer, UnsupportedFileType, sniff_content_type
+from tests.client import Api, Socket
+from tests.conftest import side_stack
+from tests.test_attachments import docx_bytes, upload
+from webapp.uploads import MultipartStream, Part, PartEnd
+
+
+@pytest.fixture(scope="module")
+def files(logdir, tmp_path_factory) -> Iterator[tuple[Api, Path]]:  # type: ignore[no-untyped-def]
+    directory = tmp_path_factory.mktemp("attachments")
+    env = {"ATTACHMENT_STORAGE": f"file://{directory}", "MAX_UPLOAD_MB": "2"}
+    with side_stack(logdir, "filestore", env, kb=False) as stack:
+        api = Api(stack.urls[0])
+        yield api, directory
+        api.close()
+
+
+def _names(directory: Path) -> set[str]:
+    return {p.name for p in directory.iterdir()} if directory.is_dir() else set()
+
+
+def _settled(directory: Path, before: set[str], timeout: float = 5) -> set[str]:
+    """The directory's new names once no `.part` is left (an aborted request ends a moment
+    after its client has gone)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        new = _names(directory) - before
+        if not any(n.endswith(".part") for n in new) or time.monotonic() > deadline:
+            return new
+        time.sleep(0.1)
+
+
+def test_accepted_file_is_stored_once_and_parsed_from_disk(files):
+    api, directory = files
+    chat = api.create_session()
+    sock = Socket(api.base_url, session_id=chat["session_id"], token=chat["token"])
+    assert sock.recv()["type"] == "connected"
+    data = docx_bytes("The invoice number is 4471.")
+    before = _names(directory)
+    resp = upload(api, chat, "invoice.docx", data)
+    assert resp.status_code == 202, resp.text
+    att_id = resp.json()["attachment_id"]
+    assert _settled(directory, before) == {att_id}
+    assert (directory / att_id).read_bytes() == data
+    event = sock.until("attachment")[-1]
+    assert event["status"] == "done" and "4471" in event["preview"]
+    sock.close()
+
+
+def test_session_id_after_the_file_and_in_the_query(files):
+    api, directory = files
+    chat = api.create_session()
+    boundary = "b" + uuid.uuid4().hex
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="late.txt"\r\n'
+        f"\r\nwritten before the session was known\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="session_id"\r\n\r\n'
+        f"{chat['session_id']}\r\n--{boundary}--\r\n"
+    ).encode()
+    headers = api.auth(chat) | {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    resp = api.http.post("/api/chat/upload", content=body, headers=headers)
+    assert resp.status_code == 202, resp.text
+    assert (directory / resp.json()["attachment_id"]).read_bytes().startswith(b"written before")
+    resp = api.http.post(
+        "/api/chat/upload",
+        params={"session_id": chat["session_id"]},
+        files={"file": ("q.txt", b"session id in the query")},
+        headers=api.auth(chat),
+    )
+    assert resp.status_code == 202, resp.text
+
+
+def test_chunked_body_without_content_length(files):
+    api, directory = files
+    chat = api.create_session()
+    boundary = "b" + uuid.uuid4().hex
+    data = b"\x89PNG\r\n\x1a\n" + os.urandom(1_500_000)
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="session_id"\r\n\r\n'
+            f"{chat['session_id']}\r\n--{boundary}\r\n"
+            'Content-Disposition: form-data; name="file"; filename="chunked.png"\r\n\r\n'
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    pieces = (body[i : i + 300_000] for i in range(0, len(body), 300_000))  # sent chunked
+    headers = api.auth(chat) | {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    resp = api.http.post("/api/chat/upload", content=pieces, headers=headers)
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["content_type"] == "image/png"
+    assert (directory / resp.json()["attachment_id"]).read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "status", "code"),
+    [
+        ("big.txt", b"a" * (2 * 1024 * 1024 + 1), 413, "file_too_large"),
+        ("tool.pdf", b"\x7fELF" + b"\x00" * 5000, 415, "file_type_not_allowed"),
+        # Decided while the body is still arriving (past the first 64 KiB):
+        ("tool.pdf", b"\x7fELF" + b"\x00" * 300_000, 415, "file_type_not_allowed"),
+        ("setup.exe", b"plain words " * 30_000, 415, "file_type_not_allowed"),
+        ("bad.txt", b"plain words " * 30_000 + b"\xc3\x28" * 100, 415, "file_type_not_allowed"),
+        ("notes.txt", b"text\x00with a NUL " * 9000, 415, "file_type_not_allowed"),
+    ],
+)
+def test_refused_upload_leaves_nothing(files, name, data, status, code):
+    api, directory = files
+    chat = api.create_session()
+    before = _names(directory)
+    resp = upload(api, chat, name, data)
+    assert resp.status_code == status, resp.text
+    assert resp.json()["error"]["code"] == code
+    assert _settled(directory, before) == set()
+
+
+def test_stranger_and_ended_session_write_nothing(files):
+    api, directory = files
+    chat, other = api.create_session(), api.create_session()
+    before = _names(directory)
+    resp = api.http.post(
+        "/api/chat/upload",
+        data={"session_id": chat["session_id"]},
+        files={"file": ("a.txt", b"not yours " * 50_000)},
+        headers=api.auth(other),
+    )
+    assert resp.status_code == 403
+    api.http.patch(
+        f"/api/sessions/{chat['session_id']}", json={"status": "ended"}, headers=api.auth(chat)
+    )
+    assert upload(api, chat, "b.txt", b"too late " * 50_000).status_code == 409
+    assert _settled(directory, before) == set()
+
+
+def test_aborted_upload_leaves_no_half_written_file(files):
+    api, directory = files
+    chat = api.create_session()
+    before = _names(directory)
+    boundary = "b" + uuid.uuid4().hex
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="session_id"\r\n\r\n'
+        f"{chat['session_id']}\r\n--{boundary}\r\n"
+        'Content-Disposition: form-data; name="file"; filename="cut.txt"\r\n\r\n'
+    ).encode()
+    url = urlparse(api.base_url)
+    with socket.create_connection((url.hostname, url.port)) as conn:
+        conn.sendall(
+            (
+                "POST /api/chat/upload HTTP/1.1\r\n"
+                f"Host: {url.netloc}\r\nAuthorization: Bearer {chat['token']}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                "Content-Length: 2500000\r\n\r\n"
+            ).encode()
+            + head
+            + b"part of it " * 140_000  # 1.5 of 2.5 MB: past the first 1 MiB read
+        )
+        deadline = time.monotonic() + 5
+        while not any(n.endswith(".part") for n in _names(directory) - before):
+            assert time.monotonic() < deadline, "the upload never started writing"
+            time.sleep(0.05)
+    assert _settled(directory, before) == set()
+
+
+def test_sweeper_removes_parts_left_by_a_dead_process(files):
+    api, directory = files
+    directory.mkdir(parents=True, exist_ok=True)
+    stale, fresh = directory / f".{uuid.uuid4()}.part", directory / f".{uuid.uuid4()}.part"
+    stale.write_bytes(b"a web process died here")
+    fresh.write_bytes(b"an upload still arriving")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    deadline = time.monotonic() + 15  # SWEEP_INTERVAL is 1 s in the suite
+    while stale.exists():
+        assert time.monotonic() < deadline, "the sweeper left a stale .part"
+        time.sleep(0.2)
+    assert fresh.exists()
+    fresh.unlink()
+
+
+def test_deleting_the_session_deletes_its_files(files):
+    api, directory = files
+    chat = api.create_session()
+    ids = [
+        upload(api, chat, f"n{i}.txt", b"keep me %d" % i).json()["attachment_id"] for i in (1, 2)
+    ]
+    assert all((directory / i).exists() for i in ids)
+    assert (
+        api.http.delete(f"/api/sessions/{chat['session_id']}", headers=api.auth(chat)).status_code
+        == 204
+    )
+    assert not any((directory / i).exists() for i in ids)
+
+
+def test_multipart_message_files_go_to_disk_too(files):
+    api, directory = files
+    chat = api.create_session()
+    resp = api.http.post(
+        f"/api/chat/sessions/{chat['session_id']}/messages",
+        data={"message": "see the note"},
+        files=[("attachments[]", ("note.txt", b"order 5521 arrived broken", "text/plain"))],
+        headers=api.auth(chat),
+    )
+    assert resp.status_code == 202, resp.text
+    got = api.http.get(
+        f"/api/chat/sessions/{chat['session_id']}/messages", headers=api.auth(chat)
+    ).json()
+    [att] = [a for m in got["messages"] for a in m.get("attachments") or []]
+    att_id = att["attachment_id"]
+    assert (directory / att_id).read_bytes() == b"order 5521 arrived broken"
+
+
+# -- the streaming pieces, cut every way --------------------------------------------------------
+def _body(parts: list[tuple[str, str | None, bytes]], boundary: bytes) -> bytes:
+    out = b""
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"' + (
+            f'; filename="{filename}"' if filename is not None else ""
+        )
+        out += b"--" + boundary + f"\r\nContent-Disposition: {disposition}\r\n\r\n".encode()
+        out += data + b"\r\n"
+    return out + b"--" + boundary + b"--\r\n"
+
+
+def test_multipart_stream_reads_any_cut_of_a_body():
+    rng = random.Random(7)
+    for _ in range(150):
+        boundary = b"----" + os.urandom(6).hex().encode()
+        parts: list[tuple[str, str | None, bytes]] = [("session_id", None, b"abc")]
+        for i in range(rng.randint(0, 3)):
+            data = os.urandom(rng.choice([0, 1, 40, 5000, 70_000, 300_000]))
+            if rng.random() < 0.4:  # the boundary's text inside the data, not as a delimiter
+                data += b"\r\n--" + boundary + b"x" + data[:9]
+            parts.append((rng.choice(["file", "other"]), f"f{i}.bin", data))
+        body = _body(parts, boundary)
+        if rng.random() < 0.3:
+            body = b"a preamble\r\n" + body + b"an epilogue"
+        stream, got, pos = MultipartStream(boundary), [], 0
+        current: list = []
+        while pos < len(body) and not stream.done:
+            step = rng.choice([1, 7, 64, 1000, 65_536, 1 << 20])
+            for event in stream.feed(body[pos : pos + step]):
+                if isinstance(event, Part):
+                    current = [event.name, event.filename, bytearray()]
+                elif isinstance(event, PartEnd):
+                    got.append((current[0], current[1], bytes(current[2])))
+                else:
+                    current[2] += event
+            pos += step
+        assert stream.done and got == parts
+
+
+def _verdict(pieces: list[bytes], name: str) -> str:
+    sniffer = StreamSniffer(name)
+    try:
+        for piece in pieces:
+            sniffer.feed(piece)
+        return sniffer.finish(lambda: io.BytesIO(b"".join(pieces)))
+    except UnsupportedFileType as exc:
+        return f"refused: {exc}"
+
+
+def test_streamed_sniffing_matches_whole_file_sniffing():
+    texts = ["plain words\n" * 9000, "naïve café ✓\n" * 9000, "<html><p>hi</p></html>", " \n "]
+    samples = [t.encode(enc) for t in texts for enc in ("utf-8", "utf-8-sig", "utf-16", "utf-32")]
+    samples += [
+        b"",
+        b"text\x00" * 20_000,
+        b"\x01\x02" * 400 + b"x" * 70_000,
+        ("é" * 40_000).encode()[:-1],  # a character cut in half at the very end
+        b"\x89PNG\r\n\x1a\n" + os.urandom(80_000),
+        b"%PDF-1.7" + os.urandom(80_000),
+        b"\x7fELF" + bytes(90_000),
+        docx_bytes("hello"),
+        os.urandom(100_000),
+    ]
+    for data in samples:
+        for name in ("a.txt", "b.md", "c.html", "d.pdf", "e.docx", "f.png", "g.sh", "noext"):
+            try:
+                whole = sniff_content_type(data, name)
+            except UnsupportedFileType as exc:
+                whole = f"refused: {exc}"
+            for size in (1, 997, 65_536):
+                if size == 1 and len(data) > 20_000:
+                    continue
+                pieces = [data[i : i + size] for i in range(0, len(data), size)]
+                assert _verdict(pieces, name) == whole, (name, size, data[:20])
