@@ -340,10 +340,11 @@ def _parse_after(raw: str | None) -> int | None:
     return value
 
 
-@sock.route("/ws")
-def websocket(ws: Any) -> None:
-    """GET /ws?session_id=&token=&after= (see the README for the event table)."""
-    request_id_var.set(uuid.uuid4().hex[:16])
+def _admit(ws: Any) -> tuple[str, int, int | None, Actor] | None:
+    """Check origin, `after` and credentials; (session id, its last seq, after, actor), or
+    None once a refusal has been sent. A function of its own so that the ORM objects it reads
+    (the session row, the database session) are gone before the socket goes live: an idle
+    socket keeps only what it needs."""
     db = new_session()
     try:
         check_origin()
@@ -356,14 +357,26 @@ def websocket(ws: Any) -> None:
         )
         if chat.status == "ended":
             raise ApiError(409, "this session has ended", "session_not_active")
-        session_id, current = chat.id, chat.last_seq
+        return chat.id, chat.last_seq, after, actor
     except ApiError as err:
-        return refuse(ws, err)
+        refuse(ws, err)
     except Exception:  # database down, say: explain and close 1011, never a raw HTTP 500
         log.exception("socket setup failed")
-        return refuse(ws, ApiError(500, "the server could not open this conversation"))
+        refuse(ws, ApiError(500, "the server could not open this conversation"))
     finally:
         db.close()
+    return None
+
+
+@sock.route("/ws")
+def websocket(ws: Any) -> None:
+    """GET /ws?session_id=&token=&after= (see the README for the event table)."""
+    request_id_var.set(uuid.uuid4().hex[:16])
+    admitted = _admit(ws)
+    if admitted is None:
+        return None
+    session_id, current, after, actor = admitted
+    del admitted
     session_id_var.set(session_id)
     start = current if after is None else min(after, current)
     conn = Connection(ws, session_id, actor, start)
