@@ -26,28 +26,19 @@ import socket
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
 from simple_websocket import ConnectionClosed
-from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import (
-    BytesMessage,
-    CloseConnection,
-    Ping,
-    Pong,
-    TextMessage,
-)
-from wsproto.frame_protocol import CloseReason
-from wsproto.utilities import LocalProtocolError
+from wsproto.frame_protocol import CloseReason, Frame, FrameProtocol, Opcode, ParseFailed
 
 log = logging.getLogger(__name__)
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 RECEIVE_BYTES = 4096
+OPEN, LOCAL_CLOSING, CLOSED = 0, 1, 2
 
 
 class NotAWebSocket(Exception):
@@ -94,6 +85,7 @@ class LeanSocket:
         "max_message_size",
         "awaiting_pong",
         "_proto",
+        "_state",
         "_inbox",
         "_partial",
         "_partial_len",
@@ -109,8 +101,12 @@ class LeanSocket:
         self.close_message: str | None = None
         self.max_message_size = max_message_size
         self.awaiting_pong = False
-        self._proto = Connection(ConnectionType.SERVER)
-        self._inbox: deque[str | bytes] = deque()
+        # wsproto's frame protocol alone (its Connection wrapper adds an event deque per
+        # socket); the closing handshake's state is ours: OPEN, then LOCAL_CLOSING once we sent
+        # a close frame, CLOSED once both sides have (or the client broke the protocol).
+        self._proto = FrameProtocol(False, [])
+        self._state = OPEN
+        self._inbox: list[str | bytes] = []
         self._partial: str | bytearray | bytes | None = None
         self._partial_len = 0
         self._send_lock = threading.Lock()
@@ -148,15 +144,15 @@ class LeanSocket:
         return ws
 
     # -- writing ----------------------------------------------------------------------------
-    def _write(self, event: Any, blocking: bool = True) -> bool:
-        """Frame and send one event; False if the lock was busy and `blocking` is off."""
+    def _write(self, build: Any, blocking: bool = True) -> bool:
+        """Send what `build()` frames (called under the lock, so frames never interleave);
+        False if the lock was busy and `blocking` is off."""
         if not self._send_lock.acquire(blocking):
             return False
         try:
-            data = self._proto.send(event)
-            self.sock.sendall(data)
-        except LocalProtocolError:
-            raise ConnectionClosed(self.close_reason, self.close_message) from None
+            if self._state != OPEN:
+                raise ConnectionClosed(self.close_reason, self.close_message)
+            self.sock.sendall(build())
         except OSError:
             self._lost()
             raise ConnectionClosed(self.close_reason, self.close_message) from None
@@ -168,17 +164,15 @@ class LeanSocket:
         """A text frame for `str`, a binary one for `bytes`."""
         if not self.connected:
             raise ConnectionClosed(self.close_reason, self.close_message)
-        if isinstance(data, bytes):
-            self._write(BytesMessage(data=data))
-        else:
-            self._write(TextMessage(data=str(data)))
+        payload = data if isinstance(data, bytes) else str(data)
+        self._write(lambda: self._proto.send_data(payload))
 
     def send_frame(self, frame: bytes) -> None:
         """Send a frame built by `text_frame` (one event framed once for all its sockets)."""
         if not self.connected:
             raise ConnectionClosed(self.close_reason, self.close_message)
         with self._send_lock:
-            if self._proto.state is not ConnectionState.OPEN:
+            if self._state != OPEN:
                 raise ConnectionClosed(self.close_reason, self.close_message)
             try:
                 self.sock.sendall(frame)
@@ -194,8 +188,14 @@ class LeanSocket:
         if not self.connected:
             raise ConnectionClosed(self.close_reason, self.close_message)
         self.connected = False
+        code = reason or CloseReason.NORMAL_CLOSURE
+
+        def frame() -> bytes:
+            self._state = LOCAL_CLOSING
+            return self._proto.close(code, message)
+
         try:
-            self._write(CloseConnection(reason or CloseReason.NORMAL_CLOSURE, message))
+            self._write(frame)
         except ConnectionClosed:
             pass
 
@@ -226,7 +226,7 @@ class LeanSocket:
                 pass
             return
         try:
-            if self._write(Ping(), blocking=False):
+            if self._write(self._proto.ping, blocking=False):
                 self.awaiting_pong = True
         except ConnectionClosed:
             self._shutdown_reading()
@@ -251,38 +251,42 @@ class LeanSocket:
                     self._lost()
                 raise ConnectionClosed(self.close_reason, self.close_message)
             self._take(data)
-        return self._inbox.popleft()
+        return self._inbox.pop(0)
 
     def _take(self, data: bytes) -> None:
         """Feed received bytes to the frame protocol and act on what they carried."""
         out = []
         proto = self._proto
+        proto.receive_bytes(data)
         try:
-            proto.receive_data(data)
-            for event in proto.events():
-                if isinstance(event, TextMessage | BytesMessage):
-                    if not self._collect(event):
-                        out.append(
-                            proto.send(
-                                CloseConnection(CloseReason.MESSAGE_TOO_BIG, "Message is too big")
+            for frame in proto.received_frames():
+                opcode = frame.opcode
+                if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                    if not self._collect(frame):
+                        if self._state == OPEN:
+                            out.append(
+                                proto.close(CloseReason.MESSAGE_TOO_BIG, "Message is too big")
                             )
-                        )
-                        self._closed_by_us(CloseReason.MESSAGE_TOO_BIG)
+                        self._closed(CloseReason.MESSAGE_TOO_BIG)
                         break
-                elif isinstance(event, Ping):
-                    out.append(proto.send(event.response()))
-                elif isinstance(event, Pong):
+                elif opcode is Opcode.PING:
+                    if self._state == OPEN:
+                        out.append(proto.pong(frame.payload))
+                elif opcode is Opcode.PONG:
                     self.awaiting_pong = False
-                elif isinstance(event, CloseConnection):
-                    # The client's close, or a protocol error found by wsproto (1002, 1007):
-                    # answered with the same code, as RFC 6455 asks.
-                    if proto.state in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
-                        out.append(proto.send(event.response()))
-                    self.close_reason, self.close_message = event.code, event.reason
-                    self._closed_by_us(event.code)
+                elif opcode is Opcode.CLOSE:
+                    # The client's close: answered with the same code unless we closed first.
+                    code, reason = frame.payload  # type: ignore[misc]
+                    if self._state == OPEN:
+                        out.append(proto.close(code, reason))
+                    self.close_reason, self.close_message = code, reason
+                    self._closed(code)
                     break
-        except LocalProtocolError:
-            self._closed_by_us(CloseReason.PROTOCOL_ERROR)
+        except ParseFailed as exc:
+            # A protocol error (1002), invalid UTF-8 in a text frame (1007)...: RFC 6455 closes.
+            if self._state == OPEN:
+                out.append(proto.close(exc.code, str(exc)))
+            self._closed(exc.code)
         if out:
             try:
                 with self._send_lock:
@@ -290,32 +294,34 @@ class LeanSocket:
             except OSError:
                 self._lost()
 
-    def _closed_by_us(self, code: int) -> None:
+    def _closed(self, code: int) -> None:
         """The closing handshake is over (or the client broke the protocol): stop reading."""
+        self._state = CLOSED
         if self.connected:
             self.connected = False
             if self.close_reason == CloseReason.NO_STATUS_RCVD:
                 self.close_reason = code
         KEEPALIVE.discard(self)
 
-    def _collect(self, event: TextMessage | BytesMessage) -> bool:
+    def _collect(self, frame: Frame) -> bool:
         """Join a fragmented message; False once it grows past max_message_size."""
-        self._partial_len += len(event.data)
+        data = frame.payload
+        assert isinstance(data, str | bytes | bytearray)
+        self._partial_len += len(data)
         if self.max_message_size and self._partial_len > self.max_message_size:
             return False
         if self._partial is None:
-            self._partial = event.data
-        elif isinstance(self._partial, bytearray):
-            self._partial += event.data.encode() if isinstance(event.data, str) else event.data
+            self._partial = data
         else:
-            first = self._partial
-            self._partial = bytearray(first.encode() if isinstance(first, str) else first)
-            self._partial += event.data.encode() if isinstance(event.data, str) else event.data
-        if not event.message_finished:
+            if not isinstance(self._partial, bytearray):
+                first = self._partial
+                self._partial = bytearray(first.encode() if isinstance(first, str) else first)
+            self._partial += data.encode() if isinstance(data, str) else data
+        if not frame.message_finished:
             return True
         whole = self._partial
         if isinstance(whole, bytearray):
-            whole = whole.decode() if isinstance(event, TextMessage) else bytes(whole)
+            whole = whole.decode() if frame.opcode is Opcode.TEXT else bytes(whole)
         self._inbox.append(whole)
         self._partial, self._partial_len = None, 0
         return True
