@@ -104,7 +104,15 @@ class Holder:
         self.failures = 0
 
     async def _session(self, http: httpx.AsyncClient) -> dict:
-        resp = await http.post(f"{self.base}/api/sessions", json={"user_id": "idle"})
+        for attempt in range(3):
+            try:
+                resp = await http.post(f"{self.base}/api/sessions", json={"user_id": "idle"})
+                break
+            except httpx.TransportError:
+                # A pooled connection that sat idle past gunicorn's 5 s keep-alive while the
+                # handshakes queued: the server closed it as we reused it. Try a fresh one.
+                if attempt == 2:
+                    raise
         resp.raise_for_status()
         return resp.json()
 
