@@ -166,7 +166,10 @@ def local_stack(args: argparse.Namespace) -> Iterator[Target]:
         # Pub/sub ignores database numbers: a prefix of our own keeps other stacks' events out.
         "EVENT_CHANNEL_PREFIX": f"hlbench-{uuid.uuid4().hex[:8]}",
         "STAFF_API_KEYS": f"bench-{uuid.uuid4().hex}",
-        "RATE_LIMIT_PER_MINUTE": "0",  # 0 disables the per-session limiter
+        # 0 disables each limiter: every client of the benchmark is one IP on loopback.
+        "RATE_LIMIT_PER_MINUTE": "0",
+        "RATE_LIMIT_PER_IP_PER_MINUTE": "0",
+        "SESSIONS_PER_IP_PER_MINUTE": "0",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
         "LLM_PROVIDER": "offline",
