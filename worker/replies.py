@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from models import metrics
@@ -75,29 +75,35 @@ def _lease() -> timedelta:
 def answer_pending(message_id: str) -> str:
     """Answer every unanswered message of this session up to and including `message_id`.
 
-    Per message: one read-only transaction (the next open message and, in the same snapshot,
-    everything the engine needs), one claim, the engine, one write transaction for the reply.
-    The claim stays its own short write: it is what keeps two workers from answering at once,
-    and on SQLite a write lock held across reads would stall the web's accepts.
+    Per message: one read (which message is next, are its files ready), one claim, one read of
+    what the engine needs, the engine, one write for the reply. The claim comes before the
+    context read on purpose: a task that loses it (a redelivery, a sweeper re-send, a message
+    waiting behind an earlier one) stops after two cheap transactions. The claim stays its own
+    short write: on SQLite a write lock held across reads would stall the web's accepts.
     """
     while True:
-        found = _next_open(message_id)
-        if isinstance(found, str):
-            return found
-        attempt = _claim(found.message_id)
+        nxt_id = _next_open(message_id)
+        if nxt_id in ("gone", "done"):
+            return nxt_id
+        attempt = _claim(nxt_id)
         if attempt is None:
-            if found.message_id == message_id:
+            if nxt_id == message_id:
                 return "in-progress-elsewhere"
             raise Busy(0.5)  # an earlier message is being answered by someone else
-        found.attempts = attempt
-        answer_one(found)
-        if found.message_id == message_id:
+        ctx = load_context(nxt_id)
+        if ctx is not None:  # None: the session was deleted while the message waited
+            ctx.attempts = attempt
+            answer_one(ctx)
+        if nxt_id == message_id:
             # Earlier open messages come first (lowest seq), so none is left behind this one.
             return "done"
 
 
-def _next_open(message_id: str) -> Context | str:
-    """The session's lowest open message up to `message_id`, with its context; or why none."""
+def _next_open(message_id: str) -> str:
+    """Id of the session's lowest open message up to `message_id` ("gone", "done" if none).
+
+    Raises Busy while that message's attachments are still being read (for ATTACHMENT_WAIT).
+    """
     with session_scope() as db:
         target = db.get(Message, message_id)
         if target is None or target.role != "user":
@@ -116,13 +122,27 @@ def _next_open(message_id: str) -> Context | str:
         )
         if nxt is None:
             return "done"
-        ctx = _context(db, nxt)
-        return "gone" if ctx is None else ctx
+        pending = db.scalar(
+            select(Attachment.id).where(
+                Attachment.message_id == nxt.id, Attachment.status.in_([s.value for s in OPEN])
+            )
+        )
+        if pending is not None and utcnow() - _aware(nxt.created_at) < ATTACHMENT_WAIT:
+            raise Busy(0.5)
+        return nxt.id
 
 
 def _claim(message_id: str) -> int | None:
-    """Claim the message for this worker; its attempt number, or None if someone holds it."""
+    """Claim the message for this worker; its attempt number, or None if someone holds it.
+
+    On PostgreSQL the claim's commit does not wait for its WAL flush (`synchronous_commit`
+    off for this one transaction; the reply's commit still waits, and flushes this one with
+    it). A claim lost to a database crash only makes the message claimable again: the sweeper
+    re-sends it and the unique reply index still allows one reply.
+    """
     with session_scope() as db:
+        if db.get_bind().dialect.name == "postgresql":
+            db.execute(text("SET LOCAL synchronous_commit TO OFF"))
         return take(db, REPLY, message_id, _lease())
 
 
@@ -137,42 +157,40 @@ def renew_lease(message_id: str) -> None:
         renew(db, REPLY, message_id, _lease())
 
 
-def _context(db, msg: Message) -> Context | None:  # type: ignore[no-untyped-def]
-    """The question, recent turns, attachment text and owner (None if the session is gone).
-
-    Raises Busy while an attachment of the message is still being read (for ATTACHMENT_WAIT).
-    """
-    chat = db.get(ChatSession, msg.session_id)
-    if chat is None:
-        return None
-    files = db.execute(
-        select(Attachment.status, Attachment.text).where(Attachment.message_id == msg.id)
-    ).all()
-    if any(status in OPEN for status, _ in files):
-        if utcnow() - _aware(msg.created_at) < ATTACHMENT_WAIT:
-            raise Busy(0.5)
-    turns = db.scalars(
-        select(Message)
-        .where(
-            Message.session_id == msg.session_id,
-            Message.seq < msg.seq,
-            Message.role.in_(("user", "assistant", "agent")),
+def load_context(message_id: str) -> Context | None:
+    """The question, recent turns, attachment text and owner, read once (None if deleted)."""
+    with session_scope() as db:
+        msg = db.get(Message, message_id)
+        chat = db.get(ChatSession, msg.session_id) if msg is not None else None
+        if msg is None or chat is None:
+            return None
+        turns = db.scalars(
+            select(Message)
+            .where(
+                Message.session_id == msg.session_id,
+                Message.seq < msg.seq,
+                Message.role.in_(("user", "assistant", "agent")),
+            )
+            .order_by(Message.seq.desc())
+            .limit(HISTORY_TURNS)
+        ).all()
+        texts = db.scalars(
+            select(Attachment.text).where(
+                Attachment.message_id == msg.id, Attachment.text.is_not(None)
+            )
+        ).all()
+        return Context(
+            message_id=msg.id,
+            session_id=msg.session_id,
+            question=msg.content,
+            history=[Turn(t.role, t.content) for t in reversed(turns)],
+            attachments=[t for t in texts if t],
+            attempts=msg.attempts,
+            owner=chat.owner,
+            requested=(msg.metadata_ or {}).get("request") == "person",
+            prior=prior_turns(db, msg, chat.owner_since_seq),
+            asked_at=msg.created_at,
         )
-        .order_by(Message.seq.desc())
-        .limit(HISTORY_TURNS)
-    ).all()
-    return Context(
-        message_id=msg.id,
-        session_id=msg.session_id,
-        question=msg.content,
-        history=[Turn(t.role, t.content) for t in reversed(turns)],
-        attachments=[text for _, text in files if text],
-        attempts=msg.attempts,
-        owner=chat.owner,
-        requested=(msg.metadata_ or {}).get("request") == "person",
-        prior=prior_turns(db, msg, chat.owner_since_seq),
-        asked_at=msg.created_at,
-    )
 
 
 class Heartbeat:
