@@ -1,20 +1,28 @@
 """Chat latency under load: acknowledgement, first streamed text and stored reply, per message.
 
-    python bench/chat_latency.py [--sessions 100] [--messages 5] [--web-processes 1]
-                                 [--url URL[,URL...] [--redis-url URL]] [--database-url PG_URL]
+    python bench/chat_latency.py [--sessions 1,10,50,100] [--messages 5] [--web-processes 2]
+                                 [--databases sqlite,postgresql] [--plot bench/chat_latency.png]
+                                 [--url URL[,URL...] [--redis-url URL]]
 
 By default it starts its own stack (gunicorn web processes + a Celery worker, as `make run` does,
-through tests.stack.Stack) on a throwaway SQLite file, Redis database 12 and a channel prefix of
-its own, loads the sample KB and tears everything down afterwards. `--url` measures a server that
-is already running instead (the no-op baseline then needs `--redis-url`, the broker it uses).
+through tests.stack.Stack) on a throwaway SQLite file (`--databases postgresql`: a PostgreSQL
+database named by `--database-url`, made and dropped; both: one stack after the other), Redis
+database 12 and a channel prefix of its own, loads the sample KB and tears everything down
+afterwards. Each level of `--sessions` is measured on the same stack, one after the other.
+`--url` measures a server that is already running instead (the no-op baseline then needs
+`--redis-url`, the broker it uses).
 
 Every session is a real client: POST /api/sessions, a WebSocket, then M messages one after the
 other (the next leaves when the previous reply is complete), so N sessions keep up to N messages
 in flight: a closed-loop load, where throughput and latency trade against each other.
 
-The baseline is the floor of the message path: a no-op Celery task (`helpline.ping`) sent and
-awaited through the same Redis, plus the engine's own time per answer (the stored reply's
-`processing_time`). The targets: `acknowledged` p50 <= 5 ms, `complete` p50 <= 2 x that floor.
+The baseline is the floor of the message path, measured on the same stack in the same run: a
+no-op Celery task (`helpline.ping`) sent and awaited through the same Redis, plus the engine's
+own time per answer (the stored reply's `processing_time`); and no-op tasks per second with
+`--floor-tasks` in flight (what the broker and pool carry when answering costs nothing), which
+answered/s is printed as a share of. The targets: `acknowledged` p50 <= 5 ms, `complete` p50 <=
+2 x (round trip + engine time). `--plot` draws latency percentiles and answers/s against the
+number of sessions (matplotlib, from requirements-dev.txt).
 Every wait has a timeout and the whole load phase has a deadline, so the run always ends.
 """
 
@@ -148,8 +156,9 @@ class Target:
 
 
 @contextmanager
-def local_stack(args: argparse.Namespace) -> Iterator[Target]:
-    """Web processes + one worker on a fresh database and Redis db 12; removed afterwards."""
+def local_stack(args: argparse.Namespace, postgres_url: str | None = None) -> Iterator[Target]:
+    """Web processes + one worker on a fresh database (SQLite, or `postgres_url`) and Redis db
+    12; removed afterwards."""
     from tests.client import load_sample_kb
     from tests.stack import Stack
 
@@ -158,7 +167,7 @@ def local_stack(args: argparse.Namespace) -> Iterator[Target]:
     tmp = Path(tempfile.mkdtemp(prefix="helpline-bench-"))
     logdir = Path(args.log_dir) if args.log_dir else tmp / "logs"
     logdir.mkdir(parents=True, exist_ok=True)
-    database_url = args.database_url or f"sqlite:///{tmp / 'helpline_bench.db'}"
+    database_url = postgres_url or f"sqlite:///{tmp / 'helpline_bench.db'}"
     env = {
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
@@ -166,7 +175,10 @@ def local_stack(args: argparse.Namespace) -> Iterator[Target]:
         # Pub/sub ignores database numbers: a prefix of our own keeps other stacks' events out.
         "EVENT_CHANNEL_PREFIX": f"hlbench-{uuid.uuid4().hex[:8]}",
         "STAFF_API_KEYS": f"bench-{uuid.uuid4().hex}",
-        "RATE_LIMIT_PER_MINUTE": "0",  # 0 disables the per-session limiter
+        # 0 disables each limiter: every client of the benchmark is one IP on loopback.
+        "RATE_LIMIT_PER_MINUTE": "0",
+        "RATE_LIMIT_PER_IP_PER_MINUTE": "0",
+        "SESSIONS_PER_IP_PER_MINUTE": "0",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
         "LLM_PROVIDER": "offline",
@@ -175,7 +187,7 @@ def local_stack(args: argparse.Namespace) -> Iterator[Target]:
     }
     stack = None
     try:
-        if args.database_url:
+        if postgres_url:
             _postgres_admin(database_url, create=True)
         migrate(database_url)
         stack = Stack(env, logdir, name="bench")
@@ -193,7 +205,7 @@ def local_stack(args: argparse.Namespace) -> Iterator[Target]:
             flush_redis(redis_url)  # also releases the claim
         except Exception as exc:  # Redis may be the reason we are here
             log(f"could not flush {redis_url}: {exc}")
-        if args.database_url:
+        if postgres_url:
             try:
                 _postgres_admin(database_url, create=False)
             except Exception as exc:
@@ -255,6 +267,29 @@ def ping_round_trips(
         if pause:
             time.sleep(pause)
     return times, failures
+
+
+def noop_throughput(app: Any, count: int, timeout: float) -> float | None:
+    """No-op tasks per second with `count` in flight at once: the most answers per second this
+    broker, worker pool and result backend could carry if answering cost nothing (the floor
+    that answered/s is compared with)."""
+    if count <= 0:
+        return None
+    started = time.perf_counter()
+    try:
+        results = [
+            app.send_task("helpline.ping", args=["t"], queue=app.conf.task_default_queue)
+            for _ in range(count)
+        ]
+        for result in results:
+            result.get(timeout=timeout)
+    except Exception as exc:  # a timeout or a broker error: no floor rather than a wrong one
+        log(f"no-op throughput run failed: {exc}")
+        return None
+    rate = count / (time.perf_counter() - started)
+    for result in results:
+        result.forget()
+    return rate
 
 
 # -- the chat load ---------------------------------------------------------------------------
@@ -496,6 +531,9 @@ class Report:
     ping_failures: int
     ping_loaded: list[float]
     task_times: list[float]
+    database: str = "sqlite"
+    sessions: int = 0
+    floor_rate: float | None = None  # no-op tasks/s through the same stack, same run
 
     def column(self, name: str) -> list[float]:
         values = [getattr(s, name) for s in self.load.samples]
@@ -517,6 +555,11 @@ class Report:
     @property
     def rate(self) -> float:
         return len(self.load.samples) / self.load.wall if self.load.wall else 0.0
+
+    @property
+    def floor_share(self) -> float | None:
+        """Answered/s as a share of the no-op task rate measured in the same run."""
+        return self.rate / self.floor_rate if self.floor_rate else None
 
 
 def print_report(r: Report) -> None:
@@ -557,6 +600,11 @@ def print_report(r: Report) -> None:
             f"  no-op ping (loaded)  p50 {ms(percentile(r.ping_loaded, 50)):>8} ms  "
             f"p95 {ms(percentile(r.ping_loaded, 95)):>8} ms  (n={len(r.ping_loaded)})"
         )
+    if r.floor_rate:
+        print(
+            f"  no-op tasks/s (same stack, same run) {r.floor_rate:.0f}; answered/s is "
+            f"{r.floor_share:.2f} of it"
+        )
     print(f"  engine processing_time median {ms(r.processing_median)} ms")
     if r.task_times:
         print(
@@ -595,100 +643,222 @@ def print_report(r: Report) -> None:
     )
 
 
+def print_summary(reports: list[Report]) -> None:
+    """One table over every database and load level of this run."""
+    print(
+        "\n| database | sessions x messages | ack p50/p95 ms | complete p50/p95 ms | answered/s "
+        "| no-op tasks/s | share of floor | ping p50 ms | processing p50 ms | ratio | errors |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in reports:
+        acks, done = r.load.acks, r.column("complete")
+        print(
+            f"| {r.database} | {r.label} | {ms(percentile(acks, 50))} / {ms(percentile(acks, 95))} "
+            f"| {ms(percentile(done, 50))} / {ms(percentile(done, 95))} | {r.rate:.1f} "
+            f"| {'-' if r.floor_rate is None else f'{r.floor_rate:.0f}'} "
+            f"| {'-' if r.floor_share is None else f'{r.floor_share:.2f}'} "
+            f"| {ms(percentile(r.ping, 50))} | {ms(r.processing_median)} "
+            f"| {'-' if r.ratio is None else f'{r.ratio:.2f}'} "
+            f"| {sum(r.load.errors.values()) + r.load.timeouts} |"
+        )
+
+
+def plot(reports: list[Report], path: Path) -> None:
+    """Latency percentiles (and answers per second) against the number of sessions, one line
+    per database and percentile, as a PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib is not installed (requirements-dev.txt): no plot")
+        return
+    fig, (lat, rate) = plt.subplots(1, 2, figsize=(12, 4.8))
+    styles = {"sqlite": "-", "postgresql": "--"}
+    for database in dict.fromkeys(r.database for r in reports):
+        rows = sorted((r for r in reports if r.database == database), key=lambda r: r.sessions)
+        x = [r.sessions for r in rows]
+        style = styles.get(database, ":")
+        for name, q, colour in (
+            ("ack", 50, "tab:green"),
+            ("ack", 95, "tab:olive"),
+            ("complete", 50, "tab:blue"),
+            ("complete", 95, "tab:purple"),
+        ):
+            y = [
+                (percentile(r.load.acks if name == "ack" else r.column("complete"), q) or 0) * 1000
+                for r in rows
+            ]
+            lat.plot(x, y, style, marker="o", color=colour, label=f"{database} {name} p{q}")
+        rate.plot(x, [r.rate for r in rows], style, marker="o", label=f"{database} answered/s")
+        floors = [r.floor_rate for r in rows if r.floor_rate]
+        if floors:
+            rate.axhline(
+                statistics.median(floors),
+                linestyle=style,
+                color="grey",
+                label=f"{database} no-op tasks/s",
+            )
+    lat.set_xscale("log")
+    lat.set_yscale("log")
+    lat.set_xlabel("concurrent sessions (closed loop)")
+    lat.set_ylabel("ms from send")
+    lat.set_title("Latency against load")
+    lat.grid(True, which="both", alpha=0.3)
+    lat.legend(fontsize=7)
+    rate.set_xscale("log")
+    rate.set_xlabel("concurrent sessions (closed loop)")
+    rate.set_ylabel("answers per second")
+    rate.set_title("Throughput against the no-op floor")
+    rate.grid(True, which="both", alpha=0.3)
+    rate.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    log(f"plot written to {path}")
+
+
 # -- main ------------------------------------------------------------------------------------
-def run(target: Target, args: argparse.Namespace) -> Report:
-    """Baseline, warm-up, then the measured load (with a ping probe alongside it)."""
+def run(target: Target, args: argparse.Namespace, database: str = "sqlite") -> list[Report]:
+    """Baseline (no-op round trip and throughput), warm-up, then the measured load at each
+    level of --sessions (with a ping probe alongside it)."""
     questions = load_questions()
     app = celery_client(target.redis_url, target.prefix) if target.redis_url else None
     ping: list[float] = []
     ping_failures = 0
+    floor_rate = None
     if app is not None and args.pings:
         log(f"no-op baseline: {args.pings} sequential helpline.ping round trips")
         ping_round_trips(app, 10, args.timeout)  # connections and the worker's first task
         ping, ping_failures = ping_round_trips(
             app, args.pings, args.timeout, deadline=time.monotonic() + args.max_seconds
         )
+        log(f"no-op throughput: {args.floor_tasks} pings in flight at once")
+        floor_rate = noop_throughput(app, args.floor_tasks, args.timeout)
     if args.warmup:
         # Each worker process builds its retrieval index on its first question; not measured.
         log(f"warm-up: {args.warmup} messages")
         warm = asyncio.run(chat_load(target.urls[:1], questions, args, 1, args.warmup))
         if len(warm.samples) < args.warmup:
             log(f"warm-up answered {len(warm.samples)}/{args.warmup}: {dict(warm.errors)}")
-    log(f"load: {args.sessions} sessions x {args.messages} messages on {len(target.urls)} web")
-    skip = len(task_runtimes(target.logdir))
-    stop = threading.Event()
-    loaded: list[float] = []
-    probe = None
-    if app is not None and args.pings:
+    reports = []
+    for sessions in args.levels:
+        log(f"load: {sessions} sessions x {args.messages} messages on {len(target.urls)} web")
+        skip = len(task_runtimes(target.logdir))
+        stop = threading.Event()
+        loaded: list[float] = []
+        probe = None
+        if app is not None and args.pings:
 
-        def probe_body() -> None:
-            # Every 100 ms: what a no-op task waits behind the chat load in the same queue.
-            loaded.extend(ping_round_trips(app, 10_000, args.timeout, stop, pause=0.1)[0])
+            def probe_body(stop: threading.Event = stop, loaded: list[float] = loaded) -> None:
+                # Every 100 ms: what a no-op task waits behind the chat load in the same queue.
+                loaded.extend(ping_round_trips(app, 10_000, args.timeout, stop, pause=0.1)[0])
 
-        probe = threading.Thread(target=probe_body, name="ping-probe", daemon=True)
-        probe.start()
-    try:
-        result = asyncio.run(chat_load(target.urls, questions, args, args.sessions, args.messages))
-    finally:
-        stop.set()
-        if probe is not None:
-            probe.join(args.timeout + 5)
-    time.sleep(0.5)  # let the worker flush its last log lines
-    label = args.label or f"{args.sessions}x{args.messages}"
-    return Report(
-        label=label,
-        web_processes=len(target.urls),
-        load=result,
-        ping=ping,
-        ping_failures=ping_failures,
-        ping_loaded=list(loaded),
-        task_times=task_runtimes(target.logdir)[skip:],
-    )
+            probe = threading.Thread(target=probe_body, name="ping-probe", daemon=True)
+            probe.start()
+        try:
+            result = asyncio.run(chat_load(target.urls, questions, args, sessions, args.messages))
+        finally:
+            stop.set()
+            if probe is not None:
+                probe.join(args.timeout + 5)
+        time.sleep(0.5)  # let the worker flush its last log lines
+        label = f"{sessions}x{args.messages}"
+        if args.label:
+            label = f"{args.label} {label}"
+        reports.append(
+            Report(
+                label=label,
+                web_processes=len(target.urls),
+                load=result,
+                ping=ping,
+                ping_failures=ping_failures,
+                ping_loaded=list(loaded),
+                task_times=task_runtimes(target.logdir)[skip:],
+                database=database,
+                sessions=sessions,
+                floor_rate=floor_rate,
+            )
+        )
+    return reports
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--sessions", type=int, default=100, help="concurrent WebSocket sessions")
+    p.add_argument(
+        "--sessions",
+        default="100",
+        help="concurrent WebSocket sessions; a comma-separated list (1,10,50,100) measures each",
+    )
     p.add_argument("--messages", type=int, default=5, help="sequential messages per session")
-    p.add_argument("--web-processes", type=int, default=1, help="gunicorn processes (own stack)")
+    p.add_argument("--web-processes", type=int, default=2, help="gunicorn processes (own stack)")
     p.add_argument("--url", help="running server(s), comma-separated, instead of our own stack")
     p.add_argument("--redis-url", help="with --url: the broker for the no-op ping baseline")
     p.add_argument("--prefix", default="helpline", help="with --url: its EVENT_CHANNEL_PREFIX")
     p.add_argument("--redis", default="redis://localhost:6379", help="own stack: Redis (db 12)")
-    p.add_argument("--database-url", help="own stack on PostgreSQL (database name *_bench)")
+    p.add_argument(
+        "--databases",
+        default="sqlite",
+        help="own stack: sqlite, postgresql or both (sqlite,postgresql), one stack each",
+    )
+    p.add_argument(
+        "--database-url",
+        default="postgresql://root@localhost:5432/helpline_chat_bench",
+        help="the PostgreSQL database for --databases postgresql (name *_bench; made and dropped)",
+    )
     p.add_argument("--pings", type=int, default=500, help="no-op round trips for the baseline")
+    p.add_argument(
+        "--floor-tasks", type=int, default=1000, help="no-op tasks in flight for the tasks/s floor"
+    )
     p.add_argument("--warmup", type=int, default=4, help="unmeasured messages first")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds for any single wait")
     p.add_argument("--max-seconds", type=float, default=600.0, help="deadline of each phase")
     p.add_argument("--seed", type=int, default=1, help="question choice")
     p.add_argument("--label", help="name of the run in the table")
     p.add_argument("--log-dir", help="own stack: keep the process logs here")
+    p.add_argument("--plot", help="write latency percentiles against load to this PNG")
     args = p.parse_args(argv)
-    if args.sessions < 1 or args.messages < 1 or args.web_processes < 1:
+    try:
+        args.levels = [int(n) for n in str(args.sessions).split(",") if n.strip()]
+    except ValueError:
+        p.error("--sessions takes whole numbers, comma-separated")
+    args.dbs = [d.strip() for d in args.databases.split(",") if d.strip()]
+    if not args.levels or min(args.levels) < 1 or args.messages < 1 or args.web_processes < 1:
         p.error("--sessions, --messages and --web-processes must be at least 1")
-    urls = (args.url or "").split(",") + [args.redis_url, args.redis, args.database_url]
+    if not args.dbs or set(args.dbs) - {"sqlite", "postgresql"}:
+        p.error("--databases: sqlite, postgresql or both")
+    urls = (args.url or "").split(",") + [args.redis_url, args.redis]
+    if "postgresql" in args.dbs:
+        urls.append(args.database_url)
+        _bench_db_name(args.database_url)
     for url in filter(None, urls):
         if urlparse(url).hostname not in ("127.0.0.1", "localhost", "::1"):
             p.error(f"{url}: not a loopback address; the benchmark only generates local traffic")
-    if args.database_url:
-        _bench_db_name(args.database_url)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    reports: list[Report] = []
     if args.url:
         urls = [u.rstrip("/") for u in args.url.split(",") if u]
         for url in urls:
             httpx.get(f"{url}/health/ready", timeout=10, trust_env=False).raise_for_status()
         if not args.redis_url:
             log("no --redis-url: skipping the no-op ping baseline")
-        report = run(Target(urls, args.redis_url, prefix=args.prefix), args)
+        reports = run(Target(urls, args.redis_url, prefix=args.prefix), args, "target")
     else:
-        with local_stack(args) as target:
-            report = run(target, args)
-    print_report(report)
-    return 0 if report.load.samples else 1
+        for database in args.dbs:
+            pg = args.database_url if database == "postgresql" else None
+            with local_stack(args, pg) as target:
+                reports += run(target, args, database)
+    for report in reports:
+        print_report(report)
+    if len(reports) > 1:
+        print_summary(reports)
+    if args.plot:
+        plot(reports, Path(args.plot))
+    return 0 if all(r.load.samples for r in reports) else 1
 
 
 if __name__ == "__main__":

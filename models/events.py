@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -135,6 +136,40 @@ def publish(event: dict, client: redis.Redis | None = None) -> bool:
             extra={
                 "session_id": event.get("session_id"),
                 "event_type": event.get("type"),
+                "error": str(exc),
+            },
+        )
+        return False
+
+
+def publish_all(
+    events: list[dict],
+    extra: Callable[[Any], None] | None = None,
+    client: redis.Redis | None = None,
+) -> bool:
+    """Ring the bell for several events in one round trip, in order.
+
+    A pipeline without MULTI: one write and one read on the socket instead of one of each per
+    event (an answer's stream is a dozen events). `extra(pipe)` may queue more commands
+    (metrics) into the same round trip. False if Redis is unreachable; the database has every
+    persisted event, and clients re-read it when they notice a gap.
+    """
+    if not events and extra is None:
+        return True
+    try:
+        pipe = (client or redis_client()).pipeline(transaction=False)
+        for event in events:
+            pipe.publish(channel_for(event["session_id"]), json.dumps(event))
+        if extra is not None:
+            extra(pipe)
+        pipe.execute()
+        return True
+    except redis.RedisError as exc:
+        log.warning(
+            "publish failed",
+            extra={
+                "session_id": events[0].get("session_id") if events else None,
+                "event_type": ",".join(sorted({e.get("type", "?") for e in events})),
                 "error": str(exc),
             },
         )

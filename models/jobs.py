@@ -72,9 +72,25 @@ def producer() -> Celery:
     """The Celery app used to send (made on first use in the web process)."""
     global _app
     if _app is None:
-        _app = Celery("helpline")
-        _app.config_from_object("celeryconfig")
+        app = Celery("helpline")
+        app.config_from_object("celeryconfig")
+        if _under_gevent():
+            # Celery keeps a result backend per thread unless told it may share one; under
+            # gevent every greenlet (each socket, each request) counts as a thread, so each
+            # built its own backend on its first send (a third of a send's CPU, and memory per
+            # socket). One shared backend is what gevent is served by: waits on results
+            # (search) go through Celery's gevent drainer, one greenlet for the process.
+            app.conf.result_backend_thread_safe = True
+        _app = app
     return _app
+
+
+def _under_gevent() -> bool:
+    """True in a gevent-patched process (the web under gunicorn's gevent worker)."""
+    import sys
+
+    monkey = sys.modules.get("gevent.monkey")
+    return bool(monkey and monkey.is_module_patched("threading"))
 
 
 def whole_seconds(countdown: float) -> float:

@@ -49,20 +49,31 @@ def _quietly(action: str, fn: Any) -> None:
 
 def count(name: str, label: str, amount: int = 1) -> None:
     """Add to counter `name` for one label value (messages by role, errors by kind)."""
-    _quietly(name, lambda r: r.hincrby(_key(name), label, amount))
+    _quietly(name, lambda r: count_into(r, name, label, amount))
+
+
+def count_into(pipe: Any, name: str, label: str, amount: int = 1) -> None:
+    """Queue a `count` on a pipeline (or run it on a client): callers that already talk to
+    Redis after a step add their metrics to that round trip instead of paying their own."""
+    pipe.hincrby(_key(name), label, amount)
 
 
 def observe(name: str, seconds: float) -> None:
     """One observation of histogram `name` (non-cumulative buckets, made cumulative on scrape)."""
-    bucket = next((str(b) for b in LATENCY_BUCKETS if seconds <= b), "+Inf")
 
     def write(r: redis.Redis) -> None:
         pipe = r.pipeline(transaction=False)
-        pipe.hincrby(_key(name), bucket, 1)
-        pipe.hincrbyfloat(_key(name), "_sum", max(0.0, seconds))
+        observe_into(pipe, name, seconds)
         pipe.execute()
 
     _quietly(name, write)
+
+
+def observe_into(pipe: Any, name: str, seconds: float) -> None:
+    """Queue an `observe` on a pipeline (see count_into)."""
+    bucket = next((str(b) for b in LATENCY_BUCKETS if seconds <= b), "+Inf")
+    pipe.hincrby(_key(name), bucket, 1)
+    pipe.hincrbyfloat(_key(name), "_sum", max(0.0, seconds))
 
 
 def _process_id() -> str:

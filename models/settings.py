@@ -31,6 +31,14 @@ def _int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def _nice(name: str, default: int) -> int:
+    """A scheduling niceness: 0 (as the web) to 19 (only what nothing else wants)."""
+    value = _int(name, default, 0)
+    if value > 19:
+        raise ConfigError(f"{name} must be between 0 and 19, got {value}")
+    return value
+
+
 def _float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -254,6 +262,7 @@ class Settings:
     redis_sentinel_master: str
     worker_concurrency: int
     files_concurrency: int
+    worker_nice: int
     staff_agents: tuple[tuple[str, str], ...]
     max_upload_mb: int
     max_message_chars: int
@@ -366,6 +375,7 @@ class Settings:
             redis_sentinel_master=_str("REDIS_SENTINEL_MASTER", "mymaster"),
             worker_concurrency=_int("WORKER_CONCURRENCY", 2, 1),
             files_concurrency=_int("FILES_CONCURRENCY", 1, 1),
+            worker_nice=_nice("WORKER_NICE", 5),
             staff_agents=parse_staff_keys(_str("STAFF_API_KEYS", "")),
             max_upload_mb=_int("MAX_UPLOAD_MB", 10, 1),
             max_message_chars=_int("MAX_MESSAGE_CHARS", 4000, 1),

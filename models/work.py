@@ -115,8 +115,14 @@ def queue(row: Any, kind: WorkKind, now: datetime | None = None, delay: float = 
 
 def claim(db: Session, kind: WorkKind, row_id: str, lease: timedelta) -> bool:
     """Take the row if it is queued, or processing under a lease that ran out (a dead worker)."""
+    return take(db, kind, row_id, lease) is not None
+
+
+def take(db: Session, kind: WorkKind, row_id: str, lease: timedelta) -> int | None:
+    """`claim`, returning the attempt number it starts (None when another holder has it), so a
+    caller that read the row before claiming needs no second read to know its attempt."""
     now = utcnow()
-    won = db.execute(
+    return db.execute(
         update(kind.model)
         .where(
             *kind.where(row_id),
@@ -128,8 +134,8 @@ def claim(db: Session, kind: WorkKind, row_id: str, lease: timedelta) -> bool:
             lease_until=now + lease,
             attempts=kind.model.attempts + 1,
         )
-    ).rowcount
-    return bool(won)
+        .returning(kind.model.attempts)
+    ).scalar_one_or_none()
 
 
 def renew(db: Session, kind: WorkKind, row_id: str, lease: timedelta) -> bool:

@@ -86,6 +86,8 @@ def test_claim_deadlines_default_to_production_and_follow_the_environment(env):
         ("REDIS_SENTINELS", "10.0.0.1", "REDIS_SENTINELS must list host:port pairs"),
         ("REDIS_SENTINELS", "10.0.0.1:99999", "REDIS_SENTINELS must list host:port pairs"),
         ("WORKER_CONCURRENCY", "0", "WORKER_CONCURRENCY must be at least 1"),
+        ("WORKER_NICE", "20", "WORKER_NICE must be between 0 and 19"),
+        ("WORKER_NICE", "-1", "WORKER_NICE must be at least 0"),
         ("EMBEDDINGS_PROVIDER", "bert", "EMBEDDINGS_PROVIDER must be one of"),
         ("EMBEDDINGS_PROVIDER", "openai", "EMBEDDINGS_PROVIDER=openai needs EMBEDDINGS_BASE_URL"),
         ("EMBEDDINGS_DIM", "100", "EMBEDDINGS_DIM must be 64, 128 or 256"),
@@ -256,3 +258,46 @@ def test_worker_roles_take_their_queues_from_the_settings(env):
     finally:
         env.undo()
         get_settings(reload=True)
+
+
+def test_worker_nice_lowers_only_the_worker_and_never_raises_it():
+    """WORKER_NICE in a real process: the worker's entry point applies it, and a process that
+    is already nicer keeps its niceness (raising priority would need privileges)."""
+    import subprocess
+    import sys
+
+    probe = "from worker.run import lower_priority; import os; print(lower_priority(7), os.nice(0))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert out == ["7", "7"]
+    out = subprocess.run(
+        ["nice", "-n", "12", sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+    assert out == ["12", "12"]
+
+
+def test_the_suites_worker_runs_at_the_default_niceness(stack):
+    """The stack's worker (started like the Procfile's) and its pool children run at nice 5."""
+    import os
+    from pathlib import Path
+
+    def stat(pid: int | str) -> list[str]:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+    main = stack.worker.pid
+    children = [p for p in os.listdir("/proc") if p.isdigit() and _parent(stat, p) == main]
+    expected = max(5, os.nice(0))  # a suite that itself runs niced keeps its own niceness
+    assert int(stat(main)[16]) == expected
+    assert children and all(int(stat(c)[16]) == expected for c in children)
+
+
+def _parent(stat, pid: str) -> int | None:  # type: ignore[no-untyped-def]
+    try:
+        return int(stat(pid)[1])
+    except OSError:  # the process ended while we looked
+        return None

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from models import jobs, metrics, storage
 from models.base import new_id, utcnow
 from models.chat import Attachment, ChatSession, Message
-from models.events import append_event, next_seq, publish
+from models.events import append_event, next_seq, publish_all
 from models.filetypes import UnsupportedFileType, safe_filename, sniff_content_type
 from models.ownership import Owner
 from models.serialize import attachment_json, message_json
@@ -167,14 +167,14 @@ def accept_message(
     # of the message it answers; the stored message and the sweeper cover a failed enqueue.
     if on_stored is not None:
         on_stored(msg, True)
-    publish(event)
+    # The broadcast and the message counter share one Redis round trip.
+    publish_all([event], lambda pipe: metrics.count_into(pipe, "messages", role))
     for att in uploaded:  # files uploaded earlier were queued by their upload
         jobs.send_parse(att.id)
     if role == "user":
         # Every customer message goes to the worker, whoever owns the conversation: the
         # escalation policy runs on it, and the worker stays silent when a person owns it.
         jobs.send_reply(msg.id)
-    metrics.count("messages", msg.role)
     return Accepted(msg, created=True, event=event)
 
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from models import metrics
@@ -24,12 +24,12 @@ from models.base import new_id, utcnow
 from models.chat import Attachment, ChatSession, Message
 from models.db import new_session, session_scope
 from models.errors import NotFound
-from models.events import append_event, envelope, next_seq, publish
+from models.events import append_event, envelope, next_seq, publish_all
 from models.logs import session_id_var
 from models.ownership import Change, Owner, announce, lock_session, offer_person, request_person
 from models.serialize import message_json, sources_json
 from models.settings import get_settings
-from models.work import OPEN, REPLY, claim, fail, finish, renew
+from models.work import OPEN, REPLY, fail, finish, renew, take
 from worker.agent.base import Reply, Turn
 from worker.engines import answer_engine
 from worker.escalation import Decision, PriorTurn, after_answer, before_answer
@@ -73,47 +73,77 @@ def _lease() -> timedelta:
 
 
 def answer_pending(message_id: str) -> str:
-    """Answer every unanswered message of this session up to and including `message_id`."""
+    """Answer every unanswered message of this session up to and including `message_id`.
+
+    Per message: one read (which message is next, are its files ready), one claim, one read of
+    what the engine needs, the engine, one write for the reply. The claim comes before the
+    context read on purpose: a task that loses it (a redelivery, a sweeper re-send, a message
+    waiting behind an earlier one) stops after two cheap transactions. The claim stays its own
+    short write: on SQLite a write lock held across reads would stall the web's accepts.
+    """
+    while True:
+        nxt_id = _next_open(message_id)
+        if nxt_id in ("gone", "done"):
+            return nxt_id
+        attempt = _claim(nxt_id)
+        if attempt is None:
+            if nxt_id == message_id:
+                return "in-progress-elsewhere"
+            raise Busy(0.5)  # an earlier message is being answered by someone else
+        ctx = load_context(nxt_id)
+        if ctx is not None:  # None: the session was deleted while the message waited
+            ctx.attempts = attempt
+            answer_one(ctx)
+        if nxt_id == message_id:
+            # Earlier open messages come first (lowest seq), so none is left behind this one.
+            return "done"
+
+
+def _next_open(message_id: str) -> str:
+    """Id of the session's lowest open message up to `message_id` ("gone", "done" if none).
+
+    Raises Busy while that message's attachments are still being read (for ATTACHMENT_WAIT).
+    """
     with session_scope() as db:
         target = db.get(Message, message_id)
         if target is None or target.role != "user":
             return "gone"
-        session_id, target_seq = target.session_id, target.seq
-    session_id_var.set(session_id)
-    while True:
-        with session_scope() as db:
-            nxt = db.scalar(
-                select(Message)
-                .where(
-                    Message.session_id == session_id,
-                    Message.role == "user",
-                    Message.status.in_([s.value for s in OPEN]),
-                    Message.seq <= target_seq,
-                )
-                .order_by(Message.seq)
-                .limit(1)
+        session_id_var.set(target.session_id)
+        nxt = db.scalar(
+            select(Message)
+            .where(
+                Message.session_id == target.session_id,
+                Message.role == "user",
+                Message.status.in_([s.value for s in OPEN]),
+                Message.seq <= target.seq,
             )
-            if nxt is None:
-                return "done"
-            nxt_id = nxt.id
-            _check_attachments_ready(db, nxt)
-        with session_scope() as db:
-            won = claim(db, REPLY, nxt_id, _lease())
-        if not won:
-            if nxt_id == message_id:
-                return "in-progress-elsewhere"
-            raise Busy(0.5)  # an earlier message is being answered by someone else
-        answer_one(nxt_id)
-
-
-def _check_attachments_ready(db, msg: Message) -> None:  # type: ignore[no-untyped-def]
-    pending = db.scalar(
-        select(Attachment.id).where(
-            Attachment.message_id == msg.id, Attachment.status.in_([s.value for s in OPEN])
+            .order_by(Message.seq)
+            .limit(1)
         )
-    )
-    if pending is not None and utcnow() - _aware(msg.created_at) < ATTACHMENT_WAIT:
-        raise Busy(0.5)
+        if nxt is None:
+            return "done"
+        pending = db.scalar(
+            select(Attachment.id).where(
+                Attachment.message_id == nxt.id, Attachment.status.in_([s.value for s in OPEN])
+            )
+        )
+        if pending is not None and utcnow() - _aware(nxt.created_at) < ATTACHMENT_WAIT:
+            raise Busy(0.5)
+        return nxt.id
+
+
+def _claim(message_id: str) -> int | None:
+    """Claim the message for this worker; its attempt number, or None if someone holds it.
+
+    On PostgreSQL the claim's commit does not wait for its WAL flush (`synchronous_commit`
+    off for this one transaction; the reply's commit still waits, and flushes this one with
+    it). A claim lost to a database crash only makes the message claimable again: the sweeper
+    re-sends it and the unique reply index still allows one reply.
+    """
+    with session_scope() as db:
+        if db.get_bind().dialect.name == "postgresql":
+            db.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        return take(db, REPLY, message_id, _lease())
 
 
 def _aware(ts):  # type: ignore[no-untyped-def]
@@ -191,16 +221,28 @@ class Heartbeat:
 
 
 class Streamer:
-    """The engine's `emit`: publishes each event of the reply's stream."""
+    """The engine's `emit`: the reply's stream events, from `start` on.
 
-    def __init__(self, ctx: Context, reply_id: str) -> None:
+    Live (an engine that streams as it generates, e.g. a model), every event is published as it
+    comes, with anything held before it in the same round trip. Held (an engine that has the
+    whole text within milliseconds, like the offline one), the stream waits and leaves with the
+    stored reply's `complete` in one pipeline: a dozen PUBLISH round trips become one, and a
+    reply dropped because a person took over was never shown at all.
+    """
+
+    def __init__(self, ctx: Context, reply_id: str, live: bool = True) -> None:
         self.ctx = ctx
         self.reply_id = reply_id
+        self.live = live
+        self.shown = False  # some of the stream reached clients (a withdrawal must follow)
+        self.held: list[dict] = [
+            envelope("start", ctx.session_id, message_id=reply_id, reply_to=ctx.message_id)
+        ]
 
     def __call__(self, kind: str, fields: dict) -> None:
         if kind == "sources":  # the one source schema, as in `complete` and history
             fields = {**fields, "sources": sources_json(fields["sources"])}
-        publish(
+        self.held.append(
             envelope(
                 kind,
                 self.ctx.session_id,
@@ -209,20 +251,31 @@ class Streamer:
                 **fields,
             )
         )
+        if self.live:
+            self.flush()
+
+    def flush(self) -> None:
+        """Publish what is held (live mode, or a live engine's first event)."""
+        if self.held:
+            publish_all(self.held)
+            self.held, self.shown = [], True
+
+    def take(self) -> list[dict]:
+        """The events still held, for the caller's own pipeline (they leave with `complete`)."""
+        held, self.held = self.held, []
+        return held
 
 
-def answer_one(message_id: str) -> None:
+def answer_one(ctx: Context) -> None:
     """Decide, then hand over, stay silent, or generate and store the reply to one message."""
-    ctx = load_context(message_id)
-    if ctx is None:
-        return  # the session was deleted while the message waited
     decision = before_answer(ctx.question, requested=ctx.requested, prior=ctx.prior)
     if ctx.owner != Owner.BOT or decision.action == "escalate":
         _commit_outcome(ctx, decision, None)  # no engine call: nothing for the bot to say
         return
     reply_id = new_id()
     started = time.perf_counter()
-    publish(envelope("start", ctx.session_id, message_id=reply_id, reply_to=message_id))
+    engine = answer_engine()
+    streamer = Streamer(ctx, reply_id, live=getattr(engine, "streams_live", True))
     if ctx.attempts > REPLY.max_attempts:
         reply = Reply(
             text=FAILED_TEXT,
@@ -231,24 +284,34 @@ def answer_one(message_id: str) -> None:
             engine="none",
         )
     else:
-        with Heartbeat(message_id):
-            reply = answer_engine().answer(
+        if streamer.live:
+            streamer.flush()  # `start` at once: a model may think for seconds before its text
+        with Heartbeat(ctx.message_id):
+            reply = engine.answer(
                 ctx.question,
                 history=ctx.history,
                 attachments=ctx.attachments,
-                emit=Streamer(ctx, reply_id),
+                emit=streamer,
             )
     decision = after_answer(
         decision, reply_low_confidence=is_low_confidence(reply), prior=ctx.prior
     )
-    _commit_outcome(ctx, decision, (reply_id, reply, time.perf_counter() - started))
+    _commit_outcome(ctx, decision, (reply_id, reply, time.perf_counter() - started), streamer)
 
 
 def _commit_outcome(
-    ctx: Context, decision: Decision, answer: tuple[str, Reply, float] | None
+    ctx: Context,
+    decision: Decision,
+    answer: tuple[str, Reply, float] | None,
+    streamer: Streamer | None = None,
 ) -> None:
-    """One transaction under the session-row lock; the owner read there is the truth."""
+    """One transaction under the session-row lock; the owner read there is the truth.
+
+    Redis is only spoken to after the commit (never while SQLite's write lock is held): the
+    held stream, the persisted events and the metrics leave in one pipeline.
+    """
     db = new_session()
+    stored: Message | None = None
     try:
         owner, _status = lock_session(db, ctx.session_id)
         events: list[dict] = []
@@ -257,7 +320,7 @@ def _commit_outcome(
         elif answer is None:
             change = hand_over(db, ctx.message_id, ctx.session_id, decision)
         else:
-            events, change = _write_reply(db, ctx, decision, *answer)
+            events, change, stored = _write_reply(db, ctx, decision, *answer)
         db.commit()
     except IntegrityError:
         db.rollback()
@@ -268,36 +331,51 @@ def _commit_outcome(
         return  # the session was deleted while we worked
     finally:
         db.close()
+    stream = streamer.take() if streamer is not None else []
     if answer is not None and owner != Owner.BOT:
-        # The stream already started: tell clients to drop it (a person took over meanwhile).
-        publish(
-            envelope(
-                "status",
-                ctx.session_id,
-                message_id=answer[0],
-                reply_to=ctx.message_id,
-                state="withdrawn",
-            )
-        )
-    for event in events:
-        publish(event)
+        stream = []  # a person took over meanwhile: a held stream is simply never shown
+        if streamer is not None and streamer.shown:
+            # The stream already started: tell clients to drop it.
+            stream = [
+                envelope(
+                    "status",
+                    ctx.session_id,
+                    message_id=answer[0],
+                    reply_to=ctx.message_id,
+                    state="withdrawn",
+                )
+            ]
+    measure = None
+    if stored is not None and answer is not None:
+        measure = _measure(ctx, stored, answer[2], answer[1].escalation_reason)
+    publish_all(stream + events, measure)
     announce(change)
 
 
-def _measure(ctx: Context, msg: Message, seconds: float, failed: bool) -> None:
-    """Answer count and latencies for /metrics (the customer's wait: stored to stored)."""
-    metrics.count("messages", "assistant")
-    metrics.observe("answer_engine", seconds)
-    if ctx.asked_at is not None:
-        asked = ctx.asked_at if ctx.asked_at.tzinfo else ctx.asked_at.replace(tzinfo=UTC)
-        metrics.observe("answer_latency", (msg.created_at - asked).total_seconds())
-    if failed:
-        metrics.count("errors", "answer_failed")
+def _measure(ctx: Context, msg: Message, seconds: float, reason: str | None):  # type: ignore[no-untyped-def]
+    """Answer count and latencies for /metrics (the customer's wait: stored to stored), queued
+    on the pipeline that publishes the reply."""
+    asked = ctx.asked_at
+    latency = None
+    if asked is not None:
+        asked = asked if asked.tzinfo else asked.replace(tzinfo=UTC)
+        created = msg.created_at if msg.created_at.tzinfo else msg.created_at.replace(tzinfo=UTC)
+        latency = (created - asked).total_seconds()
+
+    def queue_on(pipe) -> None:  # type: ignore[no-untyped-def]
+        metrics.count_into(pipe, "messages", "assistant")
+        metrics.observe_into(pipe, "answer_engine", seconds)
+        if latency is not None:
+            metrics.observe_into(pipe, "answer_latency", latency)
+        if reason == "processing_failed":
+            metrics.count_into(pipe, "errors", "answer_failed")
+
+    return queue_on
 
 
 def _write_reply(
     db, ctx: Context, decision: Decision, reply_id: str, reply: Reply, seconds: float
-) -> tuple[list[dict], Change | None]:  # type: ignore[no-untyped-def]
+) -> tuple[list[dict], Change | None, Message]:  # type: ignore[no-untyped-def]
     meta = {
         "engine": reply.engine,
         "requires_escalation": reply.requires_escalation,
@@ -323,7 +401,6 @@ def _write_reply(
     db.add(msg)
     db.flush()  # the unique reply_to index speaks here, before any event is logged
     failed = reply.escalation_reason == "processing_failed"
-    _measure(ctx, msg, seconds, failed)
     if failed:
         fail(
             db,
@@ -345,4 +422,4 @@ def _write_reply(
         events.append(
             offer_person(db, ctx.session_id, reasons=reasons, trigger_message_id=ctx.message_id)
         )
-    return events, change
+    return events, change, msg

@@ -8,6 +8,7 @@ queues without editing any of them. Extra arguments go to `celery worker` unchan
 
 from __future__ import annotations
 
+import os
 import sys
 
 from models.jobs import role_queues
@@ -34,12 +35,28 @@ def worker_argv(role: str, extra: list[str]) -> list[str]:
     return argv + extra
 
 
+def lower_priority(nice: int) -> int:
+    """Run this process (and the pool children it forks) at niceness `nice`, never higher
+    priority than it already has; returns the niceness in force.
+
+    On a machine shared with the web process, the accept path (store, acknowledge, enqueue)
+    must get the CPU before answer generation does, or acknowledgements queue behind a busy
+    worker pool. The kernel only weighs niceness when processes compete for a core: a worker
+    with the machine to itself runs at full speed whatever its niceness.
+    """
+    current = os.nice(0)
+    if nice > current:
+        current = os.nice(nice - current)
+    return current
+
+
 def main(args: list[str]) -> None:
     """Parse the role, then hand over to Celery's own command line."""
     if not args or args[0] not in ("worker", "files", "all"):
         sys.exit("usage: python -m worker.run worker|files|all [celery worker options]")
     try:
         argv = worker_argv(args[0], args[1:])
+        lower_priority(get_settings().worker_nice)
     except ConfigError as exc:
         sys.exit(f"helpline: configuration error: {exc}")
     from worker import app

@@ -55,12 +55,43 @@ LIST_COST = 3  # a steps list counts as this many sentences against the length b
 MAX_CHARS = 600  # support stops before the answer grows past this (a long list may alone)
 
 
-def _contains(terms: set[str], term: str) -> bool:
+# A KB's sentences, headings and titles come back answer after answer: their topic words are
+# worked out once per process (the tokenising was most of an offline answer's CPU).
+_TERMS: dict[str, frozenset[str]] = {}
+_TERMS_LIMIT = 100_000
+
+
+def _terms(text: str) -> frozenset[str]:
+    """Stemmed topic words of `text`, memoised (they depend on the text alone)."""
+    found = _TERMS.get(text)
+    if found is None:
+        if len(_TERMS) >= _TERMS_LIMIT:
+            _TERMS.clear()  # a bound, not an LRU: a KB larger than this re-warms cheaply
+        found = _TERMS[text] = frozenset(ANALYZER.content_terms(text))
+    return found
+
+
+_PREFIX_HITS: dict[tuple[frozenset[str], str], bool] = {}
+
+
+def _contains(terms: frozenset[str] | set[str], term: str) -> bool:
     """Stem match, or one stem a prefix of the other ("expir"/"expiri", "deliv"/"deliveri")."""
     if term in terms:
         return True
     if len(term) < _MIN_PREFIX:
         return False
+    if not isinstance(terms, frozenset):
+        return _prefix_match(terms, term)
+    key = (terms, term)  # a memoised text's terms: the same frozenset, its hash kept
+    hit = _PREFIX_HITS.get(key)
+    if hit is None:
+        if len(_PREFIX_HITS) >= _TERMS_LIMIT:
+            _PREFIX_HITS.clear()
+        hit = _PREFIX_HITS[key] = _prefix_match(terms, term)
+    return hit
+
+
+def _prefix_match(terms: frozenset[str] | set[str], term: str) -> bool:
     return any(len(t) >= _MIN_PREFIX and (t.startswith(term) or term.startswith(t)) for t in terms)
 
 
@@ -71,7 +102,7 @@ def relevance(weights: dict[str, float], text: str, heading: str = "", title: st
     Volume +"), so its words count nearly fully; the article title applies to all its sentences.
     """
     total = sum(weights.values()) or 1.0
-    own, head, top = (set(ANALYZER.content_terms(t)) for t in (text, heading, title))
+    own, head, top = (_terms(t) for t in (text, heading, title))
     credit = 0.0
     for term, weight in weights.items():
         related = related_stems(term)

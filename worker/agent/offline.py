@@ -119,6 +119,8 @@ class OfflineEngine:
     """Extractive, cited answers from the knowledge base; abstains below the threshold."""
 
     name = "offline"
+    # The whole reply exists within milliseconds: its stream may leave with the stored reply.
+    streams_live = False
 
     def __init__(
         self,
