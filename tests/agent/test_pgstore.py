@@ -84,7 +84,9 @@ def test_auto_ranks_in_memory_until_the_kb_outgrows_the_limit(pg_kb, settings):
     in-memory index (better ranking, one confidence scale with SQLite deployments); past it,
     by PostgreSQL's full text, and back when it shrinks, each decided at a version change."""
     rows = chunk_rows()
-    auto = dataclasses.replace(settings, kb_store="auto", kb_memory_chunks=len(rows))
+    auto = dataclasses.replace(
+        settings, database_url=pg_kb, kb_store="auto", kb_memory_chunks=len(rows)
+    )
     kb = KnowledgeBase(
         database_url=pg_kb, settings=auto, use_redis=False, check_interval=0.0, embedder=None
     )
