@@ -35,9 +35,39 @@ from worker.agent.analysis import (
 from worker.agent.chunks import chunk_document, documents_from_rows, title_text
 
 # ANALYZER and the chunk helpers are re-exported: callers and tests import them from here.
-__all__ = ["ANALYZER", "BM25sIndex", "BM25sRetriever", "chunk_document", "documents_from_rows"]
+__all__ = [
+    "ANALYZER",
+    "BM25sIndex",
+    "BM25sRetriever",
+    "Hits",
+    "chunk_document",
+    "documents_from_rows",
+    "top_indices",
+]
 
 _UNKNOWN_TERM_WEIGHT = 1.0  # an unmatched query word costs the scaled score as much as a rare term
+
+
+@dataclasses.dataclass(frozen=True)
+class Hits:
+    """Ranked chunks as positions in `docs` (the index snapshot's chunk list), best first."""
+
+    docs: list[Document]
+    rows: np.ndarray
+    scores: list[float]
+
+
+def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the `k` highest non-zero scores, highest first.
+
+    Equal scores keep the order a partition of the whole negated array gives them, as they
+    always have: ties are common in BM25 (chunks of one length sharing one term), and another
+    tie order would move answers that were tuned and measured with this one."""
+    k = min(k, int(np.count_nonzero(scores)))
+    if k <= 0:
+        return np.zeros(0, dtype=np.intp)
+    best = np.argpartition(-scores, k - 1)[:k]
+    return best[np.argsort(-scores[best], kind="stable")]
 
 
 class BM25sIndex:
@@ -116,25 +146,38 @@ class BM25sIndex:
         self, query: str, top_k: int = 10, scale_score: bool = False
     ) -> list[Document]:
         """Best `top_k` chunks; scaled score 1 = every query term matched in title and body."""
+        hits = self.top_rows(query, top_k, scale_score)
+        if hits is None:
+            return []
+        docs = hits.docs
+        return [
+            dataclasses.replace(docs[i], score=v)
+            for i, v in zip(hits.rows.tolist(), hits.scores, strict=True)
+        ]
+
+    def top_rows(self, query: str, top_k: int = 10, scale_score: bool = False) -> Hits | None:
+        """`bm25_retrieval` as row numbers into the snapshot's chunk list, no Documents built:
+        a fusion that keeps only some candidates (or none of these) builds only those."""
         built = self._index()
         if built is None or top_k <= 0:
-            return []
+            return None
         weights, unknown, related = built.query_terms(query)
         if not weights:
-            return []
+            return None
         scores = built.score({**related, **weights})
-        k = min(top_k, int(np.count_nonzero(scores)))
-        if k == 0:
-            return []
-        best = np.argpartition(-scores, k - 1)[:k]
-        best = best[np.argsort(-scores[best], kind="stable")]
-        ref = built.reference(weights, unknown)
-        values = [
-            min(1.0, float(scores[i]) / ref) if scale_score else float(scores[i]) for i in best
-        ]
-        return [
-            dataclasses.replace(built.docs[i], score=v) for i, v in zip(best, values, strict=True)
-        ]
+        best = top_indices(scores, top_k)
+        if not len(best):
+            return None
+        values = scores[best].tolist()
+        if scale_score:
+            ref = built.reference(weights, unknown)
+            values = [min(1.0, v / ref) for v in values]
+        return Hits(built.docs, best, values)
+
+    def snapshot_documents(self) -> list[Document] | None:
+        """The chunk list that `top_rows` numbers index into (built now if it must be)."""
+        built = self._index()
+        return built.docs if built is not None else None
 
     def term_weights(self, text: str) -> dict[str, float]:
         """Idf per content term of `text`; unknown words count as the rarest, unknown codes as 1."""

@@ -378,6 +378,7 @@ class KnowledgeBase:
             namespace = f"{namespace}:{self.embedder.model_id}:w{weight:g}"
         else:
             pipeline = _single(lexical)
+        pipeline.warm_up()  # here, in the build, rather than in the first customer's search
         self._current = _Snapshot(
             index,
             pipeline,
