@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
+from collections import Counter
 from typing import Any
 
 import bm25s
@@ -174,6 +175,13 @@ class BM25sIndex:
             values = [min(1.0, v / ref) for v in values]
         return Hits(built.docs, best, values)
 
+    def body_word_counts(self) -> Counter[str] | None:
+        """How often each word occurs in the chunk bodies (words as `ANALYZER.words` splits
+        them); counted while indexing, so a caller needing the KB's vocabulary need not
+        tokenise every chunk again."""
+        built = self._index()
+        return built.body_words if built is not None else None
+
     def snapshot_documents(self) -> list[Document] | None:
         """The chunk list that `top_rows` numbers index into (built now if it must be)."""
         built = self._index()
@@ -234,11 +242,13 @@ class _Built:
         titles: list[list[int]] = []
         bodies: list[list[int]] = []
         self.surface: set[str] = set()
+        self.body_words: Counter[str] = Counter()
         for doc in docs:
             for field, text in ((titles, title_text(doc)), (bodies, doc.content or "")):
                 words = ANALYZER.words(text)
                 self.surface.update(words)
                 field.append([vocab.setdefault(t, len(vocab)) for t in ANALYZER.terms_of(words)])
+            self.body_words.update(words)  # the body's: what the KB's vocabulary is counted from
         if not vocab:
             vocab[""] = 0
         self.vocab = vocab

@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -385,25 +386,40 @@ class KnowledgeBase:
             version,
             namespace,
             vectors,
-            self._query_repair(documents, synonyms=vectors is not None),
+            self._query_repair(documents, synonyms=vectors is not None, index=index),
             _tag_languages(documents),
         )
 
-    def _query_repair(self, documents: list[Document], synonyms: bool) -> QueryRepair | None:
+    def _query_repair(
+        self, documents: list[Document], synonyms: bool, index: BM25sIndex | None = None
+    ) -> QueryRepair | None:
         """Typo repair from this KB's words (counted) and the embedding model's word list;
         `synonyms`: also map words the KB lacks onto its own by the model's word vectors (not
-        where the self-check found the model's sense of meaning no help on this KB)."""
+        where the self-check found the model's sense of meaning no help on this KB). The
+        bodies' words come from the bm25s `index` when there is one (it counted them)."""
         if not documents:
             return None
-        counts: dict[str, int] = {}
+        bodies = index.body_word_counts() if index is not None else None
+        if bodies is None:
+            bodies = Counter()
+            for doc in documents:
+                bodies.update(ANALYZER.words(doc.content or ""))
+        titles: dict[str, list[str]] = {}  # an article's chunks share its title
+        counts: Counter[str] = Counter()
         for doc in documents:
-            for word in ANALYZER.words(f"{doc.meta.get('title') or ''} {doc.content or ''}"):
-                if word.isalpha():
-                    counts[word] = counts.get(word, 0) + 1
+            title = str(doc.meta.get("title") or "")
+            words = titles.get(title)
+            if words is None:
+                words = titles[title] = ANALYZER.words(title)
+            counts.update(words)
+        counts.update(bodies)
+        kb_words = {w: n for w, n in counts.items() if w.isalpha()}
         vocabulary = getattr(self.embedder, "vocabulary", None)
         known = vocabulary() if callable(vocabulary) else None
-        synonym = _Synonyms(counts, self.embedder) if synonyms and known and self.embedder else None
-        return QueryRepair(counts, known, synonym)
+        synonym = (
+            _Synonyms(kb_words, self.embedder) if synonyms and known and self.embedder else None
+        )
+        return QueryRepair(kb_words, known, synonym)
 
 
 @dataclasses.dataclass(frozen=True)
