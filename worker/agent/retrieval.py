@@ -194,7 +194,10 @@ class KnowledgeBase:
         if current.repair is not None:
             query = current.repair.repair(query)  # "pakage" -> "package", both sides gain
         # the raw text goes to the store (PostgreSQL must parse it as it parsed the KB)
-        result = current.pipeline.run({"retriever": {"query": query, "top_k": top_k}})
+        inputs: dict[str, Any] = {"query": query, "top_k": top_k}
+        if language:
+            inputs["language"] = language  # its stemmer, where the store stems per language
+        result = current.pipeline.run({"retriever": inputs})
         documents = result["retriever"]["documents"]
         if language:
             documents = [d for d in documents if d.meta.get("language") == language]
@@ -209,15 +212,16 @@ class KnowledgeBase:
         repair = self._current.repair
         return repair.repair(text) if repair is not None else text
 
-    def term_weights(self, text: str) -> dict[str, float]:
-        """Idf weight per content term, from whichever store ranks (the same scale on both).
+    def term_weights(self, text: str, language: str | None = None) -> dict[str, float]:
+        """Idf weight per content term, from whichever store ranks (the same scale on both);
+        `language` stems `text` as the in-memory index stemmed that language's chunks.
 
         On PostgreSQL it costs a query, and an answer asks for the same text's weights more
         than once (confidence, then quoting), so they are kept per KB version.
         """
         current = self._current
         if current.index is not None:
-            return current.index.term_weights(text)
+            return current.index.term_weights(text, language)
         if self._pg is None or current.pipeline is None:
             return dict.fromkeys((t for t in ANALYZER.content_terms(text) if not is_noise(t)), 1.0)
         key = (current.namespace, text)
@@ -355,6 +359,8 @@ class KnowledgeBase:
         matrix: np.ndarray | None = None,
     ) -> None:
         """Build the index fully, then swap it in, so searches never see a half-built one."""
+        # languages first: the bm25s index stems each chunk with its language's stemmer
+        languages = _tag_languages(documents)
         index = None
         if self.store == "postgres":
             lexical: Any = PgFullTextRetriever(database_url=self.database_url, scale_score=True)
@@ -387,7 +393,7 @@ class KnowledgeBase:
             namespace,
             vectors,
             self._query_repair(documents, synonyms=vectors is not None, index=index),
-            _tag_languages(documents),
+            languages,
         )
 
     def _query_repair(
@@ -419,7 +425,8 @@ class KnowledgeBase:
         synonym = (
             _Synonyms(kb_words, self.embedder) if synonyms and known and self.embedder else None
         )
-        return QueryRepair(kb_words, known, synonym)
+        languages = {str(d.meta.get("language") or "en") for d in documents}
+        return QueryRepair(kb_words, known, synonym, languages=languages)
 
 
 @dataclasses.dataclass(frozen=True)
