@@ -112,6 +112,42 @@ class Analyzer:
 
 
 ANALYZER = Analyzer()
+
+# Snowball stemmers (PyStemmer) by ISO 639-1 code, for the languages `worker.agent.language`
+# detects. A chunk is indexed, and a question in that language is searched, with its own
+# language's stemmer; English, and any language without an entry, use `ANALYZER`.
+SNOWBALL: dict[str, str] = {
+    "en": "english",
+    "de": "german",
+    "fr": "french",
+    "es": "spanish",
+    "it": "italian",
+    "nl": "dutch",
+    "pt": "portuguese",
+    "sv": "swedish",
+    "da": "danish",
+    "no": "norwegian",
+    "fi": "finnish",
+    "pl": "polish",
+}
+_ANALYZERS: dict[str, Analyzer] = {ANALYZER.language: ANALYZER}
+_ANALYZERS_LOCK = threading.Lock()
+
+
+def analyzer_for(language: str | None) -> Analyzer:
+    """The analyzer that stems `language` (an ISO 639-1 code); `ANALYZER` for English, for
+    None and for a language without a stemmer here.
+
+    Only the stemmer differs: words, stop words and compounds are split the same way in every
+    language, so a question's words line up with every chunk's."""
+    name = SNOWBALL.get(language or "", ANALYZER.language)
+    found = _ANALYZERS.get(name)
+    if found is None:
+        with _ANALYZERS_LOCK:
+            found = _ANALYZERS.setdefault(name, Analyzer(name))
+    return found
+
+
 _RELATED: dict[str, frozenset[str]] = {
     ANALYZER.stem(word): frozenset(ANALYZER.stem(w) for w in group if w != word)
     for group in RELATED_WORDS
@@ -255,15 +291,20 @@ class QueryRepair:
         kb_counts: dict[str, int],
         known_words: dict[str, int] | None,
         synonym: Callable[[str], str | None] | None = None,
+        languages: Iterable[str] = (),
     ) -> None:
         """`synonym(word)`: the KB word nearest in meaning to a real word the KB lacks
-        ("headset" -> "headphones"), or None; it maps the customer's word onto the KB's."""
+        ("headset" -> "headphones"), or None; it maps the customer's word onto the KB's.
+        `languages`: the KB's languages besides English, whose stemmers also tell a word
+        the KB has in another form ("remboursée" where it says "remboursement")."""
         self.kb = kb_counts
         self.known = known_words or {}
         self.synonym = synonym
         # a word whose stem the KB has is no typo ("originate" where the KB says "originated"):
         # retrieval matches it by its stem already, and rewriting it loses its exact form
         self.kb_stems = {ANALYZER.stem(w) for w in kb_counts}
+        others = {analyzer_for(code) for code in languages} - {ANALYZER}
+        self.other_stems = [(a, {a.stem(w) for w in kb_counts}) for a in others]
 
     def repair_word(self, word: str) -> str:
         """The word's correction, or the word itself."""
@@ -275,6 +316,8 @@ class QueryRepair:
         if low in self.known:
             return (self.synonym(low) if self.synonym else None) or word
         if ANALYZER.stem(low) in self.kb_stems:
+            return word
+        if any(a.stem(low) in stems for a, stems in self.other_stems):
             return word
         if not self.known and len(low) < _MIN_REPAIR_LENGTH:
             return word

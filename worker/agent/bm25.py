@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
+from collections import Counter
 from typing import Any
 
 import bm25s
@@ -27,7 +28,9 @@ from worker.agent.analysis import (
     SOFT_STOP_WORDS,
     SOFT_WEIGHT,
     STOP_WORDS,
+    Analyzer,
     Speller,
+    analyzer_for,
     capped_mass,
     expansion_stems,
     is_noise,
@@ -35,9 +38,39 @@ from worker.agent.analysis import (
 from worker.agent.chunks import chunk_document, documents_from_rows, title_text
 
 # ANALYZER and the chunk helpers are re-exported: callers and tests import them from here.
-__all__ = ["ANALYZER", "BM25sIndex", "BM25sRetriever", "chunk_document", "documents_from_rows"]
+__all__ = [
+    "ANALYZER",
+    "BM25sIndex",
+    "BM25sRetriever",
+    "Hits",
+    "chunk_document",
+    "documents_from_rows",
+    "top_indices",
+]
 
 _UNKNOWN_TERM_WEIGHT = 1.0  # an unmatched query word costs the scaled score as much as a rare term
+
+
+@dataclasses.dataclass(frozen=True)
+class Hits:
+    """Ranked chunks as positions in `docs` (the index snapshot's chunk list), best first."""
+
+    docs: list[Document]
+    rows: np.ndarray
+    scores: list[float]
+
+
+def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the `k` highest non-zero scores, highest first.
+
+    Equal scores keep the order a partition of the whole negated array gives them, as they
+    always have: ties are common in BM25 (chunks of one length sharing one term), and another
+    tie order would move answers that were tuned and measured with this one."""
+    k = min(k, int(np.count_nonzero(scores)))
+    if k <= 0:
+        return np.zeros(0, dtype=np.intp)
+    best = np.argpartition(-scores, k - 1)[:k]
+    return best[np.argsort(-scores[best], kind="stable")]
 
 
 class BM25sIndex:
@@ -113,33 +146,59 @@ class BM25sIndex:
         self._index()
 
     def bm25_retrieval(
-        self, query: str, top_k: int = 10, scale_score: bool = False
+        self, query: str, top_k: int = 10, scale_score: bool = False, language: str | None = None
     ) -> list[Document]:
-        """Best `top_k` chunks; scaled score 1 = every query term matched in title and body."""
-        built = self._index()
-        if built is None or top_k <= 0:
+        """Best `top_k` chunks; scaled score 1 = every query term matched in title and body.
+
+        `language`: the query's (ISO 639-1), so its words are stemmed as chunks in that
+        language were (each chunk is indexed with the stemmer of its `meta["language"]`)."""
+        hits = self.top_rows(query, top_k, scale_score, language)
+        if hits is None:
             return []
-        weights, unknown, related = built.query_terms(query)
-        if not weights:
-            return []
-        scores = built.score({**related, **weights})
-        k = min(top_k, int(np.count_nonzero(scores)))
-        if k == 0:
-            return []
-        best = np.argpartition(-scores, k - 1)[:k]
-        best = best[np.argsort(-scores[best], kind="stable")]
-        ref = built.reference(weights, unknown)
-        values = [
-            min(1.0, float(scores[i]) / ref) if scale_score else float(scores[i]) for i in best
-        ]
+        docs = hits.docs
         return [
-            dataclasses.replace(built.docs[i], score=v) for i, v in zip(best, values, strict=True)
+            dataclasses.replace(docs[i], score=v)
+            for i, v in zip(hits.rows.tolist(), hits.scores, strict=True)
         ]
 
-    def term_weights(self, text: str) -> dict[str, float]:
-        """Idf per content term of `text`; unknown words count as the rarest, unknown codes as 1."""
+    def top_rows(
+        self, query: str, top_k: int = 10, scale_score: bool = False, language: str | None = None
+    ) -> Hits | None:
+        """`bm25_retrieval` as row numbers into the snapshot's chunk list, no Documents built:
+        a fusion that keeps only some candidates (or none of these) builds only those."""
         built = self._index()
-        terms = ANALYZER.content_terms(text)
+        if built is None or top_k <= 0:
+            return None
+        weights, unknown, related = built.query_terms(query, analyzer_for(language))
+        if not weights:
+            return None
+        scores = built.score({**related, **weights})
+        best = top_indices(scores, top_k)
+        if not len(best):
+            return None
+        values = scores[best].tolist()
+        if scale_score:
+            ref = built.reference(weights, unknown)
+            values = [min(1.0, v / ref) for v in values]
+        return Hits(built.docs, best, values)
+
+    def body_word_counts(self) -> Counter[str] | None:
+        """How often each word occurs in the chunk bodies (words as `ANALYZER.words` splits
+        them); counted while indexing, so a caller needing the KB's vocabulary need not
+        tokenise every chunk again."""
+        built = self._index()
+        return built.body_words if built is not None else None
+
+    def snapshot_documents(self) -> list[Document] | None:
+        """The chunk list that `top_rows` numbers index into (built now if it must be)."""
+        built = self._index()
+        return built.docs if built is not None else None
+
+    def term_weights(self, text: str, language: str | None = None) -> dict[str, float]:
+        """Idf per content term of `text` (stemmed for `language`); unknown words count as the
+        rarest, unknown codes as 1."""
+        built = self._index()
+        terms = analyzer_for(language).content_terms(text)
         if built is None:
             return dict.fromkeys(terms, 1.0)
         return {
@@ -191,11 +250,14 @@ class _Built:
         titles: list[list[int]] = []
         bodies: list[list[int]] = []
         self.surface: set[str] = set()
+        self.body_words: Counter[str] = Counter()
         for doc in docs:
+            analyzer = analyzer_for(doc.meta.get("language"))  # tagged by the KB, else English
             for field, text in ((titles, title_text(doc)), (bodies, doc.content or "")):
-                words = ANALYZER.words(text)
+                words = analyzer.words(text)
                 self.surface.update(words)
-                field.append([vocab.setdefault(t, len(vocab)) for t in ANALYZER.terms_of(words)])
+                field.append([vocab.setdefault(t, len(vocab)) for t in analyzer.terms_of(words)])
+            self.body_words.update(words)  # the body's: what the KB's vocabulary is counted from
         if not vocab:
             vocab[""] = 0
         self.vocab = vocab
@@ -228,16 +290,19 @@ class _Built:
             return self.max_idf
         return float(self.body.idf[tid])
 
-    def query_terms(self, query: str) -> tuple[dict[int, float], list[float], dict[int, float]]:
+    def query_terms(
+        self, query: str, analyzer: Analyzer = ANALYZER
+    ) -> tuple[dict[int, float], list[float], dict[int, float]]:
         """Term ids with weights, the idf mass of each word that matched nothing at all, and
-        low-weight related terms ("price" for "cost"), which score but never raise the bar."""
-        raw = ANALYZER.words(query, keep_stop_words=True)
+        low-weight related terms ("price" for "cost"), which score but never raise the bar.
+        `analyzer` stems the query's words (the query language's stemmer)."""
+        raw = analyzer.words(query, keep_stop_words=True)
         weights: dict[int, float] = {}
         unknown: list[float] = []
         related: dict[int, float] = {}
         for word in (w for w in raw if w not in STOP_WORDS):
             soft = word in SOFT_STOP_WORDS
-            ids = self._resolve(word, repair=not soft)
+            ids = self._resolve(word, not soft, analyzer)
             if not ids and not soft:
                 unknown.append(1.0 if is_noise(word) else self.max_idf)
             base = SOFT_WEIGHT if soft else 1.0
@@ -246,28 +311,31 @@ class _Built:
             exact = self.vocab.get(EXACT + word)
             if exact is not None:
                 weights[exact] = max(weights.get(exact, 0.0), base * EXACT_WEIGHT)
-        for stem in expansion_stems(raw):
+        for stem in expansion_stems(raw) if analyzer is ANALYZER else ():  # English groups
             if (tid := self.vocab.get(stem)) is not None:
                 related[tid] = RELATED_WEIGHT
         for left, right in zip(raw, raw[1:], strict=False):  # "log in" -> "login"
-            tid = self.vocab.get(ANALYZER.stem(left + right))
+            tid = self.vocab.get(analyzer.stem(left + right))
             if tid is not None and (left + right) in self.surface:
                 weights[tid] = max(weights.get(tid, 0.0), 1.0)
         return weights, unknown, {t: w for t, w in related.items() if t not in weights}
 
-    def _resolve(self, word: str, repair: bool) -> list[int]:
+    def _resolve(self, word: str, repair: bool, analyzer: Analyzer = ANALYZER) -> list[int]:
         """The word's term id, or ids of a split compound or a one-edit typo correction."""
-        tid = self.vocab.get(ANALYZER.stem(word))
+        tid = self.vocab.get(analyzer.stem(word))
         if tid is not None:
             return [tid]
         if not (repair and self.fuzzy) or not Speller.repairable(word):
             return []
         parts = self.speller.split(word)  # "healthcare" -> "health" + "care"
         if parts:
-            ids = [self.vocab.get(ANALYZER.stem(p)) for p in parts]
+            ids = [self.vocab.get(analyzer.stem(p)) for p in parts]
             return [t for t in ids if t is not None]
-        fixed = self.speller.correct(word)
-        return [self.vocab[ANALYZER.stem(fixed)]] if fixed else []
+        fixed = self.speller.correct(word)  # a surface word whose English stem is indexed
+        if not fixed:
+            return []
+        tid = self.vocab.get(analyzer.stem(fixed))
+        return [tid if tid is not None else self.vocab[ANALYZER.stem(fixed)]]
 
 
 @component
@@ -282,12 +350,17 @@ class BM25sRetriever:
         self.scale_score = scale_score
 
     @component.output_types(documents=list[Document])
-    def run(self, query: str, top_k: int | None = None) -> dict[str, list[Document]]:
-        """Retrieve the best chunks for `query`; scores are on `Document.score`."""
+    def run(
+        self, query: str, top_k: int | None = None, language: str | None = None
+    ) -> dict[str, list[Document]]:
+        """Retrieve the best chunks for `query`; scores are on `Document.score`. `language`:
+        the query's, to stem it as chunks in that language were indexed."""
         top_k = self.top_k if top_k is None else top_k
         if top_k < 0:
             raise ValueError(f"top_k must be at least 0, got {top_k}")
-        docs = self.index.bm25_retrieval(query, top_k=top_k, scale_score=self.scale_score)
+        docs = self.index.bm25_retrieval(
+            query, top_k=top_k, scale_score=self.scale_score, language=language
+        )
         return {"documents": docs}
 
     def to_dict(self) -> dict[str, Any]:

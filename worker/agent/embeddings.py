@@ -20,6 +20,7 @@ from typing import Protocol
 
 import httpx
 import numpy as np
+from tokenizers import Tokenizer
 
 from models.settings import Settings, get_settings
 
@@ -37,6 +38,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _OPENAI_BATCH = 64  # inputs per request: keeps a request small for local servers
+_POOL_BATCH = 512  # texts per token lookup: ~35 MB of token vectors for 120-word chunks
 _MAX_CHARS = 4000  # a chunk is ~120 words; this only guards against pathological input
 
 
@@ -80,6 +82,13 @@ class WordLlamaEmbedder:
         self.dim = dim
         self.model_id = f"wordllama/l2_supercat/{dim}"
         self._words: dict[str, int] | None = None
+        # The model's own embed pads every batch of 64 texts to its longest one and multiplies
+        # a (batch x longest x dim) array by the padding mask; we average each text's own
+        # token vectors instead, from an unpadded copy of its tokenizer (see `_mean_vectors`).
+        self._table = self._model.embedding
+        self._tokenizer = Tokenizer.from_str(self._model.tokenizer.to_str())
+        self._tokenizer.no_padding()
+        self._tokenizer.no_truncation()
 
     def vocabulary(self) -> dict[str, int]:
         """Whole lower-case words of the model's tokenizer with their rank (lower = more
@@ -95,10 +104,23 @@ class WordLlamaEmbedder:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Vectors for `texts` (a few µs each: a token lookup and an average)."""
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        clipped = [t[:_MAX_CHARS] for t in texts]
-        return _normalise(self._model.embed(clipped, norm=False))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), _POOL_BATCH):
+            batch = [t[:_MAX_CHARS] for t in texts[start : start + _POOL_BATCH]]
+            out[start : start + len(batch)] = self._mean_vectors(batch)
+        return _normalise(out)
+
+    def _mean_vectors(self, texts: list[str]) -> np.ndarray:
+        """Each text's mean token vector (zero for a text with no token): the same sums in the
+        same order as the model's padded batches, so bit-for-bit the same vectors."""
+        encoded = self._tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+        table, last = self._table, len(self._table) - 1
+        out = np.zeros((len(texts), table.shape[1]), dtype=np.float32)
+        for k, enc in enumerate(encoded):
+            if enc.ids:
+                ids = np.clip(np.array(enc.ids, dtype=np.intp), 0, last)  # as the model does
+                out[k] = table[ids].sum(axis=0) / np.float32(len(ids))
+        return out
 
 
 class OpenAIEmbedder:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 
-from worker.agent.analysis import ANALYZER, capped_mass
+from worker.agent.analysis import ANALYZER, analyzer_for, capped_mass
 from worker.agent.base import Emit, Passage, Reply, Source, Turn
 from worker.agent.compose import compose
 from worker.agent.language import detect, name
@@ -151,7 +151,8 @@ class OfflineEngine:
                 query, limit=5, per_document=CHUNKS_PER_ARTICLE, language=language
             )
             passages = _first_per_document(chunks)
-            tries.append((self.confidence(query, passages), -i, query, enriched, chunks))
+            confidence = self.confidence(query, passages, language)
+            tries.append((confidence, -i, query, enriched, chunks))
         # the file's text alone is a fallback for a question that says nothing by itself ("see
         # my file"): what the customer typed, with the file, is what they asked, so it wins
         # whenever it is answerable, however the file alone scores on another article
@@ -199,17 +200,21 @@ class OfflineEngine:
             return asked, None
         return None, LANGUAGE_NOTE.format(kb=name(main))
 
-    def confidence(self, query: str, passages: list[Passage]) -> float:
+    def confidence(self, query: str, passages: list[Passage], language: str | None = None) -> float:
         """How surely the top article answers: lexical evidence (geometric mean of its score
         and the idf-weighted share of query words it holds), mixed with its cosine to the
-        query and whether both rankings put it first, when the semantic side is on."""
+        query and whether both rankings put it first, when the semantic side is on.
+        `language`: the one searched in, whose stemmer matches the query's words to the
+        article's (the index stemmed that language's articles with it)."""
         if not passages:
             return 0.0
-        weights = self.kb.term_weights(query)
+        weights = self.kb.term_weights(query, language)
         top = passages[0]
         lexical = 0.0
         if weights:
-            present = set(ANALYZER.content_terms(f"{top.title} {top.section or ''} {top.content}"))
+            analyzer = analyzer_for(language)
+            text = f"{top.title} {top.section or ''} {top.content}"
+            present = set(analyzer.content_terms(text))
             matched = sum(w for t, w in weights.items() if t in present)
             coverage = min(1.0, matched / capped_mass(list(weights.values())))
             lexical = math.sqrt(max(0.0, top.score) * coverage)

@@ -225,8 +225,16 @@ class PgFullTextRetriever:
         self.scale_score = scale_score
 
     @component.output_types(documents=list[Document])
-    def run(self, query: str, top_k: int | None = None) -> dict[str, list[Document]]:
-        """Best chunks for `query`; scores on `Document.score` (scaled: 0..1)."""
+    def run(
+        self, query: str, top_k: int | None = None, language: str | None = None
+    ) -> dict[str, list[Document]]:
+        """Best chunks for `query`; scores on `Document.score` (scaled: 0..1).
+
+        `language` is accepted so the stores stay swappable, and not used yet: the stored
+        tsvector is parsed with the one `FTS_CONFIG` ('english') for every chunk, so a
+        French question is stemmed as English here, as its French chunks were (stemming per
+        language in PostgreSQL needs a per-row regconfig column; see bench/README.md)."""
+        del language
         top_k = self.top_k if top_k is None else top_k
         if top_k < 0:
             raise ValueError(f"top_k must be at least 0, got {top_k}")

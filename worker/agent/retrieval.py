@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -199,7 +200,10 @@ class KnowledgeBase:
         if current.repair is not None:
             query = current.repair.repair(query)  # "pakage" -> "package", both sides gain
         # the raw text goes to the store (PostgreSQL must parse it as it parsed the KB)
-        result = current.pipeline.run({"retriever": {"query": query, "top_k": top_k}})
+        inputs: dict[str, Any] = {"query": query, "top_k": top_k}
+        if language:
+            inputs["language"] = language  # its stemmer, where the store stems per language
+        result = current.pipeline.run({"retriever": inputs})
         documents = result["retriever"]["documents"]
         if language:
             documents = [d for d in documents if d.meta.get("language") == language]
@@ -214,10 +218,11 @@ class KnowledgeBase:
         repair = self._current.repair
         return repair.repair(text) if repair is not None else text
 
-    def term_weights(self, text: str) -> dict[str, float]:
-        """Idf weight per content term (uniform for PostgreSQL, which exposes no cheap idf)."""
+    def term_weights(self, text: str, language: str | None = None) -> dict[str, float]:
+        """Idf weight per content term (uniform for PostgreSQL, which exposes no cheap idf);
+        `language` stems `text` as the in-memory index stemmed that language's chunks."""
         if self.index is not None:
-            return self.index.term_weights(text)
+            return self.index.term_weights(text, language)
         return dict.fromkeys((t for t in ANALYZER.content_terms(text) if not is_noise(t)), 1.0)
 
     def refresh(self, force: bool = False) -> None:
@@ -356,6 +361,8 @@ class KnowledgeBase:
         matrix: np.ndarray | None = None,
     ) -> None:
         """Build the index fully, then swap it in, so searches never see a half-built one."""
+        # languages first: the bm25s index stems each chunk with its language's stemmer
+        languages = _tag_languages(documents)
         index = None
         if self.store == "postgres":
             lexical: Any = PgFullTextRetriever(database_url=self.database_url, scale_score=True)
@@ -380,31 +387,48 @@ class KnowledgeBase:
             namespace = f"{namespace}:{self.embedder.model_id}:w{weight:g}"
         else:
             pipeline = _single(lexical)
+        pipeline.warm_up()  # here, in the build, rather than in the first customer's search
         self._current = _Snapshot(
             index,
             pipeline,
             version,
             namespace,
             vectors,
-            self._query_repair(documents, synonyms=vectors is not None),
-            _tag_languages(documents),
+            self._query_repair(documents, synonyms=vectors is not None, index=index),
+            languages,
         )
 
-    def _query_repair(self, documents: list[Document], synonyms: bool) -> QueryRepair | None:
+    def _query_repair(
+        self, documents: list[Document], synonyms: bool, index: BM25sIndex | None = None
+    ) -> QueryRepair | None:
         """Typo repair from this KB's words (counted) and the embedding model's word list;
         `synonyms`: also map words the KB lacks onto its own by the model's word vectors (not
-        where the self-check found the model's sense of meaning no help on this KB)."""
+        where the self-check found the model's sense of meaning no help on this KB). The
+        bodies' words come from the bm25s `index` when there is one (it counted them)."""
         if not documents:
             return None
-        counts: dict[str, int] = {}
+        bodies = index.body_word_counts() if index is not None else None
+        if bodies is None:
+            bodies = Counter()
+            for doc in documents:
+                bodies.update(ANALYZER.words(doc.content or ""))
+        titles: dict[str, list[str]] = {}  # an article's chunks share its title
+        counts: Counter[str] = Counter()
         for doc in documents:
-            for word in ANALYZER.words(f"{doc.meta.get('title') or ''} {doc.content or ''}"):
-                if word.isalpha():
-                    counts[word] = counts.get(word, 0) + 1
+            title = str(doc.meta.get("title") or "")
+            words = titles.get(title)
+            if words is None:
+                words = titles[title] = ANALYZER.words(title)
+            counts.update(words)
+        counts.update(bodies)
+        kb_words = {w: n for w, n in counts.items() if w.isalpha()}
         vocabulary = getattr(self.embedder, "vocabulary", None)
         known = vocabulary() if callable(vocabulary) else None
-        synonym = _Synonyms(counts, self.embedder) if synonyms and known and self.embedder else None
-        return QueryRepair(counts, known, synonym)
+        synonym = (
+            _Synonyms(kb_words, self.embedder) if synonyms and known and self.embedder else None
+        )
+        languages = {str(d.meta.get("language") or "en") for d in documents}
+        return QueryRepair(kb_words, known, synonym, languages=languages)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from haystack import Document, component
 
+from worker.agent.bm25 import BM25sRetriever
 from worker.agent.embeddings import Embedder
 
 RRF_K = 60  # the usual reciprocal-rank constant: rank 1 vs rank 10 differ by ~15 %, not 10x
@@ -33,8 +34,29 @@ def cosines(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
     return np.einsum("ij,j->i", matrix, vector)
 
 
+def top_desc(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the `k` largest values, largest first (ties as `bm25.top_indices` keeps them)."""
+    k = min(k, len(values))
+    if k <= 0:
+        return np.zeros(0, dtype=np.intp)
+    best = np.argpartition(-values, k - 1)[:k]
+    return best[np.argsort(-values[best], kind="stable")]
+
+
+# Rows per block of the stacked product (see `VectorIndex`): OpenBLAS runs a matrix-vector
+# product of under 2304 x 4 elements on the calling thread, and numpy's matmul over a stack of
+# blocks calls it once per block from C, so a block of this many elements never spawns threads.
+_BLOCK_ELEMENTS = 8192
+
+
 class VectorIndex:
-    """Chunk vectors as one row-normalised float32 matrix, rows in `documents` order."""
+    """Chunk vectors as row-normalised float32, rows in `documents` order.
+
+    A query's cosines are one BLAS matrix-vector product per block of rows, all called from
+    C by one stacked `matmul` (`cosines`). Single-threaded by construction: a whole-matrix
+    product is split over threads by OpenBLAS, which with Celery's processes already filling
+    the cores made a 100k x 128 product 12 ms instead of 3 (measured under load); and about a
+    third cheaper in CPU than the per-row einsum loop used before (bench/README.md)."""
 
     def __init__(
         self,
@@ -46,27 +68,47 @@ class VectorIndex:
         if len(documents) != len(matrix):
             raise ValueError(f"{len(documents)} documents but {len(matrix)} vectors")
         self.documents = documents
-        self.matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        matrix = np.asarray(matrix, dtype=np.float32)
+        self.size, dim = len(documents), (matrix.shape[1] if matrix.ndim == 2 else 0)
+        rows = max(1, _BLOCK_ELEMENTS // max(dim, 1))
+        blocks = -(-self.size // rows)
+        # zero rows pad the last block; their cosines are cut off in `cosines`
+        self._blocks = np.zeros((blocks, rows, dim), dtype=np.float32)
+        self._blocks.reshape(-1, dim)[: self.size] = matrix
         self.embedder = embedder
         self.min_similarity = min_similarity
         self.row = {doc.id: i for i, doc in enumerate(documents)}
 
+    @property
+    def matrix(self) -> np.ndarray:
+        """The vectors as (chunks, dim), a view (no copy)."""
+        return self._blocks.reshape(-1, self._blocks.shape[2])[: self.size]
+
     def embed_query(self, query: str) -> np.ndarray:
         """The query's unit vector (zero when the model knows none of its tokens)."""
         return self.embedder.embed([query])[0]
+
+    def cosines(self, vector: np.ndarray) -> np.ndarray:
+        """Cosine of every chunk to `vector` (a unit vector), in row order, on this thread."""
+        vector = np.asarray(vector, dtype=np.float32)  # a float64 one would upcast the matrix
+        return (self._blocks @ vector).reshape(-1)[: self.size]
+
+    def cosines_of(self, rows: list[int], vector: np.ndarray) -> np.ndarray:
+        """Cosine of the given rows only (what a fusion that skips the full product needs)."""
+        if not rows:
+            return np.zeros(0, dtype=np.float32)
+        # the same BLAS kernel as `cosines` (a few rows: far under the threading size)
+        return self.matrix[rows] @ np.asarray(vector, dtype=np.float32)
 
     def nearest(self, vector: np.ndarray, top_k: int) -> list[Document]:
         """The `top_k` chunks of highest cosine, best first, score = cosine; chunks under
         `min_similarity` are left out (every chunk is *some* distance away: that is no match)."""
         if top_k <= 0 or not len(self.documents) or not np.any(vector):
             return []
-        sims = cosines(self.matrix, vector)
-        k = min(top_k, len(sims))
-        best = np.argpartition(-sims, k - 1)[:k]
-        best = best[np.argsort(-sims[best], kind="stable")]
+        sims = self.cosines(vector)
         return [
             dataclasses.replace(self.documents[i], score=float(sims[i]))
-            for i in best
+            for i in top_desc(sims, top_k).tolist()
             if sims[i] >= self.min_similarity
         ]
 
@@ -75,7 +117,7 @@ class VectorIndex:
         rows = [(d, self.row[d]) for d in doc_ids if d in self.row]
         if not rows or not np.any(vector):
             return dict.fromkeys((d for d, _ in rows), 0.0)
-        sims = cosines(self.matrix[[r for _, r in rows]], vector)
+        sims = self.cosines_of([r for _, r in rows], vector)
         return {d: float(s) for (d, _), s in zip(rows, sims, strict=True)}
 
 
@@ -153,68 +195,124 @@ class HybridRetriever:
     """Lexical and semantic retrieval fused, as one pipeline component (see the module doc).
 
     Same result as `SemanticRetriever` + `WeightedRankFusion`, computed on row numbers: only
-    the `top_k` fused chunks become Documents (a Document costs ~15 µs to build).
+    the `top_k` fused chunks become Documents (a Document costs ~5-15 µs to build). With the
+    bm25s retriever the lexical hits come as row numbers too (`BM25sIndex.top_rows`), and
+    when the fusion gives the meaning no vote (the words matched fully, see `fuse_weight`)
+    the product over every chunk vector is skipped: only the kept chunks' cosines are
+    computed, for `meta["semantic"]`.
     """
 
     def __init__(self, *, lexical: Any, index: VectorIndex, semantic_weight: float = 0.35):
         self.lexical = lexical
         self.index = index
         self.semantic_weight = semantic_weight
+        self._rows: tuple[list[Document], np.ndarray] | None = None
+
+    def warm_up(self) -> None:
+        """Map the bm25s snapshot's rows onto the vector rows now, not on the first query."""
+        if isinstance(self.lexical, BM25sRetriever):
+            docs = self.lexical.index.snapshot_documents()
+            if docs is not None:
+                self._row_map(docs)
 
     @component.output_types(documents=list[Document])
-    def run(self, query: str, top_k: int = 40) -> dict[str, list[Document]]:
-        """The fused `top_k` best chunks, best first, with `meta["lexical"]`/`["semantic"]`."""
+    def run(
+        self, query: str, top_k: int = 40, language: str | None = None
+    ) -> dict[str, list[Document]]:
+        """The fused `top_k` best chunks, best first, with `meta["lexical"]`/`["semantic"]`.
+        `language`: the query's, for the lexical side's stemming."""
         index = self.index
-        lexical = self.lexical.run(query=query, top_k=top_k)["documents"]
+        rows, lex_scores, extra = self._lexical(query, top_k, language)
+        w_sem = fuse_weight(self.semantic_weight, lex_scores)
+        if extra:  # the lexical store is newer than this vector snapshot: lexical order only
+            w_sem = 0.0
         vector = index.embed_query(query)
-        sims = cosines(index.matrix, vector) if np.any(vector) else None
-        order, fused, lex_score, extra = fuse(index, lexical, sims, self.semantic_weight, top_k)
+        known = bool(np.any(vector))
+        sims = index.cosines(vector) if known and w_sem > 0 and index.size else None
+        fused = rank_fusion(rows, sims, w_sem, top_k, index.min_similarity)
         docs = index.documents
+        order = sorted(fused, key=lambda r: (-fused[r], (extra.get(r) or docs[r]).id))[:top_k]
+        lex_score = dict(zip(rows, lex_scores, strict=True))
+        if sims is not None:
+            sem = {r: float(sims[r]) for r in order if r >= 0}
+        elif known:
+            kept = [r for r in order if r >= 0]
+            sem = dict(zip(kept, index.cosines_of(kept, vector).tolist(), strict=True))
+        else:
+            sem = {}
         out = []
         for row in order:
             doc = extra.get(row) or docs[row]
-            sem = float(sims[row]) if sims is not None and row >= 0 else 0.0
-            lex = lex_score.get(row, 0.0)
-            meta = {**doc.meta, "lexical": lex, "semantic": sem, "fused": fused[row]}
-            score = lex if row in lex_score else max(0.0, sem)
+            cos, lex = sem.get(row, 0.0), lex_score.get(row, 0.0)
+            meta = {**doc.meta, "lexical": lex, "semantic": cos, "fused": fused[row]}
+            score = lex if row in lex_score else max(0.0, cos)
             out.append(Document(id=doc.id, content=doc.content, meta=meta, score=score))
         return {"documents": out}
 
+    def _lexical(
+        self, query: str, top_k: int, language: str | None = None
+    ) -> tuple[list[int], list[float], dict[int, Document]]:
+        """The lexical hits as (vector rows, scores, hits missing from the vector snapshot under
+        negative rows), best first; from bm25s without building a Document per hit."""
+        index = self.index
+        extra: dict[int, Document] = {}  # a chunk newer than this vector snapshot (PostgreSQL)
+        if isinstance(self.lexical, BM25sRetriever):
+            hits = self.lexical.index.top_rows(query, top_k, self.lexical.scale_score, language)
+            if hits is None:
+                return [], [], extra
+            rows = self._row_map(hits.docs)[hits.rows].tolist()
+            for k, row in enumerate(rows):
+                if row < 0:
+                    rows[k] = -(len(extra) + 1)
+                    extra[rows[k]] = hits.docs[int(hits.rows[k])]
+            return rows, hits.scores, extra
+        documents = self.lexical.run(query=query, top_k=top_k, language=language)["documents"]
+        rows = []
+        for doc in documents:
+            row = index.row.get(doc.id)
+            if row is None:
+                row = -(len(extra) + 1)
+                extra[row] = doc
+            rows.append(row)
+        return rows, [float(d.score or 0.0) for d in documents], extra
 
-def fuse(
-    index: VectorIndex,
-    lexical: list[Document],
+    def _row_map(self, docs: list[Document]) -> np.ndarray:
+        """Vector row of each chunk of a bm25s snapshot (-1 when the vectors lack it), kept
+        until the snapshot changes."""
+        cached = self._rows
+        if cached is not None and cached[0] is docs:
+            return cached[1]
+        row = self.index.row
+        mapping = np.fromiter((row.get(d.id, -1) for d in docs), dtype=np.intp, count=len(docs))
+        self._rows = (docs, mapping)
+        return mapping
+
+
+def fuse_weight(semantic_weight: float, lexical_scores: list[float]) -> float:
+    """The semantic list's weight for this query: the configured one, shrunk as the best
+    lexical match approaches "every query word in title and body" (see
+    `WeightedRankFusion.run`); 0 once it gets there."""
+    lex_top = max(lexical_scores, default=0.0)
+    return semantic_weight * (1.0 - min(1.0, max(0.0, lex_top)))
+
+
+def rank_fusion(
+    lexical_rows: list[int],
     sims: np.ndarray | None,
-    semantic_weight: float,
+    w_sem: float,
     top_k: int,
-) -> tuple[list[int], dict[int, float], dict[int, float], dict[int, Document]]:
-    """Weighted reciprocal rank fusion on row numbers: (fused order, fused score per row,
-    lexical score per row, lexical hits missing from the vector snapshot under negative rows).
-
-    The semantic weight shrinks as the best lexical match approaches "every query word in
-    title and body" (see `WeightedRankFusion.run`)."""
+    min_similarity: float,
+) -> dict[int, float]:
+    """Weighted reciprocal rank fusion on row numbers: fused score per row. The lexical list
+    weighs 1 - `w_sem`; the `top_k` rows nearest by cosine (`sims`, at least `min_similarity`)
+    weigh `w_sem`."""
     fused: dict[int, float] = {}
-    lex_score: dict[int, float] = {}
-    lex_top = max((float(d.score or 0.0) for d in lexical), default=0.0)
-    w_sem = semantic_weight * (1.0 - min(1.0, max(0.0, lex_top)))
-    extra: dict[int, Document] = {}  # a chunk newer than this vector snapshot (PostgreSQL)
-    for rank, doc in enumerate(lexical):
-        row = index.row.get(doc.id)
-        if row is None:
-            row = -(len(extra) + 1)
-            extra[row] = doc
+    for rank, row in enumerate(lexical_rows):
         fused[row] = fused.get(row, 0.0) + (1.0 - w_sem) / (RRF_K + rank + 1)
-        lex_score[row] = float(doc.score or 0.0)
-    if extra:  # the lexical store is newer than this vector snapshot: lexical order only
-        w_sem = 0.0
     if sims is not None and len(sims) and w_sem > 0:
-        k = min(top_k, len(sims))
-        best = np.argpartition(-sims, k - 1)[:k]
-        best = best[np.argsort(-sims[best], kind="stable")]
-        for rank, row in enumerate(int(r) for r in best):
-            if sims[row] < index.min_similarity:
+        best = top_desc(sims, top_k)
+        for rank, row in enumerate(best.tolist()):
+            if sims[row] < min_similarity:
                 break
             fused[row] = fused.get(row, 0.0) + w_sem / (RRF_K + rank + 1)
-    docs = index.documents
-    order = sorted(fused, key=lambda r: (-fused[r], (extra.get(r) or docs[r]).id))[:top_k]
-    return order, fused, lex_score, extra
+    return fused
