@@ -40,6 +40,15 @@ def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
             previous(sig, frame)  # gunicorn's own: the worker stops accepting
         from webapp.events import going_away
 
-        threading.Thread(target=going_away, name="going-away", daemon=True).start()
+        try:
+            import gevent
+        except ImportError:  # not the gevent worker class: a thread is safe here
+            threading.Thread(target=going_away, name="going-away", daemon=True).start()
+            return
+        # The signal may arrive while gevent's hub runs, where any switch is forbidden:
+        # starting a thread there raised BlockingSwitchOutError out of this handler and the
+        # worker died at once, resetting its sockets instead of closing them with 1001. A loop
+        # callback runs on the hub's next turn, where spawning a greenlet is safe.
+        gevent.get_hub().loop.run_callback(gevent.spawn, going_away)
 
     signal.signal(signal.SIGTERM, on_term)
