@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 import uuid
 from typing import Any
@@ -27,45 +26,68 @@ from webapp.events import GOING_AWAY, GOING_AWAY_CODE, RESYNC, get_hub
 from webapp.extensions import sock
 from webapp.metrics import socket_closed, socket_opened
 from webapp.ws import refuse
+from webapp.wsserver import spawn
 
 log = logging.getLogger(__name__)
 
 CHECK_IN_EVERY = presence.TTL / 3
-_CLOSE = object()
+_WRITERS = threading.Lock()
 
 
 class ConsoleFeed:
-    """One console socket: the hub pushes, a writer thread sends."""
+    """One console socket: the hub pushes, a writer greenlet sends while there is something
+    to send (as webapp.ws.Connection does)."""
+
+    __slots__ = ("ws", "actor", "client_id", "outbox", "writing", "finished")
 
     def __init__(self, ws: Any, actor: Actor) -> None:
         self.ws = ws
         self.actor = actor
         self.client_id = uuid.uuid4().hex[:12]
-        self.outbox: queue.Queue = queue.Queue()
+        self.outbox: list = []  # a list: an empty deque costs ~600 bytes per socket
+        self.writing = True  # held until `start`: `connected` is the first event out
+        self.finished = False
+
+    def start(self) -> None:
+        spawn(self.writer)
 
     def push(self, event: dict) -> None:
-        self.outbox.put(event)
+        if self.finished:
+            return
+        self.outbox.append(event)
+        with _WRITERS:
+            if self.writing:
+                return
+            self.writing = True
+        spawn(self.writer)
+
+    def finish(self) -> None:
+        self.finished = True
+        self.outbox.clear()
 
     def writer(self) -> None:
         while True:
-            event = self.outbox.get()
-            if event is _CLOSE:
-                return
+            with _WRITERS:
+                if not self.outbox or self.finished:
+                    self.writing = False
+                    return
+                event = self.outbox.pop(0)
             if event is GOING_AWAY:
+                self.finish()
                 try:
                     self.ws.close(reason=GOING_AWAY_CODE, message="server restarting")
                 except Exception:  # already closed by the client: nothing left to tell
                     pass
-                return
+                continue
             if event is RESYNC:
                 event = envelope("resync", STAFF_FEED)
             try:
                 self.ws.send(json.dumps(event))
             except ConnectionClosed:
-                return
+                self.finish()
             except Exception:
                 log.exception("console writer failed")
-                return
+                self.finish()
 
 
 def _authenticate() -> Actor:
@@ -92,7 +114,7 @@ def console_socket(ws: Any) -> None:
     feed.push(
         envelope("connected", STAFF_FEED, client_id=feed.client_id, agent={"name": actor.name})
     )
-    threading.Thread(target=feed.writer, name="console-writer", daemon=True).start()
+    feed.start()
     try:
         _read(ws, feed)
     except ConnectionClosed:
@@ -101,7 +123,7 @@ def console_socket(ws: Any) -> None:
         hub.remove(STAFF_FEED, feed)
         socket_closed()
         presence.check_out(feed.client_id, actor.name or "Support")
-        feed.push(_CLOSE)
+        feed.finish()
 
 
 def _read(ws: Any, feed: ConsoleFeed) -> None:

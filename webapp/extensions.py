@@ -7,9 +7,9 @@ from http import HTTPStatus
 from flask_cors import CORS
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
-from flask_sock import Sock
 
 from models.schemas import ApiErrorSchema
+from webapp.wsserver import SocketRoutes
 
 RETRY_AFTER_HEADER = {
     "Retry-After": {
@@ -75,5 +75,5 @@ class HelplineApi(Api):
 
 
 api = HelplineApi()
-sock = Sock()
+sock = SocketRoutes()  # flask-sock's Sock, handing routes lean sockets (webapp/wsserver.py)
 cors = CORS()

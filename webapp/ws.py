@@ -1,15 +1,16 @@
 """The socket route: accept, validate (then explain any refusal), replay, go live.
 
-Each connection has an outbox drained by one writer thread (a greenlet under gevent), so the
-shared pub/sub listener never blocks on a slow client, and the writer alone decides what a
-client has seen: persisted events leave in `seq` order with no gap and no duplicate.
+Each connection has an outbox drained by one writer at a time, so the shared pub/sub listener
+never blocks on a slow client, and the writer alone decides what a client has seen: persisted
+events leave in `seq` order with no gap and no duplicate. The writer is a short-lived greenlet
+started when the outbox gets an event and gone once it is empty: an idle socket holds no writer
+(10,000 idle sockets per web process is the target; see bench/README.md).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 import uuid
 from typing import Any
@@ -35,12 +36,36 @@ from webapp.errors import ApiError, error_event
 from webapp.events import GOING_AWAY, GOING_AWAY_CODE, RESYNC, get_hub
 from webapp.extensions import sock
 from webapp.metrics import socket_closed, socket_opened
+from webapp.wsserver import spawn, text_frame
 
 log = logging.getLogger(__name__)
 
 # HTTP-style status of a refusal → WebSocket close code (documented in the README).
 CLOSE_CODES = {400: 4001, 401: 4003, 403: 4003, 404: 4004, 409: 4009, 429: 4029}
-_CLOSE = object()
+# Guards every connection's "a writer is running" flag (held for a few instructions only).
+_WRITERS = threading.Lock()
+# The hub hands one event dict to every socket of a session: serialise and frame it once.
+# Keyed by id() with the dict itself kept alive in the entry, so an id is never reused while
+# it is cached; the oldest entries go first.
+_FRAMES: dict[int, tuple[dict, bytes]] = {}
+_FRAMES_KEPT = 256
+
+
+def framed(event: dict) -> bytes:
+    """The text frame of an event, built once per event object."""
+    hit = _FRAMES.get(id(event))
+    if hit is not None and hit[0] is event:
+        return hit[1]
+    frame = text_frame(json.dumps(event))
+    if len(_FRAMES) >= _FRAMES_KEPT:
+        try:
+            del _FRAMES[next(iter(_FRAMES))]
+        except (StopIteration, KeyError, RuntimeError):  # another thread trimmed it first
+            pass
+    _FRAMES[id(event)] = (event, frame)
+    return frame
+
+
 # A typing frame's flag; `isTyping` is kept for the original client (customer-support-agent).
 TYPING_KEYS = ("is_typing", "isTyping")
 # A session that ends or is deleted closes its sockets after the event that says so.
@@ -49,7 +74,20 @@ GOING_AWAY_MESSAGE = "server restarting: reconnect with after=<last seq>"
 
 
 class Connection:
-    """One client socket: reader loop in the handler, writer loop in its own thread."""
+    """One client socket: reader loop in the handler, a writer greenlet only while there is
+    something to send."""
+
+    __slots__ = (
+        "ws",
+        "session_id",
+        "actor",
+        "client_id",
+        "last_seq",
+        "outbox",
+        "writing",
+        "finished",
+        "settings",
+    )
 
     def __init__(self, ws: Any, session_id: str, actor: Actor, last_seq: int) -> None:
         self.ws = ws
@@ -57,8 +95,33 @@ class Connection:
         self.actor = actor
         self.client_id = uuid.uuid4().hex[:12]
         self.last_seq = last_seq
-        self.outbox: queue.Queue = queue.Queue()
+        self.outbox: list = []  # a list: an empty deque costs ~600 bytes per socket
+        # A writer is draining the outbox; True until `start`, so nothing leaves before the
+        # route has queued `connected` and the resync that follows the subscription.
+        self.writing = True
+        self.finished = False  # the socket is closed: nothing more is sent
         self.settings = current_settings()
+
+    def start(self) -> None:
+        """Let the outbox drain (and keep draining whenever an event arrives)."""
+        self.writing = True
+        spawn(self.writer)
+
+    def put(self, event: dict) -> None:
+        """Queue an event; start a writer unless one is already draining the outbox."""
+        if self.finished:
+            return
+        self.outbox.append(event)
+        with _WRITERS:
+            if self.writing:
+                return
+            self.writing = True
+        spawn(self.writer)
+
+    def finish(self) -> None:
+        """The socket is gone: drop what is queued and send nothing more."""
+        self.finished = True
+        self.outbox.clear()
 
     # -- called by the hub and the reader; never blocks ----------------------------------
     def push(self, event: dict) -> None:
@@ -68,21 +131,21 @@ class Connection:
             if event.get("is_typing") is True:
                 # Kept for the original client, which shows "typing" for 3 s on any `typing`
                 # event whatever it says: so only a start goes out under that name.
-                self.outbox.put(event)
-                self.outbox.put({**event, "type": "typing"})
+                self.put(event)
+                self.put({**event, "type": "typing"})
                 return
-        self.outbox.put(event)
+        self.put(event)
 
     def send_error(
         self, code: str, message: str, details: Any = None, client_msg_id: str | None = None
     ) -> None:
         """An `error` event; a refused message's `client_msg_id` lets the client mark it."""
         extra = {} if client_msg_id is None else {"client_msg_id": client_msg_id}
-        self.outbox.put(error_event(self.session_id, code, message, details, **extra))
+        self.put(error_event(self.session_id, code, message, details, **extra))
 
     # -- writer ---------------------------------------------------------------------------
     def _send(self, event: dict) -> None:
-        self.ws.send(json.dumps(event))
+        self.ws.send_frame(framed(event))
 
     def _fill(self, upto: int | None) -> None:
         """Send persisted events after last_seq (up to `upto`) straight from the database."""
@@ -117,25 +180,29 @@ class Connection:
         self.last_seq = seq
 
     def writer(self) -> None:
+        """Drain the outbox, then end (the next event starts a new writer)."""
         while True:
-            event = self.outbox.get()
-            if event is _CLOSE:
-                return
+            with _WRITERS:
+                if not self.outbox or self.finished:
+                    self.writing = False
+                    return
+                event = self.outbox.pop(0)
             try:
                 if event is GOING_AWAY:
+                    self.finish()
                     self.ws.close(reason=GOING_AWAY_CODE, message=GOING_AWAY_MESSAGE)
-                    return
+                    continue
                 self._deliver(event)
                 if event.get("type") == "session_status" and event.get("status") in ENDING:
                     # Tell the client why the socket goes away, like a refusal at connect.
                     code, why = ENDING[event["status"]]
+                    self.finish()
                     self.ws.close(reason=code, message=why)
-                    return
             except ConnectionClosed:
-                return
+                self.finish()
             except Exception:
                 log.exception("socket writer failed")
-                return
+                self.finish()
 
     # -- reader ---------------------------------------------------------------------------
     def handle(self, raw: str | bytes) -> None:
@@ -172,7 +239,7 @@ class Connection:
             ping_id = data.get("id")
             if not isinstance(ping_id, str | int | float | None) or isinstance(ping_id, bool):
                 ping_id = None
-            return self.outbox.put(envelope("pong", self.session_id, id=ping_id))
+            return self.put(envelope("pong", self.session_id, id=ping_id))
         return self.send_error("unknown_type", f"unknown event type {kind[:40]!r}")
 
     def on_typing(self, data: dict) -> None:
@@ -200,7 +267,7 @@ class Connection:
 
     def _acknowledge(self, msg: Message, created: bool) -> None:
         """Queued before the broadcast copy of the message, so the sender hears this first."""
-        self.outbox.put(
+        self.put(
             envelope(
                 "acknowledged",
                 self.session_id,
@@ -272,10 +339,11 @@ def _parse_after(raw: str | None) -> int | None:
     return value
 
 
-@sock.route("/ws")
-def websocket(ws: Any) -> None:
-    """GET /ws?session_id=&token=&after= (see the README for the event table)."""
-    request_id_var.set(uuid.uuid4().hex[:16])
+def _admit(ws: Any) -> tuple[str, int, int | None, Actor] | None:
+    """Check origin, `after` and credentials; (session id, its last seq, after, actor), or
+    None once a refusal has been sent. A function of its own so that the ORM objects it reads
+    (the session row, the database session) are gone before the socket goes live: an idle
+    socket keeps only what it needs."""
     db = new_session()
     try:
         check_origin()
@@ -288,18 +356,29 @@ def websocket(ws: Any) -> None:
         )
         if chat.status == "ended":
             raise ApiError(409, "this session has ended", "session_not_active")
-        session_id, current = chat.id, chat.last_seq
+        return chat.id, chat.last_seq, after, actor
     except ApiError as err:
-        return refuse(ws, err)
+        refuse(ws, err)
     except Exception:  # database down, say: explain and close 1011, never a raw HTTP 500
         log.exception("socket setup failed")
-        return refuse(ws, ApiError(500, "the server could not open this conversation"))
+        refuse(ws, ApiError(500, "the server could not open this conversation"))
     finally:
         db.close()
+    return None
+
+
+@sock.route("/ws")
+def websocket(ws: Any) -> None:
+    """GET /ws?session_id=&token=&after= (see the README for the event table)."""
+    request_id_var.set(uuid.uuid4().hex[:16])
+    admitted = _admit(ws)
+    if admitted is None:
+        return None
+    session_id, current, after, actor = admitted
+    del admitted
     session_id_var.set(session_id)
     start = current if after is None else min(after, current)
     conn = Connection(ws, session_id, actor, start)
-    conn.outbox.put(envelope("connected", session_id, client_id=conn.client_id, last_seq=current))
     hub = get_hub()
     if hub.closing:  # accepted while the process stops: send it to another web process
         ws.close(reason=GOING_AWAY_CODE, message=GOING_AWAY_MESSAGE)
@@ -309,12 +388,12 @@ def websocket(ws: Any) -> None:
         return refuse(
             ws, ApiError(429, f"at most {limit} sockets per conversation", "too_many_sockets")
         )
+    conn.put(envelope("connected", session_id, client_id=conn.client_id, last_seq=current))
     hub.add(session_id, conn)
     socket_opened()
     hub.wait_connected(2.0)  # the first socket of a process may arrive before the subscription
-    conn.outbox.put(RESYNC)  # anything committed between our read and the subscription
-    writer = threading.Thread(target=conn.writer, name="ws-writer", daemon=True)
-    writer.start()
+    conn.put(RESYNC)  # anything committed between our read and the subscription
+    conn.start()
     try:
         while True:
             raw = ws.receive()
@@ -332,5 +411,5 @@ def websocket(ws: Any) -> None:
     finally:
         hub.remove(session_id, conn)
         socket_closed()
-        conn.outbox.put(_CLOSE)
+        conn.finish()
     return None
