@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import IO, Any
 
@@ -62,7 +63,7 @@ def _native_pool() -> Any:
     return gevent.get_hub().threadpool
 
 
-class Upload:
+class Upload(ABC):
     """The bytes of one upload on their way in: written as they arrive, hashed as they pass.
 
     Under gevent the hash and the write of one piece run in a native thread while the next
@@ -98,17 +99,19 @@ class Upload:
         self._hash.update(chunk)
         self._write(chunk)
 
+    @abstractmethod
     def _write(self, chunk: bytes) -> None:
-        raise NotImplementedError
+        """Put one piece where the bytes are kept."""
 
+    @abstractmethod
     def reopen(self) -> IO[bytes]:
         """The bytes received so far, readable and seekable (a ZIP's directory is at its end)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def keep(self, db: Session, att: Attachment) -> None:
         """Make the bytes durable under `att` in this transaction (commit follows)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def discard(self) -> None:
         """Forget the bytes (refused, aborted, or the row's commit failed); never raises."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import uuid
 from typing import Any
 
@@ -26,68 +25,40 @@ from webapp.events import GOING_AWAY, GOING_AWAY_CODE, RESYNC, get_hub
 from webapp.extensions import sock
 from webapp.metrics import socket_closed, socket_opened
 from webapp.ws import refuse
-from webapp.wsserver import spawn
+from webapp.wsserver import Outbox
 
 log = logging.getLogger(__name__)
 
 CHECK_IN_EVERY = presence.TTL / 3
-_WRITERS = threading.Lock()
 
 
-class ConsoleFeed:
+class ConsoleFeed(Outbox):
     """One console socket: the hub pushes, a writer greenlet sends while there is something
-    to send (as webapp.ws.Connection does)."""
+    to send (`Outbox`, as for customers' sockets)."""
 
-    __slots__ = ("ws", "actor", "client_id", "outbox", "writing", "finished")
+    __slots__ = ("ws", "actor", "client_id")
 
     def __init__(self, ws: Any, actor: Actor) -> None:
+        super().__init__()  # held until `start`: `connected` is the first event out
         self.ws = ws
         self.actor = actor
         self.client_id = uuid.uuid4().hex[:12]
-        self.outbox: list = []  # a list: an empty deque costs ~600 bytes per socket
-        self.writing = True  # held until `start`: `connected` is the first event out
-        self.finished = False
-
-    def start(self) -> None:
-        spawn(self.writer)
 
     def push(self, event: dict) -> None:
-        if self.finished:
-            return
-        self.outbox.append(event)
-        with _WRITERS:
-            if self.writing:
-                return
-            self.writing = True
-        spawn(self.writer)
+        """The hub's entry point: queue it."""
+        self.put(event)
 
-    def finish(self) -> None:
-        self.finished = True
-        self.outbox.clear()
-
-    def writer(self) -> None:
-        while True:
-            with _WRITERS:
-                if not self.outbox or self.finished:
-                    self.writing = False
-                    return
-                event = self.outbox.pop(0)
-            if event is GOING_AWAY:
-                self.finish()
-                try:
-                    self.ws.close(reason=GOING_AWAY_CODE, message="server restarting")
-                except Exception:  # already closed by the client: nothing left to tell
-                    pass
-                continue
-            if event is RESYNC:
-                event = envelope("resync", STAFF_FEED)
+    def deliver(self, event: dict) -> None:
+        if event is GOING_AWAY:
+            self.finish()
             try:
-                self.ws.send(json.dumps(event))
-            except ConnectionClosed:
-                self.finish()
-            except Exception:
-                log.exception("console writer failed")
-                self.finish()
+                self.ws.close(reason=GOING_AWAY_CODE, message="server restarting")
+            except Exception:  # already closed by the client: nothing left to tell
+                pass
+            return
+        if event is RESYNC:
+            event = envelope("resync", STAFF_FEED)
+        self.ws.send(json.dumps(event))
 
 
 def _authenticate() -> Actor:

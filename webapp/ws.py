@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import uuid
 from typing import Any
 
@@ -36,14 +35,13 @@ from webapp.errors import ApiError, error_event
 from webapp.events import GOING_AWAY, GOING_AWAY_CODE, RESYNC, get_hub
 from webapp.extensions import sock
 from webapp.metrics import socket_closed, socket_opened
-from webapp.wsserver import spawn, text_frame
+from webapp.wsserver import Outbox, text_frame
 
 log = logging.getLogger(__name__)
 
 # HTTP-style status of a refusal → WebSocket close code (documented in the README).
 CLOSE_CODES = {400: 4001, 401: 4003, 403: 4003, 404: 4004, 409: 4009, 429: 4029}
 # Guards every connection's "a writer is running" flag (held for a few instructions only).
-_WRITERS = threading.Lock()
 # The hub hands one event dict to every socket of a session: serialise and frame it once.
 # Keyed by id() with the dict itself kept alive in the entry, so an id is never reused while
 # it is cached; the oldest entries go first.
@@ -73,55 +71,21 @@ ENDING = {"ended": (4009, "session ended"), "deleted": (4004, "session deleted")
 GOING_AWAY_MESSAGE = "server restarting: reconnect with after=<last seq>"
 
 
-class Connection:
+class Connection(Outbox):
     """One client socket: reader loop in the handler, a writer greenlet only while there is
-    something to send."""
+    something to send (`Outbox`)."""
 
-    __slots__ = (
-        "ws",
-        "session_id",
-        "actor",
-        "client_id",
-        "last_seq",
-        "outbox",
-        "writing",
-        "finished",
-        "settings",
-    )
+    __slots__ = ("ws", "session_id", "actor", "client_id", "last_seq", "settings")
 
     def __init__(self, ws: Any, session_id: str, actor: Actor, last_seq: int) -> None:
+        super().__init__()  # the writer is held until the route has queued `connected` and
+        # the resync that follows the subscription
         self.ws = ws
         self.session_id = session_id
         self.actor = actor
         self.client_id = uuid.uuid4().hex[:12]
         self.last_seq = last_seq
-        self.outbox: list = []  # a list: an empty deque costs ~600 bytes per socket
-        # A writer is draining the outbox; True until `start`, so nothing leaves before the
-        # route has queued `connected` and the resync that follows the subscription.
-        self.writing = True
-        self.finished = False  # the socket is closed: nothing more is sent
         self.settings = current_settings()
-
-    def start(self) -> None:
-        """Let the outbox drain (and keep draining whenever an event arrives)."""
-        self.writing = True
-        spawn(self.writer)
-
-    def put(self, event: dict) -> None:
-        """Queue an event; start a writer unless one is already draining the outbox."""
-        if self.finished:
-            return
-        self.outbox.append(event)
-        with _WRITERS:
-            if self.writing:
-                return
-            self.writing = True
-        spawn(self.writer)
-
-    def finish(self) -> None:
-        """The socket is gone: drop what is queued and send nothing more."""
-        self.finished = True
-        self.outbox.clear()
 
     # -- called by the hub and the reader; never blocks ----------------------------------
     def push(self, event: dict) -> None:
@@ -179,30 +143,18 @@ class Connection:
         self._send(event)
         self.last_seq = seq
 
-    def writer(self) -> None:
-        """Drain the outbox, then end (the next event starts a new writer)."""
-        while True:
-            with _WRITERS:
-                if not self.outbox or self.finished:
-                    self.writing = False
-                    return
-                event = self.outbox.pop(0)
-            try:
-                if event is GOING_AWAY:
-                    self.finish()
-                    self.ws.close(reason=GOING_AWAY_CODE, message=GOING_AWAY_MESSAGE)
-                    continue
-                self._deliver(event)
-                if event.get("type") == "session_status" and event.get("status") in ENDING:
-                    # Tell the client why the socket goes away, like a refusal at connect.
-                    code, why = ENDING[event["status"]]
-                    self.finish()
-                    self.ws.close(reason=code, message=why)
-            except ConnectionClosed:
-                self.finish()
-            except Exception:
-                log.exception("socket writer failed")
-                self.finish()
+    def deliver(self, event: dict) -> None:
+        """Send one event in order; the end of the session or of the process closes the socket
+        after it, with the code that says why (as a refusal at connect would)."""
+        if event is GOING_AWAY:
+            self.finish()
+            self.ws.close(reason=GOING_AWAY_CODE, message=GOING_AWAY_MESSAGE)
+            return
+        self._deliver(event)
+        if event.get("type") == "session_status" and event.get("status") in ENDING:
+            code, why = ENDING[event["status"]]
+            self.finish()
+            self.ws.close(reason=code, message=why)
 
     # -- reader ---------------------------------------------------------------------------
     def handle(self, raw: str | bytes) -> None:

@@ -26,6 +26,7 @@ import socket
 import threading
 import time
 import weakref
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -447,3 +448,61 @@ class _Upgraded(Response):
         if self.mode == "gunicorn":
             raise StopIteration()  # gunicorn's sign that the app wrote the response itself
         return super().__call__(environ, start_response)
+
+
+_WRITERS = threading.Lock()
+
+
+class Outbox(ABC):
+    """Events waiting for one socket, drained by at most one writer greenlet, which exists
+    only while there is something to send: an idle socket holds no writer. Until `start`, the
+    writer is held, so the route's first events (`connected`, a resync) go out first.
+    Subclasses send one event in `deliver`; a closed socket ends the drain for good."""
+
+    __slots__ = ("outbox", "writing", "finished")
+
+    def __init__(self) -> None:
+        self.outbox: list = []  # a list: an empty deque costs ~600 bytes per socket
+        self.writing = True  # held until `start`
+        self.finished = False  # the socket is closed: nothing more is sent
+
+    def start(self) -> None:
+        """Let the outbox drain (and keep draining whenever an event arrives)."""
+        self.writing = True
+        spawn(self.writer)
+
+    def put(self, event: dict) -> None:
+        """Queue an event; start a writer unless one is already draining the outbox."""
+        if self.finished:
+            return
+        self.outbox.append(event)
+        with _WRITERS:
+            if self.writing:
+                return
+            self.writing = True
+        spawn(self.writer)
+
+    def finish(self) -> None:
+        """The socket is gone: drop what is queued and send nothing more."""
+        self.finished = True
+        self.outbox.clear()
+
+    def writer(self) -> None:
+        """Drain the outbox, then end (the next event starts a new writer)."""
+        while True:
+            with _WRITERS:
+                if not self.outbox or self.finished:
+                    self.writing = False
+                    return
+                event = self.outbox.pop(0)
+            try:
+                self.deliver(event)
+            except ConnectionClosed:
+                self.finish()
+            except Exception:
+                log.exception("socket writer failed")
+                self.finish()
+
+    @abstractmethod
+    def deliver(self, event: dict) -> None:
+        """Send one event (may call `finish` and close the socket)."""
