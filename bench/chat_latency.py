@@ -663,9 +663,9 @@ def print_summary(reports: list[Report]) -> None:
         )
 
 
-def plot(reports: list[Report], path: Path) -> None:
-    """Latency percentiles (and answers per second) against the number of sessions, one line
-    per database and percentile, as a PNG."""
+def pyplot() -> Any | None:
+    """matplotlib's pyplot drawing to files (no display), or None (said) when it is missing:
+    it is a benchmark extra (requirements-dev.txt), never a reason for a run to fail."""
     try:
         import matplotlib
 
@@ -673,6 +673,15 @@ def plot(reports: list[Report], path: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         log("matplotlib is not installed (requirements-dev.txt): no plot")
+        return None
+    return plt
+
+
+def plot(reports: list[Report], path: Path) -> None:
+    """Latency percentiles (and answers per second) against the number of sessions, one line
+    per database and percentile, as a PNG."""
+    plt = pyplot()
+    if plt is None:
         return
     fig, (lat, rate) = plt.subplots(1, 2, figsize=(12, 4.8))
     styles = {"sqlite": "-", "postgresql": "--"}

@@ -56,6 +56,7 @@ from bench.chat_latency import (  # noqa: E402
     log,
     ms,
     percentile,
+    pyplot,
 )
 
 PLOT = ROOT / "bench" / "sockets.png"
@@ -320,14 +321,9 @@ def table(levels: list[Level]) -> str:
 
 def plot(levels: list[Level], path: Path, title: str) -> None:
     """RSS per socket and probe latency against sockets held, one line per mode."""
-    try:
-        import matplotlib
-    except ImportError:
-        log("matplotlib is not installed (requirements-dev.txt): no plot")
+    plt = pyplot()
+    if plt is None:
         return
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for mode in sorted({r.mode for r in levels}):
         rows = [r for r in levels if r.mode == mode]

@@ -53,6 +53,7 @@ from bench.chat_latency import (  # noqa: E402
     log,
     migrate,
     percentile,
+    pyplot,
 )
 
 BENCH_REDIS_DBS = (11, 10, 9)  # chat_latency uses 12; a concurrent run of it keeps its own
@@ -282,13 +283,8 @@ def report(cells: list[Cell]) -> None:
 
 def plot(cells: list[Cell], path: Path, title: str) -> None:
     """p50/p95 against size (one client) and against clients (per size)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log("matplotlib is not installed (requirements-dev.txt); no plot")
+    plt = pyplot()
+    if plt is None:
         return
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     seq = sorted((c for c in cells if c.concurrency == 1), key=lambda c: c.size)
