@@ -350,43 +350,24 @@ def plot(levels: list[Level], path: Path, title: str) -> None:
 
 # -- memdebug -------------------------------------------------------------------------------
 class MemdebugStack:
-    """Patches tests.stack.Stack.start_web to run gunicorn with bench/memdebug_gunicorn.py."""
+    """Stacks started inside run their web process with bench/memdebug_gunicorn.py, which
+    writes what it holds into `folder` (MEMDEBUG_DIR) when asked."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
     def __enter__(self) -> MemdebugStack:
-        from tests import stack as stack_module
+        from tests.stack import Stack
 
-        self.original = stack_module.Stack.start_web
-        folder = self.folder
-
-        def start_web(stack) -> str:  # type: ignore[no-untyped-def]
-            stack.env["MEMDEBUG_DIR"] = str(folder)
-            port = stack_module.free_port()
-            proc = stack._spawn(
-                [
-                    str(stack_module.BIN / "gunicorn"),
-                    "-c",
-                    "bench/memdebug_gunicorn.py",
-                    "--workers",
-                    "1",
-                    "--bind",
-                    f"127.0.0.1:{port}",
-                    "wsgi:app",
-                ],
-                f"web{len(stack.webs)}",
-            )
-            stack.webs.append((proc, port))
-            return f"http://127.0.0.1:{port}"
-
-        stack_module.Stack.start_web = start_web  # type: ignore[method-assign]
+        os.environ["MEMDEBUG_DIR"] = str(self.folder)  # a Stack's env starts from os.environ
+        Stack.web_config = "bench/memdebug_gunicorn.py"
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from tests import stack as stack_module
+        from tests.stack import Stack
 
-        stack_module.Stack.start_web = self.original  # type: ignore[method-assign]
+        Stack.web_config = "gunicorn.conf.py"
+        os.environ.pop("MEMDEBUG_DIR", None)
 
     def snapshot(self, tag: str, timeout: float = 120) -> dict:
         (self.folder / f"{tag}.want").touch()

@@ -217,13 +217,16 @@ class Stack:
             start_new_session=True,
         )
 
+    # the web processes' gunicorn settings (bench/sockets.py --memdebug swaps in its own)
+    web_config = "gunicorn.conf.py"
+
     def start_web(self) -> str:
         port = free_port()
         proc = self._spawn(
             [
                 str(BIN / "gunicorn"),
                 "-c",
-                "gunicorn.conf.py",
+                self.web_config,
                 "--workers",
                 "1",
                 "--bind",
