@@ -5,7 +5,10 @@
 KB defaults to data/sample_kb and GOLD to bench/sample_answers.jsonl: JSONL of {"question",
 "relevant_ids", "key_fact", "split"}, where `key_fact` is a regex (case-insensitive) that a
 correct answer must contain (null, with empty `relevant_ids`: a question the KB does not answer,
-whose only correct reply is the abstention) and `split` is "tuning" or "held-out". Retrieval
+whose only correct reply is the abstention) and `split` is "tuning", "held-out" or "held-out-2"
+(the second held-out split, written later, before the answer-composition round it checks). An
+optional "history" lists the customer's earlier messages, oldest first: the question is then a
+follow-up ("and what does it cost?") asked after them. Retrieval
 metrics (see bench/quality.py) say whether the right article was found; this says whether the
 sentences the engine quoted from it actually answer. Reported per split, so tuning on one half
 and checking the other exposes overfitting:
@@ -31,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SPLITS = ("tuning", "held-out")
+SPLITS = ("tuning", "held-out", "held-out-2")
 _COUNTS = ("n", "hit", "right", "ceiling", "abstain", "words")
 
 
@@ -44,6 +47,7 @@ def run(
     kb: Any, gold: list[dict[str, Any]], show_misses: str | None
 ) -> dict[str, dict[str, float]]:
     """Ask every gold question; count key-fact hits, ceilings and abstentions per split."""
+    from worker.agent.base import Turn
     from worker.agent.offline import CHUNKS_PER_ARTICLE, OfflineEngine
 
     engine = OfflineEngine(kb)
@@ -51,7 +55,8 @@ def run(
     for q in gold:
         split = q.get("split", "tuning")
         row = stats.setdefault(split, dict.fromkeys(_COUNTS, 0))
-        reply = engine.answer(q["question"], history=[], attachments=[], emit=lambda *_: None)
+        history = [Turn("user", text) for text in q.get("history") or []]
+        reply = engine.answer(q["question"], history=history, attachments=[], emit=lambda *_: None)
         abstained = reply.escalation_reason == "low_confidence"
         if q.get("key_fact") is None:  # the KB does not answer it: abstaining is right
             key = re.compile(r"(?!)")
@@ -75,7 +80,8 @@ def run(
         )
         if not hit and show_misses in (split, "all"):
             cited = [s.external_id for s in reply.sources]
-            print(f"- [{split}] {q['question']!r} want /{q['key_fact']}/ cited {cited}")
+            earlier = f" after {q['history']!r}" if q.get("history") else ""
+            print(f"- [{split}] {q['question']!r}{earlier} want /{q['key_fact']}/ cited {cited}")
             print("    " + reply.text.replace("\n", "\n    "))
     return stats
 
