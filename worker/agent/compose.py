@@ -25,7 +25,10 @@ from worker.agent.units import Unit, build_units, render
 _ANAPHOR = re.compile(
     r"^(?:it|its|this|that|these|those|they|them|their|then|so|also|such|there|otherwise|"
     r"however|instead|after that|afterwards|if so|if not)\b|"
-    r"^\W*(?:\w+\s+){1,2}(?:then|too|as well|afterwards|again)\b",
+    r"^\W*(?:\w+\s+){1,2}(?:then|too|as well|afterwards|again)\b|"
+    # a clause about a state the previous sentence or step brought about: "Once you're in, ..."
+    r"^(?:once|when|after)\s+(?:you[’']?(?:re|ve|\s+are|\s+have)\s+)?"
+    r"(?:in|done|finished|there|it|this|that|they|these|those)\b",
     re.I,
 )
 _MIN_PREFIX = 5
@@ -53,6 +56,7 @@ CONTEXT_RATIO = 0.6  # a neighbour joins unasked only if this relevant
 SHORT_ANCHOR_WORDS = 12  # an anchor shorter than this brings the sentence after it
 LIST_COST = 3  # a steps list counts as this many sentences against the length budget
 MAX_CHARS = 600  # support stops before the answer grows past this (a long list may alone)
+PARAGRAPH_WORDS = 45  # a prose anchor brings its whole paragraph when the paragraph is this short
 
 
 # A KB's sentences, headings and titles come back answer after answer: their topic words are
@@ -216,13 +220,13 @@ def pick(units: list[Unit], ask: Ask, max_sentences: int, strong_docs: set[int])
     if typed and facts and anchor.match < 1.0:  # "how much" is answered by an amount if any fits
         fact = max(facts, key=lambda u: (u.score, -u.doc, -len(u.text)))
         anchor = fact if fact.score >= FACT_RATIO * anchor.score else anchor
-    if anchor.parent is not None and _ANAPHOR.match(anchor.text):
-        # a step that leans on the one before ("Card refunds then take...") reads right only
-        # as the whole numbered list, which also keeps the list's first fact
+    if anchor.parent is not None and _needs_its_list(anchor, units, typed):
+        # a step that leans on the one before ("Card refunds then take...", "Once you're in,
+        # ...") reads right only as the whole numbered list, which also keeps its first fact
         parent = next((u for u in units if u.uid == anchor.parent), None)
         if parent is not None:
             anchor = parent
-    chosen = [anchor, *_context(units, anchor)]
+    chosen = [anchor, *_context(units, anchor, typed)]
     for unit in sorted(pool, key=lambda u: -u.score):
         if _cost(chosen) >= max_sentences or unit.score < SUPPORT_RATIO * anchor.score:
             break
@@ -248,6 +252,19 @@ def pick(units: list[Unit], ask: Ask, max_sentences: int, strong_docs: set[int])
             continue
         chosen.append(unit)
     return _with_lead_ins(_whole_lists(chosen, units), units)
+
+
+def _needs_its_list(step: Unit, units: list[Unit], typed: bool) -> bool:
+    """True when a sentence of a numbered list cannot be quoted alone: it starts mid-thought, or
+    it is a later step of a how-to (step 3 of a procedure is not an answer without 1 and 2).
+    A later step that holds the asked-for fact ("the link expires after 60 minutes" for "how
+    long is the link valid") answers by itself."""
+    if _ANAPHOR.match(step.text):
+        return True
+    if typed and step.match >= 1.0:
+        return False
+    first = min((u.order for u in units if u.parent == step.parent), default=step.order)
+    return step.order > first
 
 
 def _whole_lists(chosen: list[Unit], units: list[Unit]) -> list[Unit]:
@@ -278,12 +295,15 @@ def _cost(units: list[Unit]) -> int:
     return sum(LIST_COST if u.kind == "steps" else 1 for u in units)
 
 
-def _context(units: list[Unit], anchor: Unit) -> list[Unit]:
+def _context(units: list[Unit], anchor: Unit, typed: bool = False) -> list[Unit]:
     """The prose neighbour an anchor needs: the sentence an "It..."/"This..." refers back to,
     the next one after a short anchor, or a neighbour relevant enough to stand on its own."""
     same = [u for u in units if u.doc == anchor.doc and u.kind != "steps" and u.parent is None]
     if anchor.kind != "sentence" or anchor not in same:
         return []
+    paragraph = _paragraph(same, anchor, typed)
+    if paragraph is not None:
+        return paragraph
     at = same.index(anchor)
     before = same[at - 1 : at] if at else []
     after = same[at + 1 : at + 2]
@@ -297,12 +317,39 @@ def _context(units: list[Unit], anchor: Unit) -> list[Unit]:
         and u.order[0] == anchor.order[0]
     ]
     if _ANAPHOR.match(anchor.text):
-        return [u for u in ok if u in before]
-    if len(anchor.text.split()) < SHORT_ANCHOR_WORDS:
+        found = [u for u in ok if u in before]
+    elif len(anchor.text.split()) < SHORT_ANCHOR_WORDS:
         # a short anchor brings the sentence after it, or, at the end of its passage, the one
         # before ("No appointment is needed." alone says little)
-        return [u for u in ok if u in after] or [u for u in ok if u in before]
-    return [u for u in ok if u.score >= CONTEXT_RATIO * anchor.score][:1]
+        found = [u for u in ok if u in after] or [u for u in ok if u in before]
+    else:
+        found = [u for u in ok if u.score >= CONTEXT_RATIO * anchor.score][:1]
+    if found and found[0] in before and _ANAPHOR.match(found[0].text):
+        # the sentence brought in for context leans back itself ("This takes up to 2 days."):
+        # it needs its own predecessor, or it is left out
+        earlier = _context(units, found[0], typed) if found[0] is not anchor else []
+        found = [*earlier, *found] if earlier else []
+    return found
+
+
+def _paragraph(same: list[Unit], anchor: Unit, typed: bool) -> list[Unit] | None:
+    """The rest of the anchor's paragraph when the whole paragraph is short: a help article's
+    paragraph is one thought (its first sentence states the fact, the next ones qualify it),
+    so quoting it from its start never starts mid-thought nor drops the fact it opens with.
+    After a duration, amount or count the sentences that follow are another fact ("A label
+    costs €4.95" after "refunds take 5 days"), so there only those leaning back on it join."""
+    line = (anchor.order[0], anchor.order[1] // 100)
+    members = [u for u in same if u.kind == "sentence" and (u.order[0], u.order[1] // 100) == line]
+    if len(members) < 2 or sum(len(u.text.split()) for u in members) > PARAGRAPH_WORDS:
+        return None
+    out = []
+    for unit in members:
+        if unit is anchor or not unit.usable or unit.lead_in or is_navigational(unit.text):
+            continue
+        if unit.order > anchor.order and typed and not _ANAPHOR.match(unit.text):
+            continue
+        out.append(unit)
+    return out
 
 
 def compose(

@@ -45,6 +45,11 @@ STRONG_LEXICAL = 0.7
 MIX_CUT = 0.4  # where the mix separated answerable from unanswerable questions best ...
 DEFAULT_THRESHOLD = 0.35  # ... rescaled so the documented default threshold is that cut
 CHUNKS_PER_ARTICLE = 5  # the answer may sit in another section than the best-matching one
+# A short message with two or three topic words of its own is searched alone and with the
+# previous user turn; the earlier words are kept only when they make the search this much more
+# confident (the width of the "unsure" band above the threshold): a follow-up that leans on its
+# context gains far more than that, a new question that stands on its own gains little or loses.
+FOLLOW_UP_MARGIN = 0.1
 
 ABSTAIN_TEXT = (
     "I'm sorry, that's not in our documents, and I'd rather not guess. Would you like me to "
@@ -112,7 +117,10 @@ def _question_queries(question: str, base: str, history: list[Turn]) -> list[tup
     enriched = (f"{earlier[-1].strip()} {base}", True)  # "and how long does that take?"
     if _ELLIPTICAL.search(question):
         return [enriched]
-    return [(base, False), enriched] if len(content) <= 1 else [(base, False)]
+    # a short message may be a follow-up ("how long do I hold it") or a new question ("do you
+    # ship to Norway"): both are tried, and the earlier turn's words must earn their place
+    # (see FOLLOW_UP_MARGIN)
+    return [(base, False), enriched]
 
 
 class OfflineEngine:
@@ -145,6 +153,7 @@ class OfflineEngine:
         language, note = self._language(question)
         tries = []
         queries = build_queries(question, history, attachments)
+        standalone = len(ANALYZER.content_terms(question)) >= 2
         for i, (query, enriched) in enumerate(queries):
             query = self.kb.repair(query)  # confidence and quoting see the words meant
             chunks = self.kb.search(
@@ -152,7 +161,8 @@ class OfflineEngine:
             )
             passages = _first_per_document(chunks)
             confidence = self.confidence(query, passages, language)
-            tries.append((confidence, -i, query, enriched, chunks))
+            rank = confidence - (FOLLOW_UP_MARGIN if enriched and standalone else 0.0)
+            tries.append((rank, -i, query, enriched, chunks, confidence))
         # the file's text alone is a fallback for a question that says nothing by itself ("see
         # my file"): what the customer typed, with the file, is what they asked, so it wins
         # whenever it is answerable, however the file alone scores on another article
@@ -160,9 +170,9 @@ class OfflineEngine:
             tries[:-1] if file_query(attachments) == queries[-1][0] and len(tries) > 1 else tries
         )
         best = max(asked, key=lambda t: t[:2])
-        if best[0] < self.threshold:
+        if best[5] < self.threshold:
             best = max(tries, key=lambda t: t[:2])
-        confidence, _, query, enriched, chunks = best
+        _, _, query, enriched, chunks, confidence = best
         retrieved = len(_first_per_document(chunks))
         meta = {"query": query, "enriched": enriched, "retrieved": retrieved}
         if language:

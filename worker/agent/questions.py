@@ -60,7 +60,9 @@ _QUESTION: tuple[tuple[Ask, re.Pattern[str]], ...] = (
         Ask.STEPS,
         re.compile(
             _LEAD + r"(?:how (?:do|can|should|would|to)\b|what (?:are|is) the steps\b|"
-            r"steps? (?:to|for)\b|walk me through\b)|\bhow (?:do|can) (?:i|we)\b"
+            r"steps? (?:to|for)\b|walk me through\b)|\bhow (?:do|can) (?:i|we)\b|"
+            # "what do I do now?" asks for a course of action, not a yes or a no
+            r"\bwhat (?:do|can|should|shall|must) (?:i|we) do\b|\bwhat (?:now|next)\b"
         ),
     ),
     (
