@@ -136,3 +136,45 @@ def test_citations_match_sources_across_articles_and_chunks():
     assert all(s.chunk_id.startswith(f"{s.document_id}#") for s in sources)
     assert "30 days" in text and "14 days" in text  # two chunks of one article, one citation
     assert [s.document_id for s in sources] == ["returns", "refunds"]
+
+
+LOST_PHONE = passage(
+    "two-factor",
+    "1. On the code screen, select Use a backup code and enter one of your saved codes.\n"
+    "2. Once you're in, go to Account > Security and set up 2FA again on your new phone.\n"
+    "No backup codes left? Contact support. We verify your identity first. "
+    "This takes up to 2 business days.",
+    section="Lost or replaced your phone?",
+)
+
+
+def test_a_later_step_of_a_how_to_brings_its_whole_list_in_order():
+    text, _ = answer("I lost my phone, what do I do to set up 2FA again", [LOST_PHONE])
+    first, second = text.find("1. On the code screen"), text.find("2. Once you're in")
+    assert -1 < first < second, text  # step 2 alone would start mid-thought
+
+
+def test_a_context_sentence_that_leans_back_brings_its_predecessor():
+    no_codes = passage(
+        "two-factor",
+        "No backup codes left? To protect your account, we verify your identity with a recent "
+        "order number, the last four digits of your payment card and your delivery address "
+        "before we remove two-factor authentication for you. This takes up to 2 business days. "
+        "We never ask for your password.",
+        section="No backup codes left?",
+    )
+    text, _ = answer("will you ask for my password", [no_codes])
+    assert "We never ask for your password" in text
+    assert not text.startswith("This takes"), text  # "This" needs what it refers to
+
+
+def test_a_short_paragraph_is_quoted_from_its_start():
+    battery = passage(
+        "speaker",
+        "A flashing red light means the battery is almost empty. Charge it with the USB-C "
+        "cable for at least 30 minutes. A full charge takes about 3 hours.",
+        section="Battery",
+    )
+    text, _ = answer("how long does a full charge of the speaker battery take", [battery])
+    assert text.startswith("A flashing red light means the battery is almost empty.")
+    assert "about 3 hours" in text

@@ -29,6 +29,8 @@ from worker.agent.questions import (
         ("how do I reset my password", Ask.STEPS),
         ("how to pair headphones", Ask.STEPS),
         ("my headphones wont connect", Ask.STEPS),  # a reported problem wants a fix
+        ("lost my phone, what do i do", Ask.STEPS),  # a course of action, not a yes or a no
+        ("what should I do now?", Ask.STEPS),
         ("can I pay with PayPal?", Ask.YESNO),
         ("I opened the box, can I still send it back", Ask.YESNO),
         ("which android version does the app need", Ask.OTHER),

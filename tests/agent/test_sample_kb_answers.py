@@ -166,6 +166,17 @@ def test_refund_answer_keeps_its_first_fact_and_never_starts_mid_thought(engine)
     assert not follow_up.text.startswith("Card refunds then")
 
 
+def test_a_short_follow_up_keeps_its_context_but_a_new_question_does_not(engine):
+    earlier = [Turn("user", "how do i factory reset my aura buds"), Turn("assistant", "...")]
+    reply = ask(engine, "how long do i hold the button", history=earlier)
+    assert reply.metadata["enriched"] and "15 seconds" in reply.text, reply.text
+    assert "10 seconds" not in reply.text  # the Aura ANC's reset, not the earbuds'
+    earlier = [Turn("user", "how do i return an item"), Turn("assistant", "...")]
+    reply = ask(engine, "do you ship to norway", history=earlier)
+    assert not reply.metadata["enriched"]
+    assert cited(reply)[0].startswith("shipping/")
+
+
 def test_the_answer_uses_and_names_the_attached_file(engine):
     note = "Note: my left Aura Buds earbud makes no sound at all, the right one plays fine."
     reply = ask(engine, "see the attached note, what should I do?", attachments=[note])
