@@ -5,14 +5,16 @@ Revises: 0006_embeddings
 Create Date: 2026-12-06
 
 - kb_chunks: `language` (ISO 639-1 code of the article, detected at ingestion; NULL when it was
-  unclear). Both databases: the in-memory index reads it instead of detecting again.
+  unclear). Both databases: the in-memory index reads it instead of detecting again. Existing
+  chunks are tagged here with their article's language, detected as ingestion detects it
+  (`worker.agent.language.article_language`: the first two chunks, 400 characters of each);
+  an article whose language is unclear stays NULL. On SQLite that is all (the index build
+  detected the same languages before; nothing else changes).
 - PostgreSQL only: `search_vector` is generated again, each chunk parsed with its language's
   text-search configuration (english, french, german, ...; 'simple' for a language PostgreSQL
-  has no stemmer for; english for NULL, as every chunk was parsed before). Existing chunks are
-  tagged here with their article's language, detected as ingestion detects it
-  (`worker.agent.language.article_language`: the first two chunks, 400 characters of each);
-  an article whose language is unclear stays NULL, i.e. English. `kb_terms` is recounted (its
-  triggers are off meanwhile, as the column they read is dropped and added back).
+  has no stemmer for; english for NULL, as every chunk was parsed before). `kb_terms` is
+  recounted (its triggers are off meanwhile, as the column they read is dropped and added
+  back).
 
 Downgrade restores the English-only column and drops `language`. Both directions rewrite
 kb_chunks on PostgreSQL (a generated column is computed for every row), as 0002 did.
@@ -91,7 +93,7 @@ def _tag_existing_chunks() -> None:
     bind = op.get_bind()
     rows = bind.execute(
         sa.text(
-            """SELECT document_id, left(content, 400) FROM (
+            """SELECT document_id, substr(content, 1, 400) FROM (
                 SELECT document_id, content,
                        row_number() OVER (PARTITION BY document_id ORDER BY position, id) AS n
                 FROM kb_chunks) x
@@ -102,15 +104,10 @@ def _tag_existing_chunks() -> None:
     for document_id, content in rows:
         heads.setdefault(document_id, []).append(content or "")
     found = {d: article_language(texts) for d, texts in heads.items()}
-    tagged = {d: code for d, code in found.items() if code}
+    tagged = [{"doc": d, "code": code} for d, code in found.items() if code]
     if tagged:
         bind.execute(
-            sa.text(
-                """UPDATE kb_chunks c SET language = v.code
-                FROM unnest(CAST(:ids AS text[]), CAST(:codes AS text[])) AS v(id, code)
-                WHERE c.document_id = v.id"""
-            ),
-            {"ids": list(tagged), "codes": list(tagged.values())},
+            sa.text("UPDATE kb_chunks SET language = :code WHERE document_id = :doc"), tagged
         )
 
 
@@ -118,6 +115,7 @@ def upgrade() -> None:
     with op.batch_alter_table("kb_chunks") as b:
         b.add_column(sa.Column("language", sa.String(8), nullable=True))
     if op.get_bind().dialect.name != "postgresql":
+        _tag_existing_chunks()  # what the index build would detect anyway
         return
     op.execute("LOCK TABLE kb_chunks IN ACCESS EXCLUSIVE MODE")
     for event in TRIGGERS:  # the tagging below must not recount every chunk's lexemes twice

@@ -315,3 +315,140 @@ def test_postgres_store_tells_a_german_customer_the_kb_is_english(pg_url, settin
     )
     assert kb.languages == {"en": 6}
     assert reply.text.startswith("Our help articles are only available in English")
+
+
+def _insert_kb_at_0006(engine: Any, rows: list[dict[str, Any]]) -> None:
+    """The rows as a KB written before migration 0007 (no language column yet)."""
+    now = "2026-12-01 00:00:00+00:00"
+    with engine.begin() as conn:
+        for ext in dict.fromkeys(r["document_id"] for r in rows):
+            conn.execute(
+                text(
+                    "INSERT INTO kb_documents (id, external_id, title, metadata, status, "
+                    "chunk_count, created_at, updated_at) VALUES (:id, :id, :id, '{}', 'done', "
+                    "1, :now, :now)"
+                ),
+                {"id": ext, "now": now},
+            )
+        for r in rows:
+            conn.execute(
+                text(
+                    "INSERT INTO kb_chunks (id, document_id, position, title, section, content, "
+                    "created_at) VALUES (:id, :doc, :pos, :title, :section, :content, :now)"
+                ),
+                {
+                    "id": r["chunk_id"],
+                    "doc": r["document_id"],
+                    "pos": r["position"],
+                    "title": r["title"],
+                    "section": r["section"],
+                    "content": r["content"],
+                    "now": now,
+                },
+            )
+
+
+_RECOUNT = text(
+    "SELECT u.lexeme, count(*) FROM kb_chunks c, unnest(c.search_vector) u GROUP BY u.lexeme "
+    "UNION ALL SELECT '', count(*) FROM kb_chunks"
+)
+
+
+def _pg_state(engine: Any) -> tuple[dict[str, str], bool]:
+    """Each chunk's tsvector (text), and whether kb_terms matches a fresh recount."""
+    with engine.connect() as conn:
+        vectors = dict(conn.execute(text("SELECT id, search_vector::text FROM kb_chunks")).all())
+        kept = dict(conn.execute(text("SELECT lexeme, df FROM kb_terms WHERE df <> 0")).all())
+        fresh = {k: v for k, v in conn.execute(_RECOUNT).all() if v}
+    return vectors, kept == fresh
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def scratch_url(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    """An empty database of each kind (PostgreSQL: a scratch one, dropped after)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'migrate.db'}"
+        return
+    import psycopg
+
+    from tests.agent.conftest import PG_ADMIN_URL, PG_TEST_DB
+
+    name = PG_TEST_DB.replace("_test", "_mig_test")
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@localhost:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_migration_0007_tags_existing_chunks_and_goes_down_and_up(scratch_url):
+    """On a KB written before it, migration 0007 tags each chunk with its article's language
+    (detected as ingestion detects it); on PostgreSQL it parses the French chunks as French,
+    leaves every English chunk's tsvector as it was and recounts kb_terms. Downgrade restores
+    the English-only vectors exactly; upgrading again gives the same result."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from models.migrate import alembic_config, upgrade
+
+    pg = scratch_url.startswith("postgresql")
+    upgrade(scratch_url, "0006_embeddings")
+    engine = sa.create_engine(scratch_url)
+    try:
+        _insert_kb_at_0006(engine, _rows())
+        before = _pg_state(engine) if pg else None
+        upgrade(scratch_url)
+        with engine.connect() as conn:
+            tagged = dict(conn.execute(text("SELECT id, language FROM kb_chunks")).all())
+        assert tagged["fr/remboursement-commande#0"] == tagged["fr/delai-livraison#0"] == "fr"
+        assert {tagged[r["chunk_id"]] for r in chunk_rows()} == {"en"}
+        if pg:
+            assert before is not None and before[1]
+            vectors, exact = _pg_state(engine)
+            assert exact  # kb_terms recounted for the new vectors
+            french = vectors["fr/remboursement-commande#0"]
+            assert "'rembours':" in french and "'annul':" in french
+            assert french != before[0]["fr/remboursement-commande#0"]
+            assert {k: v for k, v in vectors.items() if not k.startswith("fr/")} == {
+                k: v for k, v in before[0].items() if not k.startswith("fr/")
+            }
+            with engine.begin() as conn:  # the kb_terms triggers are on again
+                conn.execute(text("UPDATE kb_chunks SET language = 'en' WHERE id LIKE 'fr/delai%'"))
+            assert _pg_state(engine)[1]
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE kb_chunks SET language = 'fr' WHERE id LIKE 'fr/delai%'"))
+        command.downgrade(alembic_config(scratch_url), "0006_embeddings")
+        with engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("kb_chunks")}
+        assert "language" not in columns
+        if pg:
+            assert before is not None
+            assert _pg_state(engine) == before  # English-only vectors again, terms exact
+        upgrade(scratch_url)
+        with engine.connect() as conn:
+            again = dict(conn.execute(text("SELECT id, language FROM kb_chunks")).all())
+        assert again == tagged
+        if pg:
+            assert _pg_state(engine)[0] == vectors
+    finally:
+        engine.dispose()
+
+
+def test_the_migration_and_the_store_parse_chunks_alike():
+    """Migration 0007's frozen expression is the store's (a fresh database made with
+    `ensure_pg_fts` and a migrated one must parse chunks the same way)."""
+    import importlib.util
+
+    from models.settings import ROOT
+    from worker.agent import pgstore
+
+    path = ROOT / "migrations" / "versions" / "0007_chunk_language.py"
+    spec = importlib.util.spec_from_file_location("migration_0007", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.PER_LANGUAGE == pgstore.config_sql()
+    assert module.CONFIGS == pgstore.PG_CONFIGS
