@@ -452,3 +452,23 @@ def test_the_migration_and_the_store_parse_chunks_alike():
     spec.loader.exec_module(module)
     assert module.PER_LANGUAGE == pgstore.config_sql()
     assert module.CONFIGS == pgstore.PG_CONFIGS
+
+
+@pytest.mark.parametrize("memory_chunks", [1, 1000])
+def test_auto_store_searches_french_alike_in_memory_and_in_postgres(
+    pg_url, settings, memory_chunks
+):
+    """`KB_STORE=auto` on PostgreSQL: past `KB_MEMORY_CHUNKS` PostgreSQL's full text ranks
+    (French configuration), below it the in-memory index (French stemmer, the languages read
+    from the chunks' column); both find the French article and know the KB's languages."""
+    import dataclasses
+
+    load_rows(pg_url, _rows(), version=1)
+    auto = dataclasses.replace(
+        settings, database_url=pg_url, kb_store="auto", kb_memory_chunks=memory_chunks
+    )
+    kb = KnowledgeBase(database_url=pg_url, settings=auto, use_redis=False, embedder=None)
+    passages = kb.search("remboursé annulé", language="fr")
+    assert kb.store == ("postgres" if memory_chunks == 1 else "bm25s")
+    assert kb.languages == {"en": 6, "fr": 2}
+    assert passages and passages[0].external_id == "fr/remboursement-commande"
