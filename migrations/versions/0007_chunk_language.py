@@ -14,7 +14,8 @@ Create Date: 2026-12-06
   text-search configuration (english, french, german, ...; 'simple' for a language PostgreSQL
   has no stemmer for; english for NULL, as every chunk was parsed before). `kb_terms` is
   recounted (its triggers are off meanwhile, as the column they read is dropped and added
-  back).
+  back). A partial index on each article's first chunk's language lets the store count the
+  KB's languages without reading every chunk.
 
 Downgrade restores the English-only column and drops `language`. Both directions rewrite
 kb_chunks on PostgreSQL (a generated column is computed for every row), as 0002 did.
@@ -122,11 +123,17 @@ def upgrade() -> None:
         op.execute(f"ALTER TABLE kb_chunks DISABLE TRIGGER kb_terms_{event}")
     _tag_existing_chunks()
     _rebuild_vectors(PER_LANGUAGE)
+    # the store reads the KB's languages from each article's first chunk at every version change
+    op.execute(
+        "CREATE INDEX IF NOT EXISTS ix_kb_chunks_first_language ON kb_chunks (language) "
+        "WHERE position = 0"
+    )
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("LOCK TABLE kb_chunks IN ACCESS EXCLUSIVE MODE")
+        op.execute("DROP INDEX IF EXISTS ix_kb_chunks_first_language")
         _rebuild_vectors(ENGLISH)
     with op.batch_alter_table("kb_chunks") as b:
         b.drop_column("language")

@@ -420,6 +420,10 @@ def test_migration_0007_tags_existing_chunks_and_goes_down_and_up(scratch_url):
             assert _pg_state(engine)[1]
             with engine.begin() as conn:
                 conn.execute(text("UPDATE kb_chunks SET language = 'fr' WHERE id LIKE 'fr/delai%'"))
+                indexes = conn.execute(
+                    text("SELECT indexname FROM pg_indexes WHERE tablename = 'kb_chunks'")
+                ).all()
+            assert ("ix_kb_chunks_first_language",) in indexes  # languages without a full scan
         command.downgrade(alembic_config(scratch_url), "0006_embeddings")
         with engine.connect() as conn:
             columns = {c["name"] for c in sa.inspect(conn).get_columns("kb_chunks")}

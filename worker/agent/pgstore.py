@@ -76,6 +76,10 @@ FTS_DDL: tuple[str, ...] = (
         setweight(to_tsvector({config_sql()}, coalesce(content, '')), 'C')
     ) STORED""",
     "CREATE INDEX IF NOT EXISTS ix_kb_chunks_search_vector ON kb_chunks USING gin (search_vector)",
+    # the KB's languages are read at every version change from each article's first chunk:
+    # an index-only scan of this (one entry per article), not a pass over every chunk's row
+    "CREATE INDEX IF NOT EXISTS ix_kb_chunks_first_language ON kb_chunks (language) "
+    "WHERE position = 0",
 )
 
 # Per-lexeme document frequencies, kept exact by statement-level triggers on kb_chunks (one
