@@ -241,7 +241,9 @@ class OfflineEngine:
         question = question or query
         return compose(
             passages,
-            question_weights(self.kb.term_weights(query), question),
+            # the composer scores sentences with the English analyzer (`compose`): its
+            # weights must be English stems too, whatever language the KB is written in
+            question_weights(self.kb.term_weights(query, "en"), question),
             question_type(question),
             question=question,
             max_sentences=self.max_sentences,
