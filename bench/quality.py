@@ -89,6 +89,7 @@ def build_postgres_kb(articles: list[dict[str, Any]], rows: list[dict[str, Any]]
 
     from models import Base, KBChunk, KBDocument, KBState
     from models.db import make_engine
+    from worker.agent.language import article_language
     from worker.agent.pgstore import ensure_pg_fts
     from worker.agent.retrieval import KnowledgeBase
 
@@ -103,9 +104,14 @@ def build_postgres_kb(articles: list[dict[str, Any]], rows: list[dict[str, Any]]
             session.add(doc)
             session.flush()
             ids[art["id"]] = doc.id
+        texts: dict[str, list[str]] = {}
         for row in rows:
-            keep = ("position", "title", "section", "content")
-            session.add(KBChunk(document_id=ids[row["document_id"]], **{k: row[k] for k in keep}))
+            texts.setdefault(row["document_id"], []).append(row["content"])
+        languages = {doc_id: article_language(parts) for doc_id, parts in texts.items()}
+        for row in rows:  # tagged as ingestion tags them: PostgreSQL parses each by its language
+            keep = {k: row[k] for k in ("position", "title", "section", "content")}
+            language = languages[row["document_id"]]
+            session.add(KBChunk(document_id=ids[row["document_id"]], language=language, **keep))
         session.add(KBState(id=1, version=1))
     engine.dispose()
     return KnowledgeBase(store="postgres", database_url=url, use_redis=False)

@@ -257,7 +257,8 @@ def load_postgres(url: str, rows: Iterator[dict[str, Any]]) -> int:
                 n += _copy_batch(conn, batch)
                 batch = []
         n += _copy_batch(conn, batch)
-        conn.execute(FTS_DDL[1])
+        for statement in FTS_DDL[1:]:  # indexes after the load
+            conn.execute(statement)
         for statement in TERMS_DDL:
             conn.execute(statement)
         conn.execute("INSERT INTO kb_state (id, version, updated_at) VALUES (1, 1, now())")

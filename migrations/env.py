@@ -17,9 +17,15 @@ if config.config_file_name is not None and not config.attributes.get("skip_loggi
 
 target_metadata = Base.metadata
 
-# Made by migrations 0002/0003 on PostgreSQL only, not in the models: autogenerate must not drop
-# them (kb_terms is kept by triggers, never written through the ORM).
-_DB_ONLY = {"search_vector", "ix_kb_chunks_search_vector", "kb_terms", "kb_terms_pkey"}
+# Made by migrations 0002/0003/0007 on PostgreSQL only, not in the models: autogenerate must not
+# drop them (kb_terms is kept by triggers, never written through the ORM).
+_DB_ONLY = {
+    "search_vector",
+    "ix_kb_chunks_search_vector",
+    "ix_kb_chunks_first_language",
+    "kb_terms",
+    "kb_terms_pkey",
+}
 
 
 def include_object(obj, name, type_, reflected, compare_to) -> bool:  # type: ignore[no-untyped-def]

@@ -56,6 +56,9 @@ class KBChunk(Base):
     # another model is stale and gets recomputed when an index is built (worker/agent/retrieval).
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     embedding_model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # The article's language (ISO 639-1) as detected at ingestion; None when it was unclear.
+    # On PostgreSQL it picks the text-search configuration of the chunk's tsvector.
+    language: Mapped[str | None] = mapped_column(String(8), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     document: Mapped[KBDocument] = relationship(back_populates="chunks")

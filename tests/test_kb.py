@@ -350,3 +350,56 @@ def test_search_documents_by_title_and_reindex(api):
         assert api.http.post(f"/api/kb/documents/{doc['id']}/reindex").status_code == 401
     finally:
         api.http.delete(f"/api/kb/documents/{doc['id']}", headers=STAFF)
+
+
+def chunk_languages(document_id: str) -> list[tuple[str | None, str | None]]:
+    """(language, tsvector text on PostgreSQL else None) of each stored chunk of a document."""
+    from sqlalchemy import text
+
+    from models.db import make_engine
+
+    engine = make_engine(os.environ["DATABASE_URL"])
+    vector = "search_vector::text" if engine.dialect.name == "postgresql" else "NULL"
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(f"SELECT language, {vector} FROM kb_chunks WHERE document_id = :d"),
+                {"d": document_id},
+            ).all()
+    finally:
+        engine.dispose()
+    return [(language, vec) for language, vec in rows]
+
+
+def test_ingestion_stores_the_articles_language_with_its_chunks(api):
+    """The worker detects the article's language once and stores it with every chunk; on
+    PostgreSQL the chunk's tsvector is then parsed with that language's configuration."""
+    ext = f"test/fr-{uuid.uuid4().hex[:6]}"
+    body = {
+        "title": "Remboursement d'une commande annulée",
+        "text": "Après l'annulation de votre commande, le remboursement est effectué sous cinq "
+        "jours ouvrés sur le moyen de paiement utilisé lors de l'achat.",
+        "external_id": ext,
+    }
+    english = {
+        "title": "Lamp descaling",
+        "text": "Descale the lamp every month with the blue tablet, then rinse the tank twice.",
+        "external_id": f"{ext}-en",
+    }
+    ids = []
+    try:
+        for doc in (body, english):
+            resp = api.http.post("/api/kb/documents", json=doc, headers=STAFF)
+            assert resp.status_code == 202, resp.text
+            ids.append(resp.json()["id"])
+            assert wait_indexed(api, ids[-1])["status"] == "done"
+        french_chunks, english_chunks = chunk_languages(ids[0]), chunk_languages(ids[1])
+        assert {language for language, _ in french_chunks} == {"fr"}
+        assert {language for language, _ in english_chunks} == {"en"}
+        if os.environ.get("TEST_DATABASE_URL"):
+            french_vector, english_vector = french_chunks[0][1], english_chunks[0][1]
+            assert french_vector and "'utilis':" in french_vector  # French stems
+            assert english_vector and "'descal':" in english_vector  # English, as before
+    finally:
+        for doc_id in ids:
+            api.http.delete(f"/api/kb/documents/{doc_id}", headers=STAFF)

@@ -23,6 +23,7 @@ from worker.agent.embeddings import (
     get_embedder,
     to_blob,
 )
+from worker.agent.language import article_language
 from worker.ingest.chunking import chunk_text
 from worker.ingest.convert import ConversionError
 from worker.ingest.sandbox import sandboxed_extract
@@ -60,6 +61,9 @@ def ingest(document_id: str) -> str:
     if not pieces:
         return fail_document(document_id, "the document has no text to index")
     vectors, model = embed_chunks(title, pieces)
+    # stored with every chunk: PostgreSQL stems the chunk with this language's configuration,
+    # and index builds need not detect it again
+    language = article_language([content for _, content in pieces])
     with session_scope() as db:
         doc = db.get(KBDocument, document_id)
         if doc is None:
@@ -75,12 +79,16 @@ def ingest(document_id: str) -> str:
                     content=content,
                     embedding=None if vectors is None else to_blob(vectors[position]),
                     embedding_model=model,
+                    language=language,
                 )
             )
         doc.title, doc.text, doc.raw = title, text, None
         finish(db, DOCUMENT, document_id, chunk_count=len(pieces), error=None, updated_at=utcnow())
         bump_version(db)
-    log.info("document indexed", extra={"document_id": document_id, "chunks": len(pieces)})
+    log.info(
+        "document indexed",
+        extra={"document_id": document_id, "chunks": len(pieces), "language": language},
+    )
     return "done"
 
 

@@ -169,13 +169,19 @@ def own_redis() -> Iterator[Any]:
 
 
 def load_rows(url: str, rows: list[dict[str, Any]], version: int) -> None:
-    """Replace the KB tables' contents with `rows` and set the KB version."""
+    """Replace the KB tables' contents with `rows` and set the KB version. Each article's
+    chunks get its language as ingestion detects it (a row's own "language" key wins)."""
     from sqlalchemy import delete
     from sqlalchemy.orm import Session
 
     from models import KBChunk, KBDocument, KBState
+    from worker.agent.language import article_language
     from worker.agent.pgstore import engine_for
 
+    texts: dict[str, list[str]] = {}
+    for row in rows:
+        texts.setdefault(row["document_id"], []).append(row["content"])
+    languages = {doc_id: article_language(parts) for doc_id, parts in texts.items()}
     with Session(engine_for(url)) as session, session.begin():
         session.execute(delete(KBChunk))
         session.execute(delete(KBDocument))
@@ -188,7 +194,8 @@ def load_rows(url: str, rows: list[dict[str, Any]], version: int) -> None:
                 session.flush()
                 ids[row["document_id"]] = doc.id
             keep = {k: row[k] for k in ("position", "title", "section", "content")}
-            session.add(KBChunk(document_id=ids[row["document_id"]], **keep))
+            language = row.get("language", languages[row["document_id"]])
+            session.add(KBChunk(document_id=ids[row["document_id"]], language=language, **keep))
         session.add(KBState(id=1, version=version))
 
 

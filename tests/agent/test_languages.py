@@ -1,17 +1,21 @@
 """Stemming per language: a knowledge base with French articles beside English ones indexes each
-chunk with its own language's Snowball stemmer, and a question in French is stemmed as French."""
+chunk with its own language's Snowball stemmer and stop words, and a question in French is
+stemmed as French: in memory (bm25s) and in PostgreSQL (each chunk's tsvector is parsed with its
+language's text-search configuration, migration 0007)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from tests.agent.conftest import chunk_rows, load_rows
-from worker.agent.analysis import ANALYZER, analyzer_for
+from worker.agent.analysis import ANALYZER, SOFT_STOP_WORDS, STOP_WORDS, analyzer_for
 from worker.agent.bm25 import documents_from_rows
 from worker.agent.embeddings import WordLlamaEmbedder
 from worker.agent.offline import OfflineEngine
+from worker.agent.pgstore import PgFullTextRetriever, engine_for
 from worker.agent.retrieval import KnowledgeBase
 
 # Our own French help articles: their words differ in form from the questions below, which only
@@ -33,6 +37,23 @@ FRENCH = [
         "le dimanche.",
     ),
 ]
+# Two more for a KB written in French alone (a two-article KB has no idf to speak of).
+MORE_FRENCH = [
+    (
+        "fr/mot-de-passe",
+        "Réinitialiser votre mot de passe",
+        "Ouvrez la page de connexion et choisissez Mot de passe oublié. Saisissez votre adresse "
+        "e-mail : vous recevez un lien valable soixante minutes pour choisir un nouveau mot de "
+        "passe d'au moins dix caractères.",
+    ),
+    (
+        "fr/adresse-livraison",
+        "Modifier l'adresse de livraison",
+        "Tant que le colis n'est pas expédié, vous pouvez modifier l'adresse de livraison dans "
+        "votre compte, rubrique Commandes. Après l'expédition, contactez le transporteur avec "
+        "le numéro de suivi.",
+    ),
+]
 ENGLISH_QUESTIONS = [
     "How long does a refund take?",
     "I forgot my password",
@@ -42,9 +63,11 @@ ENGLISH_QUESTIONS = [
 ]
 
 
-def _rows() -> list[dict[str, Any]]:
-    rows = chunk_rows()
-    for ext_id, title, content in FRENCH:
+def _rows(
+    english: bool = True, articles: list[tuple[str, str, str]] = FRENCH
+) -> list[dict[str, Any]]:
+    rows = chunk_rows() if english else []
+    for ext_id, title, content in articles:
         rows.append(
             {
                 "chunk_id": f"{ext_id}#0",
@@ -141,21 +164,315 @@ def _postings(field: Any, tid: int) -> set[int]:
     return set(field.indices[field.indptr[tid] : field.indptr[tid + 1]].tolist())
 
 
-@pytest.mark.parametrize("store", ["postgres"])
-def test_postgres_store_accepts_the_language_and_stays_english(pg_url, settings, store):
-    """PostgreSQL parses every chunk with its one 'english' configuration: a question's language
-    reaches its retriever (the stores stay swappable) and filters the articles, but its words
-    are stemmed as English there, as the French chunks were (see PgFullTextRetriever.run)."""
-    load_rows(pg_url, _rows(), version=1)
-    kb = KnowledgeBase(
-        store=store,
-        database_url=pg_url,
-        settings=settings,
-        use_redis=False,
-        embedder=WordLlamaEmbedder(128),
+def test_stop_words_per_language_come_with_the_stemmer():
+    french = analyzer_for("fr")
+    words = french.words("Après l'annulation de votre commande, qu'il soit remboursé")
+    # the package's French list drops "de", "votre", "il", "soit"; the elided article and
+    # pronoun ("l'", "qu'") come off the word instead of gluing onto it ("lannulation")
+    assert words == ["après", "annulation", "commande", "remboursé"]
+    german = analyzer_for("de").words("Wann kommt die Lieferung und wie kann ich stornieren")
+    assert german == ["wann", "kommt", "lieferung", "stornieren"]
+    # English is exactly as before: its own lists, "don't" stays one word
+    assert ANALYZER.stop_words is STOP_WORDS and ANALYZER.soft_stop_words is SOFT_STOP_WORDS
+    assert ANALYZER.words("I don't know the price") == ["dont", "know", "price"]
+    assert analyzer_for("en") is ANALYZER
+    # a language without a shipped list (Finnish) keeps the English lists beside its stemmer
+    assert analyzer_for("fi").stop_words is STOP_WORDS
+    # French words that are English stop words are no longer dropped from French text
+    assert "an" in french.words("cinq euros par an")
+
+
+def test_a_french_only_kb_stems_french_questions_as_french(settings):
+    """A question in the KB's own language is not filtered by language, but it is stemmed as
+    that language: a French KB is searched with the French stemmer, not the English one."""
+    rows = _rows(english=False, articles=FRENCH + MORE_FRENCH)
+    kb = KnowledgeBase.from_documents(documents_from_rows(rows), settings=settings, embedder=None)
+    assert kb.languages == {"fr": 4} and kb.main_language == "fr"
+    passages = kb.search("remboursé annulé")
+    assert passages and passages[0].external_id == "fr/remboursement-commande"
+    reply = OfflineEngine(kb).answer(
+        "Quand est-ce que je serai remboursé après avoir annulé ma commande ?",
+        history=[],
+        attachments=[],
+        emit=lambda *_: None,
     )
+    assert not reply.requires_escalation
+    assert [s.external_id for s in reply.sources][:1] == ["fr/remboursement-commande"]
+    assert "Our help articles are only available" not in reply.text
+
+
+def test_a_language_the_kb_lacks_is_told_the_answers_are_in_the_kbs_language(settings):
+    """An English KB asked in German: the reply says plainly that the articles are in English,
+    whether it then answers from them or hands over to a person."""
+    kb = KnowledgeBase.from_documents(
+        documents_from_rows(chunk_rows()), settings=settings, embedder=None
+    )
+    engine = OfflineEngine(kb)
+    note = "Our help articles are only available in English"
+    abstained = engine.answer(
+        "Wie lange dauert es, bis ich mein Geld zurückbekomme?",
+        history=[],
+        attachments=[],
+        emit=lambda *_: None,
+    )
+    assert abstained.text.startswith(note) and abstained.requires_escalation
+    answered = engine.answer(
+        "Wie funktioniert der Password Reset Link und wann expires er?",
+        history=[],
+        attachments=[],
+        emit=lambda *_: None,
+    )
+    assert answered.text.startswith(note)
+    assert not answered.requires_escalation
+    assert [s.external_id for s in answered.sources][:1] == ["accounts/reset-password"]
+    english = engine.answer(
+        "How long does a refund take?", history=[], attachments=[], emit=lambda *_: None
+    )
+    assert note not in english.text
+
+
+def _pg_kb(url: str, settings, **kwargs: Any) -> KnowledgeBase:  # type: ignore[no-untyped-def]
+    return KnowledgeBase(
+        store="postgres", database_url=url, settings=settings, use_redis=False, **kwargs
+    )
+
+
+def test_postgres_parses_each_chunk_with_its_languages_configuration(pg_url):
+    """The chunks carry their article's language (as ingestion detects it); PostgreSQL parses
+    a French chunk with 'french' and an English one with 'english', exactly as before."""
+    load_rows(pg_url, _rows(), version=1)
+    with engine_for(pg_url).connect() as conn:
+        languages = dict(
+            conn.execute(
+                text(
+                    "SELECT DISTINCT d.external_id, c.language FROM kb_chunks c "
+                    "JOIN kb_documents d ON d.id = c.document_id"
+                )
+            ).all()
+        )
+        vectors = dict(
+            conn.execute(
+                text(
+                    "SELECT c.id, c.search_vector::text = (setweight(to_tsvector('english', "
+                    "coalesce(c.title, '')), 'A') || setweight(to_tsvector('english', "
+                    "coalesce(c.section, '')), 'B') || setweight(to_tsvector('english', "
+                    "c.content), 'C'))::text FROM kb_chunks c WHERE c.language = 'en'"
+                )
+            ).all()
+        )
+        french = conn.execute(
+            text("SELECT search_vector::text FROM kb_chunks WHERE title LIKE 'Remboursement%'")
+        ).scalar()
+    assert languages["fr/remboursement-commande"] == "fr"
+    assert languages["billing/refund-timing"] == "en"
+    assert vectors and all(vectors.values())  # every English chunk: the English vector
+    assert "'rembours':" in french and "'annul':" in french  # French stems
+    assert "'remboursement':" not in french  # the English parser would keep the word whole
+    retriever = PgFullTextRetriever(database_url=pg_url, top_k=3)
+    by_french = retriever.run(query="remboursé annulé", language="fr")["documents"]
+    assert [d.meta["external_id"] for d in by_french][:1] == ["fr/remboursement-commande"]
+    assert by_french[0].meta["language"] == "fr"
+    # parsed as English the same words match nothing: the French configuration found it
+    assert retriever.run(query="remboursé annulé")["documents"] == []
+    english = retriever.run(query="How long does a refund take?", language="en")["documents"]
+    assert english[0].meta["external_id"] == "billing/refund-timing"
+
+
+@pytest.mark.parametrize("embedder", [None, "wordllama"])
+def test_postgres_store_answers_french_from_french_articles(pg_url, settings, embedder):
+    """The PostgreSQL store (full text alone, or fused with the vectors) knows the KB's
+    languages, searches a French question with the French configuration and answers it from
+    the French article; English questions are answered as before."""
+    load_rows(pg_url, _rows(), version=1)
+    kb = _pg_kb(pg_url, settings, embedder=WordLlamaEmbedder(128) if embedder else None)
     french = kb.search("remboursement de ma commande annulée", language="fr")
+    assert kb.languages == {"en": 6, "fr": 2} and kb.main_language == "en"
     assert french and french[0].external_id == "fr/remboursement-commande"
     assert {p.external_id for p in french} <= {ext for ext, _, _ in FRENCH}
     english = kb.search("How long does a refund take?", limit=1)
     assert english[0].external_id == "billing/refund-timing"
+    reply = OfflineEngine(kb).answer(
+        "Quand est-ce que je serai remboursé après avoir annulé ma commande ?",
+        history=[],
+        attachments=[],
+        emit=lambda *_: None,
+    )
+    assert reply.metadata.get("language") == "fr" and not reply.requires_escalation
+    assert [s.external_id for s in reply.sources][:1] == ["fr/remboursement-commande"]
+    assert "cinq jours" in reply.text
+
+
+def test_postgres_store_tells_a_german_customer_the_kb_is_english(pg_url, settings):
+    """Without chunks in memory, the PostgreSQL store still knows the KB's languages (from the
+    chunks' language column), so the reply says the answers are in English."""
+    load_rows(pg_url, chunk_rows(), version=1)
+    kb = _pg_kb(pg_url, settings, embedder=None)
+    reply = OfflineEngine(kb).answer(
+        "Wie lange dauert es, bis ich mein Geld zurückbekomme?",
+        history=[],
+        attachments=[],
+        emit=lambda *_: None,
+    )
+    assert kb.languages == {"en": 6}
+    assert reply.text.startswith("Our help articles are only available in English")
+
+
+def _insert_kb_at_0006(engine: Any, rows: list[dict[str, Any]]) -> None:
+    """The rows as a KB written before migration 0007 (no language column yet)."""
+    now = "2026-12-01 00:00:00+00:00"
+    with engine.begin() as conn:
+        for ext in dict.fromkeys(r["document_id"] for r in rows):
+            conn.execute(
+                text(
+                    "INSERT INTO kb_documents (id, external_id, title, metadata, status, "
+                    "chunk_count, created_at, updated_at) VALUES (:id, :id, :id, '{}', 'done', "
+                    "1, :now, :now)"
+                ),
+                {"id": ext, "now": now},
+            )
+        for r in rows:
+            conn.execute(
+                text(
+                    "INSERT INTO kb_chunks (id, document_id, position, title, section, content, "
+                    "created_at) VALUES (:id, :doc, :pos, :title, :section, :content, :now)"
+                ),
+                {
+                    "id": r["chunk_id"],
+                    "doc": r["document_id"],
+                    "pos": r["position"],
+                    "title": r["title"],
+                    "section": r["section"],
+                    "content": r["content"],
+                    "now": now,
+                },
+            )
+
+
+_RECOUNT = text(
+    "SELECT u.lexeme, count(*) FROM kb_chunks c, unnest(c.search_vector) u GROUP BY u.lexeme "
+    "UNION ALL SELECT '', count(*) FROM kb_chunks"
+)
+
+
+def _pg_state(engine: Any) -> tuple[dict[str, str], bool]:
+    """Each chunk's tsvector (text), and whether kb_terms matches a fresh recount."""
+    with engine.connect() as conn:
+        vectors = dict(conn.execute(text("SELECT id, search_vector::text FROM kb_chunks")).all())
+        kept = dict(conn.execute(text("SELECT lexeme, df FROM kb_terms WHERE df <> 0")).all())
+        fresh = {k: v for k, v in conn.execute(_RECOUNT).all() if v}
+    return vectors, kept == fresh
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def scratch_url(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    """An empty database of each kind (PostgreSQL: a scratch one, dropped after)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'migrate.db'}"
+        return
+    import psycopg
+
+    from tests.agent.conftest import PG_ADMIN_URL, PG_TEST_DB
+
+    name = PG_TEST_DB.replace("_test", "_mig_test")
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@localhost:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_migration_0007_tags_existing_chunks_and_goes_down_and_up(scratch_url):
+    """On a KB written before it, migration 0007 tags each chunk with its article's language
+    (detected as ingestion detects it); on PostgreSQL it parses the French chunks as French,
+    leaves every English chunk's tsvector as it was and recounts kb_terms. Downgrade restores
+    the English-only vectors exactly; upgrading again gives the same result."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from models.migrate import alembic_config, upgrade
+
+    pg = scratch_url.startswith("postgresql")
+    upgrade(scratch_url, "0006_embeddings")
+    engine = sa.create_engine(scratch_url)
+    try:
+        _insert_kb_at_0006(engine, _rows())
+        before = _pg_state(engine) if pg else None
+        upgrade(scratch_url)
+        with engine.connect() as conn:
+            tagged = dict(conn.execute(text("SELECT id, language FROM kb_chunks")).all())
+        assert tagged["fr/remboursement-commande#0"] == tagged["fr/delai-livraison#0"] == "fr"
+        assert {tagged[r["chunk_id"]] for r in chunk_rows()} == {"en"}
+        if pg:
+            assert before is not None and before[1]
+            vectors, exact = _pg_state(engine)
+            assert exact  # kb_terms recounted for the new vectors
+            french = vectors["fr/remboursement-commande#0"]
+            assert "'rembours':" in french and "'annul':" in french
+            assert french != before[0]["fr/remboursement-commande#0"]
+            assert {k: v for k, v in vectors.items() if not k.startswith("fr/")} == {
+                k: v for k, v in before[0].items() if not k.startswith("fr/")
+            }
+            with engine.begin() as conn:  # the kb_terms triggers are on again
+                conn.execute(text("UPDATE kb_chunks SET language = 'en' WHERE id LIKE 'fr/delai%'"))
+            assert _pg_state(engine)[1]
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE kb_chunks SET language = 'fr' WHERE id LIKE 'fr/delai%'"))
+                indexes = conn.execute(
+                    text("SELECT indexname FROM pg_indexes WHERE tablename = 'kb_chunks'")
+                ).all()
+            assert ("ix_kb_chunks_first_language",) in indexes  # languages without a full scan
+        command.downgrade(alembic_config(scratch_url), "0006_embeddings")
+        with engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("kb_chunks")}
+        assert "language" not in columns
+        if pg:
+            assert before is not None
+            assert _pg_state(engine) == before  # English-only vectors again, terms exact
+        upgrade(scratch_url)
+        with engine.connect() as conn:
+            again = dict(conn.execute(text("SELECT id, language FROM kb_chunks")).all())
+        assert again == tagged
+        if pg:
+            assert _pg_state(engine)[0] == vectors
+    finally:
+        engine.dispose()
+
+
+def test_the_migration_and_the_store_parse_chunks_alike():
+    """Migration 0007's frozen expression is the store's (a fresh database made with
+    `ensure_pg_fts` and a migrated one must parse chunks the same way)."""
+    import importlib.util
+
+    from models.settings import ROOT
+    from worker.agent import pgstore
+
+    path = ROOT / "migrations" / "versions" / "0007_chunk_language.py"
+    spec = importlib.util.spec_from_file_location("migration_0007", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.PER_LANGUAGE == pgstore.config_sql()
+    assert module.CONFIGS == pgstore.PG_CONFIGS
+
+
+@pytest.mark.parametrize("memory_chunks", [1, 1000])
+def test_auto_store_searches_french_alike_in_memory_and_in_postgres(
+    pg_url, settings, memory_chunks
+):
+    """`KB_STORE=auto` on PostgreSQL: past `KB_MEMORY_CHUNKS` PostgreSQL's full text ranks
+    (French configuration), below it the in-memory index (French stemmer, the languages read
+    from the chunks' column); both find the French article and know the KB's languages."""
+    import dataclasses
+
+    load_rows(pg_url, _rows(), version=1)
+    auto = dataclasses.replace(
+        settings, database_url=pg_url, kb_store="auto", kb_memory_chunks=memory_chunks
+    )
+    kb = KnowledgeBase(database_url=pg_url, settings=auto, use_redis=False, embedder=None)
+    passages = kb.search("remboursé annulé", language="fr")
+    assert kb.store == ("postgres" if memory_chunks == 1 else "bm25s")
+    assert kb.languages == {"en": 6, "fr": 2}
+    assert passages and passages[0].external_id == "fr/remboursement-commande"

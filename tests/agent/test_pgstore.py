@@ -32,6 +32,16 @@ def test_ddl_is_idempotent_and_indexed(pg_kb):
         ).scalar()
     assert any("gin (search_vector)" in d for d in indexes)
     assert "'deliveri':1A" in weights and "C" in weights
+    with engine_for(pg_kb).connect() as conn:
+        generated = conn.execute(
+            text(
+                "SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d JOIN pg_attribute a "
+                "ON a.attrelid = d.adrelid AND a.attnum = d.adnum "
+                "WHERE d.adrelid = 'kb_chunks'::regclass AND a.attname = 'search_vector'"
+            )
+        ).scalar()
+    # each chunk is parsed with its language's configuration (the same for a migrated database)
+    assert "'french'::regconfig" in generated and "language" in generated
 
 
 def test_run_ranks_title_and_handles_messy_queries(pg_kb):

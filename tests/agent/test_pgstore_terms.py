@@ -95,3 +95,30 @@ def test_retriever_with_a_tight_budget_still_finds_the_rare_word(pg_kb, monkeypa
     monkeypatch.setattr(pgstore, "MATCH_BUDGET", 2)
     docs = PgFullTextRetriever(database_url=pg_kb, top_k=3).run(query="customs delivery")
     assert docs["documents"][0].meta["external_id"] == "shipping/international"
+
+
+def test_frequencies_count_each_chunk_by_its_languages_lexemes(pg_url):
+    """One table for every language: a French chunk adds its French lexemes, and changing a
+    chunk's language (its tsvector is generated again) moves its counts with it."""
+    rows = chunk_rows() + [
+        {
+            **chunk_rows()[0],
+            "chunk_id": "fr/remboursement#0",
+            "document_id": "fr/remboursement",
+            "external_id": "fr/remboursement",
+            "title": "Remboursement d'une commande",
+            "section": None,
+            "position": 0,
+            "content": "Après l'annulation de votre commande, le remboursement est effectué "
+            "sous cinq jours ouvrés sur le moyen de paiement utilisé lors de l'achat.",
+        }
+    ]
+    load_rows(pg_url, rows, version=1)
+    kept, fresh = _terms(pg_url)
+    assert kept == fresh and kept["utilis"] == 1 and kept["pai"] == 1  # French stems
+    with Session(engine_for(pg_url)) as session, session.begin():
+        session.execute(
+            update(KBChunk).where(KBChunk.title.startswith("Remboursement")).values(language="en")
+        )
+    kept, fresh = _terms(pg_url)
+    assert kept == fresh and "utilis" not in kept and kept["utilisé"] == 1  # English: whole

@@ -10,6 +10,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable
 
+import bm25s.stopwords
 import Stemmer
 
 # Words that carry no topic: removed everywhere (articles, prepositions, be/have, chat filler).
@@ -44,6 +45,7 @@ CORE_TERMS = 6  # query terms beyond the heaviest six no longer dilute scaled sc
 _WORD = re.compile(r"[^\W_]+(?:[-_./][^\W_]+)*")
 _PARTS = re.compile(r"[^\W\d_]+|\d+")
 _APOSTROPHES = str.maketrans("", "", "'’‘`")
+_ELISIONS = str.maketrans("'’‘`", "    ")
 _NO_STOP_WORDS: frozenset[str] = frozenset()
 _STEM_CACHE_LIMIT = 500_000
 # Small, domain-neutral groups of words customers use interchangeably when asking the same thing
@@ -64,17 +66,30 @@ _MIN_TYPO_TARGET = 5
 
 
 class Analyzer:
-    """One tokenisation shared by indexing, querying and sentence scoring so they always agree."""
+    """One tokenisation shared by indexing, querying and sentence scoring so they always agree.
 
-    def __init__(self, language: str = "english") -> None:
+    `stop_words`/`soft_stop_words` default to the English lists; `split_elisions` makes an
+    apostrophe separate words instead of joining them: in French or Italian "l'annulation" is
+    the article plus "annulation", while in English "don't" is one word, "dont"."""
+
+    def __init__(
+        self,
+        language: str = "english",
+        *,
+        stop_words: frozenset[str] = STOP_WORDS,
+        soft_stop_words: frozenset[str] = SOFT_STOP_WORDS,
+        split_elisions: bool = False,
+    ) -> None:
         self.language = language
+        self.stop_words, self.soft_stop_words = stop_words, soft_stop_words
+        self._apostrophes = _ELISIONS if split_elisions else _APOSTROPHES
         self._local = threading.local()
         self._cache: dict[str, str] = {}
 
     def words(self, text: str, *, keep_stop_words: bool = False) -> list[str]:
         """Lower-cased words; a compound ("wi-fi", "mp3") yields its parts and the joined form."""
-        low = text.lower().translate(_APOSTROPHES)
-        stop = _NO_STOP_WORDS if keep_stop_words else STOP_WORDS
+        low = text.lower().translate(self._apostrophes)
+        stop = _NO_STOP_WORDS if keep_stop_words else self.stop_words
         out = [w for w in _PARTS.findall(low) if len(w) > 1 and w not in stop]
         for token in _WORD.findall(low):
             if not (token.isalpha() or token.isdigit()):
@@ -108,7 +123,7 @@ class Analyzer:
 
     def content_terms(self, text: str) -> list[str]:
         """Stemmed topic words only (no question words or pronouns), for overlap scoring."""
-        return [self.stem(w) for w in self.words(text) if w not in SOFT_STOP_WORDS]
+        return [self.stem(w) for w in self.words(text) if w not in self.soft_stop_words]
 
 
 ANALYZER = Analyzer()
@@ -130,21 +145,55 @@ SNOWBALL: dict[str, str] = {
     "fi": "finnish",
     "pl": "polish",
 }
+# Stop-word lists by Snowball language name: the Snowball project's lists as bm25s ships them
+# (no download). A language without one here keeps the English lists, as before.
+_PACKAGE_STOP_WORDS: dict[str, str] = {
+    "german": "STOPWORDS_GERMAN",
+    "french": "STOPWORDS_FRENCH",
+    "spanish": "STOPWORDS_SPANISH",
+    "italian": "STOPWORDS_ITALIAN",
+    "dutch": "STOPWORDS_DUTCH",
+    "portuguese": "STOPWORDS_PORTUGUESE",
+    "swedish": "STOPWORDS_SWEDISH",
+    "danish": "STOPWORDS_DANISH",
+    "norwegian": "STOPWORDS_NORWEGIAN",
+}
+# Languages whose articles and pronouns elide onto the next word with an apostrophe.
+_ELIDING = frozenset({"french", "italian"})
 _ANALYZERS: dict[str, Analyzer] = {ANALYZER.language: ANALYZER}
 _ANALYZERS_LOCK = threading.Lock()
 
 
-def analyzer_for(language: str | None) -> Analyzer:
-    """The analyzer that stems `language` (an ISO 639-1 code); `ANALYZER` for English, for
-    None and for a language without a stemmer here.
+def stop_words_for(name: str) -> frozenset[str]:
+    """The stop words of a Snowball language (`SNOWBALL`'s values), as `Analyzer.words`
+    writes words (lower case, apostrophes dropped); the English list where none ships."""
+    attr = _PACKAGE_STOP_WORDS.get(name)
+    if attr is None:
+        return STOP_WORDS
+    return frozenset(w.lower().translate(_APOSTROPHES) for w in getattr(bm25s.stopwords, attr))
 
-    Only the stemmer differs: words, stop words and compounds are split the same way in every
-    language, so a question's words line up with every chunk's."""
+
+def analyzer_for(language: str | None) -> Analyzer:
+    """The analyzer for `language` (an ISO 639-1 code): its Snowball stemmer and its stop
+    words; `ANALYZER` for English, for None and for a language without a stemmer here.
+
+    A chunk is indexed and a question in its language is searched with the same analyzer, so
+    their words line up; words and compounds are split the same way in every language (an
+    apostrophe separates words in French and Italian, see `Analyzer`)."""
     name = SNOWBALL.get(language or "", ANALYZER.language)
     found = _ANALYZERS.get(name)
     if found is None:
         with _ANALYZERS_LOCK:
-            found = _ANALYZERS.setdefault(name, Analyzer(name))
+            found = _ANALYZERS.get(name)
+            if found is None:
+                own = name in _PACKAGE_STOP_WORDS
+                found = _ANALYZERS[name] = Analyzer(
+                    name,
+                    stop_words=stop_words_for(name),
+                    # question words and pronouns at half weight: the English list is English
+                    soft_stop_words=frozenset() if own else SOFT_STOP_WORDS,
+                    split_elisions=name in _ELIDING,
+                )
     return found
 
 

@@ -2,7 +2,8 @@
 
 bm25s precomputes every (term, chunk) weight into a sparse matrix, so a query only touches the
 postings of its own terms. On top we add what plain whitespace BM25 lacks for messy support
-queries: English stemming, stop words, title weighting, split/joined compounds and typo repair.
+queries: stemming and stop words per language, title weighting, split/joined compounds and
+typo repair.
 """
 
 from __future__ import annotations
@@ -25,9 +26,7 @@ from worker.agent.analysis import (
     EXACT,
     EXACT_WEIGHT,
     RELATED_WEIGHT,
-    SOFT_STOP_WORDS,
     SOFT_WEIGHT,
-    STOP_WORDS,
     Analyzer,
     Speller,
     analyzer_for,
@@ -300,8 +299,8 @@ class _Built:
         weights: dict[int, float] = {}
         unknown: list[float] = []
         related: dict[int, float] = {}
-        for word in (w for w in raw if w not in STOP_WORDS):
-            soft = word in SOFT_STOP_WORDS
+        for word in (w for w in raw if w not in analyzer.stop_words):
+            soft = word in analyzer.soft_stop_words
             ids = self._resolve(word, not soft, analyzer)
             if not ids and not soft:
                 unknown.append(1.0 if is_noise(word) else self.max_idf)

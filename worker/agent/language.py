@@ -56,3 +56,17 @@ def detect(text: str, *, min_words: int = MIN_WORDS) -> str | None:
 def name(code: str) -> str:
     """The language's English name ("German" for "de")."""
     return LANGUAGES.get(code) or code
+
+
+ARTICLE_CHUNKS = 2  # an article's language is read from its first chunks...
+ARTICLE_CHARS = 400  # ...this much of each: enough words to tell, cheap at 100k chunks
+ARTICLE_MIN_WORDS = 8
+
+
+def article_language(chunks: list[str]) -> str | None:
+    """The language of an article from its chunks' texts in order, or None when unclear.
+
+    One recipe for ingestion (which stores it with the chunks), index builds and the migration
+    that tagged existing chunks, so all three agree on every article."""
+    head = " ".join(text[:ARTICLE_CHARS] for text in chunks[:ARTICLE_CHUNKS])
+    return detect(head, min_words=ARTICLE_MIN_WORDS)

@@ -200,10 +200,11 @@ class OfflineEngine:
         has articles in is answered from those; in one it lacks, we say the answer comes from
         the KB's own language rather than pretend."""
         asked = detect(question)
+        self.kb.refresh()  # the KB's languages as of its current version, even before a search
         have = self.kb.languages
-        if not asked or not have:
+        main = self.kb.main_language
+        if not asked or not have or not main:
             return None, None
-        main = max(have, key=lambda c: have[c])
         if asked == main:
             return None, None
         if asked in have:
@@ -218,6 +219,7 @@ class OfflineEngine:
         article's (the index stemmed that language's articles with it)."""
         if not passages:
             return 0.0
+        language = language or self.kb.main_language  # as the KB stemmed the search
         weights = self.kb.term_weights(query, language)
         top = passages[0]
         lexical = 0.0
@@ -249,7 +251,9 @@ class OfflineEngine:
         question = question or query
         return compose(
             passages,
-            question_weights(self.kb.term_weights(query), question),
+            # the composer scores sentences with the English analyzer (`compose`): its
+            # weights must be English stems too, whatever language the KB is written in
+            question_weights(self.kb.term_weights(query, "en"), question),
             question_type(question),
             question=question,
             max_sentences=self.max_sentences,

@@ -16,7 +16,48 @@ from sqlalchemy import Connection, Engine, text
 from worker.agent.analysis import ANALYZER, capped_mass, is_noise
 from worker.agent.chunks import chunk_document
 
-FTS_CONFIG = "english"
+# PostgreSQL's built-in text-search configurations for the languages an article may be tagged
+# with (ISO 639-1, `kb_chunks.language`). An untagged chunk (undetected, or ingested before the
+# language was stored) is parsed as English, as every chunk was before; a language PostgreSQL
+# has no stemmer for, with 'simple' (lower-cased words, no stemming, no stop words).
+PG_CONFIGS: dict[str, str] = {
+    "en": "english",
+    "de": "german",
+    "fr": "french",
+    "es": "spanish",
+    "it": "italian",
+    "nl": "dutch",
+    "pt": "portuguese",
+    "sv": "swedish",
+    "da": "danish",
+    "no": "norwegian",
+    "fi": "finnish",
+    "ru": "russian",
+    "hu": "hungarian",
+    "ro": "romanian",
+    "tr": "turkish",
+}
+FTS_CONFIG = "english"  # untagged chunks, and questions in no known language
+NO_STEMMER_CONFIG = "simple"
+
+
+def pg_config(language: str | None) -> str:
+    """The text-search configuration for a language code (see `PG_CONFIGS`)."""
+    if not language:
+        return FTS_CONFIG
+    return PG_CONFIGS.get(language, NO_STEMMER_CONFIG)
+
+
+def config_sql(column: str = "language") -> str:
+    """`pg_config` as an SQL expression over a chunk's language column (immutable, so a
+    generated column may use it)."""
+    whens = " ".join(f"WHEN '{code}' THEN '{cfg}'::regconfig" for code, cfg in PG_CONFIGS.items())
+    return (
+        f"(CASE WHEN {column} IS NULL THEN '{FTS_CONFIG}'::regconfig "
+        f"ELSE CASE {column} {whens} ELSE '{NO_STEMMER_CONFIG}'::regconfig END END)"
+    )
+
+
 MAX_QUERY_WORDS = 40  # a pasted paragraph must not turn into a 200-way OR
 CANDIDATES = 100  # rows re-scored with idf after PostgreSQL's own (idf-less) ranking
 MATCH_BUDGET = 2000  # rows a match may cost: beyond it, common words only score, never match
@@ -24,22 +65,29 @@ SCORE_SCALE = 1.55  # median bm25s / this store's scaled top score, same article
 TITLE_WEIGHT = 1.5  # a title/section match counts this much more than a body match
 RANK_WEIGHT = 1.0  # share of ts_rank_cd in the final order (it brings tf and proximity)
 
-# The DDL the Alembic migration runs on PostgreSQL (SQLite has no full-text column).
-# title weighs 'A', section 'B', content 'C'; the column is generated, so inserts need no trigger.
+# The DDL the Alembic migrations run on PostgreSQL (SQLite has no full-text column).
+# title weighs 'A', section 'B', content 'C'; each chunk is parsed with its language's
+# configuration; the column is generated, so inserts need no trigger.
 FTS_DDL: tuple[str, ...] = (
     f"""ALTER TABLE kb_chunks ADD COLUMN IF NOT EXISTS search_vector tsvector
     GENERATED ALWAYS AS (
-        setweight(to_tsvector('{FTS_CONFIG}', coalesce(title, '')), 'A') ||
-        setweight(to_tsvector('{FTS_CONFIG}', coalesce(section, '')), 'B') ||
-        setweight(to_tsvector('{FTS_CONFIG}', coalesce(content, '')), 'C')
+        setweight(to_tsvector({config_sql()}, coalesce(title, '')), 'A') ||
+        setweight(to_tsvector({config_sql()}, coalesce(section, '')), 'B') ||
+        setweight(to_tsvector({config_sql()}, coalesce(content, '')), 'C')
     ) STORED""",
     "CREATE INDEX IF NOT EXISTS ix_kb_chunks_search_vector ON kb_chunks USING gin (search_vector)",
+    # the KB's languages are read at every version change from each article's first chunk:
+    # an index-only scan of this (one entry per article), not a pass over every chunk's row
+    "CREATE INDEX IF NOT EXISTS ix_kb_chunks_first_language ON kb_chunks (language) "
+    "WHERE position = 0",
 )
 
 # Per-lexeme document frequencies, kept exact by statement-level triggers on kb_chunks (one
 # grouped upsert per INSERT/DELETE/UPDATE statement, so bulk loads stay cheap); the row for the
 # empty lexeme counts the chunks. Counting matches through the GIN index per query cost most of
 # the time at 1M chunks: a common word's whole posting list was read just to learn it is common.
+# One table for every language: a lexeme's df counts the chunks of any language holding it,
+# which is what a match over the whole table sees.
 TERMS_DDL: tuple[str, ...] = (
     "LOCK TABLE kb_chunks IN SHARE ROW EXCLUSIVE MODE",  # no insert slips between count and trigger
     "CREATE TABLE IF NOT EXISTS kb_terms (lexeme text PRIMARY KEY, df integer NOT NULL)",
@@ -93,14 +141,21 @@ TERMS_DDL: tuple[str, ...] = (
     ),
 )
 
-# Step 1: the query's lexemes (stemmed by PostgreSQL exactly as the column was), their document
-# frequencies and the chunk count: primary-key lookups, whatever the corpus size.
+# Step 1: the query's lexemes (stemmed by PostgreSQL exactly as the column was for chunks in the
+# question's language), their document frequencies and the chunk count: primary-key lookups,
+# whatever the corpus size.
 _STATS_SQL = text(
-    f"""
+    """
     SELECT t.lexeme, coalesce(k.df, 0) AS df,
            (SELECT greatest(1, df) FROM kb_terms WHERE lexeme = '') AS n
-    FROM unnest(to_tsvector('{FTS_CONFIG}', :plain)) AS t LEFT JOIN kb_terms k USING (lexeme)
+    FROM unnest(to_tsvector(CAST(:config AS regconfig), :plain)) AS t
+    LEFT JOIN kb_terms k USING (lexeme)
     """
+)
+
+# Articles per language, read from each article's first chunk; untagged ones come back as NULL.
+_LANGUAGES_SQL = text(
+    "SELECT language, count(*) FROM kb_chunks WHERE position = 0 GROUP BY language"
 )
 
 # Step 2: match through the GIN index (at most :cap rows, so a common word cannot make every
@@ -117,7 +172,7 @@ _SEARCH_SQL = text(
         SELECT m.*, ts_rank_cd('{0.1, 0.2, 0.4, 1.0}', m.search_vector, q.query, 1) AS rank
         FROM (
             SELECT c.id, c.document_id, c.position, c.title, c.section, c.content,
-                   c.search_vector
+                   c.language, c.search_vector
             FROM kb_chunks c
             WHERE c.search_vector @@ CAST(:match AS tsquery)
             LIMIT :cap
@@ -125,7 +180,8 @@ _SEARCH_SQL = text(
         ORDER BY rank DESC
         LIMIT :candidates
     )
-    SELECT h.id, h.document_id, h.position, h.title, h.section, h.content, d.external_id,
+    SELECT h.id, h.document_id, h.position, h.title, h.section, h.content, h.language,
+           d.external_id,
            d.metadata ->> 'url' AS url, h.rank,
            (SELECT coalesce(sum(s.idf * (
                 CASE WHEN ts_filter(h.search_vector, '{a,b}') @@ s.tq THEN :title_weight
@@ -144,6 +200,22 @@ def ensure_pg_fts(connection: Connection) -> None:
     """Create the tsvector column, its GIN index and the term-frequency table (idempotent)."""
     for statement in (*FTS_DDL, *TERMS_DDL):
         connection.execute(text(statement))
+
+
+def pg_languages(connection: Connection) -> dict[str, int]:
+    """Articles per language as ingestion tagged them; untagged ones count as the majority
+    language (as the in-memory index counts undetected ones), English when none is tagged."""
+    counts: dict[str, int] = {}
+    untagged = 0
+    for code, n in connection.execute(_LANGUAGES_SQL).all():
+        if code:
+            counts[str(code)] = int(n)
+        else:
+            untagged = int(n)
+    if untagged:
+        main = min(counts, key=lambda c: (-counts[c], c)) if counts else "en"
+        counts[main] = counts.get(main, 0) + untagged
+    return counts
 
 
 def engine_for(database_url: str | None) -> Engine:
@@ -230,11 +302,9 @@ class PgFullTextRetriever:
     ) -> dict[str, list[Document]]:
         """Best chunks for `query`; scores on `Document.score` (scaled: 0..1).
 
-        `language` is accepted so the stores stay swappable, and not used yet: the stored
-        tsvector is parsed with the one `FTS_CONFIG` ('english') for every chunk, so a
-        French question is stemmed as English here, as its French chunks were (stemming per
-        language in PostgreSQL needs a per-row regconfig column; see bench/README.md)."""
-        del language
+        `language` (ISO 639-1): the question's, parsed with that language's configuration
+        (`pg_config`), as the chunks tagged with it were; None parses it as English."""
+        config = pg_config(language)
         top_k = self.top_k if top_k is None else top_k
         if top_k < 0:
             raise ValueError(f"top_k must be at least 0, got {top_k}")
@@ -242,7 +312,7 @@ class PgFullTextRetriever:
             return {"documents": []}
         plain = " ".join(query.split()[:MAX_QUERY_WORDS])  # PostgreSQL parses it as it did the KB
         with engine_for(self.database_url).connect() as conn:
-            stats = conn.execute(_STATS_SQL, {"plain": plain}).all()
+            stats = conn.execute(_STATS_SQL, {"plain": plain, "config": config}).all()
             n = int(stats[0][2] or 1) if stats else 1
             idf = {lex: math.log1p((n - df + 0.5) / (df + 0.5)) for lex, df, _ in stats}
             params = {
@@ -299,6 +369,8 @@ class PgFullTextRetriever:
             external_id=row["external_id"],
             url=row["url"],
         )
+        if row["language"]:
+            doc.meta["language"] = row["language"]
         return Document(id=doc.id, content=doc.content, meta=doc.meta, score=float(score))
 
     def to_dict(self) -> dict[str, Any]:

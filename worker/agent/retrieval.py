@@ -28,7 +28,7 @@ from sqlalchemy import bindparam, func, select, update
 
 from models.kb import KBChunk, KBDocument, KBState
 from models.settings import Settings, get_settings
-from worker.agent.analysis import ANALYZER, QueryRepair, is_noise
+from worker.agent.analysis import ANALYZER, QueryRepair, analyzer_for, is_noise
 from worker.agent.base import Passage
 from worker.agent.bm25 import BM25sIndex, BM25sRetriever
 from worker.agent.cache import SearchCache, redis_for_cache, redis_from_url
@@ -41,8 +41,8 @@ from worker.agent.embeddings import (
     get_embedder,
     to_blob,
 )
-from worker.agent.language import detect
-from worker.agent.pgstore import PgFullTextRetriever, engine_for
+from worker.agent.language import ARTICLE_CHUNKS, article_language
+from worker.agent.pgstore import PgFullTextRetriever, engine_for, pg_languages
 from worker.agent.selfcheck import choose_weight
 from worker.agent.semantic import HybridRetriever, VectorIndex, cosines
 
@@ -169,8 +169,14 @@ class KnowledgeBase:
 
     @property
     def languages(self) -> dict[str, int]:
-        """Articles per detected language (empty when the chunks are not held in memory)."""
+        """Articles per detected language (empty before the first load)."""
         return dict(self._current.languages)
+
+    @property
+    def main_language(self) -> str | None:
+        """The language most articles are written in (None before the first load): a question
+        in no other language the KB has is stemmed as this one."""
+        return self._current.main_language
 
     def search(
         self, query: str, limit: int = 5, per_document: int = 1, language: str | None = None
@@ -201,8 +207,9 @@ class KnowledgeBase:
             query = current.repair.repair(query)  # "pakage" -> "package", both sides gain
         # the raw text goes to the store (PostgreSQL must parse it as it parsed the KB)
         inputs: dict[str, Any] = {"query": query, "top_k": top_k}
-        if language:
-            inputs["language"] = language  # its stemmer, where the store stems per language
+        stem_as = language or current.main_language  # undetected: the KB's own language
+        if stem_as:
+            inputs["language"] = stem_as  # its stemmer and stop words
         result = current.pipeline.run({"retriever": inputs})
         documents = result["retriever"]["documents"]
         if language:
@@ -220,10 +227,13 @@ class KnowledgeBase:
 
     def term_weights(self, text: str, language: str | None = None) -> dict[str, float]:
         """Idf weight per content term (uniform for PostgreSQL, which exposes no cheap idf);
-        `language` stems `text` as the in-memory index stemmed that language's chunks."""
+        `language` (default: the KB's main one) stems `text` as the in-memory index stemmed
+        that language's chunks."""
+        language = language or self.main_language
         if self.index is not None:
             return self.index.term_weights(text, language)
-        return dict.fromkeys((t for t in ANALYZER.content_terms(text) if not is_noise(t)), 1.0)
+        terms = analyzer_for(language).content_terms(text)
+        return dict.fromkeys((t for t in terms if not is_noise(t)), 1.0)
 
     def refresh(self, force: bool = False) -> None:
         """Check the version (at most every `check_interval` s) and rebuild if it moved."""
@@ -247,6 +257,7 @@ class KnowledgeBase:
 
     def _check_version(self) -> bool:
         """Follow a version change; True if a background thread now owns the lock."""
+        languages: dict[str, int] = {}
         with engine_for(self.database_url).connect() as conn:
             version = int(
                 conn.execute(select(KBState.version).where(KBState.id == 1)).scalar() or 0
@@ -260,12 +271,16 @@ class KnowledgeBase:
                 if store != self.store or self._current.pipeline is None:
                     log.info("kb store: %s (%s chunks; in memory up to %s)", store, chunks, limit)
                 self.store = store
+            if self.store == "postgres" and self.embedder is None:
+                languages = pg_languages(conn)  # no chunks loaded: as ingestion tagged them
         if self.store == "postgres" and self.embedder is None:
             current = self._current
             if current.pipeline is None or current.index is not None:  # first, or was in memory
                 retriever = PgFullTextRetriever(database_url=self.database_url, scale_score=True)
                 current = _Snapshot(None, _single(retriever), None, "")
-            self._current = dataclasses.replace(current, version=version, namespace=f"pg-{version}")
+            self._current = dataclasses.replace(
+                current, version=version, namespace=f"pg-{version}", languages=languages
+            )
             self.cache.clear_local()
             return False
         if self.background_rebuild and self._current.pipeline is not None:
@@ -443,6 +458,12 @@ class _Snapshot:
     repair: QueryRepair | None = None
     languages: dict[str, int] = dataclasses.field(default_factory=dict)
 
+    @property
+    def main_language(self) -> str | None:
+        """The language with the most articles (ties: the alphabetically first code)."""
+        have = self.languages
+        return min(have, key=lambda c: (-have[c], c)) if have else None
+
 
 class _Synonyms:
     """The KB word closest in meaning to a word the KB lacks, by the embedding model's word
@@ -479,15 +500,19 @@ class _Synonyms:
 
 
 def _tag_languages(documents: list[Document]) -> dict[str, int]:
-    """Detect each article's language once (from its first chunks), tag its chunks with it
-    (`meta["language"]`) and count articles per language. Undetectable ones count as the
-    majority language."""
+    """Tag each article's chunks with its language (`meta["language"]`) and count articles
+    per language. The language stored at ingestion is used as it is; an article without one
+    (ingested before it was stored, or from rows in memory) is detected once, from its first
+    chunks, with the same recipe. Undetectable ones count as the majority language."""
     texts: dict[str, list[str]] = {}
+    stored: dict[str, str | None] = {}
     for doc in documents:
-        parts = texts.setdefault(str(doc.meta.get("document_id") or doc.id), [])
-        if len(parts) < 2:
-            parts.append((doc.content or "")[:400])  # enough words to tell; cheap at 100k
-    found = {d: detect(" ".join(parts), min_words=8) for d, parts in texts.items()}
+        key = str(doc.meta.get("document_id") or doc.id)
+        stored.setdefault(key, doc.meta.get("language"))
+        parts = texts.setdefault(key, [])
+        if len(parts) < ARTICLE_CHUNKS:
+            parts.append(doc.content or "")
+    found = {d: stored[d] or article_language(parts) for d, parts in texts.items()}
     counts: dict[str, int] = {}
     for code in found.values():
         if code:
@@ -538,6 +563,7 @@ def _load_chunks(conn: Any) -> tuple[list[Document], list[tuple[Any, Any]]]:
             KBChunk.content,
             KBChunk.embedding,
             KBChunk.embedding_model,
+            KBChunk.language,
             KBDocument.external_id,
             KBDocument.title.label("document_title"),
             KBDocument.metadata_["url"].as_string().label("url"),
@@ -547,8 +573,9 @@ def _load_chunks(conn: Any) -> tuple[list[Document], list[tuple[Any, Any]]]:
     )
     rows = conn.execute(stmt).all()
     blobs = [(row.embedding, row.embedding_model) for row in rows]
-    return [
-        chunk_document(
+    documents = []
+    for row in rows:
+        doc = chunk_document(
             chunk_id=row.id,
             document_id=row.document_id,
             content=row.content or "",
@@ -558,8 +585,10 @@ def _load_chunks(conn: Any) -> tuple[list[Document], list[tuple[Any, Any]]]:
             external_id=row.external_id,
             url=row.url,
         )
-        for row in rows
-    ], blobs
+        if row.language:
+            doc.meta["language"] = row.language  # detected at ingestion (see _tag_languages)
+        documents.append(doc)
+    return documents, blobs
 
 
 _shared: KnowledgeBase | None = None
