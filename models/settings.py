@@ -353,7 +353,9 @@ class Settings:
         parse_time_limit = _parse_time_limit(soft)
         redis_url = _str("REDIS_URL", "redis://localhost:6379/0")
         sentinels = _sentinels("REDIS_SENTINELS")
-        embeddings = _choice("EMBEDDINGS_PROVIDER", "wordllama", ("wordllama", "openai", "none"))
+        embeddings = _choice(
+            "EMBEDDINGS_PROVIDER", "wordllama", ("wordllama", "minilm", "openai", "none")
+        )
         embeddings_url = os.environ.get("EMBEDDINGS_BASE_URL") or base_url
         embeddings_key = os.environ.get("EMBEDDINGS_API_KEY") or key
         if embeddings == "openai" and not embeddings_key and not embeddings_url:

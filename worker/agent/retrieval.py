@@ -424,6 +424,7 @@ class KnowledgeBase:
         kb_words = {w: n for w, n in counts.items() if w.isalpha()}
         vocabulary = getattr(self.embedder, "vocabulary", None)
         known = vocabulary() if callable(vocabulary) else None
+        synonyms = synonyms and getattr(self.embedder, "synonyms", True)  # see MiniLMEmbedder
         synonym = (
             _Synonyms(kb_words, self.embedder) if synonyms and known and self.embedder else None
         )

