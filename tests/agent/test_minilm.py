@@ -195,7 +195,10 @@ def test_settings_select_minilm_with_its_own_weight_and_confidence_mix(
     assert reply.confidence >= engine.threshold
 
 
-def test_vectors_are_rebuilt_when_switching_to_minilm(sqlite_url, settings, minilm):
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_vectors_are_rebuilt_when_switching_to_minilm(request, store, settings, minilm):
+    """Stored WordLlama vectors are replaced by MiniLM's (384 float32, the model id beside
+    them) at the next index build, on SQLite and with PostgreSQL's full-text store."""
     from sqlalchemy import select
 
     from models import KBChunk
@@ -204,19 +207,25 @@ def test_vectors_are_rebuilt_when_switching_to_minilm(sqlite_url, settings, mini
     from worker.agent.pgstore import engine_for
     from worker.agent.retrieval import KnowledgeBase
 
+    url = request.getfixturevalue("sqlite_url" if store == "sqlite" else "pg_url")
+    kind = {"store": "postgres"} if store == "postgres" else {}
+
     def stored() -> set[tuple[str | None, int]]:
-        with engine_for(sqlite_url).connect() as conn:
+        with engine_for(url).connect() as conn:
             rows = conn.execute(select(KBChunk.embedding_model, KBChunk.embedding)).all()
         return {(model, len(blob or b"")) for model, blob in rows}
 
-    load_rows(sqlite_url, chunk_rows(), version=1)
+    load_rows(url, chunk_rows(), version=1)
     before = KnowledgeBase(
-        database_url=sqlite_url, settings=settings, use_redis=False, embedder=WordLlamaEmbedder(64)
+        database_url=url, settings=settings, use_redis=False, embedder=WordLlamaEmbedder(64), **kind
     )
     before.search("customs duties")
     assert stored() == {("wordllama/l2_supercat/64", 64 * 4)}
-    kb = KnowledgeBase(database_url=sqlite_url, settings=settings, use_redis=False, embedder=minilm)
+    kb = KnowledgeBase(
+        database_url=url, settings=settings, use_redis=False, embedder=minilm, **kind
+    )
     assert kb.search("customs duties")[0].external_id == "shipping/international"
+    assert kb.semantic
     assert stored() == {("minilm/all-MiniLM-L6-v2/384", 384 * 4)}
     assert "minilm/all-MiniLM-L6-v2/384" in kb.namespace
 
@@ -246,3 +255,23 @@ def test_engine_on_the_sample_kb(settings, minilm):
     assert reply.sources[0].external_id.startswith("account"), reply.sources[0].external_id
     off_topic = ask("Can I book a table for two tonight?")
     assert off_topic.escalation_reason == "low_confidence"
+
+
+def test_blas_is_pinned_to_one_thread_while_encoding_and_restored_after(encoder):
+    """OpenBLAS's thread count is process-wide: nested or concurrent encoder calls share one
+    pin, and the count before the first call is back after the last."""
+    from worker.agent.minilm import single_blas_thread
+
+    encoder.encode(["find the library"])
+    blas = single_blas_thread._blas
+    if blas is None:
+        pytest.skip("numpy's BLAS here is not an OpenBLAS")
+    get, _ = blas
+    before = get()
+    with single_blas_thread():
+        assert get() == 1
+        with single_blas_thread():
+            assert get() == 1
+            encoder.encode(["inside two pins"])
+        assert get() == 1
+    assert get() == before

@@ -128,7 +128,7 @@ class MiniLMEmbedder:
     """all-MiniLM-L6-v2, a sentence encoder, run in numpy from its wheel (`worker.agent.minilm`).
 
     It reads word order and context, where WordLlama averages word vectors; it costs ~15 ms of
-    CPU per query and ~50 ms per 120-word chunk at ingestion instead of microseconds, and its
+    CPU per query and ~40 ms per 120-word chunk at ingestion instead of microseconds, and its
     384-dimensional vectors are 3x WordLlama's 128 (bench/README.md, "A sentence encoder from
     a PyPI wheel"). No word-vector synonyms: mapping every KB word through a sentence encoder
     at each index build would cost seconds per thousand words, and the encoder already reads

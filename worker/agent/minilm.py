@@ -9,8 +9,9 @@ tokens, L2 normalisation: what sentence-transformers computes for this model (ch
 against it, cosine >= 0.9999; the test suite keeps fixed reference numbers).
 
 Unlike a static word embedding, it reads the sentence: word order, negation, "how long" vs
-"how much". It costs ~100x more per text (a few ms for a query, most of the index build at
-ingestion), so chunk vectors are computed once at ingestion and stored with their model id.
+"how much". It costs far more per text (~14 ms of CPU for a query, ~40 ms for a 120-word chunk,
+against well under a millisecond for WordLlama: bench/README.md), so chunk vectors are computed
+once at ingestion and stored with their model id.
 
 The weights are mapped read-only from the package's `model.safetensors` (`np.memmap`-style
 views on the file, not copies): every worker process on the machine shares the same 90 MB of
@@ -109,29 +110,43 @@ def _openblas_threads() -> tuple[Callable[[], int], Callable[[int], None]] | Non
     return None
 
 
-_blas: tuple[Callable[[], int], Callable[[int], None]] | None | bool = False
-_blas_lock = threading.Lock()
+class _BlasPin:
+    """Holds OpenBLAS to one thread while any encoder call runs in this process.
+
+    The thread count is process-wide, so concurrent callers (a query while a background index
+    build embeds chunks) share one pin: the first to enter saves the count and sets 1, the last
+    to leave restores it (a per-call save/restore could restore another call's 1 for good)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._found = False
+        self._blas: tuple[Callable[[], int], Callable[[int], None]] | None = None
+        self._users = 0
+        self._saved = 0
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if not self._found:
+                self._blas, self._found = _openblas_threads(), True
+            if self._blas is not None:
+                if self._users == 0:
+                    self._saved = self._blas[0]()
+                    self._blas[1](1)
+                self._users += 1
+        try:
+            yield
+        finally:
+            if self._blas is not None:
+                with self._lock:
+                    self._users -= 1
+                    if self._users == 0:
+                        self._blas[1](self._saved)
 
 
-@contextlib.contextmanager
-def single_blas_thread() -> Iterator[None]:
-    """OpenBLAS on the calling thread only while the block runs (restored after); a no-op when
-    numpy's BLAS is not an OpenBLAS we can find."""
-    global _blas
-    with _blas_lock:
-        if _blas is False:
-            _blas = _openblas_threads()
-        blas = _blas
-    if not blas:
-        yield
-        return
-    get, put = blas
-    before = get()
-    put(1)
-    try:
-        yield
-    finally:
-        put(before)
+# OpenBLAS on the calling thread only while the block runs (restored after the last caller
+# leaves); a no-op when numpy's BLAS is not an OpenBLAS we can find.
+single_blas_thread = _BlasPin()
 
 
 _GELU_BLOCK = 16384  # elements per step of `_gelu`: its dozen temporaries stay in the CPU cache
