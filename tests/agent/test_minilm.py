@@ -275,3 +275,17 @@ def test_blas_is_pinned_to_one_thread_while_encoding_and_restored_after(encoder)
             encoder.encode(["inside two pins"])
         assert get() == 1
     assert get() == before
+
+
+def test_recent_vectors_are_kept_bounded_and_equal_to_fresh_ones(encoder):
+    from worker.agent.embeddings import MiniLMEmbedder
+
+    embedder = MiniLMEmbedder()
+    embedder._MEMO = 3
+    texts = ["refund", "where is my parcel", "reset password", "gift card", "refund", "  "]
+    first = embedder.embed(texts)
+    assert len(embedder._memo) == 3  # bounded: the oldest texts were dropped
+    again = embedder.embed(texts)
+    fresh = encoder.encode(texts[:5])
+    assert np.array_equal(first, again)
+    assert np.abs(first[:5] - fresh).max() < 1e-5 and not first[5].any()
