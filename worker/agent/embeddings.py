@@ -153,7 +153,7 @@ class MiniLMEmbedder:
         self._memo_lock = threading.Lock()
 
     def vocabulary(self) -> dict[str, int]:
-        """Whole lower-case words of the model's WordPiece vocabulary (~20k), rank = token id
+        """Whole lower-case words of the model's WordPiece vocabulary (~22k), rank = token id
         (BERT's vocabulary lists words roughly by frequency): the general word list for typo
         repair, as WordLlama's tokenizer gives one."""
         if self._words is None:
