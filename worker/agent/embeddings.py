@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Protocol
 
@@ -27,6 +28,7 @@ from models.settings import Settings, get_settings
 __all__ = [
     "Embedder",
     "EmbeddingError",
+    "MiniLMEmbedder",
     "OpenAIEmbedder",
     "WordLlamaEmbedder",
     "chunk_text_for_embedding",
@@ -123,6 +125,75 @@ class WordLlamaEmbedder:
         return out
 
 
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2, a sentence encoder, run in numpy from its wheel (`worker.agent.minilm`).
+
+    It reads word order and context, where WordLlama averages word vectors; it costs ~15 ms of
+    CPU per query and ~40 ms per 120-word chunk at ingestion instead of microseconds, and its
+    384-dimensional vectors are 3x WordLlama's 128 (bench/README.md, "A sentence encoder from
+    a PyPI wheel"). No word-vector synonyms: mapping every KB word through a sentence encoder
+    at each index build would cost seconds per thousand words, and the encoder already reads
+    "headset" near "headphones" on the ranking side."""
+
+    synonyms = False  # see the class docstring
+    _MEMO = 4096  # texts whose vectors are kept (see `embed`): ~6 MB
+    # Its fusion weight (with SEMANTIC_WEIGHT unset): the best mean MRR@10 over the tuning
+    # questions of 0.35 / 0.5 / 0.65 / 0.8 (bench/minilm_tune.py); a sentence encoder's
+    # ranking deserves more say than WordLlama's 0.35.
+    fusion_weight = 0.5
+
+    def __init__(self) -> None:
+        from worker.agent.minilm import MiniLMEncoder
+
+        self._encoder = MiniLMEncoder()
+        self.dim = self._encoder.dim
+        self.model_id = f"minilm/all-MiniLM-L6-v2/{self.dim}"
+        self._words: dict[str, int] | None = None
+        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._memo_lock = threading.Lock()
+
+    def vocabulary(self) -> dict[str, int]:
+        """Whole lower-case words of the model's WordPiece vocabulary (~22k), rank = token id
+        (BERT's vocabulary lists words roughly by frequency): the general word list for typo
+        repair, as WordLlama's tokenizer gives one."""
+        if self._words is None:
+            vocab = self._encoder.tokenizer.get_vocab()
+            self._words = {
+                tok: rank for tok, rank in vocab.items() if tok.isalpha() and tok.islower()
+            }
+        return self._words
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit vectors; a text with nothing but whitespace gets a zero vector (no evidence),
+        as WordLlama gives one for a text with no known token.
+
+        Recent texts' vectors are kept (`_MEMO` of them, ~1.5 KB each): every index build's
+        self-check embeds up to 300 article bodies again (~25 s of CPU with this model, under
+        0.1 s with WordLlama), and after a KB edit nearly all of them are unchanged."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        todo: dict[str, list[int]] = {}
+        with self._memo_lock:
+            for i, text in enumerate(texts):
+                text = text[:_MAX_CHARS]
+                if not text.strip():
+                    continue
+                vec = self._memo.get(text)
+                if vec is not None:
+                    self._memo.move_to_end(text)
+                    out[i] = vec
+                else:
+                    todo.setdefault(text, []).append(i)
+        if todo:
+            fresh = self._encoder.encode(list(todo))
+            with self._memo_lock:
+                for (text, rows), vec in zip(todo.items(), fresh, strict=True):
+                    out[rows] = vec
+                    self._memo[text] = vec
+                while len(self._memo) > self._MEMO:
+                    self._memo.popitem(last=False)
+        return out
+
+
 class OpenAIEmbedder:
     """Any server speaking OpenAI's `POST {base}/embeddings` (OpenAI, Ollama, vLLM...)."""
 
@@ -209,4 +280,6 @@ def _build(settings: Settings) -> Embedder | None:
             api_key=settings.embeddings_api_key,
             timeout=settings.llm_timeout,
         )
+    if provider == "minilm":
+        return MiniLMEmbedder()
     return WordLlamaEmbedder(dim=settings.embeddings_dim)

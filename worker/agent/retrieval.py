@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 _SETTINGS = object()  # "the embedder the settings name", as opposed to None (semantic side off)
 _EMBED_BATCH = 256
+DEFAULT_SEMANTIC_WEIGHT = 0.35  # WordLlama's, measured (bench/README.md); an endpoint's too
 
 
 def normalise_query(query: str) -> str:
@@ -101,16 +102,19 @@ class KnowledgeBase:
         """`background_rebuild`: a rebuild taking over `rebuild_wait` s finishes in a thread.
 
         `embedder` defaults to the configured one (`EMBEDDINGS_PROVIDER`); None turns the
-        semantic side off. `semantic_weight` defaults to `SEMANTIC_WEIGHT`.
+        semantic side off. `semantic_weight` defaults to `SEMANTIC_WEIGHT`, else to the
+        embedder's own `fusion_weight` (the weight measured best for that model).
         """
         self.background_rebuild, self.rebuild_wait = background_rebuild, rebuild_wait
         self.settings = settings or get_settings()
         self.embedder: Embedder | None = (
             get_embedder(self.settings) if embedder is _SETTINGS else embedder  # type: ignore[assignment]
         )
-        self.semantic_weight = (
-            self.settings.semantic_weight if semantic_weight is None else semantic_weight
-        )
+        if semantic_weight is None:
+            semantic_weight = self.settings.semantic_weight
+        if semantic_weight is None:  # SEMANTIC_WEIGHT unset: what was measured for this model
+            semantic_weight = getattr(self.embedder, "fusion_weight", DEFAULT_SEMANTIC_WEIGHT)
+        self.semantic_weight: float = semantic_weight
         configured = store or self.settings.kb_store
         self.store = resolve_store(configured, self.settings.is_postgres)
         # auto on PostgreSQL: in memory or in the database, by the KB's size at each version
@@ -439,6 +443,7 @@ class KnowledgeBase:
         kb_words = {w: n for w, n in counts.items() if w.isalpha()}
         vocabulary = getattr(self.embedder, "vocabulary", None)
         known = vocabulary() if callable(vocabulary) else None
+        synonyms = synonyms and getattr(self.embedder, "synonyms", True)  # see MiniLMEmbedder
         synonym = (
             _Synonyms(kb_words, self.embedder) if synonyms and known and self.embedder else None
         )
