@@ -62,6 +62,7 @@ def main() -> int:
     p.add_argument("--redis-db", type=int, default=11)
     p.add_argument("--profile", choices=("worker", "web"), help="print cProfile's top functions")
     p.add_argument("--label", default="")
+    p.add_argument("--sort", default="cumulative", help="cProfile sort key (with --profile)")
     args = p.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="helpline-answer-path-"))
@@ -211,7 +212,7 @@ def main() -> int:
         )
     )
     if prof:
-        pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
+        pstats.Stats(prof).sort_stats(args.sort).print_stats(45)
     return 0
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import metrics
 from models.base import new_id, utcnow
-from models.chat import Attachment, ChatSession, Message
+from models.chat import Attachment, ChatSession, Message, message_row
 from models.db import get_engine, new_session, session_scope
 from models.errors import NotFound
 from models.events import append_event, envelope, next_seq, publish_all
@@ -495,24 +495,7 @@ def _write_reply(
         created_at=utcnow(),
         attachments=[],
     )
-    db.execute(
-        _INSERT_MESSAGE,
-        {
-            "id": msg.id,
-            "session_id": msg.session_id,
-            "seq": msg.seq,
-            "role": msg.role,
-            "content": msg.content,
-            "status": msg.status,
-            "reply_to_id": msg.reply_to_id,
-            "sources": msg.sources,
-            "tools_used": msg.tools_used,
-            "confidence": msg.confidence,
-            "processing_time": msg.processing_time,
-            "metadata": meta,
-            "created_at": msg.created_at,
-        },
-    )
+    db.execute(_INSERT_MESSAGE, message_row(msg))
     failed = reply.escalation_reason == "processing_failed"
     if failed:
         fail(
