@@ -11,8 +11,11 @@ person took the conversation meanwhile, so the bot never talks over a human.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -261,31 +264,62 @@ def _prior(conn: Connection, msg, rows: list) -> list[PriorTurn]:  # type: ignor
     return prior_turns(conn, msg.session_id, msg.seq, since)
 
 
-class Heartbeat:
-    """Renews the lease every third of its length while the engine works, even when it is
-    silent (a model thinking before its first token), so the lease can stay short and a dead
-    worker's message is taken over quickly."""
+class LeaseKeeper:
+    """Renews the leases of the messages this process is answering, every third of the lease,
+    even while an engine is silent (a model thinking before its first token), so the lease can
+    stay short and a dead worker's message is taken over quickly.
 
-    def __init__(self, message_id: str) -> None:
-        self.message_id = message_id
-        self.every = max(get_settings().agent_lease_seconds / 3, 0.5)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lease-heartbeat", daemon=True)
+    One thread per process for every answer, started on first use (after the fork), rather
+    than a thread started and joined around each answer: that start and join were two thread
+    hand-offs per answer, about 7 % of a pool process's CPU with the offline engine, whose
+    answers finish long before any renewal is due.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+
+    @contextmanager
+    def hold(self, message_id: str) -> Iterator[None]:
+        """Keep `message_id`'s lease alive while the block runs."""
+        self._ensure_thread()
+        with self._lock:
+            self._held[message_id] = self._held.get(message_id, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._held.pop(message_id) - 1
+                if left:
+                    self._held[message_id] = left
+
+    def held(self) -> list[str]:
+        """The messages whose leases are being kept now."""
+        with self._lock:
+            return list(self._held)
+
+    def _ensure_thread(self) -> None:
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid != os.getpid():
+                self._held.clear()  # a forked child holds nothing of its parent's
+                thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+                thread.start()
+                self._pid = os.getpid()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                renew_lease(self.message_id)
-            except Exception:  # a missed beat only risks a harmless duplicate attempt
-                log.warning("lease renewal failed", exc_info=True)
+        while True:
+            time.sleep(max(get_settings().agent_lease_seconds / 3, 0.5))
+            for message_id in self.held():
+                try:
+                    renew_lease(message_id)
+                except Exception:  # a missed beat only risks a harmless duplicate attempt
+                    log.warning("lease renewal failed", exc_info=True)
 
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
 
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+leases = LeaseKeeper()
 
 
 class Streamer:
@@ -354,7 +388,7 @@ def answer_one(ctx: Context) -> None:
     else:
         if streamer.live:
             streamer.flush()  # `start` at once: a model may think for seconds before its text
-        with Heartbeat(ctx.message_id):
+        with leases.hold(ctx.message_id):
             reply = engine.answer(
                 ctx.question,
                 history=ctx.history,
