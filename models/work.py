@@ -173,7 +173,7 @@ def _close(
         table = kind.model.__table__
         stmt = stmts[key] = (
             update(table)
-            .where(_row(kind), table.c.status.in_([s.value for s in OPEN]))
+            .where(_row(kind), one_of(table.c.status, [s.value for s in OPEN]))
             .values(
                 status=state.value,
                 lease_until=None,
@@ -191,6 +191,13 @@ def _close(
 # (`synchronize_session`, autoflush). Nothing is lost by that: every caller claims before it
 # loads the row, and reads a row it closed only through a fresh query or `refresh`.
 _PREBUILT: dict[str, dict[str, Update]] = {}
+
+
+def one_of(column, values: list[str]):  # type: ignore[no-untyped-def]
+    """`column IN (values)` for a fixed, short list, written as ORs of equalities: SQLAlchemy
+    rewrites an IN list's SQL on every execution ("expanding" parameters), which was a few
+    per cent of a worker's CPU on the answer path; equalities are compiled once."""
+    return or_(*(column == value for value in values))
 
 
 def _row(kind: WorkKind):  # type: ignore[no-untyped-def]

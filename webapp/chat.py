@@ -70,16 +70,19 @@ def validate_content(content: object) -> str:
 
 
 # Built once: every message with a client_msg_id (the chat page sends one each time) runs it.
-_EXISTING = select(Message).where(
-    Message.session_id == bindparam("sid"), Message.client_msg_id == bindparam("cid")
+# It reads only the id (a Core statement): the message is loaded only for the rare resend.
+_M = Message.__table__
+_EXISTING = select(_M.c.id).where(
+    _M.c.session_id == bindparam("sid"), _M.c.client_msg_id == bindparam("cid")
 )
-_INSERT_MESSAGE = insert(Message.__table__)
+_INSERT_MESSAGE = insert(_M)
 
 
 def _existing(db: Session, session_id: str, client_msg_id: str | None) -> Message | None:
     if not client_msg_id:
         return None
-    return db.scalar(_EXISTING, {"sid": session_id, "cid": client_msg_id})
+    found = db.scalar(_EXISTING, {"sid": session_id, "cid": client_msg_id})
+    return db.get(Message, found) if found is not None else None
 
 
 def _claim_attachments(db: Session, chat: ChatSession, ids: list[str]) -> list[Attachment]:

@@ -33,7 +33,7 @@ from models.logs import session_id_var
 from models.ownership import Change, Owner, announce, lock_session, offer_person, request_person
 from models.serialize import message_json, sources_json
 from models.settings import get_settings
-from models.work import OPEN, REPLY, fail, finish, renew, take
+from models.work import OPEN, REPLY, fail, finish, one_of, renew, take
 from worker.agent.base import Reply, Turn
 from worker.engines import answer_engine
 from worker.escalation import Decision, PriorTurn, after_answer, before_answer
@@ -124,7 +124,7 @@ _NEXT_OPEN = (
         _M.c.session_id,
         _M.c.created_at,
         exists()
-        .where(_A.c.message_id == _M.c.id, _A.c.status.in_(_OPEN_STATES))
+        .where(_A.c.message_id == _M.c.id, one_of(_A.c.status, _OPEN_STATES))
         .label("files_pending"),
         exists().where(_A.c.message_id == _M.c.id).label("has_files"),
     )
@@ -139,7 +139,7 @@ _NEXT_OPEN = (
             ),
         )
     )
-    .where(_M.c.role == "user", _M.c.status.in_(_OPEN_STATES))
+    .where(_M.c.role == "user", one_of(_M.c.status, _OPEN_STATES))
     .order_by(_M.c.seq)
     .limit(1)
 )
@@ -166,7 +166,7 @@ _TURNS = (
     .where(
         _M.c.session_id == bindparam("sid"),
         _M.c.seq < bindparam("before"),
-        _M.c.role.in_(("user", "assistant", "agent")),
+        one_of(_M.c.role, ["user", "assistant", "agent"]),
     )
     .order_by(_M.c.seq.desc())
     .limit(_TURN_ROWS)
