@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -65,30 +66,51 @@ def envelope(type_: str, session_id: str, seq: int | None = None, **fields: Any)
     return event
 
 
-def next_seq(db: Session, session_id: str) -> int:
+_SESSIONS = ChatSession.__table__
+_EVENTS = SessionEvent.__table__
+# Built once, executed with bound parameters: the hot path (every message, every answer) pays
+# neither for building the statement nor for its cache key, and as Core statements on the
+# tables they skip the ORM's bulk-UPDATE bookkeeping (no loaded object holds `last_seq`).
+_NEXT_SEQ = (
+    update(_SESSIONS)
+    .where(_SESSIONS.c.id == bindparam("sid"))
+    .values(last_seq=_SESSIONS.c.last_seq + 1)
+    .returning(_SESSIONS.c.last_seq)
+)
+_INSERT_EVENT = insert(_EVENTS)
+
+
+def next_seq(db: Session | Connection, session_id: str) -> int:
     """Allocate the session's next seq; the row lock orders concurrent writers (held to commit)."""
-    stmt = (
-        update(ChatSession)
-        .where(ChatSession.id == session_id)
-        .values(last_seq=ChatSession.last_seq + 1)
-        .returning(ChatSession.last_seq)
-    )
-    seq = db.execute(stmt).scalar_one_or_none()
+    seq = db.execute(_NEXT_SEQ, {"sid": session_id}).scalar_one_or_none()
     if seq is None:
         raise LookupError(f"session {session_id} does not exist")
     return int(seq)
 
 
 def append_event(
-    db: Session, session_id: str, type_: str, seq: int | None = None, **fields: Any
+    db: Session | Connection, session_id: str, type_: str, seq: int | None = None, **fields: Any
 ) -> dict:
-    """Store a persisted event in the log (allocating a seq unless given) and return it."""
+    """Store a persisted event in the log (allocating a seq unless given) and return it.
+
+    The row is inserted at once (a Core INSERT, not an ORM object waiting for the flush): the
+    log is only ever read back through queries, never as a loaded object.
+    """
     if type_ not in PERSISTED_TYPES:
         raise ValueError(f"{type_} is not a persisted event type")
     if seq is None:
         seq = next_seq(db, session_id)
     event = envelope(type_, session_id, seq, **fields)
-    db.add(SessionEvent(session_id=session_id, seq=seq, type=type_, payload=event))
+    db.execute(
+        _INSERT_EVENT,
+        {
+            "session_id": session_id,
+            "seq": seq,
+            "type": type_,
+            "payload": event,
+            "created_at": utcnow(),
+        },
+    )
     return event
 
 

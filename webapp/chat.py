@@ -12,13 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import jobs, metrics, storage
 from models.base import new_id, utcnow
-from models.chat import Attachment, ChatSession, Message
+from models.chat import Attachment, ChatSession, Message, message_row
 from models.events import append_event, next_seq, publish_all
 from models.filetypes import UnsupportedFileType, safe_filename, sniff_content_type
 from models.ownership import Owner
@@ -69,14 +69,20 @@ def validate_content(content: object) -> str:
     return text
 
 
+# Built once: every message with a client_msg_id (the chat page sends one each time) runs it.
+# It reads only the id (a Core statement): the message is loaded only for the rare resend.
+_M = Message.__table__
+_EXISTING = select(_M.c.id).where(
+    _M.c.session_id == bindparam("sid"), _M.c.client_msg_id == bindparam("cid")
+)
+_INSERT_MESSAGE = insert(_M)
+
+
 def _existing(db: Session, session_id: str, client_msg_id: str | None) -> Message | None:
     if not client_msg_id:
         return None
-    return db.scalar(
-        select(Message).where(
-            Message.session_id == session_id, Message.client_msg_id == client_msg_id
-        )
-    )
+    found = db.scalar(_EXISTING, {"sid": session_id, "cid": client_msg_id})
+    return db.get(Message, found) if found is not None else None
 
 
 def _claim_attachments(db: Session, chat: ChatSession, ids: list[str]) -> list[Attachment]:
@@ -152,8 +158,11 @@ def accept_message(
         metadata_=_message_meta(actor, request),
     )
     event = _log_message(db, chat, msg, attachments)
-    db.add(msg)
     try:
+        if attachments:
+            db.add(msg)  # the ORM links the files to the message as it inserts it
+        else:
+            db.execute(_INSERT_MESSAGE, message_row(msg))  # the usual case, without the ORM
         db.commit()
     except IntegrityError:
         # Two sends of one client_msg_id raced; the other one won and is the message.

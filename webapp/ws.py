@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import request
 from simple_websocket import ConnectionClosed
+from sqlalchemy import bindparam, select
 
 from models.chat import ChatSession, Message
 from models.db import new_session
@@ -36,6 +37,9 @@ from webapp.events import GOING_AWAY, GOING_AWAY_CODE, RESYNC, get_hub
 from webapp.extensions import sock
 from webapp.metrics import socket_closed, socket_opened
 from webapp.wsserver import Outbox, text_frame
+
+# The session a socket message belongs to, read for every message: built once.
+_CHAT = select(ChatSession).where(ChatSession.id == bindparam("sid"))
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +249,7 @@ class Connection(Outbox):
             )
         db = new_session()
         try:
-            chat = db.get(ChatSession, self.session_id)
+            chat = db.scalar(_CHAT, {"sid": self.session_id})
             if chat is None:
                 return self.send_error(
                     "unknown_session", "this session no longer exists", client_msg_id=client_msg_id

@@ -8,7 +8,10 @@ and a claim by an agent can never both act on the same conversation state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from models.chat import LOW_CONFIDENCE_REASONS, Message, Ticket
@@ -26,27 +29,37 @@ def is_low_confidence(reply: Reply) -> bool:
     return reply.requires_escalation and reply.escalation_reason in LOW_CONFIDENCE_REASONS
 
 
-def prior_turns(db: Session, msg: Message, since_seq: int) -> list[PriorTurn]:
+_M = Message.__table__
+
+
+def prior_turns(
+    db: Session | Connection, session_id: str, before_seq: int, since_seq: int
+) -> list[PriorTurn]:
     """Customer and bot turns after the bot last (re)gained the conversation, oldest first."""
-    rows = db.scalars(
-        select(Message)
+    rows = db.execute(
+        select(_M.c.seq, _M.c.role, _M.c.content, _M.c["metadata"])
         .where(
-            Message.session_id == msg.session_id,
-            Message.seq > since_seq,
-            Message.seq < msg.seq,
-            Message.role.in_(("user", "assistant")),
+            _M.c.session_id == session_id,
+            _M.c.seq > since_seq,
+            _M.c.seq < before_seq,
+            _M.c.role.in_(("user", "assistant")),
         )
-        .order_by(Message.seq.desc())
+        .order_by(_M.c.seq.desc())
         .limit(PRIOR_TURNS)
     ).all()
+    return prior_from_rows(rows)
+
+
+def prior_from_rows(rows_newest_first: Sequence) -> list[PriorTurn]:
+    """PriorTurns (oldest first) from rows of (seq, role, content, metadata), newest first."""
     turns = []
-    for row in reversed(rows):
-        meta = row.metadata_ or {}
-        low = row.role == "assistant" and (
+    for row in reversed(rows_newest_first):
+        meta = row[3] or {}
+        low = row[1] == "assistant" and (
             meta.get("requires_escalation")
             and meta.get("escalation_reason") in LOW_CONFIDENCE_REASONS
         )
-        turns.append(PriorTurn(row.role, row.content, low_confidence=bool(low)))
+        turns.append(PriorTurn(row[1], row[2], low_confidence=bool(low)))
     return turns
 
 

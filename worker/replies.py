@@ -11,29 +11,40 @@ person took the conversation meanwhile, so the bot never talks over a human.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, text
+from sqlalchemy import and_, bindparam, exists, insert, select, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from models import metrics
 from models.base import new_id, utcnow
-from models.chat import Attachment, ChatSession, Message
-from models.db import new_session, session_scope
+from models.chat import Attachment, ChatSession, Message, message_row
+from models.db import get_engine, new_session, session_scope
 from models.errors import NotFound
 from models.events import append_event, envelope, next_seq, publish_all
 from models.logs import session_id_var
 from models.ownership import Change, Owner, announce, lock_session, offer_person, request_person
 from models.serialize import message_json, sources_json
 from models.settings import get_settings
-from models.work import OPEN, REPLY, fail, finish, renew, take
+from models.work import OPEN, REPLY, fail, finish, one_of, renew, take
 from worker.agent.base import Reply, Turn
 from worker.engines import answer_engine
 from worker.escalation import Decision, PriorTurn, after_answer, before_answer
-from worker.handoff import hand_over, is_low_confidence, prior_turns, stay_silent
+from worker.handoff import (
+    PRIOR_TURNS,
+    hand_over,
+    is_low_confidence,
+    prior_from_rows,
+    prior_turns,
+    stay_silent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,75 +86,127 @@ def _lease() -> timedelta:
 def answer_pending(message_id: str) -> str:
     """Answer every unanswered message of this session up to and including `message_id`.
 
-    Per message: one read (which message is next, are its files ready), one claim, one read of
-    what the engine needs, the engine, one write for the reply. The claim comes before the
-    context read on purpose: a task that loses it (a redelivery, a sweeper re-send, a message
-    waiting behind an earlier one) stops after two cheap transactions. The claim stays its own
-    short write: on SQLite a write lock held across reads would stall the web's accepts.
+    Per message three transactions: find the next open message (and whether its files are
+    ready) and claim it; read what the engine needs; after the engine, write the reply. The
+    claim comes before the context read on purpose: a task that loses it (a redelivery, a
+    sweeper re-send, a message waiting behind an earlier one) stops after one cheap
+    transaction. The claim is the transaction's only write, after its read: on SQLite the
+    write lock is never held across reads (that would stall the web's accepts).
     """
     while True:
-        nxt_id = _next_open(message_id)
-        if nxt_id in ("gone", "done"):
-            return nxt_id
-        attempt = _claim(nxt_id)
-        if attempt is None:
-            if nxt_id == message_id:
+        nxt = _next_open_and_claim(message_id)
+        if isinstance(nxt, str):
+            return nxt
+        if nxt.attempt is None:
+            if nxt.id == message_id:
                 return "in-progress-elsewhere"
             raise Busy(0.5)  # an earlier message is being answered by someone else
-        ctx = load_context(nxt_id)
+        ctx = load_context(nxt.id, has_files=nxt.has_files)
         if ctx is not None:  # None: the session was deleted while the message waited
-            ctx.attempts = attempt
+            ctx.attempts = nxt.attempt
             answer_one(ctx)
-        if nxt_id == message_id:
+        if nxt.id == message_id:
             # Earlier open messages come first (lowest seq), so none is left behind this one.
             return "done"
 
 
-def _next_open(message_id: str) -> str:
-    """Id of the session's lowest open message up to `message_id` ("gone", "done" if none).
+# The reply path's reads, built once and executed with bound parameters (Core statements on
+# the tables, selecting only the columns used): each answer runs them, and building an ORM
+# query, its cache key and its loaded objects cost more CPU than the database's work.
+_M = Message.__table__
+_S = ChatSession.__table__
+_A = Attachment.__table__
+_OPEN_STATES = [s.value for s in OPEN]
+_target = _M.alias("target")
+_NEXT_OPEN = (
+    select(
+        _M.c.id,
+        _M.c.session_id,
+        _M.c.created_at,
+        exists()
+        .where(_A.c.message_id == _M.c.id, one_of(_A.c.status, _OPEN_STATES))
+        .label("files_pending"),
+        exists().where(_A.c.message_id == _M.c.id).label("has_files"),
+    )
+    .select_from(
+        _M.join(
+            _target,
+            and_(
+                _target.c.id == bindparam("mid"),
+                _target.c.role == "user",
+                _M.c.session_id == _target.c.session_id,
+                _M.c.seq <= _target.c.seq,
+            ),
+        )
+    )
+    .where(_M.c.role == "user", one_of(_M.c.status, _OPEN_STATES))
+    .order_by(_M.c.seq)
+    .limit(1)
+)
+_USER_MESSAGE = select(_M.c.session_id).where(_M.c.id == bindparam("mid"), _M.c.role == "user")
+_CONTEXT = (
+    select(
+        _M.c.session_id,
+        _M.c.seq,
+        _M.c.content,
+        _M.c["metadata"],
+        _M.c.attempts,
+        _M.c.created_at,
+        _S.c.owner,
+        _S.c.owner_since_seq,
+    )
+    .select_from(_M.join(_S, _S.c.id == _M.c.session_id))
+    .where(_M.c.id == bindparam("mid"))
+)
+# Recent turns for the engine and the escalation policy's prior turns, in one read: enough
+# rows that both can usually be cut from it (see load_context).
+_TURN_ROWS = HISTORY_TURNS + PRIOR_TURNS
+_TURNS = (
+    select(_M.c.seq, _M.c.role, _M.c.content, _M.c["metadata"])
+    .where(
+        _M.c.session_id == bindparam("sid"),
+        _M.c.seq < bindparam("before"),
+        one_of(_M.c.role, ["user", "assistant", "agent"]),
+    )
+    .order_by(_M.c.seq.desc())
+    .limit(_TURN_ROWS)
+)
+_FILE_TEXTS = select(_A.c.text).where(_A.c.message_id == bindparam("mid"), _A.c.text.is_not(None))
+
+
+@dataclass
+class Next:
+    """The session's lowest open message and the outcome of claiming it."""
+
+    id: str
+    attempt: int | None  # None: someone else holds it
+    has_files: bool
+
+
+def _next_open_and_claim(message_id: str) -> Next | str:
+    """Find the session's lowest open message up to `message_id` and claim it ("gone", "done"
+    if there is none).
 
     Raises Busy while that message's attachments are still being read (for ATTACHMENT_WAIT).
-    """
-    with session_scope() as db:
-        target = db.get(Message, message_id)
-        if target is None or target.role != "user":
-            return "gone"
-        session_id_var.set(target.session_id)
-        nxt = db.scalar(
-            select(Message)
-            .where(
-                Message.session_id == target.session_id,
-                Message.role == "user",
-                Message.status.in_([s.value for s in OPEN]),
-                Message.seq <= target.seq,
-            )
-            .order_by(Message.seq)
-            .limit(1)
-        )
-        if nxt is None:
-            return "done"
-        pending = db.scalar(
-            select(Attachment.id).where(
-                Attachment.message_id == nxt.id, Attachment.status.in_([s.value for s in OPEN])
-            )
-        )
-        if pending is not None and utcnow() - _aware(nxt.created_at) < ATTACHMENT_WAIT:
-            raise Busy(0.5)
-        return nxt.id
-
-
-def _claim(message_id: str) -> int | None:
-    """Claim the message for this worker; its attempt number, or None if someone holds it.
-
     On PostgreSQL the claim's commit does not wait for its WAL flush (`synchronous_commit`
     off for this one transaction; the reply's commit still waits, and flushes this one with
     it). A claim lost to a database crash only makes the message claimable again: the sweeper
     re-sends it and the unique reply index still allows one reply.
     """
-    with session_scope() as db:
-        if db.get_bind().dialect.name == "postgresql":
-            db.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        return take(db, REPLY, message_id, _lease())
+    with get_engine().begin() as conn:
+        row = conn.execute(_NEXT_OPEN, {"mid": message_id}).one_or_none()
+        if row is None:
+            session_id = conn.execute(_USER_MESSAGE, {"mid": message_id}).scalar_one_or_none()
+            if session_id is not None:
+                session_id_var.set(session_id)
+            return "gone" if session_id is None else "done"
+        session_id_var.set(row.session_id)
+        if row.files_pending and utcnow() - _aware(row.created_at) < ATTACHMENT_WAIT:
+            raise Busy(0.5)
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        attempt = take(conn, REPLY, row.id, _lease())
+        return Next(row.id, attempt, bool(row.has_files))
 
 
 def _aware(ts):  # type: ignore[no-untyped-def]
@@ -157,67 +220,106 @@ def renew_lease(message_id: str) -> None:
         renew(db, REPLY, message_id, _lease())
 
 
-def load_context(message_id: str) -> Context | None:
-    """The question, recent turns, attachment text and owner, read once (None if deleted)."""
-    with session_scope() as db:
-        msg = db.get(Message, message_id)
-        chat = db.get(ChatSession, msg.session_id) if msg is not None else None
-        if msg is None or chat is None:
+def load_context(message_id: str, has_files: bool = True) -> Context | None:
+    """The question, recent turns, attachment text and owner, read once (None if deleted).
+
+    Two statements in the usual case: the message with its session, and the last turns, from
+    which both the engine's history and the policy's prior turns are cut. The prior turns need
+    their own read only when agent turns in that window crowd out customer and bot turns.
+    """
+    with get_engine().connect() as conn:
+        msg = conn.execute(_CONTEXT, {"mid": message_id}).one_or_none()
+        if msg is None:
             return None
-        turns = db.scalars(
-            select(Message)
-            .where(
-                Message.session_id == msg.session_id,
-                Message.seq < msg.seq,
-                Message.role.in_(("user", "assistant", "agent")),
-            )
-            .order_by(Message.seq.desc())
-            .limit(HISTORY_TURNS)
-        ).all()
-        texts = db.scalars(
-            select(Attachment.text).where(
-                Attachment.message_id == msg.id, Attachment.text.is_not(None)
-            )
-        ).all()
-        return Context(
-            message_id=msg.id,
-            session_id=msg.session_id,
-            question=msg.content,
-            history=[Turn(t.role, t.content) for t in reversed(turns)],
-            attachments=[t for t in texts if t],
-            attempts=msg.attempts,
-            owner=chat.owner,
-            requested=(msg.metadata_ or {}).get("request") == "person",
-            prior=prior_turns(db, msg, chat.owner_since_seq),
-            asked_at=msg.created_at,
-        )
+        rows = conn.execute(_TURNS, {"sid": msg.session_id, "before": msg.seq}).all()
+        texts = conn.execute(_FILE_TEXTS, {"mid": message_id}).scalars().all() if has_files else []
+        prior = _prior(conn, msg, rows)
+        conn.rollback()  # read only
+    return Context(
+        message_id=message_id,
+        session_id=msg.session_id,
+        question=msg.content,
+        history=[Turn(r.role, r.content) for r in reversed(rows[:HISTORY_TURNS])],
+        attachments=[t for t in texts if t],
+        attempts=msg.attempts,
+        owner=msg.owner,
+        requested=(msg.metadata or {}).get("request") == "person",
+        prior=prior,
+        asked_at=msg.created_at,
+    )
 
 
-class Heartbeat:
-    """Renews the lease every third of its length while the engine works, even when it is
-    silent (a model thinking before its first token), so the lease can stay short and a dead
-    worker's message is taken over quickly."""
+def _prior(conn: Connection, msg, rows: list) -> list[PriorTurn]:  # type: ignore[no-untyped-def]
+    """The policy's prior turns (the customer's and bot's since the bot last took the
+    conversation) from the turns already read, when those are sure to hold all of them."""
+    since = msg.owner_since_seq
+    candidates = [r for r in rows if r.role in ("user", "assistant") and r.seq > since]
+    complete = (
+        len(rows) < _TURN_ROWS  # every earlier turn was read
+        or len(candidates) >= PRIOR_TURNS
+        or (rows and rows[-1].seq <= since)  # the read reaches back past `since`
+    )
+    if complete:
+        return prior_from_rows(candidates[:PRIOR_TURNS])
+    return prior_turns(conn, msg.session_id, msg.seq, since)
 
-    def __init__(self, message_id: str) -> None:
-        self.message_id = message_id
-        self.every = max(get_settings().agent_lease_seconds / 3, 0.5)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lease-heartbeat", daemon=True)
+
+class LeaseKeeper:
+    """Renews the leases of the messages this process is answering, every third of the lease,
+    even while an engine is silent (a model thinking before its first token), so the lease can
+    stay short and a dead worker's message is taken over quickly.
+
+    One thread per process for every answer, started on first use (after the fork), rather
+    than a thread started and joined around each answer: that start and join were two thread
+    hand-offs per answer, about 7 % of a pool process's CPU with the offline engine, whose
+    answers finish long before any renewal is due.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+
+    @contextmanager
+    def hold(self, message_id: str) -> Iterator[None]:
+        """Keep `message_id`'s lease alive while the block runs."""
+        self._ensure_thread()
+        with self._lock:
+            self._held[message_id] = self._held.get(message_id, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._held.pop(message_id) - 1
+                if left:
+                    self._held[message_id] = left
+
+    def held(self) -> list[str]:
+        """The messages whose leases are being kept now."""
+        with self._lock:
+            return list(self._held)
+
+    def _ensure_thread(self) -> None:
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid != os.getpid():
+                self._held.clear()  # a forked child holds nothing of its parent's
+                thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+                thread.start()
+                self._pid = os.getpid()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                renew_lease(self.message_id)
-            except Exception:  # a missed beat only risks a harmless duplicate attempt
-                log.warning("lease renewal failed", exc_info=True)
+        while True:
+            time.sleep(max(get_settings().agent_lease_seconds / 3, 0.5))
+            for message_id in self.held():
+                try:
+                    renew_lease(message_id)
+                except Exception:  # a missed beat only risks a harmless duplicate attempt
+                    log.warning("lease renewal failed", exc_info=True)
 
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
 
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+leases = LeaseKeeper()
 
 
 class Streamer:
@@ -286,7 +388,7 @@ def answer_one(ctx: Context) -> None:
     else:
         if streamer.live:
             streamer.flush()  # `start` at once: a model may think for seconds before its text
-        with Heartbeat(ctx.message_id):
+        with leases.hold(ctx.message_id):
             reply = engine.answer(
                 ctx.question,
                 history=ctx.history,
@@ -313,14 +415,25 @@ def _commit_outcome(
     db = new_session()
     stored: Message | None = None
     try:
-        owner, _status = lock_session(db, ctx.session_id)
         events: list[dict] = []
+        seq = None
+        if answer is not None:
+            # The usual case in one statement: the session row's lock and the reply's seq,
+            # allocated only while the bot owns the conversation.
+            seq = db.execute(_BOT_SEQ, {"sid": ctx.session_id}).scalar_one_or_none()
+        if seq is not None:
+            owner = Owner.BOT.value
+        else:
+            owner, _status = lock_session(db, ctx.session_id)
+            if answer is not None and owner == Owner.BOT:  # the owner changed back meanwhile
+                seq = next_seq(db, ctx.session_id)
         if owner != Owner.BOT:
             change = stay_silent(db, ctx.message_id, ctx.session_id, owner, decision)
         elif answer is None:
             change = hand_over(db, ctx.message_id, ctx.session_id, decision)
         else:
-            events, change, stored = _write_reply(db, ctx, decision, *answer)
+            assert seq is not None
+            events, change, stored = _write_reply(db, ctx, decision, *answer, seq=seq)
         db.commit()
     except IntegrityError:
         db.rollback()
@@ -373,9 +486,27 @@ def _measure(ctx: Context, msg: Message, seconds: float, reason: str | None):  #
     return queue_on
 
 
+_BOT_SEQ = (
+    update(_S)
+    .where(_S.c.id == bindparam("sid"), _S.c.owner == Owner.BOT.value)
+    .values(last_seq=_S.c.last_seq + 1)
+    .returning(_S.c.last_seq)
+)
+_INSERT_MESSAGE = insert(_M)
+
+
 def _write_reply(
-    db, ctx: Context, decision: Decision, reply_id: str, reply: Reply, seconds: float
-) -> tuple[list[dict], Change | None, Message]:  # type: ignore[no-untyped-def]
+    db,  # type: ignore[no-untyped-def]
+    ctx: Context,
+    decision: Decision,
+    reply_id: str,
+    reply: Reply,
+    seconds: float,
+    *,
+    seq: int,
+) -> tuple[list[dict], Change | None, Message]:
+    """Store the reply (a Core INSERT: the row is never loaded back), close the customer's
+    message and log `complete`; the unique reply index refuses a second reply right here."""
     meta = {
         "engine": reply.engine,
         "requires_escalation": reply.requires_escalation,
@@ -385,6 +516,7 @@ def _write_reply(
     msg = Message(
         id=reply_id,
         session_id=ctx.session_id,
+        seq=seq,
         role="assistant",
         content=reply.text,
         status="done",
@@ -397,9 +529,7 @@ def _write_reply(
         created_at=utcnow(),
         attachments=[],
     )
-    msg.seq = next_seq(db, ctx.session_id)
-    db.add(msg)
-    db.flush()  # the unique reply_to index speaks here, before any event is logged
+    db.execute(_INSERT_MESSAGE, message_row(msg))
     failed = reply.escalation_reason == "processing_failed"
     if failed:
         fail(
@@ -411,7 +541,7 @@ def _write_reply(
         )
     else:
         finish(db, REPLY, ctx.message_id, escalation=decision.to_dict())
-    events = [append_event(db, ctx.session_id, "complete", seq=msg.seq, message=message_json(msg))]
+    events = [append_event(db, ctx.session_id, "complete", seq=seq, message=message_json(msg))]
     change = None
     if failed:
         change = request_person(

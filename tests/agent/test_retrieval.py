@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -104,6 +105,26 @@ def test_fast_rebuild_is_seen_by_the_same_search(sqlite_url, settings):
     assert kb.search("customs")
     bump(sqlite_url, 2, "Descale the kettle monthly.", "Delivery times")
     assert kb.search("descale kettle") and kb.version == 2
+
+
+def test_search_during_another_threads_first_build_waits_for_it(sqlite_url, settings):
+    """The worker warms its index up in a thread as a pool process starts; a task's search
+    arriving meanwhile must wait for that build, not search an index that is not there yet."""
+    load_rows(sqlite_url, chunk_rows(), version=1)
+    kb = KnowledgeBase(
+        database_url=sqlite_url, settings=settings, use_redis=False, check_interval=60.0
+    )
+    # What a first build under way in another thread looks like: the lock held and the
+    # version just checked, nothing to serve yet.
+    kb._lock.acquire()
+    kb._checked_at = time.monotonic()
+    found: list = []
+    searcher = threading.Thread(target=lambda: found.append(kb.search("customs")))
+    searcher.start()
+    kb._check_version()  # the build finishes
+    kb._lock.release()
+    searcher.join(10)
+    assert found and found[0], "the search did not wait for the first build"
 
 
 def test_version_is_checked_at_most_every_interval(sqlite_url, settings):

@@ -45,6 +45,11 @@ def _get() -> Any:
         return _identifier
 
 
+def preload() -> None:
+    """Load the identifier now (the worker's parent does, before its pool forks)."""
+    _get()
+
+
 def detect(text: str, *, min_words: int = MIN_WORDS) -> str | None:
     """The ISO 639-1 code of `text`'s language when it is clear, else None."""
     if len(_WORD.findall(text)) < min_words:

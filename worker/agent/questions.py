@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from functools import lru_cache
 
 from worker.agent.analysis import ANALYZER, form_related_stems, related_stems
 
@@ -206,8 +207,14 @@ def contradicts(question: str, text: str) -> bool:
     return False
 
 
+@lru_cache(maxsize=16384)
 def is_navigational(text: str) -> bool:
-    """True for meta sentences ("Here's how...", "See ...", "This article explains...")."""
+    """True for meta sentences ("Here's how...", "See ...", "This article explains...").
+
+    Cached per sentence: every answer asks it of every candidate KB sentence, the same
+    sentences again and again, and the pattern's many word-boundary alternatives are scanned
+    across the whole sentence (it was ~7 % of a pool process's CPU).
+    """
     return bool(_NAVIGATION.search(text.strip()))
 
 

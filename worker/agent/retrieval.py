@@ -244,9 +244,12 @@ class KnowledgeBase:
         if self._static:
             return
         now = time.monotonic()
-        if not force and now - self._checked_at < self.check_interval:
-            return
         blocking = self._current.pipeline is None  # nothing to serve yet: wait for the first build
+        # Checked recently, and there is an index to serve. While the first build is still under
+        # way in another thread (the worker's warm-up), `_checked_at` is already recent but
+        # there is nothing to serve: wait for that build below instead of searching nothing.
+        if not force and not blocking and now - self._checked_at < self.check_interval:
+            return
         if not self._lock.acquire(blocking=blocking):
             return  # another thread is rebuilding; keep serving the current index
         handed_off = False

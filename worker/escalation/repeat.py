@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import Stemmer
 from rapidfuzz import fuzz
@@ -42,8 +43,13 @@ class Repeat:
     similarity: float
 
 
+@lru_cache(maxsize=2048)
 def content(text: str) -> str:
-    """The message's content words, normalised, stemmed ("ordered" = "ordering"), sorted."""
+    """The message's content words, normalised, stemmed ("ordered" = "ordering"), sorted.
+
+    Cached: every answer compares the new message with each earlier one of the conversation,
+    so without it the same earlier turns were tokenised again for every answer (and the new
+    message once per earlier turn)."""
     words = [t.word for t in tokens(text) if t.word.isalnum() and t.word not in STOP_WORDS]
     return " ".join(sorted(set(_STEMMER.stemWords(words))))
 

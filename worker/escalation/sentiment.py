@@ -50,6 +50,11 @@ def _analyser() -> SentimentIntensityAnalyzer:
     return SentimentIntensityAnalyzer()
 
 
+def preload() -> None:
+    """Load the lexicon now (the worker's parent does, before its pool forks)."""
+    _analyser()
+
+
 def negativity(text: str) -> float:
     """VADER compound score of the message, -1 (most negative) to 1."""
     if not text or not text.strip():
