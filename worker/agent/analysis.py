@@ -128,10 +128,9 @@ class Analyzer:
 
 ANALYZER = Analyzer()
 
-# Snowball stemmers (PyStemmer) by ISO 639-1 code, for the languages `worker.agent.language`
-# detects. A chunk is indexed, and a question in that language is searched, with its own
-# language's stemmer; English, and any language without an entry, use `ANALYZER`.
-SNOWBALL: dict[str, str] = {
+# Language names by ISO 639-1 code, as both Snowball (PyStemmer) and PostgreSQL's built-in
+# text-search configurations spell them; each side serves the subset it has a stemmer for.
+LANGUAGE_NAMES: dict[str, str] = {
     "en": "english",
     "de": "german",
     "fr": "french",
@@ -144,6 +143,17 @@ SNOWBALL: dict[str, str] = {
     "no": "norwegian",
     "fi": "finnish",
     "pl": "polish",
+    "ru": "russian",
+    "hu": "hungarian",
+    "ro": "romanian",
+    "tr": "turkish",
+}
+
+# Snowball stemmers (PyStemmer) by ISO 639-1 code, for the languages `worker.agent.language`
+# detects. A chunk is indexed, and a question in that language is searched, with its own
+# language's stemmer; English, and any language without an entry, use `ANALYZER`.
+SNOWBALL: dict[str, str] = {
+    code: LANGUAGE_NAMES[code] for code in "en de fr es it nl pt sv da no fi pl".split()
 }
 # Stop-word lists by Snowball language name: the Snowball project's lists as bm25s ships them
 # (no download). A language without one here keeps the English lists, as before.

@@ -13,7 +13,7 @@ from typing import Any
 from haystack import Document, component, default_from_dict, default_to_dict
 from sqlalchemy import Connection, Engine, text
 
-from worker.agent.analysis import ANALYZER, capped_mass, is_noise
+from worker.agent.analysis import ANALYZER, LANGUAGE_NAMES, capped_mass, is_noise
 from worker.agent.chunks import chunk_document
 
 # PostgreSQL's built-in text-search configurations for the languages an article may be tagged
@@ -21,21 +21,7 @@ from worker.agent.chunks import chunk_document
 # language was stored) is parsed as English, as every chunk was before; a language PostgreSQL
 # has no stemmer for, with 'simple' (lower-cased words, no stemming, no stop words).
 PG_CONFIGS: dict[str, str] = {
-    "en": "english",
-    "de": "german",
-    "fr": "french",
-    "es": "spanish",
-    "it": "italian",
-    "nl": "dutch",
-    "pt": "portuguese",
-    "sv": "swedish",
-    "da": "danish",
-    "no": "norwegian",
-    "fi": "finnish",
-    "ru": "russian",
-    "hu": "hungarian",
-    "ro": "romanian",
-    "tr": "turkish",
+    code: LANGUAGE_NAMES[code] for code in "en de fr es it nl pt sv da no fi ru hu ro tr".split()
 }
 FTS_CONFIG = "english"  # untagged chunks, and questions in no known language
 NO_STEMMER_CONFIG = "simple"
