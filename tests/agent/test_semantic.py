@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from models import KBChunk
-from tests.agent.conftest import chunk_rows, load_rows
+from tests.agent.conftest import chunk_rows, load_rows, run_offline
 from tests.fake_openai import FakeOpenAI
 from worker.agent.embeddings import EmbeddingError, OpenAIEmbedder, WordLlamaEmbedder
 from worker.agent.pgstore import engine_for
@@ -41,19 +38,9 @@ def test_wordllama_loads_from_its_wheel_with_no_network():
         "v = e.embed(['where is my parcel', ''])\n"
         "print(e.model_id, v.shape, round(float((v[0] ** 2).sum()), 3), float(abs(v[1]).sum()))\n"
     )
-    env = {
-        **os.environ,
-        "HTTPS_PROXY": "http://127.0.0.1:1",
-        "HTTP_PROXY": "http://127.0.0.1:1",
-        "HF_HUB_OFFLINE": "1",
-        "HF_HOME": "/nonexistent-helpline-test",
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split()[:4] == ["wordllama/l2_supercat/128", "(2,", "128)", "1.0"]
-    assert out.stdout.split()[4] == "0.0"  # an empty text is a zero vector, not NaN
+    stdout = run_offline(code, timeout=60)
+    assert stdout.split()[:4] == ["wordllama/l2_supercat/128", "(2,", "128)", "1.0"]
+    assert stdout.split()[4] == "0.0"  # an empty text is a zero vector, not NaN
 
 
 def test_fused_pipeline_annotates_both_signals(kb_documents, settings, wordllama):
