@@ -402,7 +402,7 @@ class Form:
 
     fields: dict[str, str]
     sink: Sink
-    filename: str
+    filename: str  # as sent (may be empty)
     content_type: str
 
 
@@ -433,7 +433,7 @@ def stream_form(
     value = bytearray()
     sink: Sink | None = None
     sniffer: StreamSniffer | None = None
-    filename = "file"
+    filename = ""
     writing = False  # in the file part
     wrote = False  # a piece went to the sink since the last fill
 
@@ -476,7 +476,7 @@ def stream_form(
                     if event.filename is None:
                         field_name = event.name
                     elif event.name == file_field and sink is None:
-                        filename = event.filename or "file"
+                        filename = event.filename
                         sink = begin(filename, fields)
                         sniffer = StreamSniffer(filename)
                         writing = True
@@ -544,4 +544,5 @@ def receive_file(authorize: Callable[[str | None], ChatSession]) -> tuple[ChatSe
     except BaseException:
         upload.discard()
         raise
-    return chat, Received(upload.attachment_id, form.filename, form.content_type, upload)
+    filename = form.filename or "file"
+    return chat, Received(upload.attachment_id, filename, form.content_type, upload)
