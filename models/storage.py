@@ -69,15 +69,16 @@ def _native_pool() -> Any:
 class Upload(ABC):
     """The bytes of one upload on their way in: written as they arrive, hashed as they pass.
 
-    Under gevent the hash and the write of one piece run in a native thread while the next
-    piece is received (one piece in flight: memory stays at two pieces)."""
+    Under gevent the hash and the write of one piece run in two native threads at once (the
+    hash is CPU, a direct write mostly waits for the device) while the next piece is received
+    (one piece in flight: memory stays at two pieces)."""
 
     def __init__(self, attachment_id: str) -> None:
         self.attachment_id = attachment_id
         self.size = 0
         self._hash = hashlib.sha256()
         self._pool = _native_pool()
-        self._pending: Any = None
+        self._pending: tuple[Any, ...] = ()
         self._pending_buffer: object = None  # what the piece in flight is a view of
 
     @property
@@ -88,29 +89,41 @@ class Upload(ABC):
     def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
         if self._pool is None:
-            self._absorb(chunk)
+            self._hash.update(chunk)
+            self._write(chunk)
             return
         self.flush()
-        self._pending = self._pool.spawn(self._absorb, chunk)
+        self._pending = (
+            self._pool.spawn(self._hash.update, chunk),
+            self._pool.spawn(self._write, chunk),
+        )
         self._pending_buffer = chunk.obj if isinstance(chunk, memoryview) else None
 
     def flush(self) -> None:
-        """Wait for the piece in flight (and raise its error, e.g. a full disk)."""
-        pending, self._pending = self._pending, None
+        """Wait for the piece in flight (and raise its error, e.g. a full disk). Both of its
+        tasks have ended when this returns, failed or not: its buffer is free."""
+        pending, self._pending = self._pending, ()
         self._pending_buffer = None
-        if pending is not None:
-            pending.get()
+        error: BaseException | None = None
+        for task in pending:
+            try:
+                task.get()
+            except BaseException as exc:
+                error = error or exc
+        if error is not None:
+            raise error
 
     def release(self, buffer: bytearray) -> None:
         """Wait for the piece in flight if it is a view of `buffer`, which the caller is about
         to fill again (a piece whose buffer is unknown is waited for too)."""
         owner = self._pending_buffer
-        if self._pending is not None and (owner is None or owner is buffer):
+        if self._pending and (owner is None or owner is buffer):
             self.flush()
 
-    def _absorb(self, chunk: bytes) -> None:
-        self._hash.update(chunk)
-        self._write(chunk)
+    def end(self) -> None:
+        """Every byte is in: start making them durable where that takes a while (file storage:
+        its fdatasync, in a native thread, while the request goes on); `keep` waits for it."""
+        self.flush()
 
     @abstractmethod
     def _write(self, chunk: bytes) -> None:
@@ -207,6 +220,7 @@ class _FileUpload(Upload):
         self._stage = _take_stage() if o_direct else None
         self._staged = 0  # bytes in the stage not yet written (fewer than a block after a write)
         self._renamed = False
+        self._syncing: Any = None  # the fdatasync started by `end`
 
     def _write(self, chunk: bytes) -> None:
         view = memoryview(chunk)
@@ -270,13 +284,29 @@ class _FileUpload(Upload):
         self._stop_direct()  # the staged tail is part of the file the caller reads
         return open(self._part, "rb")  # noqa: SIM115 (the caller closes it)
 
+    def end(self) -> None:
+        self.flush()
+        self._stop_direct()
+        if self._fsync and self._pool is not None and self._syncing is None:
+            assert self._fd is not None
+            self._syncing = self._pool.spawn(os.fdatasync, self._fd)
+
+    def _synced(self) -> None:
+        """Wait for the fdatasync started by `end` (and raise its error)."""
+        syncing, self._syncing = self._syncing, None
+        if syncing is not None:
+            syncing.get()
+
     def keep(self, db: Session, att: Attachment) -> None:
         self.flush()
         assert self._fd is not None
         try:
             self._stop_direct()
             if self._fsync:  # the data (direct or buffered) and the size, from the device
-                os.fdatasync(self._fd)
+                if self._syncing is not None:
+                    self._synced()
+                else:
+                    os.fdatasync(self._fd)
         finally:
             self._close()
         os.rename(self._part, self._final)
@@ -301,6 +331,10 @@ class _FileUpload(Upload):
         try:
             self.flush()
         except Exception:  # the write that failed is why we are discarding
+            pass
+        try:
+            self._synced()  # the descriptor is closed only once no thread uses it
+        except Exception:
             pass
         self._close()
         for path in (self._final if self._renamed else None, self._part):

@@ -537,6 +537,7 @@ def receive_file(authorize: Callable[[str | None], ChatSession]) -> tuple[ChatSe
     upload = form.sink
     assert isinstance(upload, storage.Upload)
     try:
+        upload.end()  # file storage: the fdatasync runs while the session and quota are checked
         if chat is None:
             chat = authorize(session_id)
         if chat.status == "ended":
