@@ -187,7 +187,10 @@ MAX_IDLE_STAGES = 8
 
 
 def _take_stage() -> mmap.mmap:
-    return _IDLE_STAGES.pop() if _IDLE_STAGES else mmap.mmap(-1, STAGE_SIZE)  # page-aligned
+    try:  # pop() is atomic: safe under threaded workers too
+        return _IDLE_STAGES.pop()
+    except IndexError:
+        return mmap.mmap(-1, STAGE_SIZE)  # page-aligned
 
 
 def _give_stage(stage: mmap.mmap) -> None:

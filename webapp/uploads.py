@@ -177,7 +177,10 @@ MAX_IDLE_BUFFERS = 8  # 8 MiB kept at most between requests
 
 
 def _take_buffer() -> bytearray:
-    return _IDLE_BUFFERS.pop() if _IDLE_BUFFERS else bytearray(BUFFER_SIZE)
+    try:  # pop() is atomic: safe under threaded workers too
+        return _IDLE_BUFFERS.pop()
+    except IndexError:
+        return bytearray(BUFFER_SIZE)
 
 
 def _give_buffer(buf: bytearray) -> None:
