@@ -69,9 +69,12 @@ def _native_pool() -> Any:
 class Upload(ABC):
     """The bytes of one upload on their way in: written as they arrive, hashed as they pass.
 
-    Under gevent the hash and the write of one piece run in two native threads at once (the
-    hash is CPU, a direct write mostly waits for the device) while the next piece is received
-    (one piece in flight: memory stays at two pieces)."""
+    Under gevent the hash and the write of one piece run in native threads while the next piece
+    is received (one piece in flight: memory stays at two pieces): in two threads at once when
+    the write waits for a device (`_write_waits`: the hash is CPU, a direct write mostly waits),
+    else in one (a copy into memory holds the GIL: a second thread only adds hand-offs)."""
+
+    _write_waits = True
 
     def __init__(self, attachment_id: str) -> None:
         self.attachment_id = attachment_id
@@ -93,10 +96,13 @@ class Upload(ABC):
             self._write(chunk)
             return
         self.flush()
-        self._pending = (
-            self._pool.spawn(self._hash.update, chunk),
-            self._pool.spawn(self._write, chunk),
-        )
+        if self._write_waits:
+            self._pending = (
+                self._pool.spawn(self._hash.update, chunk),
+                self._pool.spawn(self._write, chunk),
+            )
+        else:
+            self._pending = (self._pool.spawn(self._absorb, chunk),)
         self._pending_buffer = chunk.obj if isinstance(chunk, memoryview) else None
 
     def flush(self) -> None:
@@ -119,6 +125,10 @@ class Upload(ABC):
         owner = self._pending_buffer
         if self._pending and (owner is None or owner is buffer):
             self.flush()
+
+    def _absorb(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+        self._write(chunk)
 
     def end(self) -> None:
         """Every byte is in: start making them durable where that takes a while (file storage:
@@ -143,6 +153,8 @@ class Upload(ABC):
 
 
 class _DatabaseUpload(Upload):
+    _write_waits = False  # a bytearray append: CPU under the GIL
+
     def __init__(self, attachment_id: str) -> None:
         super().__init__(attachment_id)
         self._buf = bytearray()
