@@ -289,10 +289,15 @@ class StreamSniffer:
             return
         self.size += len(chunk)
         if self._kind is None:
-            self._head += chunk
-            if len(self._head) >= _HEAD_BYTES:
-                self._decide()
-        elif self._kind == "text":
+            # Only the head is kept: a first piece of 1 MiB is not copied (three times, with
+            # `_decide`'s bytes and `_sniff_binary`'s lstrip) to read its first bytes.
+            take = _HEAD_BYTES - len(self._head)
+            self._head += chunk[:take]
+            if len(self._head) < _HEAD_BYTES:
+                return
+            self._decide()
+            chunk = chunk[take:]
+        if self._kind == "text" and chunk:
             self._text(chunk)
 
     def finish(self, reopen: Callable[[], IO[bytes]]) -> str:

@@ -317,6 +317,7 @@ class Settings:
     embeddings_min_similarity: float = 0.25
     attachment_storage: str = "db"
     attachment_fsync: bool = True
+    attachment_direct_io: bool = True
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -440,6 +441,7 @@ class Settings:
             embeddings_min_similarity=_float("EMBEDDINGS_MIN_SIMILARITY", 0.25),
             attachment_storage=_attachment_storage("ATTACHMENT_STORAGE"),
             attachment_fsync=_flag("ATTACHMENT_FSYNC", True),
+            attachment_direct_io=_flag("ATTACHMENT_DIRECT_IO", True),
         )
 
     @property

@@ -403,3 +403,56 @@ def test_ingestion_stores_the_articles_language_with_its_chunks(api):
     finally:
         for doc_id in ids:
             api.http.delete(f"/api/kb/documents/{doc_id}", headers=STAFF)
+
+
+def _kb_total(api) -> int:  # type: ignore[no-untyped-def]
+    resp = api.http.get("/api/kb/documents", params={"limit": 1}, headers=STAFF)
+    return int(resp.headers["X-Total-Count"])
+
+
+def test_kb_file_upload_is_streamed(api):
+    """Documents are read by the attachments' streaming reader: fields may follow the file, and
+    a file too large, of a refused type or in a broken body gets its JSON error, nothing kept."""
+    word = f"zq{uuid.uuid4().hex[:8]}"
+    ext = f"test/streamed-{word}"
+    boundary = "b" + uuid.uuid4().hex
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="late.txt"\r\n'
+        f"\r\nThe {word} switch resets the Nebula router.\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="title"\r\n\r\nFields last\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="external_id"\r\n\r\n{ext}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="metadata"\r\n\r\n{{"k": 1}}\r\n'
+        f"--{boundary}--\r\n"
+    ).encode()
+    headers = STAFF | {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    resp = api.http.post("/api/kb/documents", content=body, headers=headers)
+    assert resp.status_code == 202, resp.text
+    doc = resp.json()
+    assert (doc["title"], doc["external_id"], doc["content_type"]) == (
+        "Fields last",
+        ext,
+        "text/plain",
+    )
+    assert wait_indexed(api, doc["id"])["status"] == "done"
+    api.http.delete(f"/api/kb/documents/{doc['id']}", headers=STAFF)
+
+    before = _kb_total(api)
+    refusals = [
+        (("big.txt", b"a" * (10 * 1024 * 1024 + 1)), 413, "file_too_large"),
+        # refused from the first 64 KiB while the rest is still arriving
+        (("tool.pdf", b"\x7fELF" + bytes(3_000_000)), 415, "file_type_not_allowed"),
+        (("run.exe", b"plain words " * 1000), 415, "file_type_not_allowed"),
+    ]
+    for file, status, code in refusals:
+        resp = api.http.post("/api/kb/documents", files={"file": file}, headers=STAFF)
+        assert resp.status_code == status, resp.text
+        assert resp.json()["error"]["code"] == code
+    cut = body[: body.index(b"--" + boundary.encode() + b"--")]  # no closing delimiter
+    resp = api.http.post("/api/kb/documents", content=cut, headers=headers)
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "malformed_multipart"
+    resp = api.http.post(
+        "/api/kb/documents", data={"title": "no file"}, files={"other": ("x", b"y")}, headers=STAFF
+    )
+    assert resp.status_code == 422
+    assert _kb_total(api) == before

@@ -8,10 +8,14 @@ into pieces on its way in."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
+import json
 import os
 import random
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +24,10 @@ from urllib.parse import urlparse
 
 import pytest
 
+from models import storage
+from models.chat import Attachment
 from models.filetypes import StreamSniffer, UnsupportedFileType, sniff_content_type
+from models.settings import Settings
 from tests.client import Api, Socket
 from tests.conftest import side_stack
 from tests.test_attachments import docx_bytes, upload
@@ -306,3 +313,173 @@ def test_streamed_sniffing_matches_whole_file_sniffing():
                     continue
                 pieces = [data[i : i + size] for i in range(0, len(data), size)]
                 assert _verdict(pieces, name) == whole, (name, size, data[:20])
+
+
+# -- the body read from gunicorn's socket, the file written unbuffered ---------------------------
+def _responses(conn: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """`count` HTTP/1.1 responses (status, body) read off one connection, in order."""
+    got: list[tuple[int, bytes]] = []
+    data = b""
+    while len(got) < count:
+        while b"\r\n\r\n" not in data:
+            more = conn.recv(65536)
+            assert more, f"the connection closed after {len(got)} responses"
+            data += more
+        head, _, data = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = next(
+            int(line.split(":", 1)[1])
+            for line in lines
+            if line.lower().startswith("content-length:")
+        )
+        while len(data) < length:
+            more = conn.recv(65536)
+            assert more, "the connection closed inside a response"
+            data += more
+        got.append((int(lines[0].split()[1]), data[:length]))
+        data = data[length:]
+    return got
+
+
+def test_requests_behind_an_upload_on_one_connection(files):
+    """The upload's body is read straight from gunicorn's socket: what follows it on the same
+    connection (the multipart epilogue, then pipelined requests) is still gunicorn's to read."""
+    api, directory = files
+    chat = api.create_session()
+    url = urlparse(api.base_url)
+    data = b"\x89PNG\r\n\x1a\n" + os.urandom(1_300_000)
+    boundary = "b" + uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="session_id"\r\n\r\n'
+            f"{chat['session_id']}\r\n--{boundary}\r\n"
+            'Content-Disposition: form-data; name="file"; filename="p.png"\r\n\r\n'
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    epilogue = b"an epilogue: ignored, but part of the body"
+    body += epilogue
+    request = (
+        "POST /api/chat/upload HTTP/1.1\r\n"
+        f"Host: {url.netloc}\r\nAuthorization: Bearer {chat['token']}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    follow = (
+        f"GET /api/sessions/{chat['session_id']} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        f"Authorization: Bearer {chat['token']}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((url.hostname, url.port)) as conn:
+        # The epilogue after a pause (the server has the whole form before it arrives), then
+        # the next requests behind it, pipelined.
+        conn.sendall(request[: -len(epilogue)])
+        time.sleep(0.5)
+        conn.sendall(epilogue + follow + request + follow)
+        answers = _responses(conn, 4)
+    assert [status for status, _ in answers] == [202, 200, 202, 200]
+    first, second = (json.loads(answers[i][1]) for i in (0, 2))
+    assert first["attachment_id"] != second["attachment_id"]
+    for att in (first, second):
+        assert (directory / att["attachment_id"]).read_bytes() == data
+    assert json.loads(answers[1][1])["session_id"] == chat["session_id"]
+
+
+def test_a_body_shorter_than_its_length_closes_the_connection(files):
+    """The client stops sending (half-close) before Content-Length: 400, nothing stored, and
+    the connection is not reused (where a next request would start is unknown)."""
+    api, directory = files
+    chat = api.create_session()
+    before = _names(directory)
+    url = urlparse(api.base_url)
+    boundary = "b" + uuid.uuid4().hex
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="session_id"\r\n\r\n'
+        f"{chat['session_id']}\r\n--{boundary}\r\n"
+        'Content-Disposition: form-data; name="file"; filename="short.txt"\r\n\r\n'
+    ).encode()
+    with socket.create_connection((url.hostname, url.port)) as conn:
+        conn.sendall(
+            (
+                "POST /api/chat/upload HTTP/1.1\r\n"
+                f"Host: {url.netloc}\r\nAuthorization: Bearer {chat['token']}\r\n"
+                f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+                "Content-Length: 900000\r\n\r\n"
+            ).encode()
+            + head
+            + b"only some of it " * 20_000
+        )
+        conn.shutdown(socket.SHUT_WR)
+        [(status, payload)] = _responses(conn, 1)
+        assert status == 400
+        assert json.loads(payload)["error"]["code"] == "malformed_multipart"
+        conn.settimeout(10)
+        assert conn.recv(1) == b""  # closed by the server
+    assert _settled(directory, before) == set()
+
+
+def test_concurrent_uploads_keep_their_own_bytes(files):
+    """Receive buffers are reused from request to request and a piece is written while the next
+    one arrives: uploads at once, each of several pieces, must each store exactly their bytes."""
+    api, directory = files
+    results: list[tuple[bytes, dict]] = []
+    errors: list[str] = []
+
+    def client(seed: int) -> None:
+        local = Api(api.base_url)
+        try:
+            chat = local.create_session()
+            for i in range(3):
+                data = b"\x89PNG\r\n\x1a\n" + random.Random(seed * 10 + i).randbytes(1_800_000)
+                resp = upload(local, chat, f"c{seed}-{i}.png", data)
+                if resp.status_code != 202:
+                    errors.append(resp.text)
+                    continue
+                results.append((data, resp.json()))
+        finally:
+            local.close()
+
+    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(results) == 12
+    for data, att in results:
+        assert (directory / att["attachment_id"]).read_bytes() == data
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_file_upload_writes_every_byte_whatever_the_cut(tmp_path, direct):
+    """Direct I/O writes whole blocks from an aligned stage and the tail buffered; the file is
+    the bytes given, for sizes around the block and stage sizes, cut into any pieces, read back
+    before `keep` (a ZIP's directory) and after. A discarded upload leaves nothing."""
+    settings = dataclasses.replace(
+        Settings.from_env(),
+        attachment_storage=f"file://{tmp_path}",
+        attachment_direct_io=direct,
+    )
+    rng = random.Random(11)
+    block, stage = 4096, storage.STAGE_SIZE
+    sizes = [0, 1, block - 1, block, block + 1, stage - 1, stage, stage + 1, 3 * stage + 7]
+    for size in sizes:
+        data = rng.randbytes(size)
+        upload_ = storage.begin(str(uuid.uuid4()), settings)
+        pos = 0
+        while pos < size:
+            step = rng.choice([1, 100, block - 3, block, 70_000, stage + 5])
+            upload_.write(memoryview(data)[pos : pos + step])
+            pos += step
+        with upload_.reopen() as f:
+            assert f.read() == data
+        att = Attachment(id=upload_.attachment_id)
+        upload_.keep(None, att)  # type: ignore[arg-type]  (file storage writes no row)
+        assert att.storage_key == f"file:{att.id}"
+        assert (tmp_path / att.id).read_bytes() == data
+        assert upload_.sha256 == hashlib.sha256(data).hexdigest()
+    gone = storage.begin(str(uuid.uuid4()), settings)
+    gone.write(memoryview(rng.randbytes(stage + 123)))
+    gone.discard()
+    assert not any(p.name.endswith(".part") for p in tmp_path.iterdir())
+    assert len(list(tmp_path.iterdir())) == len(sizes)

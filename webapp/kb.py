@@ -37,21 +37,24 @@ def upsert_document(
     metadata: dict[str, Any] | None = None,
     external_id: str | None = None,
     max_bytes: int | None = None,
+    content_type: str | None = None,
 ) -> tuple[KBDocument, bool]:
-    """Add or replace a document (not committed); returns (document, needs indexing)."""
-    content_type = "text/plain"
+    """Add or replace a document (not committed); returns (document, needs indexing).
+    `content_type` is the file's sniffed type when the caller sniffed it already (a streamed
+    upload); otherwise `raw` is sniffed here."""
     if raw is not None:
         if max_bytes is not None and len(raw) > max_bytes:
             raise TooLarge(f"file is larger than {max_bytes // (1024 * 1024)} MB", "file_too_large")
-        try:
-            content_type = sniff_content_type(raw, filename or "")
-        except UnsupportedFileType as exc:
-            raise Unsupported(str(exc), "file_type_not_allowed") from None
+        if content_type is None:
+            try:
+                content_type = sniff_content_type(raw, filename or "")
+            except UnsupportedFileType as exc:
+                raise Unsupported(str(exc), "file_type_not_allowed") from None
         if not is_parseable(content_type):
             raise Unsupported(f"{content_type} has no text to index", "file_type_not_allowed")
         body = raw
     elif text is not None and text.strip():
-        body = text.encode()
+        body, content_type = text.encode(), "text/plain"
     else:
         raise Invalid("a document needs text or a file", details={"text": ["Missing data."]})
     digest = _digest(title, body)

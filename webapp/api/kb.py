@@ -21,6 +21,7 @@ from webapp.config import current_settings
 from webapp.db import get_db
 from webapp.errors import abort
 from webapp.kb import delete_document, upsert_document
+from webapp.uploads import MemorySink, stream_form
 
 blp = Blueprint("kb", __name__, url_prefix="/api/kb", description="Knowledge-base documents")
 
@@ -55,24 +56,36 @@ _FILE_DOC = {
 
 
 def _from_request() -> dict:
-    """JSON body or multipart form into upsert_document's arguments."""
+    """JSON body or multipart form into upsert_document's arguments. A file is streamed as it
+    arrives (webapp/uploads.py, as attachments are): refused with 413 or 415 as soon as it is
+    too large or not an accepted type, without waiting for the rest of the body."""
     if request.mimetype == "multipart/form-data":
-        file = request.files.get("file")
-        if file is None:
-            abort(422, "a file is required", details={"file": ["Missing data for required field."]})
+        settings = current_settings()
+        form = stream_form(
+            "file",
+            lambda _name, _fields: MemorySink(),
+            settings.max_upload_bytes,
+            settings.max_upload_mb,
+        )
+        assert isinstance(form.sink, MemorySink)
         try:
-            meta = json.loads(request.form.get("metadata") or "{}")
+            meta = json.loads(form.fields.get("metadata") or "{}")
         except ValueError:
             abort(422, "metadata must be a JSON object", details={"metadata": ["Not JSON."]})
         fields = KBDocumentIn().load(
             {
-                "title": request.form.get("title") or "",
+                "title": form.fields.get("title") or "",
                 "metadata": meta,
-                "external_id": request.form.get("external_id") or None,
+                "external_id": form.fields.get("external_id") or None,
                 "text": None,
             }
         )
-        return {**fields, "raw": file.read(), "filename": file.filename or "document"}
+        return {
+            **fields,
+            "raw": bytes(form.sink.data),
+            "filename": form.filename or "document",
+            "content_type": form.content_type,
+        }
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         abort(400, "send a JSON object or multipart/form-data with a file", "invalid_json")
