@@ -34,6 +34,16 @@ from tests.test_attachments import docx_bytes, upload
 from webapp.uploads import MultipartStream, Part, PartEnd
 
 
+def multipart_head(boundary: str, session_id: str, filename: str) -> bytes:
+    """What a browser's FormData sends before the file's bytes: the session id field, then the
+    file part's headers (the tests below send the rest themselves, whole, cut short or chunked)."""
+    return (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="session_id"\r\n\r\n'
+        f"{session_id}\r\n--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n\r\n'
+    ).encode()
+
+
 @pytest.fixture(scope="module")
 def files(logdir, tmp_path_factory) -> Iterator[tuple[Api, Path]]:  # type: ignore[no-untyped-def]
     directory = tmp_path_factory.mktemp("attachments")
@@ -105,11 +115,7 @@ def test_chunked_body_without_content_length(files):
     boundary = "b" + uuid.uuid4().hex
     data = b"\x89PNG\r\n\x1a\n" + os.urandom(1_500_000)
     body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="session_id"\r\n\r\n'
-            f"{chat['session_id']}\r\n--{boundary}\r\n"
-            'Content-Disposition: form-data; name="file"; filename="chunked.png"\r\n\r\n'
-        ).encode()
+        multipart_head(boundary, chat["session_id"], "chunked.png")
         + data
         + f"\r\n--{boundary}--\r\n".encode()
     )
@@ -166,11 +172,7 @@ def test_aborted_upload_leaves_no_half_written_file(files):
     chat = api.create_session()
     before = _names(directory)
     boundary = "b" + uuid.uuid4().hex
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="session_id"\r\n\r\n'
-        f"{chat['session_id']}\r\n--{boundary}\r\n"
-        'Content-Disposition: form-data; name="file"; filename="cut.txt"\r\n\r\n'
-    ).encode()
+    head = multipart_head(boundary, chat["session_id"], "cut.txt")
     url = urlparse(api.base_url)
     with socket.create_connection((url.hostname, url.port)) as conn:
         conn.sendall(
@@ -350,11 +352,7 @@ def test_requests_behind_an_upload_on_one_connection(files):
     data = b"\x89PNG\r\n\x1a\n" + os.urandom(1_300_000)
     boundary = "b" + uuid.uuid4().hex
     body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="session_id"\r\n\r\n'
-            f"{chat['session_id']}\r\n--{boundary}\r\n"
-            'Content-Disposition: form-data; name="file"; filename="p.png"\r\n\r\n'
-        ).encode()
+        multipart_head(boundary, chat["session_id"], "p.png")
         + data
         + f"\r\n--{boundary}--\r\n".encode()
     )
@@ -393,11 +391,7 @@ def test_a_body_shorter_than_its_length_closes_the_connection(files):
     before = _names(directory)
     url = urlparse(api.base_url)
     boundary = "b" + uuid.uuid4().hex
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="session_id"\r\n\r\n'
-        f"{chat['session_id']}\r\n--{boundary}\r\n"
-        'Content-Disposition: form-data; name="file"; filename="short.txt"\r\n\r\n'
-    ).encode()
+    head = multipart_head(boundary, chat["session_id"], "short.txt")
     with socket.create_connection((url.hostname, url.port)) as conn:
         conn.sendall(
             (
