@@ -49,8 +49,11 @@ chromium:
 	@command -v chromium >/dev/null || (apt-get install -y -q chromium >/dev/null || \
 	  (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null))
 
+# honcho hands the first process type PORT=5000 unless told a base port: the web process
+# listens on $PORT (8000 unless set), as the README and gunicorn.conf.py say.
+RUN_PORT := $(or $(PORT),8000)
 run: redis kb
-	honcho start -f Procfile web worker files
+	honcho start -f Procfile -p $(RUN_PORT) web worker files
 
 lint: install
 	$(BIN)/ruff check .

@@ -7,8 +7,10 @@ reads (models/settings.py, or gunicorn.conf.py for the web server's own)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import subprocess
 
 from tests.stack import ROOT
 
@@ -104,3 +106,24 @@ def test_example_environment_names_only_known_variables():
     ):
         for value in values:
             assert value.split("=", 1)[0] in known, (name, value)
+
+
+def test_make_run_serves_on_port_8000_or_port():
+    """`make run` starts the Procfile through honcho, which gives the first process type
+    PORT=5000 unless told a base port: the README's localhost:8000 must be where the web
+    process listens, and $PORT must still win (a dry run: nothing is started)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "MAKEFLAGS", "MAKELEVEL")}
+
+    def honcho_line(**extra: str) -> list[str]:
+        out = subprocess.run(
+            ["make", "-n", "run"], cwd=ROOT, env=env | extra, capture_output=True, text=True
+        )
+        lines = [line for line in out.stdout.splitlines() if line.startswith("honcho start")]
+        assert lines, out.stdout + out.stderr
+        return shlex.split(lines[0])
+
+    for port, extra in (("8000", {}), ("9123", {"PORT": "9123"})):
+        words = honcho_line(**extra)
+        assert words[words.index("-p") + 1] == port, words
+    readme = (ROOT / "README.md").read_text()
+    assert "http://localhost:8000/" in readme and "(default 8000)" in readme
