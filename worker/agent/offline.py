@@ -184,12 +184,18 @@ class OfflineEngine:
         language, note = self._language(question)
         tries = []
         queries = build_queries(question, history, attachments)
-        standalone = len(ANALYZER.content_terms(question)) >= 2
+        own = set(ANALYZER.content_terms(self.kb.repair(question)))
+        # a message with topic words of its own, asked alone as well as with the earlier turn
+        standalone = len(own) >= 2 and any(
+            not enriched and query != file_query(attachments) for query, enriched in queries
+        )
         for i, (query, enriched) in enumerate(queries):
             query = self.kb.repair(query)  # confidence and quoting see the words meant
             chunks = self.kb.search(
                 query, limit=5, per_document=CHUNKS_PER_ARTICLE, language=language
             )
+            if enriched and standalone and not _holds_own_words(own, chunks):
+                continue  # the earlier turn found its own article again, not this message's
             passages = _first_per_document(chunks)
             confidence = self.confidence(query, passages, language)
             rank = confidence - (FOLLOW_UP_MARGIN if enriched and standalone else 0.0)
@@ -321,6 +327,27 @@ def used_file(question: str, attachments: list[str], sources: list[Source]) -> b
     } - own
     quoted = {t for s in sources for t in ANALYZER.content_terms(f"{s.title} {s.snippet}")}
     return bool(from_file & quoted)
+
+
+def _holds_own_words(own: set[str], chunks: list[Passage]) -> bool:
+    """Whether the top article of a search that borrowed the earlier turn holds at least half
+    of the new message's own topic words (stems).
+
+    The earlier turn's words always make its own article score well again, so confidence alone
+    cannot tell "how long do I hold the button" (a follow-up: the reset article has "hold" and
+    "button") from "do you sell cars?" after a password question (a new question the KB cannot
+    answer: the password article has neither word). A follow-up is about the same article, so
+    its own words are in it.
+    """
+    if not chunks:
+        return False
+    top = chunks[0].document_id
+    words: set[str] = set()
+    for chunk in chunks:
+        if chunk.document_id == top:
+            text = f"{chunk.title} {chunk.section or ''} {chunk.content}"
+            words.update(ANALYZER.content_terms(text))
+    return 2 * len(own & words) >= len(own)
 
 
 def _first_per_document(passages: list[Passage]) -> list[Passage]:
