@@ -177,7 +177,6 @@ def test_a_short_follow_up_keeps_its_context_but_a_new_question_does_not(engine)
     assert cited(reply)[0].startswith("shipping/")
 
 
-
 def test_a_new_question_the_kb_cannot_answer_is_not_answered_from_the_earlier_turn(engine):
     """The earlier turn's words make its own article score well again whatever follows them:
     a new question whose own words that article lacks must stand (and here abstain) alone."""
@@ -190,6 +189,7 @@ def test_a_new_question_the_kb_cannot_answer_is_not_answered_from_the_earlier_tu
         assert not reply.metadata["enriched"], (question, reply.text)
         assert reply.requires_escalation, (question, reply.text)
         assert cited(reply) == [], (question, reply.text)
+
 
 def test_the_answer_uses_and_names_the_attached_file(engine):
     note = "Note: my left Aura Buds earbud makes no sound at all, the right one plays fine."
