@@ -9,6 +9,11 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, new_id, utcnow
 
+# Bumped whenever the worker's text extraction or chunking changes what a file becomes (2: list
+# markers kept in markdown). It is part of each document's content hash, so the next import of
+# an unchanged file re-indexes it once with the new extraction instead of keeping old chunks.
+EXTRACTION_VERSION = 2
+
 
 class KBDocument(Base):
     """A help-centre article or uploaded file; `external_id` lets a re-import replace it."""

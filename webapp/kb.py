@@ -18,13 +18,15 @@ from sqlalchemy.orm import Session
 
 from models.errors import Invalid, TooLarge, Unsupported
 from models.filetypes import UnsupportedFileType, is_parseable, safe_filename, sniff_content_type
-from models.kb import KBChunk, KBDocument
+from models.kb import EXTRACTION_VERSION, KBChunk, KBDocument
 from models.kbstate import bump_version
 from models.work import DOCUMENT, queue
 
 
 def _digest(title: str, body: bytes) -> str:
-    return hashlib.sha256(title.encode() + b"\0" + body).hexdigest()
+    """What decides "unchanged, not re-indexed": the title, the bytes and how they are read."""
+    salt = f"extraction-{EXTRACTION_VERSION}\0".encode()
+    return hashlib.sha256(salt + title.encode() + b"\0" + body).hexdigest()
 
 
 def upsert_document(

@@ -106,6 +106,23 @@ def test_markdown_headings_kept_and_markup_removed() -> None:
     assert not any("title:" in line for line in lines)
 
 
+def test_markdown_list_items_keep_their_numbers_and_bullets() -> None:
+    """A how-to's steps reach the chunker as `1.` lines, as in the file, so the answer can
+    quote them whole and in order (the renderer alone left loose sentences)."""
+    md = (
+        b"## Reset\n\n1. Go to the **sign-in** page.\n2. Select *Forgot password?*\n"
+        b"10) Enter a new one.\n\n- Check your spam folder.\n* Wait *10 minutes*.\n\n"
+        b"Not a list: 3 - 1 = 2.\n"
+    )
+    lines = extract_text(md, "text/markdown", "r.md").splitlines()
+    assert "1. Go to the sign-in page." in lines
+    assert "2. Select Forgot password?" in lines
+    assert "10) Enter a new one." in lines
+    assert "- Check your spam folder." in lines
+    assert "* Wait 10 minutes." in lines
+    assert "Not a list: 3 - 1 = 2." in lines
+
+
 def test_plain_text_cleanup() -> None:
     data = "Hello\u00a0  world\r\nLine  two\u00ad.\x0c\n\n\n\nPage \ufb01ve\t\tend".encode("utf-16")
     assert extract_text(data, "text/plain", "x.txt") == "Hello world\nLine two.\n\nPage five end"

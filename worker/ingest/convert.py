@@ -94,13 +94,28 @@ def _decode(data: bytes) -> str:
         raise ConversionError(f"could not read the file as text: {exc.detected}") from None
 
 
+# A list item's marker at the start of its first line: indent, number or none, the `.`/`)` or
+# bullet character, the space after it (escaping the character makes it literal text).
+_LIST_MARKER = re.compile(r"^(\s*)(\d{1,9})?([.)\-*+])(\s+)")
+
+
 def _markdown_with_headings(source: str) -> str:
-    """Escape top-level headings so the plain renderer keeps them as literal `#` lines."""
+    """Escape top-level headings and list markers so the plain renderer keeps them as literal
+    `#` lines and `1.` / `-` items.
+
+    The renderer drops both; without headings the chunker cannot cut sections, and without
+    item markers a how-to's numbered steps reach the answer as loose sentences (steps 1-2 of
+    "reset your password" were then left out, and the rest lost their numbers).
+    """
     from markdown_it import MarkdownIt
 
     source = _FRONTMATTER.sub("", source, count=1)
     tokens = MarkdownIt("commonmark").parse(source)
     lines = source.split("\n")
+    for tok in tokens:
+        if tok.type == "list_item_open" and tok.map:
+            first = tok.map[0]
+            lines[first] = _LIST_MARKER.sub(r"\1\2\\\3\4", lines[first], count=1)
     for i in range(len(tokens) - 1, -1, -1):
         tok = tokens[i]
         if tok.type != "heading_open" or tok.level != 0 or not tok.map:
