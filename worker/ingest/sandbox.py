@@ -92,6 +92,12 @@ def _confine(parent: int, memory_mb: int, seconds: float) -> int:
     # libraries and heap), so the limit means the same whatever the parent has loaded.
     start_vm_kb = _status_kb("VmSize")
     _lower(resource.RLIMIT_AS, start_vm_kb * 1024 + memory_mb * _MB)
+    # The address-space cap alone leaks: a parent with many threads leaves malloc arenas whose
+    # reserved, not yet writable 64 MB regions already count in VmSize, and when the main arena
+    # hits the cap glibc retries in those, growing without a new mapping (a dense DOCX reached
+    # 859 MB against a 812 MB budget, or crawled on until the time limit). Writable private
+    # memory is what the data limit counts, at the moment a region is made writable.
+    _lower(resource.RLIMIT_DATA, _status_kb("VmData") * 1024 + memory_mb * _MB)
     return start_vm_kb
 
 
@@ -242,6 +248,11 @@ def run_sandboxed(
             },
         )
     if stopped == "timeout":
+        # A child that reached its memory ceiling and then crawled on (allocations failing and
+        # retried at the limit) until the clock ran out was stopped by memory, not by the file's
+        # length: say so, as the child itself would have (`_is_memory_failure`'s three quarters).
+        if (peak_kb - start_kb) / 1024 >= memory_mb * 3 / 4:
+            raise ParseLimitExceeded(_memory_message(memory_mb))
         raise ParseLimitExceeded(_time_message(seconds))
     if stopped == "too-big":
         raise ParseLimitExceeded(f"the file's text is too long to keep (limit {max_result_mb} MB)")
