@@ -184,8 +184,11 @@ class OfflineEngine:
         language, note = self._language(question)
         tries = []
         queries = build_queries(question, history, attachments)
-        own = set(ANALYZER.content_terms(self.kb.repair(question)))
         # a message with topic words of its own, asked alone as well as with the earlier turn
+        # (worked out only when an earlier turn is borrowed: most messages are asked alone)
+        own: set[str] = set()
+        if any(enriched for _, enriched in queries):
+            own = set(ANALYZER.content_terms(self.kb.repair(question)))
         standalone = len(own) >= 2 and any(
             not enriched and query != file_query(attachments) for query, enriched in queries
         )
