@@ -761,6 +761,33 @@ def test_server_unreachable_is_said_plainly_and_messages_wait(ui: Chat) -> None:
     expect(ui.users).to_have_count(1)
 
 
+def test_a_send_racing_the_socket_close_still_shows_the_server_unreachable(ui: Chat) -> None:
+    """A message sent while the socket is closing: its request fails before the socket's close
+    event arrives. The indicator must not stay on "Connected" once the close comes (a slow
+    close handshake in CI once left it there). The close is held back on purpose here."""
+    routes: list = []
+    closing: list = []
+
+    def socket_route(ws) -> None:  # type: ignore[no-untyped-def]
+        if routes:  # the network is down for every later attempt
+            ws.close()
+            return
+        routes.append(ws)
+        ws.on_close(lambda code, reason: closing.append(code))  # hold the page's close
+        ws.connect_to_server()
+
+    ui.page.route_web_socket(re.compile(r".*/ws\?.*"), socket_route)
+    page = ui.open().page
+    page.route(re.compile(r".*/api/.*"), lambda route: route.abort("connectionrefused"))
+    ui.drop_socket()
+    ui.ask("How long does a refund take?")
+    expect(page.locator('#errors .error[data-code="unreachable"]')).to_have_count(1)
+    assert closing, "the page asked to close its socket"
+    routes[0].close()  # the close handshake completes only now
+    expect(page.locator("#conn")).to_have_attribute("data-state", "unreachable")
+    expect(ui.users.first).to_have_attribute("data-status", "queued")
+
+
 def test_interface_language_follows_the_browser(browser, stack) -> None:  # type: ignore[no-untyped-def]
     for chat in _page(browser, stack, locale="fr-FR"):
         page = chat.open().page

@@ -1042,9 +1042,11 @@ function onSocketState(kind, detail) {
   });
   if (navigator.onLine === false) setConn('offline');
   else if (state.socket && state.socket.failures >= 2) serverUnreachable();
-  if (!state.unreachable && navigator.onLine !== false) {
-    setConn('reconnecting', detail > 1 ? t('conn.reconnectingIn', { seconds: detail }) : null);
-  }
+  if (navigator.onLine === false) return;
+  // A request may have found the server out of reach while this socket still looked open
+  // (its close event comes later): the indicator says so now, never "Connected".
+  if (state.unreachable) setConn('unreachable');
+  else setConn('reconnecting', detail > 1 ? t('conn.reconnectingIn', { seconds: detail }) : null);
 }
 
 function onSocketFinal(code, reason) {
