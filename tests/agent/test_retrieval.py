@@ -97,6 +97,24 @@ def test_slow_rebuild_finishes_in_background_while_old_index_serves(sqlite_url, 
     assert kb.version == 2
 
 
+def test_first_articles_of_an_empty_kb_are_searched_at_once(sqlite_url, settings):
+    """A worker that built its index while the KB was empty (it started before the first
+    import) must not keep serving "nothing" for a check interval, nor hand the first real
+    build to a background thread: an empty index is never worth serving."""
+    load_rows(sqlite_url, [], version=0)
+    kb = KnowledgeBase(
+        database_url=sqlite_url,
+        settings=settings,
+        use_redis=False,
+        check_interval=60.0,  # a non-empty index would not look again for a minute
+        rebuild_wait=0.0,  # and would treat every rebuild as slow
+    )
+    assert kb.search("customs") == []
+    load_rows(sqlite_url, chunk_rows(), version=1)
+    assert [p.external_id for p in kb.search("customs")][:1] == ["shipping/international"]
+    assert kb.version == 1
+
+
 def test_fast_rebuild_is_seen_by_the_same_search(sqlite_url, settings):
     load_rows(sqlite_url, chunk_rows(), version=1)
     kb = KnowledgeBase(

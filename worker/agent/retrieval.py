@@ -244,7 +244,10 @@ class KnowledgeBase:
         if self._static:
             return
         now = time.monotonic()
-        blocking = self._current.pipeline is None  # nothing to serve yet: wait for the first build
+        # Nothing worth serving yet (no build, or a build of an empty KB): wait for the build,
+        # and look at the version on every search. A help centre's first import must answer
+        # at once, not after a check interval plus a background rebuild of "nothing found".
+        blocking = self._current.empty
         # Checked recently, and there is an index to serve. While the first build is still under
         # way in another thread (the worker's warm-up), `_checked_at` is already recent but
         # there is nothing to serve: wait for that build below instead of searching nothing.
@@ -286,11 +289,15 @@ class KnowledgeBase:
                 retriever = PgFullTextRetriever(database_url=self.database_url, scale_score=True)
                 current = _Snapshot(None, _single(retriever), None, "")
             self._current = dataclasses.replace(
-                current, version=version, namespace=f"pg-{version}", languages=languages
+                current,
+                version=version,
+                namespace=f"pg-{version}",
+                languages=languages,
+                chunks=None,  # searched in the database, not counted
             )
             self.cache.clear_local()
             return False
-        if self.background_rebuild and self._current.pipeline is not None:
+        if self.background_rebuild and not self._current.empty:
             worker = threading.Thread(
                 target=self._rebuild, args=(version, True), name="kb-index-rebuild", daemon=True
             )
@@ -418,6 +425,7 @@ class KnowledgeBase:
             vectors,
             self._query_repair(documents, synonyms=vectors is not None, index=index),
             languages,
+            len(documents),
         )
 
     def _query_repair(
@@ -465,6 +473,12 @@ class _Snapshot:
     vectors: VectorIndex | None = None
     repair: QueryRepair | None = None
     languages: dict[str, int] = dataclasses.field(default_factory=dict)
+    chunks: int | None = None  # loaded into memory (None: searched in PostgreSQL, not counted)
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to search: no build yet, or a build of a KB without chunks."""
+        return self.pipeline is None or self.chunks == 0
 
     @property
     def main_language(self) -> str | None:
