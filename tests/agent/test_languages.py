@@ -11,7 +11,14 @@ import pytest
 from sqlalchemy import text
 
 from tests.agent.conftest import chunk_rows, load_rows
-from worker.agent.analysis import ANALYZER, SOFT_STOP_WORDS, STOP_WORDS, analyzer_for
+from worker.agent.analysis import (
+    ANALYZER,
+    QUESTION_WORDS,
+    SNOWBALL,
+    SOFT_STOP_WORDS,
+    STOP_WORDS,
+    analyzer_for,
+)
 from worker.agent.bm25 import documents_from_rows
 from worker.agent.embeddings import WordLlamaEmbedder
 from worker.agent.offline import OfflineEngine
@@ -201,6 +208,107 @@ def test_a_french_only_kb_stems_french_questions_as_french(settings):
     assert "Our help articles are only available" not in reply.text
 
 
+def _french_only(settings, *, embedder: Any = None, extra=()) -> KnowledgeBase:  # type: ignore[no-untyped-def]
+    rows = _rows(english=False, articles=[*FRENCH, *MORE_FRENCH, *extra])
+    return KnowledgeBase.from_documents(
+        documents_from_rows(rows), settings=settings, embedder=embedder
+    )
+
+
+def _ask(kb: KnowledgeBase, question: str) -> Any:
+    return OfflineEngine(kb).answer(question, history=[], attachments=[], emit=lambda *_: None)
+
+
+def test_each_stemmed_language_has_its_question_words():
+    """Every language with its own stemmer and stop list weighs its question words half, as
+    English does: the table covers them, and each analyzer carries its language's list."""
+    assert set(QUESTION_WORDS) == set(SNOWBALL)
+    assert QUESTION_WORDS["en"] is SOFT_STOP_WORDS is ANALYZER.soft_stop_words
+    for code, words in QUESTION_WORDS.items():
+        assert words <= analyzer_for(code).soft_stop_words, code
+        assert all(w == w.lower() and "'" not in w for w in words), code
+    assert {"combien", "comment", "pourquoi", "quand"} <= analyzer_for("fr").soft_stop_words
+    assert {"wann", "wie", "warum", "wo"} <= analyzer_for("de").soft_stop_words | STOP_WORDS
+    assert {"cuánto", "cómo", "dónde"} <= analyzer_for("es").soft_stop_words
+    # Finnish and Polish keep the English lists beside their own question words
+    assert SOFT_STOP_WORDS | QUESTION_WORDS["fi"] == analyzer_for("fi").soft_stop_words
+
+
+def test_a_french_question_word_weighs_half_not_as_an_unknown_word(settings):
+    """ "Combien" (how much) is no topic word: it no longer counts as an unmatched rare word, so
+    a French question the KB answers is answered (it abstained at 0.345 before)."""
+    kb = _french_only(settings)
+    built = kb.index._index()  # type: ignore[union-attr]
+    _, unknown, _ = built.query_terms("combien livraison", analyzer_for("fr"))
+    assert unknown == []
+    reply = _ask(kb, "Combien de temps prend la livraison express ?")
+    assert not reply.requires_escalation
+    assert [s.external_id for s in reply.sources][:1] == ["fr/delai-livraison"]
+    assert "jour ouvré suivant" in reply.text
+    # a question the KB cannot answer still gets the abstention
+    assert _ask(kb, "Vendez-vous des voitures ?").requires_escalation
+
+
+# A French article whose first paragraph repeats a question's grammar words ("quand", "vous")
+# while the second one holds the answer in another form of the question's verb (livrez/livré).
+TRACKING = (
+    "fr/suivi-colis",
+    "Suivi de votre colis",
+    "Quand vous passez une commande, vous recevez un e-mail avec le numéro de suivi.\n\n"
+    "Votre colis est livré en deux jours ouvrés, du lundi au samedi.\n\n"
+    "Le transporteur dépose le colis chez un voisin en votre absence.",
+)
+
+
+def test_the_composer_scores_sentences_in_the_reply_language(settings):
+    """The sentences quoted are chosen with the French analyzer: "livrez" finds "livré" (one
+    French stem) and "quand"/"vous" are grammar words. Scored as English, the first paragraph
+    won on "quand" and "vous" and the answer was left out or came second."""
+    kb = _french_only(settings, extra=[TRACKING])
+    for question in (
+        "Quand est-ce que vous livrez mon colis ?",
+        "Quand est-ce que vous me livrez ?",
+    ):
+        reply = _ask(kb, question)
+        assert not reply.requires_escalation, question
+        assert [s.external_id for s in reply.sources] == ["fr/suivi-colis"], question
+        assert reply.text.startswith("Votre colis est livré en deux jours ouvrés"), question
+        assert "Quand vous passez" not in reply.text, question
+
+
+def test_the_typo_repair_leaves_the_question_languages_grammar_words_alone(settings):
+    """French stop and question words are no typos: with the embedding model's (mostly English)
+    word list, "vous" became "votre", "combien" "combin", "serai" "sera", "merci" "merc"."""
+    kb = _french_only(settings, embedder=WordLlamaEmbedder(128))
+    for question in (
+        "Vendez-vous des voitures ?",
+        "Combien de temps prend la livraison express ?",
+        "Quand est-ce que je serai remboursé après avoir annulé ma commande ?",
+        "Pouvez-vous me rembourser aujourd'hui ? Merci beaucoup",
+    ):
+        assert kb.repair(question) == question
+        assert kb.repair(question, "fr") == question
+    # English questions are repaired as before
+    english = KnowledgeBase.from_documents(
+        documents_from_rows(chunk_rows()), settings=settings, embedder=WordLlamaEmbedder(128)
+    )
+    assert english.repair("where is my pakage") == "where is my package"
+
+
+def test_a_hyphen_joined_pronoun_gives_no_joined_word_in_french():
+    """ "est-ce", "peut-on", "a-t-il" are a verb and its pronoun: no "estce" term in French or
+    Portuguese; a compound written both ways ("wi-fi"/"wifi", "e-mail"/"email") keeps its
+    joined form there, and English and German keep every joined form, as before."""
+    french = analyzer_for("fr")
+    words = french.words("Est-ce que le wi-fi marche ? Peut-on changer l'e-mail, a-t-il dit")
+    assert not {"estce", "peuton", "atil"} & set(words)
+    assert {"wifi", "email", "marche", "changer", "dit"} <= set(words)
+    assert "podese" not in analyzer_for("pt").words("Pode-se pagar com cartão?")
+    assert "checkin" in ANALYZER.words("online check-in")
+    assert "estce" in ANALYZER.words("est-ce")  # English: unchanged
+    assert "emailadresse" in analyzer_for("de").words("E-Mail-Adresse")
+
+
 def test_a_language_the_kb_lacks_is_told_the_answers_are_in_the_kbs_language(settings):
     """An English KB asked in German: the reply says plainly that the articles are in English,
     whether it then answers from them or hands over to a person."""
@@ -300,6 +408,23 @@ def test_postgres_store_answers_french_from_french_articles(pg_url, settings, em
     assert reply.metadata.get("language") == "fr" and not reply.requires_escalation
     assert [s.external_id for s in reply.sources][:1] == ["fr/remboursement-commande"]
     assert "cinq jours" in reply.text
+
+
+def test_postgres_store_answers_in_french_with_french_words(pg_url, settings):
+    """On PostgreSQL (full text alone) too, a French-only KB is answered with the French
+    analyzer: "combien de temps" from the delivery article, and the sentence quoted for "quand
+    est-ce que vous livrez" is the one that says when (see the composer test above)."""
+    rows = _rows(english=False, articles=[*FRENCH, *MORE_FRENCH, TRACKING])
+    load_rows(pg_url, rows, version=1)
+    kb = _pg_kb(pg_url, settings, embedder=None)
+    reply = _ask(kb, "Combien de temps prend la livraison express ?")
+    assert kb.main_language == "fr"
+    assert not reply.requires_escalation
+    assert [s.external_id for s in reply.sources][:1] == ["fr/delai-livraison"]
+    assert "jour ouvré suivant" in reply.text
+    reply = _ask(kb, "Quand est-ce que vous livrez mon colis ?")
+    assert [s.external_id for s in reply.sources][:1] == ["fr/suivi-colis"]
+    assert reply.text.startswith("Votre colis est livré en deux jours ouvrés")
 
 
 def test_postgres_store_tells_a_german_customer_the_kb_is_english(pg_url, settings):

@@ -70,7 +70,9 @@ class Analyzer:
 
     `stop_words`/`soft_stop_words` default to the English lists; `split_elisions` makes an
     apostrophe separate words instead of joining them: in French or Italian "l'annulation" is
-    the article plus "annulation", while in English "don't" is one word, "dont"."""
+    the article plus "annulation", while in English "don't" is one word, "dont".
+    `clitic_hyphens`: a hyphenated word ending in a stop word ("est-ce", "peut-on") gets no
+    joined form; in English "check-in" also gives "checkin", as customers write both."""
 
     def __init__(
         self,
@@ -79,8 +81,10 @@ class Analyzer:
         stop_words: frozenset[str] = STOP_WORDS,
         soft_stop_words: frozenset[str] = SOFT_STOP_WORDS,
         split_elisions: bool = False,
+        clitic_hyphens: bool = False,
     ) -> None:
         self.language = language
+        self.clitic_hyphens = clitic_hyphens
         self.stop_words, self.soft_stop_words = stop_words, soft_stop_words
         self._apostrophes = _ELISIONS if split_elisions else _APOSTROPHES
         self._local = threading.local()
@@ -95,6 +99,8 @@ class Analyzer:
             if not (token.isalpha() or token.isdigit()):
                 parts = _PARTS.findall(token)  # ids like "x7k2p9" stay whole; long a-b-c-d-e don't
                 if token.isalnum() or len(parts) <= 4:
+                    if self.clitic_hyphens and parts[-1] in self.stop_words:
+                        continue  # "est-ce": a verb and its pronoun, not a compound
                     out.append("".join(parts))
         return out
 
@@ -149,6 +155,96 @@ LANGUAGE_NAMES: dict[str, str] = {
     "tr": "turkish",
 }
 
+# Question words, modals, pronouns and chat politeness per language (ISO 639-1): the words of a
+# question that say what kind of answer is wanted ("combien", "wie lange", "cómo puedo"), not its
+# topic. They weigh half in a query (`SOFT_WEIGHT`), never count as an unmatched rare word, are
+# left out of the words an answer must hold (`Analyzer.content_terms`) and are never "repaired"
+# as typos. Without them a French "combien" weighed like an unknown topic word and sank the
+# confidence. No package ships such lists, so these are written here: grammar words only (who,
+# what, when, where, why, which, how, how much/many, can, may, must, do/make, there is, please,
+# thanks), common unaccented spellings beside accented ones, never a help centre's vocabulary.
+# Words that the language's stop list already drops need not be here (they are removed first).
+QUESTION_WORDS: dict[str, frozenset[str]] = {
+    "en": SOFT_STOP_WORDS,
+    "fr": frozenset(
+        """
+        quoi quel quelle quels quelles lequel laquelle lesquels lesquelles quand comment combien
+        pourquoi où peut peux peuvent pouvez pouvons pourrais pourrait pourriez pouvoir puis
+        dois doit doivent devez devons devrais devrait faut fait faire fais faites voudrais
+        veux voulez aimerais svp stp bonjour bonsoir salut merci tout tous toute toutes plus
+        moins autre autres aucun aucune chaque quelque quelques beaucoup peu déjà deja encore
+        """.split()
+    ),
+    "de": frozenset(
+        """
+        wer wen wem wessen wann wie wo woher wohin warum weshalb wieso weswegen welche welcher
+        welches welchen welchem wieviel wieviele viel viele kann kannst können könnte könnten
+        könnt darf dürfen muss musst müssen soll sollte sollten sollen mache machen macht tun
+        gibt geht bitte hallo danke moin servus kein keine keinen alle jede jeden mehr schon
+        """.split()
+    ),
+    "es": frozenset(
+        """
+        qué quién quiénes quien quienes cuál cuáles cual cuales cuándo cuando cómo cuánto cuánta
+        cuántos cuántas cuanto cuanta cuantos cuantas porqué dónde donde adónde puedo puede
+        pueden puedes podemos podría podrían podria debo debe deben debería hay hago hacer hace
+        hacen tengo tiene tienen hola gracias favor todo todos toda todas cada ya
+        """.split()
+    ),
+    "it": frozenset(
+        """
+        chi cosa quale quali qual quando come quanto quanta quanti quante perché perche dove
+        posso può puo puoi possono possiamo potrei potete devo deve devono dobbiamo faccio fare
+        fa fanno ciao salve grazie favore prego tutto tutti tutte ogni già gia
+        """.split()
+    ),
+    "nl": frozenset(
+        """
+        wie wat wanneer hoe hoeveel hoelang waarom waar waarheen welke welk kan kun kunt kunnen
+        mag mogen moet moeten zou zouden wil wilt willen doe doet doen hallo hoi bedankt dank
+        alstublieft alsjeblieft graag alle elke ieder
+        """.split()
+    ),
+    "pt": frozenset(
+        """
+        quem quê qual quais quando como quanto quanta quantos quantas porquê onde aonde posso
+        pode podem podemos poderia devo deve devem faço fazer faz fazem há tenho tem olá ola
+        obrigado obrigada favor todo todos toda todas cada já ja
+        """.split()
+    ),
+    "sv": frozenset(
+        """
+        vem vad när hur mycket många varför var vilken vilket vilka kan kunna får måste ska
+        skulle bör gör göra hej tack alla varje
+        """.split()
+    ),
+    "da": frozenset(
+        """
+        hvem hvad hvornår hvordan hvor hvorfor hvilken hvilket hvilke meget mange kan kunne må
+        skal skulle bør gør gøre hej tak alle hver
+        """.split()
+    ),
+    "no": frozenset(
+        """
+        hvem hva når hvordan hvor hvorfor hvilken hvilket hvilke mye mange kan kunne må skal
+        skulle bør gjør gjøre hei takk alle hver
+        """.split()
+    ),
+    "fi": frozenset(
+        """
+        kuka ketkä mikä mitkä mitä milloin miten kuinka paljonko montako kauanko miksi missä
+        mistä mihin voinko voiko voitteko voin voi pitääkö täytyykö onko minä mä minun sinä te
+        hei moi kiitos
+        """.split()
+    ),
+    "pl": frozenset(
+        """
+        kto co kiedy jak ile dlaczego czemu gdzie dokąd skąd który która które którego czy
+        mogę może można musze muszę trzeba należy cześć dziękuję dzięki proszę
+        """.split()
+    ),
+}
+
 # Snowball stemmers (PyStemmer) by ISO 639-1 code, for the languages `worker.agent.language`
 # detects. A chunk is indexed, and a question in that language is searched, with its own
 # language's stemmer; English, and any language without an entry, use `ANALYZER`.
@@ -170,6 +266,11 @@ _PACKAGE_STOP_WORDS: dict[str, str] = {
 }
 # Languages whose articles and pronouns elide onto the next word with an apostrophe.
 _ELIDING = frozenset({"french", "italian"})
+# Languages where a hyphen also ties a verb to a pronoun after it ("est-ce", "peut-on",
+# "a-t-il", "pode-se"): such a pair is no compound written closed elsewhere ("wi-fi" / "wifi",
+# "e-mail" / "email" are), so its joined form ("estce") is no word anyone types, and as a
+# query word it weighed like an unknown rare word (see `Analyzer`).
+_CLITIC_HYPHENS = frozenset({"french", "portuguese"})
 _ANALYZERS: dict[str, Analyzer] = {ANALYZER.language: ANALYZER}
 _ANALYZERS_LOCK = threading.Lock()
 
@@ -181,6 +282,17 @@ def stop_words_for(name: str) -> frozenset[str]:
     if attr is None:
         return STOP_WORDS
     return frozenset(w.lower().translate(_APOSTROPHES) for w in getattr(bm25s.stopwords, attr))
+
+
+def soft_stop_words_for(name: str) -> frozenset[str]:
+    """Words kept at half weight for a Snowball language: its `QUESTION_WORDS`; a language
+    that keeps the English stop list (no package ships its own) keeps the English soft list
+    beside its own question words, as it had before."""
+    code = next(c for c, n in SNOWBALL.items() if n == name)
+    own = QUESTION_WORDS.get(code, frozenset())
+    if name == ANALYZER.language or name not in _PACKAGE_STOP_WORDS:
+        return own | SOFT_STOP_WORDS
+    return own
 
 
 def analyzer_for(language: str | None) -> Analyzer:
@@ -196,13 +308,12 @@ def analyzer_for(language: str | None) -> Analyzer:
         with _ANALYZERS_LOCK:
             found = _ANALYZERS.get(name)
             if found is None:
-                own = name in _PACKAGE_STOP_WORDS
                 found = _ANALYZERS[name] = Analyzer(
                     name,
                     stop_words=stop_words_for(name),
-                    # question words and pronouns at half weight: the English list is English
-                    soft_stop_words=frozenset() if own else SOFT_STOP_WORDS,
+                    soft_stop_words=soft_stop_words_for(name),
                     split_elisions=name in _ELIDING,
+                    clitic_hyphens=name in _CLITIC_HYPHENS,
                 )
     return found
 
@@ -287,32 +398,36 @@ class Speller:
         """Only long alphabetic words: short ones are too close to other real words to guess."""
         return len(word) >= _MIN_REPAIR_LENGTH and word.isalpha()
 
-    def split(self, word: str) -> list[str]:
-        """Halves of a run-together word ("healthcare": health, care) when both are indexed."""
+    def split(self, word: str, analyzer: Analyzer | None = None) -> list[str]:
+        """Halves of a run-together word ("healthcare": health, care) when both are indexed
+        (or the tail is a stop word of the query's language, `analyzer`'s)."""
+        stop = (analyzer or ANALYZER).stop_words
         for i in range(3, len(word) - 1):
             head, tail = word[:i], word[i:]
-            if head in self.surface and (tail in self.surface or tail in STOP_WORDS):
+            if head in self.surface and (tail in self.surface or tail in stop):
                 return [head, tail]
         return []
 
-    def correct(self, word: str) -> str | None:
-        """Most common indexed word within one edit of `word` (symmetric-delete lookup)."""
+    def correct(self, word: str, analyzer: Analyzer | None = None) -> str | None:
+        """Most common indexed word within one edit of `word` (symmetric-delete lookup); never
+        a question word of the query's language (`analyzer`'s): a topic word is not meant."""
+        analyzer = analyzer or ANALYZER
         if self._typo_index is None:
             index: dict[str, list[str]] = {}
             for known in self.surface:
-                if (
-                    len(known) >= _MIN_TYPO_TARGET
-                    and known.isalpha()
-                    and known not in SOFT_STOP_WORDS
-                ):
+                if len(known) >= _MIN_TYPO_TARGET and known.isalpha():
                     for key in [known, *_deletes(known)]:
                         index.setdefault(key, []).append(known)
             self._typo_index = index
+        soft = analyzer.soft_stop_words
         found = {c for key in [word, *_deletes(word)] for c in self._typo_index.get(key, ())}
         found = {
             c
             for c in found
-            if c[0] == word[0] and _one_edit(word, c) and self._known(ANALYZER.stem(c))
+            if c[0] == word[0]
+            and c not in soft
+            and _one_edit(word, c)
+            and (self._known(analyzer.stem(c)) or self._known(ANALYZER.stem(c)))
         }
         if not found:
             return None
@@ -365,12 +480,14 @@ class QueryRepair:
         others = {analyzer_for(code) for code in languages} - {ANALYZER}
         self.other_stems = [(a, {a.stem(w) for w in kb_counts}) for a in others]
 
-    def repair_word(self, word: str) -> str:
-        """The word's correction, or the word itself."""
+    def repair_word(self, word: str, language: str | None = None) -> str:
+        """The word's correction, or the word itself. `language`: the question's (ISO 639-1;
+        None is English), whose stop and question words are never typos."""
         low = word.lower()
-        if len(low) < MIN_QUERY_REPAIR or low in self.kb or low in STOP_WORDS:
+        analyzer = analyzer_for(language)
+        if len(low) < MIN_QUERY_REPAIR or low in self.kb or low in analyzer.stop_words:
             return word
-        if low in SOFT_STOP_WORDS:
+        if low in analyzer.soft_stop_words:
             return word
         if low in self.known:
             return (self.synonym(low) if self.synonym else None) or word
@@ -390,6 +507,7 @@ class QueryRepair:
             return (self.synonym(fixed) if self.synonym else None) or fixed
         return word
 
-    def repair(self, text: str) -> str:
-        """`text` with each unknown word replaced by its correction (punctuation kept)."""
-        return _QUERY_WORD.sub(lambda m: self.repair_word(m.group(0)), text)
+    def repair(self, text: str, language: str | None = None) -> str:
+        """`text` with each unknown word replaced by its correction (punctuation kept);
+        `language` as in `repair_word`."""
+        return _QUERY_WORD.sub(lambda m: self.repair_word(m.group(0), language), text)

@@ -326,11 +326,11 @@ class _Built:
             return [tid]
         if not (repair and self.fuzzy) or not Speller.repairable(word):
             return []
-        parts = self.speller.split(word)  # "healthcare" -> "health" + "care"
+        parts = self.speller.split(word, analyzer)  # "healthcare" -> "health" + "care"
         if parts:
             ids = [self.vocab.get(analyzer.stem(p)) for p in parts]
             return [t for t in ids if t is not None]
-        fixed = self.speller.correct(word)  # a surface word whose English stem is indexed
+        fixed = self.speller.correct(word, analyzer)  # a surface word whose stem is indexed
         if not fixed:
             return []
         tid = self.vocab.get(analyzer.stem(fixed))

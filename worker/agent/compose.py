@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from worker.agent.analysis import ANALYZER, related_stems
+from worker.agent.analysis import ANALYZER, Analyzer, related_stems
 from worker.agent.base import Passage, Source
 from worker.agent.questions import Ask, answer_match, contradicts, is_navigational
 from worker.agent.units import Unit, build_units, render
@@ -60,18 +60,22 @@ PARAGRAPH_WORDS = 45  # a prose anchor brings its whole paragraph when the parag
 
 
 # A KB's sentences, headings and titles come back answer after answer: their topic words are
-# worked out once per process (the tokenising was most of an offline answer's CPU).
-_TERMS: dict[str, frozenset[str]] = {}
+# worked out once per process (the tokenising was most of an offline answer's CPU), per
+# language: a sentence is stemmed with the analyzer of the language the question was searched in.
+_TERMS: dict[str, dict[str, frozenset[str]]] = {}
 _TERMS_LIMIT = 100_000
 
 
-def _terms(text: str) -> frozenset[str]:
-    """Stemmed topic words of `text`, memoised (they depend on the text alone)."""
-    found = _TERMS.get(text)
+def _terms(text: str, analyzer: Analyzer = ANALYZER) -> frozenset[str]:
+    """Stemmed topic words of `text`, memoised (they depend on the text and language alone)."""
+    memo = _TERMS.get(analyzer.language)
+    if memo is None:
+        memo = _TERMS.setdefault(analyzer.language, {})
+    found = memo.get(text)
     if found is None:
-        if len(_TERMS) >= _TERMS_LIMIT:
-            _TERMS.clear()  # a bound, not an LRU: a KB larger than this re-warms cheaply
-        found = _TERMS[text] = frozenset(ANALYZER.content_terms(text))
+        if len(memo) >= _TERMS_LIMIT:
+            memo.clear()  # a bound, not an LRU: a KB larger than this re-warms cheaply
+        found = memo[text] = frozenset(analyzer.content_terms(text))
     return found
 
 
@@ -99,17 +103,26 @@ def _prefix_match(terms: frozenset[str] | set[str], term: str) -> bool:
     return any(len(t) >= _MIN_PREFIX and (t.startswith(term) or term.startswith(t)) for t in terms)
 
 
-def relevance(weights: dict[str, float], text: str, heading: str = "", title: str = "") -> float:
+def relevance(
+    weights: dict[str, float],
+    text: str,
+    heading: str = "",
+    title: str = "",
+    analyzer: Analyzer = ANALYZER,
+) -> float:
     """Idf-weighted share of question words in `text`; heading and title words count less.
 
     A section heading scopes every sentence under it ("Pulse Mini" above "hold Power and
     Volume +"), so its words count nearly fully; the article title applies to all its sentences.
+    `analyzer` stems the texts as `weights`' terms were stemmed (the related-word groups are
+    English stems, so they apply to English only).
     """
     total = sum(weights.values()) or 1.0
-    own, head, top = (_terms(t) for t in (text, heading, title))
+    own, head, top = (_terms(t, analyzer) for t in (text, heading, title))
+    english = analyzer is ANALYZER
     credit = 0.0
     for term, weight in weights.items():
-        related = related_stems(term)
+        related = related_stems(term) if english else frozenset()
         for found, share in ((own, 1.0), (head, HEADING_WEIGHT), (top, TITLE_WEIGHT)):
             if _contains(found, term):
                 credit += share * weight
@@ -143,9 +156,11 @@ def score_units(
     priors: list[float],
     titles: dict[int, str],
     question: str = "",
+    analyzer: Analyzer = ANALYZER,
 ) -> None:
     """Relevance plus the answer-type bonus, times the passage prior; pointers are penalised,
-    and so are units saying the opposite of the question ("off" for "switch on")."""
+    and so are units saying the opposite of the question ("off" for "switch on"). `analyzer`:
+    the language the passages were searched in (see `relevance`)."""
     first_seen: set[int] = set()
     steps_children: dict[int, float] = defaultdict(float)
     mentioned: dict[int, bool] = {}
@@ -153,8 +168,8 @@ def score_units(
     for unit in units:
         if unit.kind == "steps":
             continue
-        rel = relevance(weights, unit.text, unit.context, titles.get(unit.doc, ""))
-        unit.mentions = relevance(weights, unit.text) > 0
+        rel = relevance(weights, unit.text, unit.context, titles.get(unit.doc, ""), analyzer)
+        unit.mentions = relevance(weights, unit.text, analyzer=analyzer) > 0
         unit.match = answer_match(ask, unit.text)
         unit.score = priors[unit.order[0]] * _value(rel, unit.match)
         unit.score *= _brevity(unit.text)
@@ -360,8 +375,11 @@ def compose(
     question: str = "",
     max_sentences: int = 4,
     max_documents: int = 3,
+    analyzer: Analyzer = ANALYZER,
 ) -> tuple[str, list[Source]]:
-    """Pick the answering units, group them per article (reading order) and cite each group."""
+    """Pick the answering units, group them per article (reading order) and cite each group.
+    `analyzer`: the language the passages are in (the one searched in), which stemmed
+    `weights`' terms: the sentences' words are stemmed with it too."""
     docs: dict[str, int] = {}
     best: dict[str, Passage] = {}
     for passage in passages:
@@ -379,7 +397,7 @@ def compose(
     ]
     strong = {docs[d] for d, p in best.items() if p.score >= STRONG_RATIO * top}
     titles = {i: best[d].title for d, i in docs.items()}
-    score_units(units, weights, ask, priors, titles, question)
+    score_units(units, weights, ask, priors, titles, question, analyzer)
     chosen = pick(units, ask, max_sentences, strong)
     if not chosen:  # never say nothing: fall back to the best passage's opening
         chosen = [u for u in units if u.doc == 0 and u.usable][:2] or units[:1]

@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from worker.agent.analysis import ANALYZER, analyzer_for, capped_mass
+from worker.agent.analysis import ANALYZER, Analyzer, analyzer_for, capped_mass
 from worker.agent.base import Emit, Passage, Reply, Source, Turn
 from worker.agent.compose import compose
 from worker.agent.language import detect, name
@@ -120,15 +120,16 @@ def classify(message: str) -> str:
 
 
 def build_queries(
-    question: str, history: list[Turn], attachments: list[str]
+    question: str, history: list[Turn], attachments: list[str], analyzer: Analyzer = ANALYZER
 ) -> list[tuple[str, bool]]:
     """(text, uses history) to try: follow-ups borrow the last user turn, one-word asks try both;
     with a file, the file's own text is tried too ("see my file" says nothing by itself, and
-    a long question plus file dilutes a clear file)."""
+    a long question plus file dilutes a clear file). `analyzer`: the question's language's,
+    which tells its topic words from its question words."""
     question = question.strip()
     file_text = file_query(attachments)
     base = f"{question} {file_text}".strip()
-    tries = _question_queries(question, base, history)
+    tries = _question_queries(question, base, history, analyzer)
     if file_text and (file_text, False) not in tries:
         tries.append((file_text, False))
     return tries
@@ -140,9 +141,11 @@ def file_query(attachments: list[str]) -> str:
     return " ".join(file_text.split()[:60])
 
 
-def _question_queries(question: str, base: str, history: list[Turn]) -> list[tuple[str, bool]]:
+def _question_queries(
+    question: str, base: str, history: list[Turn], analyzer: Analyzer = ANALYZER
+) -> list[tuple[str, bool]]:
     earlier = [t.content for t in history if t.role == "user" and t.content.strip() != question]
-    content = ANALYZER.content_terms(question)
+    content = analyzer.content_terms(question)
     if not earlier or len(content) > 3:
         return [(base, False)]
     enriched = (f"{earlier[-1].strip()} {base}", True)  # "and how long does that take?"
@@ -182,22 +185,26 @@ class OfflineEngine:
             return self._plain(emit, _SMALL_TALK[kind])
         emit("status", {"state": "searching"})
         language, note = self._language(question)
+        # the language the KB searches in (the question's, else the KB's own): its stemmer, its
+        # stop and question words for the topic words, the confidence and the quoted sentences
+        searched = language or self.kb.main_language
+        analyzer = analyzer_for(searched)
         tries = []
-        queries = build_queries(question, history, attachments)
+        queries = build_queries(question, history, attachments, analyzer)
         # a message with topic words of its own, asked alone as well as with the earlier turn
         # (worked out only when an earlier turn is borrowed: most messages are asked alone)
         own: set[str] = set()
         if any(enriched for _, enriched in queries):
-            own = set(ANALYZER.content_terms(self.kb.repair(question)))
+            own = set(analyzer.content_terms(self.kb.repair(question, searched)))
         standalone = len(own) >= 2 and any(
             not enriched and query != file_query(attachments) for query, enriched in queries
         )
         for i, (query, enriched) in enumerate(queries):
-            query = self.kb.repair(query)  # confidence and quoting see the words meant
+            query = self.kb.repair(query, searched)  # confidence and quoting see the words meant
             chunks = self.kb.search(
                 query, limit=5, per_document=CHUNKS_PER_ARTICLE, language=language
             )
-            if enriched and standalone and not _holds_own_words(own, chunks):
+            if enriched and standalone and not _holds_own_words(own, chunks, analyzer):
                 continue  # the earlier turn found its own article again, not this message's
             passages = _first_per_document(chunks)
             confidence = self.confidence(query, passages, language)
@@ -222,8 +229,8 @@ class OfflineEngine:
             reply = self._plain(emit, text, escalate="low_confidence")
             reply.confidence, reply.metadata = confidence, meta
             return reply
-        text, sources = self.compose(query, chunks, question=question)
-        if attachments and used_file(question, attachments, sources):
+        text, sources = self.compose(query, chunks, question=question, language=searched)
+        if attachments and used_file(question, attachments, sources, analyzer):
             joiner = "\n" if re.match(r"(?:\d+[.)]|-) ", text) else " "  # a list keeps its lines
             text = f"{FILE_NOTE}{joiner}{text}"
             meta["used_attachment"] = True
@@ -283,23 +290,30 @@ class OfflineEngine:
         return round(min(1.0, score * DEFAULT_THRESHOLD / mix.cut), 4)
 
     def compose(
-        self, query: str, passages: list[Passage], *, question: str | None = None
+        self,
+        query: str,
+        passages: list[Passage],
+        *,
+        question: str | None = None,
+        language: str | None = None,
     ) -> tuple[str, list[Source]]:
         """Quote the sentences that answer `question` (default: the query), cited per article.
 
         Topic words come from the query actually searched (it may borrow an earlier turn); the
         kind of answer wanted ("how long", "how much") comes from what the customer just asked.
+        `language`: the one searched in (default: the KB's main one), which the passages are
+        written in: the query's words and the sentences' are stemmed with its analyzer.
         """
         question = question or query
+        language = language or self.kb.main_language
         return compose(
             passages,
-            # the composer scores sentences with the English analyzer (`compose`): its
-            # weights must be English stems too, whatever language the KB is written in
-            question_weights(self.kb.term_weights(query, "en"), question),
+            question_weights(self.kb.term_weights(query, language), question),
             question_type(question),
             question=question,
             max_sentences=self.max_sentences,
             max_documents=self.max_passages,
+            analyzer=analyzer_for(language),
         )
 
     def _plain(self, emit: Emit, text: str, escalate: str | None = None) -> Reply:
@@ -321,18 +335,21 @@ _SMALL_TALK = {
 }
 
 
-def used_file(question: str, attachments: list[str], sources: list[Source]) -> bool:
+def used_file(
+    question: str, attachments: list[str], sources: list[Source], analyzer: Analyzer = ANALYZER
+) -> bool:
     """True when the quoted text shares a topic word with the attached file that the typed
-    question lacks: the file, not only the question, led to this answer."""
-    own = set(ANALYZER.content_terms(question))
+    question lacks: the file, not only the question, led to this answer. `analyzer`: the
+    language searched in's."""
+    own = set(analyzer.content_terms(question))
     from_file = {
-        t for a in attachments for t in ANALYZER.content_terms(" ".join(a.split()[:200]))
+        t for a in attachments for t in analyzer.content_terms(" ".join(a.split()[:200]))
     } - own
-    quoted = {t for s in sources for t in ANALYZER.content_terms(f"{s.title} {s.snippet}")}
+    quoted = {t for s in sources for t in analyzer.content_terms(f"{s.title} {s.snippet}")}
     return bool(from_file & quoted)
 
 
-def _holds_own_words(own: set[str], chunks: list[Passage]) -> bool:
+def _holds_own_words(own: set[str], chunks: list[Passage], analyzer: Analyzer) -> bool:
     """Whether the top article of a search that borrowed the earlier turn holds at least half
     of the new message's own topic words (stems).
 
@@ -340,7 +357,7 @@ def _holds_own_words(own: set[str], chunks: list[Passage]) -> bool:
     cannot tell "how long do I hold the button" (a follow-up: the reset article has "hold" and
     "button") from "do you sell cars?" after a password question (a new question the KB cannot
     answer: the password article has neither word). A follow-up is about the same article, so
-    its own words are in it.
+    its own words are in it. `analyzer` stemmed `own`; the chunks are stemmed with it too.
     """
     if not chunks:
         return False
@@ -349,7 +366,7 @@ def _holds_own_words(own: set[str], chunks: list[Passage]) -> bool:
     for chunk in chunks:
         if chunk.document_id == top:
             text = f"{chunk.title} {chunk.section or ''} {chunk.content}"
-            words.update(ANALYZER.content_terms(text))
+            words.update(analyzer.content_terms(text))
     return 2 * len(own & words) >= len(own)
 
 

@@ -207,11 +207,11 @@ class KnowledgeBase:
         if cached is not None:
             return cached
         top_k = max(self.candidates, limit * 4)
-        if current.repair is not None:
-            query = current.repair.repair(query)  # "pakage" -> "package", both sides gain
+        stem_as = language or current.main_language  # undetected: the KB's own language
+        if current.repair is not None:  # "pakage" -> "package", both sides gain
+            query = current.repair.repair(query, stem_as)
         # the raw text goes to the store (PostgreSQL must parse it as it parsed the KB)
         inputs: dict[str, Any] = {"query": query, "top_k": top_k}
-        stem_as = language or current.main_language  # undetected: the KB's own language
         if stem_as:
             inputs["language"] = stem_as  # its stemmer and stop words
         result = current.pipeline.run({"retriever": inputs})
@@ -223,11 +223,15 @@ class KnowledgeBase:
             self.cache.set(key, passages)
         return passages
 
-    def repair(self, text: str) -> str:
-        """`text` with misspelt words fixed (see `QueryRepair`); unchanged before a first build."""
+    def repair(self, text: str, language: str | None = None) -> str:
+        """`text` with misspelt words fixed (see `QueryRepair`); unchanged before a first build.
+        `language` (default: the KB's main one, as `search` stems it): the text's, whose stop
+        and question words are left alone."""
         self.refresh()
         repair = self._current.repair
-        return repair.repair(text) if repair is not None else text
+        if repair is None:
+            return text
+        return repair.repair(text, language or self._current.main_language)
 
     def term_weights(self, text: str, language: str | None = None) -> dict[str, float]:
         """Idf weight per content term (uniform for PostgreSQL, which exposes no cheap idf);
