@@ -313,7 +313,7 @@ class Settings:
     embeddings_base_url: str | None = None
     embeddings_api_key: str | None = None
     embeddings_dim: int = 128
-    semantic_weight: float | None = None  # None: the embedding model's own (0.35 / 0.5)
+    semantic_weight: float | None = None  # None: the model's own (WordLlama 0.8, MiniLM 0.5)
     embeddings_min_similarity: float = 0.25
     attachment_storage: str = "db"
     attachment_fsync: bool = True

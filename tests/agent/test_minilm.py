@@ -165,7 +165,7 @@ def test_settings_select_minilm_with_its_own_weight_and_confidence_mix(
     wordllama = KnowledgeBase.from_documents(
         kb_documents, settings=settings, embedder=WordLlamaEmbedder(64)
     )
-    assert wordllama.semantic_weight == 0.35  # unchanged for the default model
+    assert wordllama.semantic_weight == WordLlamaEmbedder.fusion_weight == 0.8  # its own
     monkeypatch.setenv("SEMANTIC_WEIGHT", "0.2")
     pinned = replace(Settings.from_env(), kb_store="bm25s")
     assert (

@@ -52,7 +52,8 @@ log = logging.getLogger(__name__)
 
 _SETTINGS = object()  # "the embedder the settings name", as opposed to None (semantic side off)
 _EMBED_BATCH = 256
-DEFAULT_SEMANTIC_WEIGHT = 0.35  # WordLlama's, measured (bench/README.md); an endpoint's too
+# an embedder without a measured weight of its own (an OpenAI-compatible endpoint: any model)
+DEFAULT_SEMANTIC_WEIGHT = 0.35
 
 
 def normalise_query(query: str) -> str:
