@@ -269,7 +269,7 @@ class Connection(Outbox):
                 client_msg_id=client_msg_id,
             )
         gate = accept_gate(self.settings.socket_accepts_at_once)
-        held = [gate.acquire()]
+        held: list[bool] = []
 
         def stored(msg: Message, created: bool) -> None:
             # Stored and committed: let the next message in, then acknowledge this one at once
@@ -279,28 +279,35 @@ class Connection(Outbox):
                 gate.release()
             self._acknowledge(msg, created)
 
-        db = new_session()
+        gate.acquire()
+        held.append(True)  # no switch in between: nothing can kill us holding an unmarked slot
         try:
-            chat = db.scalar(_CHAT, {"sid": self.session_id})
-            if chat is None:
-                return self.send_error(
-                    "unknown_session", "this session no longer exists", client_msg_id=client_msg_id
+            db = new_session()
+            try:
+                chat = db.scalar(_CHAT, {"sid": self.session_id})
+                if chat is None:
+                    return self.send_error(
+                        "unknown_session",
+                        "this session no longer exists",
+                        client_msg_id=client_msg_id,
+                    )
+                accept_message(
+                    db,
+                    chat,
+                    self.actor,
+                    data.get("content"),
+                    client_msg_id,
+                    ids,
+                    on_stored=stored,
+                    request=request,
                 )
-            accept_message(
-                db,
-                chat,
-                self.actor,
-                data.get("content"),
-                client_msg_id,
-                ids,
-                on_stored=stored,
-                request=request,
-            )
-        except ApiError as err:
-            return self.send_error(err.code, err.message, err.details, client_msg_id)
+            except ApiError as err:
+                return self.send_error(err.code, err.message, err.details, client_msg_id)
+            finally:
+                db.close()
         finally:
-            db.close()
-            if held:
+            if held:  # refused or failed before the commit: the slot goes back
+                held.clear()
                 gate.release()
         return None
 
