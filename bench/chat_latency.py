@@ -310,6 +310,7 @@ class LoadResult:
     samples: list[Sample] = field(default_factory=list)
     acks: list[float] = field(default_factory=list)  # also for messages that were never answered
     acks_later: list[float] = field(default_factory=list)  # without each session's first burst
+    acks_first: list[float] = field(default_factory=list)  # each session's first: the burst
     errors: Counter = field(default_factory=Counter)
     timeouts: int = 0
     overtaken: int = 0  # replies whose events arrived before their acknowledgement
@@ -397,8 +398,7 @@ class Session:
             if kind == "acknowledged" and event.get("client_msg_id") == client_msg_id:
                 ack, message_id = now, str(event.get("message_id"))
                 result.acks.append(ack)
-                if not first:
-                    result.acks_later.append(ack)
+                (result.acks_first if first else result.acks_later).append(ack)
                 seen = early.get(message_id)
                 if seen:
                     result.overtaken += 1
@@ -590,6 +590,12 @@ def print_report(r: Report) -> None:
             f"  acknowledged, without each session's first message: p50 "
             f"{ms(percentile(later, 50))} ms  p95 {ms(percentile(later, 95))} ms  "
             f"p99 {ms(percentile(later, 99))} ms  (n={len(later)})"
+        )
+        burst = load.acks_first
+        print(
+            f"  acknowledged, each session's first message only (the burst): p50 "
+            f"{ms(percentile(burst, 50))} ms  p95 {ms(percentile(burst, 95))} ms  "
+            f"max {ms(max(burst, default=None))} ms  (n={len(burst)})"
         )
     print(
         f"  no-op ping (idle)    p50 {ms(percentile(r.ping, 50)):>8} ms  "

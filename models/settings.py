@@ -318,6 +318,7 @@ class Settings:
     attachment_storage: str = "db"
     attachment_fsync: bool = True
     attachment_direct_io: bool = True
+    socket_accepts_at_once: int = 4
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -441,6 +442,7 @@ class Settings:
             embeddings_min_similarity=_float("EMBEDDINGS_MIN_SIMILARITY", 0.25),
             attachment_storage=_attachment_storage("ATTACHMENT_STORAGE"),
             attachment_fsync=_flag("ATTACHMENT_FSYNC", True),
+            socket_accepts_at_once=_int("SOCKET_ACCEPTS_AT_ONCE", 4, 1),
             attachment_direct_io=_flag("ATTACHMENT_DIRECT_IO", True),
         )
 

@@ -180,3 +180,36 @@ def test_ending_or_deleting_the_session_closes_its_sockets(api):
                 break
         assert int.from_bytes(frame.data[:2], "big") == expected
         sock.close()
+
+
+def test_a_burst_of_first_messages_is_each_acknowledged_and_answered(api):
+    """Many sessions' first messages at the same instant, more than SOCKET_ACCEPTS_AT_ONCE
+    (4 by default) can be stored together: the others wait their turn at the gate, and every
+    one is acknowledged once, before its own broadcast and reply, and answered."""
+    chats = [api.create_session() for _ in range(12)]
+    socks = [open_socket(api, chat) for chat in chats]
+    for i, sock in enumerate(socks):
+        sock.send({"type": "message", "content": "Do you ship abroad?", "client_msg_id": f"b{i}"})
+    for i, sock in enumerate(socks):
+        events = sock.until("complete", timeout=60)
+        acks = [e for e in events if e["type"] == "acknowledged"]
+        assert len(acks) == 1 and events[0] is acks[0], [e["type"] for e in events]
+        assert acks[0]["client_msg_id"] == f"b{i}" and acks[0]["seq"] == 1
+        assert acks[0]["duplicate"] is False
+        assert events[-1]["message"]["reply_to_id"] == acks[0]["message_id"]
+        assert not any(e["type"] == "user_message" for e in events)  # the ack stands for it
+        sock.close()
+
+
+def test_a_socket_keeps_working_after_a_refused_message_at_the_gate(api, chat):
+    """A refusal inside the gate (here an empty message) lets the gate go: a gate of 4 would
+    otherwise be used up after four of them."""
+    sock = open_socket(api, chat)
+    for i in range(6):
+        sock.send({"type": "message", "content": " ", "client_msg_id": f"e{i}"})
+        event = sock.recv()
+        assert event["type"] == "error" and event["code"] == "empty_message"
+    sock.send({"type": "message", "content": "Is there a warranty?", "client_msg_id": "ok"})
+    events = sock.until("complete")
+    assert events[0]["type"] == "acknowledged" and events[0]["client_msg_id"] == "ok"
+    sock.close()

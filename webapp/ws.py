@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
 from typing import Any
 
@@ -42,6 +43,26 @@ from webapp.wsserver import Outbox, text_frame
 _CHAT = select(ChatSession).where(ChatSession.id == bindparam("sid"))
 
 log = logging.getLogger(__name__)
+
+# Socket messages being stored at once in this process (SOCKET_ACCEPTS_AT_ONCE), made on first
+# use so each forked web process has its own.
+_GATE: tuple[int, threading.BoundedSemaphore] | None = None
+
+
+def accept_gate(size: int) -> threading.BoundedSemaphore:
+    """The process's gate for socket accepts, `size` wide.
+
+    Why a gate: when every session's message arrives in the same instant, each socket's reader
+    starts its accept at once and they share the CPU (and on PostgreSQL the pool) until all are
+    stored: every message is acknowledged near the end of the burst, and the pool opens new
+    connections for it that it closes again afterwards. Through the gate a few run at a time
+    and the others wait in line, so the first are acknowledged while the last still wait,
+    without more connections than the gate is wide. Under gevent the wait yields."""
+    global _GATE
+    if _GATE is None or _GATE[0] != size:
+        _GATE = (size, threading.BoundedSemaphore(size))
+    return _GATE[1]
+
 
 # HTTP-style status of a refusal → WebSocket close code (documented in the README).
 CLOSE_CODES = {400: 4001, 401: 4003, 403: 4003, 404: 4004, 409: 4009, 429: 4029}
@@ -223,7 +244,7 @@ class Connection(Outbox):
 
     def _acknowledge(self, msg: Message, created: bool) -> None:
         """Queued before the broadcast copy of the message, so the sender hears this first."""
-        self.put(
+        self.put_now(
             envelope(
                 "acknowledged",
                 self.session_id,
@@ -247,27 +268,47 @@ class Connection(Outbox):
                 "attachment_ids must be a list of ids",
                 client_msg_id=client_msg_id,
             )
-        db = new_session()
+        gate = accept_gate(self.settings.socket_accepts_at_once)
+        held: list[bool] = []
+
+        def stored(msg: Message, created: bool) -> None:
+            # Stored and committed: let the next message in, then acknowledge this one at once
+            # (its broadcast and the reply's enqueue follow outside the gate).
+            if held:
+                held.clear()
+                gate.release()
+            self._acknowledge(msg, created)
+
+        gate.acquire()
+        held.append(True)  # no switch in between: nothing can kill us holding an unmarked slot
         try:
-            chat = db.scalar(_CHAT, {"sid": self.session_id})
-            if chat is None:
-                return self.send_error(
-                    "unknown_session", "this session no longer exists", client_msg_id=client_msg_id
+            db = new_session()
+            try:
+                chat = db.scalar(_CHAT, {"sid": self.session_id})
+                if chat is None:
+                    return self.send_error(
+                        "unknown_session",
+                        "this session no longer exists",
+                        client_msg_id=client_msg_id,
+                    )
+                accept_message(
+                    db,
+                    chat,
+                    self.actor,
+                    data.get("content"),
+                    client_msg_id,
+                    ids,
+                    on_stored=stored,
+                    request=request,
                 )
-            accept_message(
-                db,
-                chat,
-                self.actor,
-                data.get("content"),
-                client_msg_id,
-                ids,
-                on_stored=self._acknowledge,
-                request=request,
-            )
-        except ApiError as err:
-            return self.send_error(err.code, err.message, err.details, client_msg_id)
+            except ApiError as err:
+                return self.send_error(err.code, err.message, err.details, client_msg_id)
+            finally:
+                db.close()
         finally:
-            db.close()
+            if held:  # refused or failed before the commit: the slot goes back
+                held.clear()
+                gate.release()
         return None
 
 

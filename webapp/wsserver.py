@@ -482,6 +482,29 @@ class Outbox(ABC):
             self.writing = True
         spawn(self.writer)
 
+    def put_now(self, event: dict) -> None:
+        """Send `event` from the calling greenlet if nothing is queued ahead of it and no writer
+        is running; otherwise queue it behind the others (`put`).
+
+        For the acknowledgement: a spawned writer runs only once the hub gets the CPU back, and
+        in a burst every other socket's reader runs its own accept first, so queued acks all
+        left at the end of the burst. Sent here, each leaves as soon as its message is stored.
+        Order holds: the writer flag is taken as a writer would take it, and whatever arrives
+        meanwhile goes to a writer afterwards."""
+        with _WRITERS:
+            idle = not (self.writing or self.outbox or self.finished)
+            if idle:
+                self.writing = True
+        if not idle:
+            self.put(event)
+            return
+        self._deliver_one(event)
+        with _WRITERS:
+            if not self.outbox or self.finished:
+                self.writing = False
+                return
+        spawn(self.writer)  # events queued while we sent: drain them as usual
+
     def finish(self) -> None:
         """The socket is gone: drop what is queued and send nothing more."""
         self.finished = True
@@ -495,13 +518,16 @@ class Outbox(ABC):
                     self.writing = False
                     return
                 event = self.outbox.pop(0)
-            try:
-                self.deliver(event)
-            except ConnectionClosed:
-                self.finish()
-            except Exception:
-                log.exception("socket writer failed")
-                self.finish()
+            self._deliver_one(event)
+
+    def _deliver_one(self, event: dict) -> None:
+        try:
+            self.deliver(event)
+        except ConnectionClosed:
+            self.finish()
+        except Exception:
+            log.exception("socket writer failed")
+            self.finish()
 
     @abstractmethod
     def deliver(self, event: dict) -> None:
