@@ -5,8 +5,10 @@
 KB defaults to data/sample_kb and GOLD to bench/sample_answers.jsonl: JSONL of {"question",
 "relevant_ids", "key_fact", "split"}, where `key_fact` is a regex (case-insensitive) that a
 correct answer must contain (null, with empty `relevant_ids`: a question the KB does not answer,
-whose only correct reply is the abstention) and `split` is "tuning", "held-out" or "held-out-2"
-(the second held-out split, written later, before the answer-composition round it checks). An
+whose only correct reply is the abstention) and `split` is "tuning", "tuning-2", "held-out" or
+"held-out-2" (the second held-out split, written later, before the answer-composition round it
+checks; "tuning-2", written in session 6 for the composition round, asks for facts deep inside
+an article: a number, a condition or a step far from the article's opening). An
 optional "history" lists the customer's earlier messages, oldest first: the question is then a
 follow-up ("and what does it cost?") asked after them. Retrieval
 metrics (see bench/quality.py) say whether the right article was found; this says whether the
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SPLITS = ("tuning", "held-out", "held-out-2")
+SPLITS = ("tuning", "tuning-2", "held-out", "held-out-2")
 _COUNTS = ("n", "hit", "right", "ceiling", "abstain", "words")
 
 

@@ -28,6 +28,8 @@ from worker.agent.questions import (
         ("how many devices can I connect", Ask.COUNT),
         ("how do I reset my password", Ask.STEPS),
         ("how to pair headphones", Ask.STEPS),
+        ("what happens if i dont pay the import charges", Ask.OTHER),
+        ("so what happens when my card fee payment fails", Ask.OTHER),
         ("my headphones wont connect", Ask.STEPS),  # a reported problem wants a fix
         ("lost my phone, what do i do", Ask.STEPS),  # a course of action, not a yes or a no
         ("what should I do now?", Ask.STEPS),

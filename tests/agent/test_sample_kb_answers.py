@@ -166,6 +166,23 @@ def test_refund_answer_keeps_its_first_fact_and_never_starts_mid_thought(engine)
     assert not follow_up.text.startswith("Card refunds then")
 
 
+def test_a_fact_in_a_sentence_that_refers_back_is_quoted_with_what_it_refers_to(engine):
+    # "This takes up to 2 business days." names no topic word: it is about the sentence
+    # before it ("... before we remove 2FA"), and is quoted after it, never alone
+    reply = ask(engine, "no backup codes left, how long does it take you to remove 2fa")
+    assert cited(reply) == ["accounts/two-factor-authentication"]
+    fact, referent = reply.text.find("up to 2 business days"), reply.text.find("remove 2FA")
+    assert -1 < referent < fact, reply.text
+    assert "Remember this device for 30 days" not in reply.text
+
+
+def test_what_happens_if_asks_for_the_consequence_not_the_amount(engine):
+    reply = ask(engine, "what happens if i dont pay the import charges on my parcel to switzerland")
+    assert cited(reply)[0] == "shipping/international-shipping-and-customs"
+    assert "DHL returns the parcel to us" in reply.text, reply.text
+    assert reply.text.startswith("If you decide not to pay the import charges"), reply.text
+
+
 def test_a_short_follow_up_keeps_its_context_but_a_new_question_does_not(engine):
     earlier = [Turn("user", "how do i factory reset my aura buds"), Turn("assistant", "...")]
     reply = ask(engine, "how long do i hold the button", history=earlier)

@@ -2,12 +2,13 @@
 
 Retrieval finds the right article; this decides which of its units (see `units`) to quote. A
 unit scores by the idf-weighted share of the question's topic words it holds (words only in its
-section heading or article title count less), raised when it holds the kind of fact the question
-asks for (a duration for "how long", an amount for "how much", steps for "how do I"), times how
-well its passage was retrieved. Units that only point elsewhere ("Here's how...", "See ..."),
-run long, or say the opposite ("off" for "switch on") are penalised. The best unit is the anchor;
-a neighbour it needs and strong units that mention the question complete an answer of a few
-sentences with one citation per article.
+section heading or article title count less; a sentence that refers back, "This takes 2 days.",
+borrows most of the relevance of the sentence it refers to), raised when it holds the kind of
+fact the question asks for (a duration for "how long", an amount for "how much", steps for
+"how do I"), times how well its passage was retrieved. Units that only point elsewhere
+("Here's how...", "See ..."), run long, or say the opposite ("off" for "switch on") are
+penalised. The best unit is the anchor; a neighbour it needs and strong units that mention the
+question complete an answer of a few sentences with one citation per article.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ _MIN_PREFIX = 5
 HEADING_WEIGHT = 0.8  # a question word found only in the section heading counts nearly fully
 TITLE_WEIGHT = 0.5  # ... and one found only in the article title counts half
 RELATED_CREDIT = 0.7  # "price" in the text for "cost" in the question
+REFERENT_CREDIT = 0.9  # "This takes 2 days." borrows this share of the sentence it refers to
 # Priors: how well the unit's passage was retrieved, relative to the best
 DOC_EXPONENT = 1.0  # an article's prior is its score over the best article's, to this power
 CHUNK_EXPONENT = 1.0  # ... times another chunk's score over its article's best, to this power
@@ -165,10 +167,17 @@ def score_units(
     steps_children: dict[int, float] = defaultdict(float)
     mentioned: dict[int, bool] = {}
     pointers: list[tuple[Unit, float, float]] = []  # (pointer, its unpenalised score, relevance)
+    referent: tuple[tuple[int, int, int], float] | None = None  # (doc, slot, line), relevance
     for unit in units:
         if unit.kind == "steps":
             continue
         rel = relevance(weights, unit.text, unit.context, titles.get(unit.doc, ""), analyzer)
+        line = (unit.doc, unit.order[0], unit.order[1] // 100)
+        if referent is not None and referent[0] == line and _ANAPHOR.match(unit.text):
+            # "This takes up to 2 business days." is about what the sentence before it named
+            # ("before we remove 2FA"): it holds the fact but none of the topic words
+            rel = max(rel, REFERENT_CREDIT * referent[1])
+        referent = (line, rel) if unit.kind == "sentence" else None
         unit.mentions = relevance(weights, unit.text, analyzer=analyzer) > 0
         unit.match = answer_match(ask, unit.text)
         unit.score = priors[unit.order[0]] * _value(rel, unit.match)

@@ -39,6 +39,12 @@ _CURRENCY = r"(?:[€$£¥₹]|\b(?:eur|euros?|usd|dollars?|gbp|pounds?|chf|fran
 
 _QUESTION: tuple[tuple[Ask, re.Pattern[str]], ...] = (
     (Ask.AMOUNT, re.compile(_LEAD + r"how much\b")),
+    # "what happens if I don't pay the import charges?" asks for a consequence: its nouns
+    # ("charges", "fee") and negations are the situation, not a request for an amount or a fix
+    (
+        Ask.OTHER,
+        re.compile(_LEAD + r"what (?:happens|will happen|happened) (?:if|when|after|to)\b"),
+    ),
     (Ask.DURATION, re.compile(rf"\bhow many (?:(?:business|working|calendar) )?{_TIME_UNIT}\b")),
     (Ask.COUNT, re.compile(r"\bhow many\b")),
     (
