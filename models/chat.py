@@ -125,7 +125,9 @@ class SessionEvent(Base):
 
 
 class Attachment(Base):
-    """An uploaded file; bytes live in AttachmentBlob so every process on any host can read them."""
+    """An uploaded file; its bytes live where `storage_key` says (models/storage.py): in the
+    database (AttachmentChunk; AttachmentBlob for files stored before migration 0008) so every
+    process on any host can read them, or in a shared directory."""
 
     __tablename__ = "attachments"
 
@@ -160,6 +162,26 @@ class AttachmentBlob(Base):
 
     attachment_id: Mapped[str] = mapped_column(
         ForeignKey("attachments.id", ondelete="CASCADE"), primary_key=True
+    )
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AttachmentChunk(Base):
+    """One piece of an attachment's bytes (database storage since migration 0008): pieces are
+    committed as the request body arrives, before the attachment row that names them exists,
+    so the database writes them while the rest is still being received, and no long
+    transaction holds SQLite's write lock while a slow client sends. Hence no foreign key: the
+    row comes last. Pieces whose row never came (a process killed mid-upload) are removed by
+    the sweeper (`models.storage.sweep_chunks`), by their `created_at`; readers join them by
+    `ordinal`. `created_at` sits before `data` so reading it never walks a blob's overflow
+    pages."""
+
+    __tablename__ = "attachment_chunks"
+
+    attachment_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    ordinal: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
     )
     data: Mapped[bytes] = mapped_column(LargeBinary)
 

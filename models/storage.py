@@ -24,12 +24,17 @@ import mmap
 import os
 import time
 from abc import ABC, abstractmethod
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from models.chat import Attachment, AttachmentBlob
+from models.base import utcnow
+from models.chat import Attachment, AttachmentBlob, AttachmentChunk
+from models.db import native_engine
 from models.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -99,7 +104,7 @@ class Upload(ABC):
         if self._write_waits:
             self._pending = (
                 self._pool.spawn(self._hash.update, chunk),
-                self._pool.spawn(self._write, chunk),
+                self._spawn_write(chunk),
             )
         else:
             self._pending = (self._pool.spawn(self._absorb, chunk),)
@@ -125,6 +130,10 @@ class Upload(ABC):
         owner = self._pending_buffer
         if self._pending and (owner is None or owner is buffer):
             self.flush()
+
+    def _spawn_write(self, chunk: bytes) -> Any:
+        """Start `_write(chunk)` beside the receive; the result has `get()`."""
+        return self._pool.spawn(self._write, chunk)
 
     def _absorb(self, chunk: bytes) -> None:
         self._hash.update(chunk)
@@ -152,34 +161,147 @@ class Upload(ABC):
         """Forget the bytes (refused, aborted, or the row's commit failed); never raises."""
 
 
-class _DatabaseUpload(Upload):
-    _write_waits = False  # a bytearray append: CPU under the GIL
+# Database storage writes an upload as rows of `attachment_chunks` while the body arrives. One
+# 5 MB blob written after the body has all arrived made the client wait for the whole of the
+# database's work at the end: SQLite's log, then (past `wal_autocheckpoint`) the checkpoint's
+# copy into the database file inside the commit; PostgreSQL's TOAST and WAL. Written piece by
+# piece, that work overlaps the receive: on SQLite each piece is its own short transaction on a
+# connection of the upload's own, run in a native thread (SQLite releases the GIL), so the write
+# lock is held for one piece at a time, never while a slow client sends; on PostgreSQL the
+# pieces go through the request's own transaction from a greenlet (the server does the work)
+# and commit with the attachment row. Either way the row is committed only after every piece
+# is: the 202 never names bytes that are not all there.
+CHUNK_BYTES = 1024 * 1024  # the most one row holds (a receive gives up to ~1 MiB)
+MIN_CHUNK_BYTES = 256 * 1024  # smaller pieces wait for the next ones: fewer rows and commits
+CHUNKS_PREFIX = "chunks:"
+_INSERT_CHUNK = sa.insert(AttachmentChunk.__table__)
 
-    def __init__(self, attachment_id: str) -> None:
+
+class _ChunkedUpload(Upload):
+    """Database storage: the bytes as `attachment_chunks` rows, written as they arrive.
+
+    `own` connection (SQLite, or no request session given): each piece is committed at once
+    by a connection of this upload's (`models.db.native_engine`, in a native thread under
+    gevent); `discard` deletes what was committed, and the sweeper removes the pieces of a
+    process that died mid-upload. Otherwise (PostgreSQL) the pieces are inserted in `db`'s
+    transaction, from a greenlet under gevent, and commit or roll back with the row."""
+
+    def __init__(self, attachment_id: str, db: Session | None) -> None:
         super().__init__(attachment_id)
-        self._buf = bytearray()
+        engine = native_engine()
+        self._own = db is None or engine.dialect.name == "sqlite"
+        self._in_thread = self._pool is not None and engine.dialect.name == "sqlite"
+        self._conn: Connection = engine.connect() if self._own else db.connection()  # type: ignore[union-attr]
+        self._stage = bytearray()
+        self._ordinal = 0
+        self._written = 0
+
+    def _spawn_write(self, chunk: bytes) -> Any:
+        if self._in_thread:
+            return self._pool.spawn(self._write, chunk)
+        import gevent  # a pool exists only under gevent
+
+        return gevent.spawn(self._write, chunk)
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        """Run `fn` where this upload's statements run (a native thread for SQLite under
+        gevent: a statement there does not stop the other greenlets) and wait for it."""
+        if self._in_thread:
+            return self._pool.spawn(fn, *args).get()
+        return fn(*args)
 
     def _write(self, chunk: bytes) -> None:
-        self._buf += chunk
+        view = memoryview(chunk)
+        while view:
+            if not self._stage and len(view) >= MIN_CHUNK_BYTES:
+                piece, view = view[:CHUNK_BYTES], view[CHUNK_BYTES:]
+                self._insert(piece)  # straight from the receive buffer: no copy of ours
+                continue
+            n = min(len(view), CHUNK_BYTES - len(self._stage))
+            self._stage += view[:n]
+            view = view[n:]
+            if len(self._stage) >= MIN_CHUNK_BYTES:
+                self._insert_stage()
+
+    def _insert_stage(self) -> None:
+        if self._stage:
+            stage, self._stage = self._stage, bytearray()
+            self._insert(stage)
+
+    def _insert(self, piece: bytes | memoryview) -> None:
+        self._conn.execute(
+            _INSERT_CHUNK,
+            {
+                "attachment_id": self.attachment_id,
+                "ordinal": self._ordinal,
+                "created_at": utcnow(),
+                "data": piece,
+            },
+        )
+        if self._own:
+            self._conn.commit()
+        self._ordinal += 1
+        self._written += len(piece)
+
+    def end(self) -> None:
+        """Every byte is in: the last staged piece is stored (committed, with an own
+        connection) when this returns."""
+        self.flush()
+        if self._stage:
+            self._call(self._insert_stage)
 
     def reopen(self) -> IO[bytes]:
         import io
 
-        self.flush()
-        return io.BytesIO(self._buf)
+        self.end()
+        return io.BytesIO(self._call(_read_chunks, self._conn, self.attachment_id))
 
     def keep(self, db: Session, att: Attachment) -> None:
-        self.flush()
-        att.storage_key = f"db:{att.id}"
-        # The drivers take the buffer itself (sqlite3 and psycopg accept any bytes-like value).
-        db.add(AttachmentBlob(attachment_id=att.id, data=self._buf))
+        self.end()
+        if self._written != self.size:  # never name bytes that are not all stored
+            raise RuntimeError(f"stored {self._written} of {self.size} bytes")
+        att.storage_key = f"{CHUNKS_PREFIX}{att.id}"
+        self._release()
+
+    def _release(self) -> None:
+        if self._own and not self._conn.closed:
+            self._conn.close()
 
     def discard(self) -> None:
         try:
             self.flush()
-        except Exception:
+        except Exception:  # the write that failed is why we are discarding
             pass
-        self._buf = bytearray()
+        self._stage = bytearray()
+        if self._conn.closed:
+            return
+        try:
+            self._call(self._delete)
+        except Exception as exc:  # the sweeper removes them later (own connection)
+            log.warning("could not remove an upload's pieces", extra={"error": str(exc)})
+        finally:
+            self._release()
+
+    def _delete(self) -> None:
+        self._conn.execute(
+            sa.delete(AttachmentChunk).where(AttachmentChunk.attachment_id == self.attachment_id)
+        )
+        if self._own:
+            self._conn.commit()
+
+
+def _read_chunks(conn: Connection | Session, attachment_id: str) -> bytearray:
+    """An attachment's pieces joined in order, read one row at a time."""
+    data = bytearray()
+    rows = conn.execute(
+        sa.select(AttachmentChunk.data)
+        .where(AttachmentChunk.attachment_id == attachment_id)
+        .order_by(AttachmentChunk.ordinal)
+        .execution_options(yield_per=1)
+    )
+    for (piece,) in rows:
+        data += piece
+    return data
 
 
 # Direct I/O (O_DIRECT) for file storage: the bytes go from our buffer to the device, not
@@ -362,12 +484,15 @@ class _FileUpload(Upload):
                     log.warning("could not remove an upload's file", extra={"error": str(exc)})
 
 
-def begin(attachment_id: str, settings: Settings | None = None) -> Upload:
-    """A new upload into the configured store (the web passes its app's settings)."""
+def begin(
+    attachment_id: str, settings: Settings | None = None, db: Session | None = None
+) -> Upload:
+    """A new upload into the configured store (the web passes its app's settings, and the
+    request's session, whose transaction then carries a PostgreSQL upload's pieces)."""
     settings = settings or get_settings()
     directory = _directory(settings)
     if directory is None:
-        return _DatabaseUpload(attachment_id)
+        return _ChunkedUpload(attachment_id, db)
     return _FileUpload(
         attachment_id, directory, settings.attachment_fsync, settings.attachment_direct_io
     )
@@ -377,6 +502,17 @@ def store_bytes(
     db: Session, att: Attachment, data: bytes, settings: Settings | None = None
 ) -> None:
     """Keep bytes that are already in memory (a message's multipart files) under `att`."""
+    if _directory(settings or get_settings()) is None:
+        # In the message's own transaction: it may hold SQLite's write lock already, so a
+        # connection of our own would wait for it.
+        att.storage_key = f"{CHUNKS_PREFIX}{att.id}"
+        for ordinal, start in enumerate(range(0, len(data), CHUNK_BYTES)):
+            db.add(
+                AttachmentChunk(
+                    attachment_id=att.id, ordinal=ordinal, data=data[start : start + CHUNK_BYTES]
+                )
+            )
+        return
     upload = begin(att.id, settings)
     try:
         upload.write(data)
@@ -405,10 +541,43 @@ def load(db: Session, att: Attachment) -> bytes:
             return path.read_bytes()
         except FileNotFoundError:
             raise StoredFileMissing(f"the stored file of {att.filename} is missing") from None
+    if key.startswith(CHUNKS_PREFIX):
+        data = _read_chunks(db, att.id)
+        if len(data) != att.size:
+            raise StoredFileMissing(
+                f"the stored bytes of {att.filename} are incomplete ({len(data)} of {att.size})"
+            )
+        return bytes(data)
+    # `db:<id>`: one attachment_blobs row (files stored before migration 0008)
     blob = db.get(AttachmentBlob, att.id)
     if blob is None:
         raise StoredFileMissing(f"the stored bytes of {att.filename} are missing")
     return bytes(blob.data)
+
+
+def forget(db: Session, attachment_ids: Any) -> None:
+    """Delete the database pieces of these attachments in `db`'s transaction (their rows are
+    being deleted: pieces have no foreign key to cascade from). `attachment_ids` may be a
+    list or a select of ids."""
+    db.execute(sa.delete(AttachmentChunk).where(AttachmentChunk.attachment_id.in_(attachment_ids)))
+
+
+def sweep_chunks(db: Session, now: datetime | None = None) -> int:
+    """Delete the pieces of uploads that never got their row (a process killed mid-upload)
+    or whose row is gone, once older than an upload can take; returns how many uploads."""
+    cutoff = (now or utcnow()) - timedelta(seconds=STALE_PART_SECONDS)
+    ids = list(
+        db.scalars(
+            sa.select(AttachmentChunk.attachment_id).where(
+                AttachmentChunk.ordinal == 0,
+                AttachmentChunk.created_at < cutoff,
+                ~sa.exists().where(Attachment.id == AttachmentChunk.attachment_id),
+            )
+        )
+    )
+    if ids:
+        forget(db, ids)
+    return len(ids)
 
 
 def remove(keys: list[str]) -> None:
