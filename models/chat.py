@@ -167,22 +167,18 @@ class AttachmentBlob(Base):
 
 
 class AttachmentChunk(Base):
-    """One piece of an attachment's bytes (database storage since migration 0008): pieces are
-    committed as the request body arrives, before the attachment row that names them exists,
-    so the database writes them while the rest is still being received, and no long
-    transaction holds SQLite's write lock while a slow client sends. Hence no foreign key: the
-    row comes last. Pieces whose row never came (a process killed mid-upload) are removed by
-    the sweeper (`models.storage.sweep_chunks`), by their `created_at`; readers join them by
-    `ordinal`. `created_at` sits before `data` so reading it never walks a blob's overflow
-    pages."""
+    """One piece (up to 1 MiB) of an attachment's bytes, database storage since migration 0008:
+    written in the attachment row's transaction, on PostgreSQL while the body arrives, before
+    the row itself; hence the deferred foreign key (checked at commit), which also deletes the
+    pieces with their attachment. Readers join them by `ordinal` (models/storage.py)."""
 
     __tablename__ = "attachment_chunks"
 
-    attachment_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    ordinal: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, index=True
+    attachment_id: Mapped[str] = mapped_column(
+        ForeignKey("attachments.id", ondelete="CASCADE", deferrable=True, initially="DEFERRED"),
+        primary_key=True,
     )
+    ordinal: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 

@@ -20,8 +20,6 @@ from models.settings import get_settings
 _engine: Engine | None = None
 _factory: sessionmaker[Session] | None = None
 _pid: int | None = None
-_native: Engine | None = None
-_native_pid: int | None = None
 
 
 def normalise_url(url: str) -> str:
@@ -106,18 +104,12 @@ def _yielding_connection(limit: float) -> type[sqlite3.Connection]:
     return YieldingConnection
 
 
-def make_engine(
-    url: str, *, busy_timeout: float = BUSY_TIMEOUT, cooperative: bool | None = None
-) -> Engine:
+def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and enforced foreign keys.
 
     In a gevent-patched process (the web) SQLite's wait for the write lock yields to other
     greenlets (`_yielding_connection`); elsewhere SQLite's own busy handler waits, in C.
-    `cooperative=False` asks for the latter even under gevent: for connections used only from
-    native threads, where a wait in C blocks nobody and a gevent sleep has no hub to go to.
     """
-    if cooperative is None:
-        cooperative = _gevent_patched()
     url = normalise_url(url)
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -125,7 +117,7 @@ def make_engine(
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         args: dict[str, Any] = {"timeout": busy_timeout, "check_same_thread": False}
         c_wait_ms = int(busy_timeout * 1000)
-        if cooperative:
+        if _gevent_patched():
             args.update(timeout=0, factory=_yielding_connection(busy_timeout))
             c_wait_ms = 0
         engine = create_engine(url, connect_args=args)
@@ -188,32 +180,9 @@ def get_engine() -> Engine:
     return _engine
 
 
-def native_engine() -> Engine:
-    """The engine for statements that SQLite runs in a native thread of a gevent process.
-
-    SQLite does its work inside the process, releasing the GIL: in a native thread it runs
-    beside the request's greenlet (database attachment storage, models/storage.py, writes an
-    upload's pieces that way while the body is received). Such connections need their busy
-    waits in C (the process's engine yields to gevent, which only the hub's thread may do),
-    so under gevent with SQLite this is an engine of its own. Everywhere else it is the
-    process's engine (PostgreSQL works in its server: storage sends its statements from a
-    greenlet, whose waits gevent makes cooperative)."""
-    global _native, _native_pid
-    engine = get_engine()
-    if engine.dialect.name != "sqlite" or not _gevent_patched():
-        return engine
-    if _native is None or _native_pid != os.getpid():
-        _native = make_engine(get_settings().database_url, cooperative=False)
-        _native_pid = os.getpid()
-    return _native
-
-
 def reset_engine() -> None:
     """Drop the cached engine (tests switch databases; the worker re-creates after fork)."""
-    global _engine, _factory, _pid, _native, _native_pid
-    if _native is not None:
-        _native.dispose(close=_native_pid == os.getpid())
-    _native, _native_pid = None, None
+    global _engine, _factory, _pid
     if _engine is not None:
         # After a fork the pool's connections belong to the parent: drop them without closing
         # (closing would end the parent's sessions on the server's side too).

@@ -24,7 +24,7 @@ import mmap
 import os
 import time
 from abc import ABC, abstractmethod
-from datetime import datetime, timedelta
+from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,9 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from models.base import utcnow
 from models.chat import Attachment, AttachmentBlob, AttachmentChunk
-from models.db import native_engine
 from models.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -161,133 +159,142 @@ class Upload(ABC):
         """Forget the bytes (refused, aborted, or the row's commit failed); never raises."""
 
 
-# Database storage writes an upload as rows of `attachment_chunks` while the body arrives. One
-# 5 MB blob written after the body has all arrived made the client wait for the whole of the
-# database's work at the end: SQLite's log, then (past `wal_autocheckpoint`) the checkpoint's
-# copy into the database file inside the commit; PostgreSQL's TOAST and WAL. Written piece by
-# piece, that work overlaps the receive: on SQLite each piece is its own short transaction on a
-# connection of the upload's own, run in a native thread (SQLite releases the GIL), so the write
-# lock is held for one piece at a time, never while a slow client sends; on PostgreSQL the
-# pieces go through the request's own transaction from a greenlet (the server does the work)
-# and commit with the attachment row. Either way the row is committed only after every piece
-# is: the 202 never names bytes that are not all there.
-CHUNK_BYTES = 1024 * 1024  # the most one row holds (a receive gives up to ~1 MiB)
-MIN_CHUNK_BYTES = 256 * 1024  # smaller pieces wait for the next ones: fewer rows and commits
+# Database storage keeps an upload as rows of `attachment_chunks` (up to 1 MiB each), in the
+# same transaction as the attachment row: both or neither, whatever happens to the process.
+# On PostgreSQL the pieces are inserted while the body arrives (from a greenlet, through the
+# request's own transaction): the server writes their TOAST and WAL while the rest is still
+# being received, instead of after the whole 5 MB blob has arrived. On SQLite they are kept in
+# memory and inserted when the row is (`keep`): inserting them earlier would hold SQLite's
+# single write lock for as long as the client takes to send, and committing them one by one in
+# a transaction of their own (tried) cost more than it saved, as the time is SQLite's checkpoint
+# of the 5 MB into the database file, which runs after the body has all arrived either way
+# (bench/README.md, "Database storage in pieces").
+CHUNK_BYTES = 1024 * 1024  # the most one row holds
+MIN_CHUNK_BYTES = 256 * 1024  # smaller pieces wait for the next ones: fewer rows
 CHUNKS_PREFIX = "chunks:"
 _INSERT_CHUNK = sa.insert(AttachmentChunk.__table__)
 
 
 class _ChunkedUpload(Upload):
-    """Database storage: the bytes as `attachment_chunks` rows, written as they arrive.
+    """Database storage: the bytes as `attachment_chunks` rows of the row's transaction.
 
-    `own` connection (SQLite, or no request session given): each piece is committed at once
-    by a connection of this upload's (`models.db.native_engine`, in a native thread under
-    gevent); `discard` deletes what was committed, and the sweeper removes the pieces of a
-    process that died mid-upload. Otherwise (PostgreSQL) the pieces are inserted in `db`'s
-    transaction, from a greenlet under gevent, and commit or roll back with the row."""
+    `db` (the request's session) on PostgreSQL: pieces are inserted through its connection as
+    they arrive, from a greenlet under gevent (one at a time, in order, while the receive goes
+    on; `end` waits for the last). Otherwise they wait in memory for `keep`."""
 
     def __init__(self, attachment_id: str, db: Session | None) -> None:
         super().__init__(attachment_id)
-        engine = native_engine()
-        self._own = db is None or engine.dialect.name == "sqlite"
-        self._in_thread = self._pool is not None and engine.dialect.name == "sqlite"
-        self._conn: Connection = engine.connect() if self._own else db.connection()  # type: ignore[union-attr]
+        self._conn: Connection | None = None
+        if db is not None and db.get_bind().dialect.name != "sqlite":
+            self._conn = db.connection()
+        self._write_waits = self._conn is not None  # an insert waits for the server
         self._stage = bytearray()
+        self._queue: deque[bytearray] = deque()  # full pieces, not inserted yet
         self._ordinal = 0
-        self._written = 0
-
-    def _spawn_write(self, chunk: bytes) -> Any:
-        if self._in_thread:
-            return self._pool.spawn(self._write, chunk)
-        import gevent  # a pool exists only under gevent
-
-        return gevent.spawn(self._write, chunk)
-
-    def _call(self, fn: Any, *args: Any) -> Any:
-        """Run `fn` where this upload's statements run (a native thread for SQLite under
-        gevent: a statement there does not stop the other greenlets) and wait for it."""
-        if self._in_thread:
-            return self._pool.spawn(fn, *args).get()
-        return fn(*args)
+        self._stored = 0
+        self._drain: Any = None  # the greenlet inserting queued pieces
 
     def _write(self, chunk: bytes) -> None:
+        """Copy the piece (its receive buffer is filled again soon) into the stage; a full
+        stage joins the queue, inserted at once when streaming without gevent."""
         view = memoryview(chunk)
         while view:
-            if not self._stage and len(view) >= MIN_CHUNK_BYTES:
-                piece, view = view[:CHUNK_BYTES], view[CHUNK_BYTES:]
-                self._insert(piece)  # straight from the receive buffer: no copy of ours
-                continue
             n = min(len(view), CHUNK_BYTES - len(self._stage))
             self._stage += view[:n]
             view = view[n:]
             if len(self._stage) >= MIN_CHUNK_BYTES:
-                self._insert_stage()
+                self._queue.append(self._stage)
+                self._stage = bytearray()
+        if self._conn is not None and self._pool is None:
+            self._insert_queued()
 
-    def _insert_stage(self) -> None:
-        if self._stage:
-            stage, self._stage = self._stage, bytearray()
-            self._insert(stage)
+    def _spawn_write(self, chunk: bytes) -> Any:
+        """Streaming under gevent: copy here, insert in a greenlet the receive does not wait
+        for (its waits for the server are gevent's); at most one such greenlet at a time."""
+        self._write(chunk)
+        if self._queue and (self._drain is None or self._drain.successful()):
+            import gevent  # a pool exists only under gevent
 
-    def _insert(self, piece: bytes | memoryview) -> None:
+            self._drain = gevent.spawn(self._insert_queued)
+        return _DONE
+
+    def _insert_queued(self) -> None:
+        while self._queue:
+            self._insert(self._queue[0])
+            self._queue.popleft()
+
+    def _insert(self, piece: bytes | bytearray) -> None:
+        assert self._conn is not None
         self._conn.execute(
             _INSERT_CHUNK,
-            {
-                "attachment_id": self.attachment_id,
-                "ordinal": self._ordinal,
-                "created_at": utcnow(),
-                "data": piece,
-            },
+            {"attachment_id": self.attachment_id, "ordinal": self._ordinal, "data": piece},
         )
-        if self._own:
-            self._conn.commit()
         self._ordinal += 1
-        self._written += len(piece)
+        self._stored += len(piece)
 
     def end(self) -> None:
-        """Every byte is in: the last staged piece is stored (committed, with an own
-        connection) when this returns."""
+        """Every byte is in; streaming, every piece is inserted when this returns."""
         self.flush()
         if self._stage:
-            self._call(self._insert_stage)
+            self._queue.append(self._stage)
+            self._stage = bytearray()
+        if self._conn is None:
+            return
+        while True:
+            if self._drain is not None:
+                self._drain.get()  # raises what stopped it
+            if not self._queue:
+                return
+            self._drain = None
+            self._insert_queued()
 
     def reopen(self) -> IO[bytes]:
         import io
 
         self.end()
-        return io.BytesIO(self._call(_read_chunks, self._conn, self.attachment_id))
+        if self._conn is None:
+            return io.BytesIO(b"".join(self._queue))
+        return io.BytesIO(_read_chunks(self._conn, self.attachment_id))
 
     def keep(self, db: Session, att: Attachment) -> None:
         self.end()
-        if self._written != self.size:  # never name bytes that are not all stored
-            raise RuntimeError(f"stored {self._written} of {self.size} bytes")
+        if self._conn is None:
+            self._conn = db.connection()
+            self._insert_queued()
+        if self._stored != self.size:  # never name bytes that are not all stored
+            raise RuntimeError(f"stored {self._stored} of {self.size} bytes")
         att.storage_key = f"{CHUNKS_PREFIX}{att.id}"
-        self._release()
-
-    def _release(self) -> None:
-        if self._own and not self._conn.closed:
-            self._conn.close()
 
     def discard(self) -> None:
         try:
             self.flush()
+            if self._drain is not None:
+                self._drain.get()  # nothing may use the connection after this
         except Exception:  # the write that failed is why we are discarding
             pass
         self._stage = bytearray()
-        if self._conn.closed:
-            return
-        try:
-            self._call(self._delete)
-        except Exception as exc:  # the sweeper removes them later (own connection)
-            log.warning("could not remove an upload's pieces", extra={"error": str(exc)})
-        finally:
-            self._release()
+        self._queue.clear()
+        if self._conn is not None and self._ordinal and not self._conn.closed:
+            # Rolled back with the transaction anyway; deleted too in case it goes on.
+            try:
+                self._conn.execute(
+                    sa.delete(AttachmentChunk).where(
+                        AttachmentChunk.attachment_id == self.attachment_id
+                    )
+                )
+            except Exception:
+                pass
 
-    def _delete(self) -> None:
-        self._conn.execute(
-            sa.delete(AttachmentChunk).where(AttachmentChunk.attachment_id == self.attachment_id)
-        )
-        if self._own:
-            self._conn.commit()
+
+class _Done:
+    """A task that has already ended (a piece copied to the queue: nothing to wait for)."""
+
+    @staticmethod
+    def get() -> None:
+        return None
+
+
+_DONE = _Done()
 
 
 def _read_chunks(conn: Connection | Session, attachment_id: str) -> bytearray:
@@ -553,31 +560,6 @@ def load(db: Session, att: Attachment) -> bytes:
     if blob is None:
         raise StoredFileMissing(f"the stored bytes of {att.filename} are missing")
     return bytes(blob.data)
-
-
-def forget(db: Session, attachment_ids: Any) -> None:
-    """Delete the database pieces of these attachments in `db`'s transaction (their rows are
-    being deleted: pieces have no foreign key to cascade from). `attachment_ids` may be a
-    list or a select of ids."""
-    db.execute(sa.delete(AttachmentChunk).where(AttachmentChunk.attachment_id.in_(attachment_ids)))
-
-
-def sweep_chunks(db: Session, now: datetime | None = None) -> int:
-    """Delete the pieces of uploads that never got their row (a process killed mid-upload)
-    or whose row is gone, once older than an upload can take; returns how many uploads."""
-    cutoff = (now or utcnow()) - timedelta(seconds=STALE_PART_SECONDS)
-    ids = list(
-        db.scalars(
-            sa.select(AttachmentChunk.attachment_id).where(
-                AttachmentChunk.ordinal == 0,
-                AttachmentChunk.created_at < cutoff,
-                ~sa.exists().where(Attachment.id == AttachmentChunk.attachment_id),
-            )
-        )
-    )
-    if ids:
-        forget(db, ids)
-    return len(ids)
 
 
 def remove(keys: list[str]) -> None:

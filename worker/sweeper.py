@@ -21,7 +21,7 @@ from sqlalchemy import select
 from models import jobs, presence, storage
 from models.base import utcnow
 from models.chat import Ticket
-from models.db import new_session, session_scope
+from models.db import new_session
 from models.errors import Conflict
 from models.ownership import TicketState, announce, release
 from models.settings import get_settings
@@ -136,9 +136,6 @@ def sweep_once(limit: int = 200) -> int:
         log.warning("released tickets of agents who went away", extra={"count": released})
     if parts := storage.sweep_parts():
         log.warning("removed files of uploads that never finished", extra={"count": parts})
-    with session_scope() as db:
-        if pieces := storage.sweep_chunks(db):
-            log.warning("removed stored pieces of unfinished uploads", extra={"count": pieces})
     total = 0
     for kind in KINDS:
         resent, gave_up = sweep_kind(kind, limit)

@@ -4,17 +4,17 @@ Revision ID: 0008_attachment_chunks
 Revises: 0007_chunk_language
 Create Date: 2026-12-06
 
-- attachment_chunks (attachment_id, ordinal, created_at, data): database storage writes an
-  upload's bytes here piece by piece (about 1 MiB each), each piece committed as the body
-  arrives, the attachment row last; its storage key is `chunks:<id>`. No foreign key to
-  attachments: the pieces exist before their row (models/chat.py says why).
+- attachment_chunks (attachment_id, ordinal, data): database storage keeps an upload's bytes
+  here in pieces of up to 1 MiB, inserted in the attachment row's transaction (on PostgreSQL
+  while the body arrives); its storage key is `chunks:<id>`. The foreign key to attachments is
+  deferred (checked at commit: the pieces come before their row) and cascades on delete.
 - attachment_blobs stays, untouched: files stored before this revision keep their one row and
   their `db:<id>` key, and are read from there (models/storage.py reads both layouts), so the
   upgrade copies no bytes.
 
 Downgrade joins each `chunks:` attachment's pieces into an attachment_blobs row (key `db:<id>`,
-what the code before this revision reads), drops the pieces of uploads that never got their
-row, then the table. It reads one attachment at a time, so memory stays at one file.
+what the code before this revision reads), then drops the table. It reads one attachment at a
+time, so memory stays at one file.
 """
 
 from collections.abc import Sequence
@@ -33,12 +33,16 @@ def upgrade() -> None:
         "attachment_chunks",
         sa.Column("attachment_id", sa.String(length=36), nullable=False),
         sa.Column("ordinal", sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["attachment_id"],
+            ["attachments.id"],
+            name=op.f("fk_attachment_chunks_attachment_id_attachments"),
+            ondelete="CASCADE",
+            deferrable=True,
+            initially="DEFERRED",
+        ),
         sa.PrimaryKeyConstraint("attachment_id", "ordinal", name=op.f("pk_attachment_chunks")),
-    )
-    op.create_index(
-        op.f("ix_attachment_chunks_created_at"), "attachment_chunks", ["created_at"], unique=False
     )
 
 
@@ -63,5 +67,4 @@ def downgrade() -> None:
             sa.text("UPDATE attachments SET storage_key = :key WHERE id = :id"),
             {"key": f"db:{attachment_id}", "id": attachment_id},
         )
-    op.drop_index(op.f("ix_attachment_chunks_created_at"), table_name="attachment_chunks")
     op.drop_table("attachment_chunks")

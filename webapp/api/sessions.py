@@ -147,8 +147,6 @@ class SessionItem(MethodView):
         stored = list(
             db.scalars(select(Attachment.storage_key).where(Attachment.session_id == chat.id))
         )
-        # database pieces have no foreign key to cascade from (models/chat.py says why)
-        storage.forget(db, select(Attachment.id).where(Attachment.session_id == chat.id))
         db.delete(chat)
         db.commit()
         storage.remove(stored)  # files on disk go once no row names them (rows go with the session)
