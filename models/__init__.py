@@ -4,7 +4,6 @@ from models.base import Base, new_id, utcnow
 from models.chat import (
     Attachment,
     AttachmentBlob,
-    AttachmentChunk,
     ChatSession,
     Message,
     Rating,
@@ -16,7 +15,6 @@ from models.kb import KBChunk, KBDocument, KBState
 __all__ = [
     "Attachment",
     "AttachmentBlob",
-    "AttachmentChunk",
     "Base",
     "ChatSession",
     "KBChunk",

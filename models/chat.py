@@ -125,9 +125,7 @@ class SessionEvent(Base):
 
 
 class Attachment(Base):
-    """An uploaded file; its bytes live where `storage_key` says (models/storage.py): in the
-    database (AttachmentChunk; AttachmentBlob for files stored before migration 0008) so every
-    process on any host can read them, or in a shared directory."""
+    """An uploaded file; bytes live in AttachmentBlob so every process on any host can read them."""
 
     __tablename__ = "attachments"
 
@@ -163,22 +161,6 @@ class AttachmentBlob(Base):
     attachment_id: Mapped[str] = mapped_column(
         ForeignKey("attachments.id", ondelete="CASCADE"), primary_key=True
     )
-    data: Mapped[bytes] = mapped_column(LargeBinary)
-
-
-class AttachmentChunk(Base):
-    """One piece (up to 1 MiB) of an attachment's bytes, database storage since migration 0008:
-    written in the attachment row's transaction, on PostgreSQL while the body arrives, before
-    the row itself; hence the deferred foreign key (checked at commit), which also deletes the
-    pieces with their attachment. Readers join them by `ordinal` (models/storage.py)."""
-
-    __tablename__ = "attachment_chunks"
-
-    attachment_id: Mapped[str] = mapped_column(
-        ForeignKey("attachments.id", ondelete="CASCADE", deferrable=True, initially="DEFERRED"),
-        primary_key=True,
-    )
-    ordinal: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 

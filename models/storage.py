@@ -24,15 +24,12 @@ import mmap
 import os
 import time
 from abc import ABC, abstractmethod
-from collections import deque
 from pathlib import Path
 from typing import IO, Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from models.chat import Attachment, AttachmentBlob, AttachmentChunk
+from models.chat import Attachment, AttachmentBlob
 from models.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -102,7 +99,7 @@ class Upload(ABC):
         if self._write_waits:
             self._pending = (
                 self._pool.spawn(self._hash.update, chunk),
-                self._spawn_write(chunk),
+                self._pool.spawn(self._write, chunk),
             )
         else:
             self._pending = (self._pool.spawn(self._absorb, chunk),)
@@ -128,10 +125,6 @@ class Upload(ABC):
         owner = self._pending_buffer
         if self._pending and (owner is None or owner is buffer):
             self.flush()
-
-    def _spawn_write(self, chunk: bytes) -> Any:
-        """Start `_write(chunk)` beside the receive; the result has `get()`."""
-        return self._pool.spawn(self._write, chunk)
 
     def _absorb(self, chunk: bytes) -> None:
         self._hash.update(chunk)
@@ -159,156 +152,34 @@ class Upload(ABC):
         """Forget the bytes (refused, aborted, or the row's commit failed); never raises."""
 
 
-# Database storage keeps an upload as rows of `attachment_chunks` (up to 1 MiB each), in the
-# same transaction as the attachment row: both or neither, whatever happens to the process.
-# On PostgreSQL the pieces are inserted while the body arrives (from a greenlet, through the
-# request's own transaction): the server writes their TOAST and WAL while the rest is still
-# being received, instead of after the whole 5 MB blob has arrived. On SQLite they are kept in
-# memory and inserted when the row is (`keep`): inserting them earlier would hold SQLite's
-# single write lock for as long as the client takes to send, and committing them one by one in
-# a transaction of their own (tried) cost more than it saved, as the time is SQLite's checkpoint
-# of the 5 MB into the database file, which runs after the body has all arrived either way
-# (bench/README.md, "Database storage in pieces").
-CHUNK_BYTES = 1024 * 1024  # the most one row holds
-MIN_CHUNK_BYTES = 256 * 1024  # smaller pieces wait for the next ones: fewer rows
-CHUNKS_PREFIX = "chunks:"
-_INSERT_CHUNK = sa.insert(AttachmentChunk.__table__)
+class _DatabaseUpload(Upload):
+    _write_waits = False  # a bytearray append: CPU under the GIL
 
-
-class _ChunkedUpload(Upload):
-    """Database storage: the bytes as `attachment_chunks` rows of the row's transaction.
-
-    `db` (the request's session) on PostgreSQL: pieces are inserted through its connection as
-    they arrive, from a greenlet under gevent (one at a time, in order, while the receive goes
-    on; `end` waits for the last). Otherwise they wait in memory for `keep`."""
-
-    def __init__(self, attachment_id: str, db: Session | None) -> None:
+    def __init__(self, attachment_id: str) -> None:
         super().__init__(attachment_id)
-        self._conn: Connection | None = None
-        if db is not None and db.get_bind().dialect.name != "sqlite":
-            self._conn = db.connection()
-        self._write_waits = self._conn is not None  # an insert waits for the server
-        self._stage = bytearray()
-        self._queue: deque[bytearray] = deque()  # full pieces, not inserted yet
-        self._ordinal = 0
-        self._stored = 0
-        self._drain: Any = None  # the greenlet inserting queued pieces
+        self._buf = bytearray()
 
     def _write(self, chunk: bytes) -> None:
-        """Copy the piece (its receive buffer is filled again soon) into the stage; a full
-        stage joins the queue, inserted at once when streaming without gevent."""
-        view = memoryview(chunk)
-        while view:
-            n = min(len(view), CHUNK_BYTES - len(self._stage))
-            self._stage += view[:n]
-            view = view[n:]
-            if len(self._stage) >= MIN_CHUNK_BYTES:
-                self._queue.append(self._stage)
-                self._stage = bytearray()
-        if self._conn is not None and self._pool is None:
-            self._insert_queued()
-
-    def _spawn_write(self, chunk: bytes) -> Any:
-        """Streaming under gevent: copy here, insert in a greenlet the receive does not wait
-        for (its waits for the server are gevent's); at most one such greenlet at a time."""
-        self._write(chunk)
-        if self._queue and (self._drain is None or self._drain.successful()):
-            import gevent  # a pool exists only under gevent
-
-            self._drain = gevent.spawn(self._insert_queued)
-        return _DONE
-
-    def _insert_queued(self) -> None:
-        while self._queue:
-            self._insert(self._queue[0])
-            self._queue.popleft()
-
-    def _insert(self, piece: bytes | bytearray) -> None:
-        assert self._conn is not None
-        self._conn.execute(
-            _INSERT_CHUNK,
-            {"attachment_id": self.attachment_id, "ordinal": self._ordinal, "data": piece},
-        )
-        self._ordinal += 1
-        self._stored += len(piece)
-
-    def end(self) -> None:
-        """Every byte is in; streaming, every piece is inserted when this returns."""
-        self.flush()
-        if self._stage:
-            self._queue.append(self._stage)
-            self._stage = bytearray()
-        if self._conn is None:
-            return
-        while True:
-            if self._drain is not None:
-                self._drain.get()  # raises what stopped it
-            if not self._queue:
-                return
-            self._drain = None
-            self._insert_queued()
+        self._buf += chunk
 
     def reopen(self) -> IO[bytes]:
         import io
 
-        self.end()
-        if self._conn is None:
-            return io.BytesIO(b"".join(self._queue))
-        return io.BytesIO(_read_chunks(self._conn, self.attachment_id))
+        self.flush()
+        return io.BytesIO(self._buf)
 
     def keep(self, db: Session, att: Attachment) -> None:
-        self.end()
-        if self._conn is None:
-            self._conn = db.connection()
-            self._insert_queued()
-        if self._stored != self.size:  # never name bytes that are not all stored
-            raise RuntimeError(f"stored {self._stored} of {self.size} bytes")
-        att.storage_key = f"{CHUNKS_PREFIX}{att.id}"
+        self.flush()
+        att.storage_key = f"db:{att.id}"
+        # The drivers take the buffer itself (sqlite3 and psycopg accept any bytes-like value).
+        db.add(AttachmentBlob(attachment_id=att.id, data=self._buf))
 
     def discard(self) -> None:
         try:
             self.flush()
-            if self._drain is not None:
-                self._drain.get()  # nothing may use the connection after this
-        except Exception:  # the write that failed is why we are discarding
+        except Exception:
             pass
-        self._stage = bytearray()
-        self._queue.clear()
-        if self._conn is not None and self._ordinal and not self._conn.closed:
-            # Rolled back with the transaction anyway; deleted too in case it goes on.
-            try:
-                self._conn.execute(
-                    sa.delete(AttachmentChunk).where(
-                        AttachmentChunk.attachment_id == self.attachment_id
-                    )
-                )
-            except Exception:
-                pass
-
-
-class _Done:
-    """A task that has already ended (a piece copied to the queue: nothing to wait for)."""
-
-    @staticmethod
-    def get() -> None:
-        return None
-
-
-_DONE = _Done()
-
-
-def _read_chunks(conn: Connection | Session, attachment_id: str) -> bytearray:
-    """An attachment's pieces joined in order, read one row at a time."""
-    data = bytearray()
-    rows = conn.execute(
-        sa.select(AttachmentChunk.data)
-        .where(AttachmentChunk.attachment_id == attachment_id)
-        .order_by(AttachmentChunk.ordinal)
-        .execution_options(yield_per=1)
-    )
-    for (piece,) in rows:
-        data += piece
-    return data
+        self._buf = bytearray()
 
 
 # Direct I/O (O_DIRECT) for file storage: the bytes go from our buffer to the device, not
@@ -491,15 +362,12 @@ class _FileUpload(Upload):
                     log.warning("could not remove an upload's file", extra={"error": str(exc)})
 
 
-def begin(
-    attachment_id: str, settings: Settings | None = None, db: Session | None = None
-) -> Upload:
-    """A new upload into the configured store (the web passes its app's settings, and the
-    request's session, whose transaction then carries a PostgreSQL upload's pieces)."""
+def begin(attachment_id: str, settings: Settings | None = None) -> Upload:
+    """A new upload into the configured store (the web passes its app's settings)."""
     settings = settings or get_settings()
     directory = _directory(settings)
     if directory is None:
-        return _ChunkedUpload(attachment_id, db)
+        return _DatabaseUpload(attachment_id)
     return _FileUpload(
         attachment_id, directory, settings.attachment_fsync, settings.attachment_direct_io
     )
@@ -509,17 +377,6 @@ def store_bytes(
     db: Session, att: Attachment, data: bytes, settings: Settings | None = None
 ) -> None:
     """Keep bytes that are already in memory (a message's multipart files) under `att`."""
-    if _directory(settings or get_settings()) is None:
-        # In the message's own transaction: it may hold SQLite's write lock already, so a
-        # connection of our own would wait for it.
-        att.storage_key = f"{CHUNKS_PREFIX}{att.id}"
-        for ordinal, start in enumerate(range(0, len(data), CHUNK_BYTES)):
-            db.add(
-                AttachmentChunk(
-                    attachment_id=att.id, ordinal=ordinal, data=data[start : start + CHUNK_BYTES]
-                )
-            )
-        return
     upload = begin(att.id, settings)
     try:
         upload.write(data)
@@ -548,14 +405,6 @@ def load(db: Session, att: Attachment) -> bytes:
             return path.read_bytes()
         except FileNotFoundError:
             raise StoredFileMissing(f"the stored file of {att.filename} is missing") from None
-    if key.startswith(CHUNKS_PREFIX):
-        data = _read_chunks(db, att.id)
-        if len(data) != att.size:
-            raise StoredFileMissing(
-                f"the stored bytes of {att.filename} are incomplete ({len(data)} of {att.size})"
-            )
-        return bytes(data)
-    # `db:<id>`: one attachment_blobs row (files stored before migration 0008)
     blob = db.get(AttachmentBlob, att.id)
     if blob is None:
         raise StoredFileMissing(f"the stored bytes of {att.filename} are missing")

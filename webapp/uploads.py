@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 from flask import request
-from sqlalchemy.orm import Session
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import parse_options_header
 
@@ -509,14 +508,10 @@ def stream_form(
         reader.close()
 
 
-def receive_file(
-    authorize: Callable[[str | None], ChatSession], db: Session | None = None
-) -> tuple[ChatSession, Received]:
+def receive_file(authorize: Callable[[str | None], ChatSession]) -> tuple[ChatSession, Received]:
     """Stream the `file` part of the request into attachment storage; `authorize(session_id)`
     runs as soon as the session id is known (a query parameter, or the `session_id` field ahead
-    of the file) so a stranger's bytes are never written. Returns the session and the file.
-    `db`, the request's session, whose row will name the file: database storage on
-    PostgreSQL writes the pieces in its transaction (`models.storage.begin`)."""
+    of the file) so a stranger's bytes are never written. Returns the session and the file."""
     settings = current_settings()
     session_id = request.args.get("session_id")
     chat: ChatSession | None = None
@@ -537,7 +532,7 @@ def receive_file(
             chat = authorize(session_id)
         if chat is not None and chat.status == "ended":
             abort(409, "this session has ended", "session_not_active")
-        return storage.begin(new_id(), settings, db)
+        return storage.begin(new_id(), settings)
 
     form = stream_form(
         "file", begin, settings.max_upload_bytes, settings.max_upload_mb, on_field=on_field

@@ -48,7 +48,7 @@ def upload():  # type: ignore[no-untyped-def]
     db = get_db()
     # The body is streamed into storage as it arrives (webapp/uploads.py), never parsed as a
     # whole form: request.form / request.files would spool the file and copy it again.
-    chat, received = receive_file(lambda session_id: authorize_request(db, session_id)[0], db)
+    chat, received = receive_file(lambda session_id: authorize_request(db, session_id)[0])
     # accept_upload hands back the row already dumped by AttachmentOut (as the event log
     # has it); reading the row again could race the worker and show it "processing".
     resp = jsonify(accept_upload(db, chat, received))
