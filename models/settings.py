@@ -88,6 +88,14 @@ def _attachment_storage(name: str) -> str:
     return "file://" + path.rstrip("/")
 
 
+def _page_size(name: str) -> int:
+    """SQLite's page size for a new database file: a power of two from 512 to 65536."""
+    value = _int(name, 4096, 512)
+    if value > 65536 or value & (value - 1):
+        raise ConfigError(f"{name} must be a power of two from 512 to 65536, got {value}")
+    return value
+
+
 def _flag(name: str, default: bool) -> bool:
     raw = _str(name, "1" if default else "0").lower()
     if raw not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
@@ -318,6 +326,7 @@ class Settings:
     attachment_storage: str = "db"
     attachment_fsync: bool = True
     attachment_direct_io: bool = True
+    sqlite_page_size: int = 4096
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -442,6 +451,7 @@ class Settings:
             attachment_storage=_attachment_storage("ATTACHMENT_STORAGE"),
             attachment_fsync=_flag("ATTACHMENT_FSYNC", True),
             attachment_direct_io=_flag("ATTACHMENT_DIRECT_IO", True),
+            sqlite_page_size=_page_size("SQLITE_PAGE_SIZE"),
         )
 
     @property
