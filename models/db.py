@@ -121,10 +121,14 @@ def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
             args.update(timeout=0, factory=_yielding_connection(busy_timeout))
             c_wait_ms = 0
         engine = create_engine(url, connect_args=args)
+        # Takes only on a new, empty file (before WAL and the first table); an existing file
+        # keeps its own until it is rebuilt (bench/README.md, "Database storage in pieces").
+        page_size = get_settings().sqlite_page_size
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
             cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA page_size={page_size}")
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")

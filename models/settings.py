@@ -88,6 +88,14 @@ def _attachment_storage(name: str) -> str:
     return "file://" + path.rstrip("/")
 
 
+def _page_size(name: str) -> int:
+    """SQLite's page size for a new database file: a power of two from 512 to 65536."""
+    value = _int(name, 4096, 512)
+    if value > 65536 or value & (value - 1):
+        raise ConfigError(f"{name} must be a power of two from 512 to 65536, got {value}")
+    return value
+
+
 def _flag(name: str, default: bool) -> bool:
     raw = _str(name, "1" if default else "0").lower()
     if raw not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
@@ -319,6 +327,7 @@ class Settings:
     attachment_fsync: bool = True
     attachment_direct_io: bool = True
     socket_accepts_at_once: int = 4
+    sqlite_page_size: int = 4096
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -444,6 +453,7 @@ class Settings:
             attachment_fsync=_flag("ATTACHMENT_FSYNC", True),
             socket_accepts_at_once=_int("SOCKET_ACCEPTS_AT_ONCE", 4, 1),
             attachment_direct_io=_flag("ATTACHMENT_DIRECT_IO", True),
+            sqlite_page_size=_page_size("SQLITE_PAGE_SIZE"),
         )
 
     @property

@@ -92,6 +92,9 @@ def test_claim_deadlines_default_to_production_and_follow_the_environment(env):
         ("EMBEDDINGS_PROVIDER", "openai", "EMBEDDINGS_PROVIDER=openai needs EMBEDDINGS_BASE_URL"),
         ("EMBEDDINGS_DIM", "100", "EMBEDDINGS_DIM must be 64, 128 or 256"),
         ("SEMANTIC_WEIGHT", "2", "SEMANTIC_WEIGHT must be between 0 and 1"),
+        ("SQLITE_PAGE_SIZE", "5000", "SQLITE_PAGE_SIZE must be a power of two"),
+        ("SQLITE_PAGE_SIZE", "131072", "SQLITE_PAGE_SIZE must be a power of two"),
+        ("SQLITE_PAGE_SIZE", "256", "SQLITE_PAGE_SIZE must be at least 512"),
     ],
 )
 def test_bad_values_name_the_variable(env, name, value, needle):

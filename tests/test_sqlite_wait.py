@@ -128,3 +128,36 @@ def test_without_gevent_sqlite_waits_itself(tmp_path: Path) -> None:
             assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 12000
     finally:
         engine.dispose()
+
+
+def test_page_size_applies_to_a_new_file_only(tmp_path, monkeypatch):
+    """SQLITE_PAGE_SIZE makes a new database file with that page size (through the migrations,
+    as deployments create it); an existing file keeps its own and works as before."""
+    import sqlalchemy as sa
+
+    from models.db import make_engine
+    from models.migrate import upgrade
+    from models.settings import get_settings
+
+    old = tmp_path / "old.db"
+    engine = make_engine(f"sqlite:///{old}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE t (x)"))
+    engine.dispose()
+    monkeypatch.setenv("SQLITE_PAGE_SIZE", "65536")
+    get_settings(reload=True)
+    try:
+        new = f"sqlite:///{tmp_path / 'new.db'}"
+        upgrade(new)
+        sizes = {}
+        for name, url in (("new", new), ("old", f"sqlite:///{old}")):
+            engine = make_engine(url)
+            with engine.begin() as conn:
+                sizes[name] = conn.execute(sa.text("PRAGMA page_size")).scalar()
+                mode = conn.execute(sa.text("PRAGMA journal_mode")).scalar()
+                assert mode == "wal"
+            engine.dispose()
+        assert sizes == {"new": 65536, "old": 4096}
+    finally:
+        monkeypatch.delenv("SQLITE_PAGE_SIZE")
+        get_settings(reload=True)
