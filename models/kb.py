@@ -10,9 +10,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from models.base import Base, new_id, utcnow
 
 # Bumped whenever the worker's text extraction or chunking changes what a file becomes (2: list
-# markers kept in markdown). It is part of each document's content hash, so the next import of
-# an unchanged file re-indexes it once with the new extraction instead of keeping old chunks.
-EXTRACTION_VERSION = 2
+# markers kept in markdown; 3: chunks keep paragraph breaks). It is part of each document's
+# content hash, so the next import of an unchanged file re-indexes it once with the new
+# extraction instead of keeping old chunks.
+EXTRACTION_VERSION = 3
 
 
 class KBDocument(Base):

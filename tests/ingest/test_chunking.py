@@ -115,3 +115,48 @@ def test_component_in_pipeline() -> None:
 def test_invalid_parameters(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         SectionSentenceSplitter(**kwargs)
+
+
+def test_paragraphs_keep_their_lines() -> None:
+    """A paragraph's sentences share a line (hard-wrapped ones too, even where a wrap falls at a
+    sentence's end); the next paragraph starts a new one, so the composer can tell one thought
+    from the next."""
+    text = (
+        "Refunds take 5 days. They go back to your card.\n\n"
+        "A return label costs €4.95.\nIt is deducted from the refund.\n"
+        "Print the label at home,\nthen stick it on the box."
+    )
+    assert chunk_text(text) == [
+        (
+            None,
+            "Refunds take 5 days. They go back to your card.\n"
+            "A return label costs €4.95. It is deducted from the refund. "
+            "Print the label at home, then stick it on the box.",
+        )
+    ]
+
+
+def test_the_paragraph_after_a_list_is_not_glued_to_its_last_step() -> None:
+    text = (
+        "To reset it:\n\n1. Hold the button.\n2. Wait until the light blinks. It takes a while.\n\n"
+        "The router restarts with its factory name. Set it up again."
+    )
+    assert chunk_text(text)[0][1].split("\n") == [
+        "To reset it:",
+        "1. Hold the button.",
+        "2. Wait until the light blinks. It takes a while.",
+        "The router restarts with its factory name. Set it up again.",
+    ]
+
+
+def test_paragraph_lines_change_no_words_and_no_chunk_boundaries() -> None:
+    """Retrieval sees the same tokens: only spaces became newlines."""
+    paragraphs = [_sentences(3, prefix=f"P{p}S") for p in range(8)]
+    text = "\n\n".join(paragraphs)
+    chunks = [c for _, c in chunk_text(text, max_words=40, overlap_sentences=1)]
+    flat = [c for _, c in chunk_text(" ".join(paragraphs), max_words=40, overlap_sentences=1)]
+    assert [c.split() for c in chunks] == [c.split() for c in flat]
+    assert chunks != flat
+    for content in chunks:
+        for line in content.split("\n"):
+            assert len({w[:2] for w in line.split() if w.startswith("P")}) == 1  # one paragraph

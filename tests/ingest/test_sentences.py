@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from worker.ingest.sentences import split_sentences
+from worker.ingest.sentences import split_paragraphs, split_sentences
 
 
 @pytest.mark.parametrize(
@@ -95,3 +95,20 @@ def test_one_megabyte_is_fast() -> None:
         sentences = split_sentences(text)
         assert time.perf_counter() - start < 3.0
         assert len(sentences) > 20_000
+
+
+def test_split_paragraphs_groups_sentences_as_a_reader_sees_them() -> None:
+    text = (
+        "Refunds take 5 days.\nThey go back to your card.\n\n"
+        "Steps:\n1. Hold the button. Keep holding.\n- Wait.\n"
+        "Then set it up again. It takes a minute."
+    )
+    assert split_paragraphs(text) == [
+        ["Refunds take 5 days.", "They go back to your card."],  # a wrap at a sentence's end
+        ["Steps:"],
+        ["1. Hold the button.", "Keep holding."],
+        ["- Wait."],
+        ["Then set it up again.", "It takes a minute."],  # after a list: a paragraph of its own
+    ]
+    assert split_sentences(text) == [s for p in split_paragraphs(text) for s in p]
+    assert split_paragraphs("  \n\n ") == []

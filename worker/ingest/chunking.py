@@ -1,4 +1,8 @@
-"""Section-aware chunking: whole sentences, packed to a word budget, never crossing a heading."""
+"""Section-aware chunking: whole sentences, packed to a word budget, never crossing a heading.
+
+A chunk keeps the article's paragraph breaks: a paragraph's sentences share a line, and each
+paragraph, list item and table row starts a new one (the composer reads a line as one thought).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 
 from haystack import Document, component, default_from_dict, default_to_dict
 
-from worker.ingest.sentences import split_sentences
+from worker.ingest.sentences import split_paragraphs
 
 __all__ = ["SectionSentenceSplitter", "chunk_text"]
 
@@ -60,8 +64,8 @@ def _split_sections(text: str) -> list[tuple[str | None, str]]:
     return [(name, "\n".join(body).strip()) for name, body in sections if "\n".join(body).strip()]
 
 
-def _words(sentence: str) -> int:
-    return len(sentence.split())
+# A sentence and whether it opens a paragraph (a new line in the chunk).
+_Sentence = tuple[str, bool]
 
 
 def _hard_split(sentence: str, max_words: int) -> list[str]:
@@ -70,26 +74,35 @@ def _hard_split(sentence: str, max_words: int) -> list[str]:
     return [" ".join(words[i : i + max_words]) for i in range(0, len(words), max_words)]
 
 
-def _join(sentences: list[str]) -> str:
-    """Prose sentences share a line; list items, table rows and unpunctuated lines keep theirs."""
+def _join(sentences: list[_Sentence]) -> str:
+    """A paragraph's sentences share a line; a new paragraph, list item, table row or the line
+    after an unpunctuated one starts a new line."""
     out = ""
-    for s in sentences:
+    for s, opens in sentences:
         if not out:
             out = s
-        elif _STRUCTURAL.match(s) or not _ENDS_SENTENCE.search(out):
+        elif opens or _STRUCTURAL.match(s) or not _ENDS_SENTENCE.search(out):
             out += "\n" + s
         else:
             out += " " + s
     return out
 
 
-def _pack(sentences: list[str], max_words: int, overlap: int, min_words: int) -> list[str]:
+def _words(sentence: _Sentence) -> int:
+    return len(sentence[0].split())
+
+
+def _pack(sentences: list[_Sentence], max_words: int, overlap: int, min_words: int) -> list[str]:
     """Greedy packing of whole sentences with N-sentence overlap; tiny tails merge backwards."""
-    units: list[str] = []
-    for s in sentences:
-        units.extend(_hard_split(s, max_words) if _words(s) > max_words else [s])
-    chunks: list[list[str]] = []
-    current: list[str] = []
+    units: list[_Sentence] = []
+    for s, opens in sentences:
+        if len(s.split()) > max_words:
+            pieces = _hard_split(s, max_words)
+            units.extend((p, opens and k == 0) for k, p in enumerate(pieces))
+        else:
+            units.append((s, opens))
+    chunks: list[list[_Sentence]] = []
+    current: list[_Sentence] = []
     n_fresh = 0
     for unit in units:
         if n_fresh and sum(map(_words, current)) + _words(unit) > max_words:
@@ -124,7 +137,8 @@ def chunk_text(
     pairs: list[tuple[str | None, str]] = []
     for section, body in _split_sections(text or ""):
         name = section if section is not None else (title.strip()[:_MAX_SECTION_CHARS] or None)
-        for content in _pack(split_sentences(body), max_words, overlap_sentences, min_words):
+        sentences = [(s, k == 0) for para in split_paragraphs(body) for k, s in enumerate(para)]
+        for content in _pack(sentences, max_words, overlap_sentences, min_words):
             pairs.append((name, content))
     return pairs
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["split_sentences"]
+__all__ = ["split_paragraphs", "split_sentences"]
 
 # Abbreviations after which a period never ends a sentence (a name or word follows).
 _NEVER_END = frozenset(
@@ -68,13 +68,19 @@ def _ends_sentence(line: str, nxt: str) -> bool:
     return _is_boundary(line + " " + nxt, m.start(), len(line))
 
 
-def _blocks(text: str) -> list[str]:
-    """Join soft-wrapped lines; break at paragraphs, headings, list items and title lines."""
-    blocks: list[str] = []
+def _blocks(text: str) -> list[tuple[str, bool]]:
+    """Join soft-wrapped lines; break at paragraphs, headings, list items and title lines.
+
+    Each block comes with whether it opens a paragraph: a blank line, a heading, a list item,
+    a title line and the first line after any of those start one; a line that merely ends a
+    sentence before the next wrapped line (hard-wrapped PDF text) does not.
+    """
+    blocks: list[tuple[str, bool]] = []
     for para in _BLANK_SPLIT.split(text):
         lines = [_SPACES.sub(" ", ln).strip() for ln in para.split("\n")]
         lines = [ln for ln in lines if ln]
         parts: list[str] = []
+        opens = True  # the block being built starts a paragraph
         for i, line in enumerate(lines):
             if (
                 parts
@@ -86,17 +92,18 @@ def _blocks(text: str) -> list[str]:
             else:
                 parts.append(line)
             nxt = lines[i + 1] if i + 1 < len(lines) else ""
-            if (
-                not nxt
-                or _is_structural(line)
+            if not nxt:
+                continue
+            own = (
+                _is_structural(line)
                 or _is_structural(nxt)
                 or (_is_title_like(line) and (nxt[:1].isupper() or nxt[:1].isdigit()))
-                or _ends_sentence(line, nxt)
-            ):
-                blocks.append(" ".join(parts))
-                parts = []
+            )
+            if own or _ends_sentence(line, nxt):
+                blocks.append((" ".join(parts), opens))
+                parts, opens = [], own
         if parts:
-            blocks.append(" ".join(parts))
+            blocks.append((" ".join(parts), opens))
     return blocks
 
 
@@ -151,12 +158,25 @@ def _split_block(block: str) -> list[str]:
     return out
 
 
-def split_sentences(text: str) -> list[str]:
-    """Split text into sentences so chunks and citations never cut a sentence in half."""
+def split_paragraphs(text: str) -> list[list[str]]:
+    """Sentences grouped by paragraph (a list item or table row is a paragraph of its own), so
+    the chunker can keep the breaks a reader sees and the composer can tell one thought from the
+    next, and the paragraph after a list from the list's last step."""
     if not text or not text.strip():
         return []
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    sentences: list[str] = []
-    for block in _blocks(text):
-        sentences.extend(_split_block(block))
-    return sentences
+    paragraphs: list[list[str]] = []
+    for block, opens in _blocks(text):
+        sentences = _split_block(block)
+        if not sentences:
+            continue
+        if opens or not paragraphs:
+            paragraphs.append(sentences)
+        else:
+            paragraphs[-1].extend(sentences)
+    return paragraphs
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split text into sentences so chunks and citations never cut a sentence in half."""
+    return [s for paragraph in split_paragraphs(text) for s in paragraph]
