@@ -178,3 +178,64 @@ def test_a_short_paragraph_is_quoted_from_its_start():
     text, _ = answer("how long does a full charge of the speaker battery take", [battery])
     assert text.startswith("A flashing red light means the battery is almost empty.")
     assert "about 3 hours" in text
+
+
+def test_a_lists_last_step_is_its_own_line_and_the_next_paragraph_is_prose():
+    """The chunker gives the paragraph after a list its own line: every sentence of the last
+    step belongs to the step, however many, and none of the next paragraph does."""
+    router = passage(
+        "router",
+        "To reset the router:\n1. Leave it switched on.\n"
+        "2. Hold the Reset pinhole for 10 seconds. The light blinks amber. Then let go.\n"
+        "The router restarts with the name on its label. Set it up again in the app.",
+        section="Reset",
+    )
+    units, _ = build_units([router], {"router": 0})
+    steps = next(u for u in units if u.kind == "steps")
+    in_steps = [u.text for u in units if u.parent == steps.uid]
+    assert in_steps[-3:] == [
+        "Hold the Reset pinhole for 10 seconds.",
+        "The light blinks amber.",
+        "Then let go.",
+    ]
+    prose = [u.text for u in units if u.kind == "sentence" and u.parent is None]
+    assert prose[-2:] == [
+        "The router restarts with the name on its label.",
+        "Set it up again in the app.",
+    ]
+    text, _ = answer("how do i reset the router", [router])
+    assert "\n2. Hold the Reset pinhole for 10 seconds. The light blinks amber" in text, text
+    assert "amber. The router restarts" not in text and "let go. The router" not in text, text
+
+
+def test_a_later_sentence_of_a_short_paragraph_joins_a_timed_answer_when_it_is_relevant():
+    """After a duration only sentences that lean back on it or are about the question join: with
+    real paragraphs, "your first payment is taken on day 15" sits in a short paragraph."""
+    billing = passage(
+        "plus-billing",
+        "Plus renews automatically until you cancel.\n"
+        "During a free trial, we email you 3 days before it ends. If you don't cancel, your "
+        "first payment is taken on day 15. Annual members also get a reminder.\n"
+        "A return label costs €4.95.",
+        section="How billing works",
+    )
+    text, _ = answer("when is my first plus payment taken after the free trial", [billing])
+    assert "day 15" in text, text
+    assert "€4.95" not in text, text
+
+
+def test_a_steps_list_is_as_relevant_as_the_line_that_introduces_it():
+    """A lead-in ("If the box is crushed:") says what the steps are for; no step repeats it."""
+    damaged = passage(
+        "damaged-parcel",
+        "If the box is crushed, torn or wet:\n1. Photograph the outer box and the label.\n"
+        "2. Keep all the packaging.\n3. Report it within 14 days.",
+        section="The box arrived damaged",
+    )
+    speaker = passage(
+        "speaker-crackle",
+        "If you hear crackling at any volume, contact support. Your speaker has a warranty.",
+        score=0.85,
+    )
+    text, _ = answer("box came crushed, the speaker inside has a crack", [damaged, speaker])
+    assert text.startswith("If the box is crushed, torn or wet:\n1. Photograph"), text

@@ -161,10 +161,13 @@ def score_units(
     analyzer: Analyzer = ANALYZER,
 ) -> None:
     """Relevance plus the answer-type bonus, times the passage prior; pointers are penalised,
-    and so are units saying the opposite of the question ("off" for "switch on"). `analyzer`:
-    the language the passages were searched in (see `relevance`)."""
+    and so are units saying the opposite of the question ("off" for "switch on"). A steps list
+    is as relevant as its best step or the line introducing it ("If the box is crushed:" says
+    what the steps are for). `analyzer`: the language the passages were searched in (see
+    `relevance`)."""
     first_seen: set[int] = set()
     steps_children: dict[int, float] = defaultdict(float)
+    lead_ins: dict[int, tuple[float, bool]] = {}  # a list's group -> its lead-in's relevance
     mentioned: dict[int, bool] = {}
     pointers: list[tuple[Unit, float, float]] = []  # (pointer, its unpenalised score, relevance)
     referent: tuple[tuple[int, int, int], float] | None = None  # (doc, slot, line), relevance
@@ -195,11 +198,14 @@ def score_units(
         if unit.parent is not None:
             steps_children[unit.parent] = max(steps_children[unit.parent], rel)
             mentioned[unit.parent] = mentioned.get(unit.parent, False) or unit.mentions
+        if unit.lead_in and unit.group is not None:
+            lead_ins[unit.group] = (rel, unit.mentions)
     for unit in units:
         if unit.kind == "steps":
             unit.match = 1.0 if ask == Ask.STEPS else 0.0
-            rel = steps_children.get(unit.uid, 0.0)
-            unit.mentions = mentioned.get(unit.uid, False)
+            lead_rel, lead_mentions = lead_ins.get(unit.group, (0.0, False))
+            rel = max(steps_children.get(unit.uid, 0.0), lead_rel)
+            unit.mentions = mentioned.get(unit.uid, False) or lead_mentions
             unit.score = priors[unit.order[0]] * _value(rel, unit.match)
             if contradicts(question, f"{unit.context} {unit.text}"):
                 unit.score *= OPPOSITE_PENALTY
@@ -360,8 +366,10 @@ def _paragraph(same: list[Unit], anchor: Unit, typed: bool) -> list[Unit] | None
     """The rest of the anchor's paragraph when the whole paragraph is short: a help article's
     paragraph is one thought (its first sentence states the fact, the next ones qualify it),
     so quoting it from its start never starts mid-thought nor drops the fact it opens with.
-    After a duration, amount or count the sentences that follow are another fact ("A label
-    costs €4.95" after "refunds take 5 days"), so there only those leaning back on it join."""
+    After a duration, amount or count the sentences that follow are often another fact ("A label
+    costs €4.95" after "refunds take 5 days"), so there only those leaning back on it or about
+    the question in their own right (scoring like a context neighbour) join: "your first payment
+    is taken on day 15" after "we email you 3 days before the trial ends"."""
     line = (anchor.order[0], anchor.order[1] // 100)
     members = [u for u in same if u.kind == "sentence" and (u.order[0], u.order[1] // 100) == line]
     if len(members) < 2 or sum(len(u.text.split()) for u in members) > PARAGRAPH_WORDS:
@@ -370,7 +378,12 @@ def _paragraph(same: list[Unit], anchor: Unit, typed: bool) -> list[Unit] | None
     for unit in members:
         if unit is anchor or not unit.usable or unit.lead_in or is_navigational(unit.text):
             continue
-        if unit.order > anchor.order and typed and not _ANAPHOR.match(unit.text):
+        if (
+            unit.order > anchor.order
+            and typed
+            and not _ANAPHOR.match(unit.text)
+            and unit.score < CONTEXT_RATIO * anchor.score
+        ):
             continue
         out.append(unit)
     return out

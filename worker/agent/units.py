@@ -1,9 +1,11 @@
 """Retrieved passages as quotable units (sentences, list items, table rows, steps lists) and back.
 
-Chunk text is markdown-ish: prose sentences share a line, list items and table rows have their
-own. A numbered list is kept whole (steps read badly out of order) but its sentences are also
-units, so "how long is the link valid" can quote one step; a table row becomes a sentence that
-carries its column headers ("Visa — Time after we issue the refund: 3–5 business days.").
+Chunk text is markdown-ish: a paragraph's sentences share a line, and each paragraph, list item
+and table row has its own (see `worker.ingest.chunking`), so a prose line is one paragraph and a
+list's last line is its last item alone. A numbered list is kept whole (steps read badly out of
+order) but its sentences are also units, so "how long is the link valid" can quote one step; a
+table row becomes a sentence that carries its column headers ("Visa — Time after we issue the
+refund: 3–5 business days.").
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ _BULLET = re.compile(r"^\s*[-*+•]\s+")
 _TABLE_ROW = re.compile(r"^\s*\|")
 _TABLE_RULE = re.compile(r"^\s*\|?[\s:|-]*-{2,}[\s:|-]*$")
 _MAX_LIST_LINES = 8
-_LAST_ITEM_SENTENCES = 2  # more on a list's last line is the next paragraph (see `_list`)
 _STEP_SENTENCES = 2  # a step shows its instruction and one remark; the rest is detail
 
 
@@ -132,15 +133,9 @@ class _Parser:
         return self.add(Unit([text], doc, order, "sentence", context, usable=usable))
 
     def _list(self, lines: list[str], doc: int, at: tuple[int, int], context: str) -> None:
-        """A run of list lines: a numbered run stays whole as steps, bullets become items.
-
-        The chunker joins the paragraph after a list onto the list's last line, so that line
-        keeps only its first sentences and the rest is quoted as ordinary prose.
-        """
+        """A run of list lines: a numbered run stays whole as steps, bullets become items."""
         numbered = bool(_NUMBERED.match(lines[0]))
         body = [split_sentences(_BULLET.sub("", _NUMBERED.sub("", ln))) or [ln] for ln in lines]
-        keep = _LAST_ITEM_SENTENCES if numbered else 1
-        tail, body[-1] = body[-1][keep:], body[-1][:keep]
         lead = self.units[-1] if self.units and self.units[-1].text.endswith(":") else None
         self.groups += 1
         if lead is not None and (lead.doc, lead.order[0]) == (doc, at[0]):
@@ -162,9 +157,6 @@ class _Parser:
                 order = (at[0], base + n * 100)
                 text = clean(" ".join(sentences))
                 self.add(Unit([text], doc, order, "item", context, group=self.groups))
-        end = base + (len(lines) - 1) * 100 + 50
-        for k, sentence in enumerate(tail):
-            self._sentence(sentence, doc, (at[0], end + k), context)
 
 
 def build_units(passages: list[Passage], docs: dict[str, int]) -> tuple[list[Unit], list[Passage]]:
