@@ -10,11 +10,11 @@ the worker make (`accept_message`, `answer_pending`) moves much less, and statem
 at all. It sets up a throwaway database (SQLite file by default; a PostgreSQL database whose
 name ends in `_bench` is created and dropped), imports the sample KB through the worker's own
 `ingest`, then for each message: accepts it as the WebSocket handler does (own ORM session,
-`db.get` of the session, `accept_message` inside the Flask app) and answers it as the Celery
-task does (`answer_pending`). Redis is real (a private database number and channel prefix; the
-sent tasks are flushed at the end, no worker consumes them). The first message of each
-session is warm-up for that session; the first session is warm-up for the process (models,
-index, statement caches) and not counted.
+`chat_for_message`: the session and the duplicate check in one read, `accept_message` inside
+the Flask app) and answers it as the Celery task does (`answer_pending`). Redis is real (a
+private database number and channel prefix; the sent tasks are flushed at the end, no worker
+consumes them). The first message of each session is warm-up for that session; the first
+session is warm-up for the process (models, index, statement caches) and not counted.
 
 Run it once on the old code and once on the new, alternately, to compare.
 """
@@ -106,7 +106,7 @@ def main() -> int:
     from models.db import get_engine, new_session
     from webapp import create_app
     from webapp.auth import Actor
-    from webapp.chat import accept_message
+    from webapp.chat import accept_message, chat_for_message
     from webapp.cli import _collect
     from webapp.kb import upsert_document
     from worker.kb import ingest
@@ -157,7 +157,8 @@ def main() -> int:
                     prof.enable()
                 db = new_session()  # as the socket handler does
                 try:
-                    chat = db.get(ChatSession, session_id)
+                    chat, duplicate_of = chat_for_message(db, session_id, f"c{m}")
+                    assert chat is not None
                     accept_message(
                         db,
                         chat,
@@ -166,6 +167,7 @@ def main() -> int:
                         f"c{m}",
                         [],
                         on_stored=lambda msg, _created, h=holder: h.update(id=msg.id),
+                        duplicate_of=duplicate_of,
                     )
                 finally:
                     db.close()

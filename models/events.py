@@ -96,22 +96,30 @@ def append_event(
     The row is inserted at once (a Core INSERT, not an ORM object waiting for the flush): the
     log is only ever read back through queries, never as a loaded object.
     """
+    if seq is None:
+        if type_ not in PERSISTED_TYPES:  # checked before the seq is spent
+            raise ValueError(f"{type_} is not a persisted event type")
+        seq = next_seq(db, session_id)
+    event, row = event_row(session_id, type_, seq, **fields)
+    db.execute(_INSERT_EVENT, row)
+    return event
+
+
+def event_row(session_id: str, type_: str, seq: int, **fields: Any) -> tuple[dict, dict]:
+    """A persisted event and its `session_events` row, for a caller that inserts the row in a
+    statement of its own making (webapp/chat.py stores a message, its seq and its event in one
+    statement on PostgreSQL)."""
     if type_ not in PERSISTED_TYPES:
         raise ValueError(f"{type_} is not a persisted event type")
-    if seq is None:
-        seq = next_seq(db, session_id)
     event = envelope(type_, session_id, seq, **fields)
-    db.execute(
-        _INSERT_EVENT,
-        {
-            "session_id": session_id,
-            "seq": seq,
-            "type": type_,
-            "payload": event,
-            "created_at": utcnow(),
-        },
-    )
-    return event
+    row = {
+        "session_id": session_id,
+        "seq": seq,
+        "type": type_,
+        "payload": event,
+        "created_at": utcnow(),
+    }
+    return event, row
 
 
 def events_after(db: Session, session_id: str, after: int, upto: int | None = None) -> list[dict]:

@@ -71,6 +71,60 @@ def test_same_client_msg_id_twice_is_one_message_one_answer(api, chat):
     assert [m["role"] for m in data["messages"]] == ["user", "assistant"]
 
 
+def test_sends_read_together_take_consecutive_seqs_and_one_client_msg_id_is_one_message(api, chat):
+    """Three sends of one conversation read its counter at the same value (three tabs, say).
+    The first stored takes the next seq; the second, whose read is stale by then, takes a later
+    one (on PostgreSQL its one-statement insert finds the counter moved, writes nothing, and
+    the locking way stores it; the worker's answer to the first may come in between); the
+    third repeats the first's client_msg_id, which its read did not see yet, and is that
+    message (the unique key decides). No gap, no double, each message's event carries its seq,
+    and the two messages get two answers."""
+    from models.db import session_scope
+    from models.events import events_after
+    from models.settings import get_settings
+    from webapp import create_app
+    from webapp.auth import Actor
+    from webapp.chat import accept_message, chat_for_message
+
+    sid = chat["session_id"]
+    app = create_app({"HELPLINE": get_settings(), "TESTING": True})
+    customer = Actor("customer")
+    sends = [("tab-1", "Where is my parcel?"), ("tab-2", "Do you ship to Norway?")]
+    sends.append(sends[0])
+    with (
+        app.test_request_context("/ws", environ_base={"REMOTE_ADDR": "127.0.0.1"}),
+        session_scope() as db1,
+        session_scope() as db2,
+        session_scope() as db3,
+    ):
+        dbs = (db1, db2, db3)
+        reads = [
+            chat_for_message(db, sid, cid) for db, (cid, _text) in zip(dbs, sends, strict=True)
+        ]
+        assert all(found is not None and dup is None for found, dup in reads)
+        n = reads[0][0].last_seq
+        first, second, again = (
+            accept_message(db, found, customer, text, cid, duplicate_of=dup)
+            for db, (found, dup), (cid, text) in zip(dbs, reads, sends, strict=True)
+        )
+        assert first.created and second.created and not again.created
+        assert again.message.id == first.message.id
+        assert first.message.seq == n + 1 and second.message.seq > n + 1
+        stored = [(first.message.id, n + 1), (second.message.id, second.message.seq)]
+    data = api.wait_for(chat, lambda ms: sum(m["role"] == "assistant" for m in ms) == 2)
+    assert [(m["id"], m["seq"]) for m in data["messages"] if m["role"] == "user"] == stored
+    assert [m["seq"] for m in data["messages"]] == list(range(n + 1, n + 5))
+    with session_scope() as db:
+        logged = events_after(db, sid, n)
+        resend = chat_for_message(db, sid, "tab-1")[1]
+    seqs = [e["seq"] for e in logged]
+    assert seqs == list(range(n + 1, n + 1 + len(seqs)))  # no gap, no double
+    told = [(e["message"]["id"], e["seq"]) for e in logged if e["type"] == "user_message"]
+    assert told == stored
+    assert all(e["message"]["seq"] == e["seq"] for e in logged if e["type"] == "user_message")
+    assert resend == stored[0][0]
+
+
 def test_replies_come_in_order(api, chat):
     questions = ["How do I reset my password?", "What does Plus cost?", "Do you ship to Norway?"]
     ids = [api.send(chat, q).json()["message_id"] for q in questions]

@@ -17,9 +17,8 @@ from typing import Any
 
 from flask import request
 from simple_websocket import ConnectionClosed
-from sqlalchemy import bindparam, select
 
-from models.chat import ChatSession, Message
+from models.chat import Message
 from models.db import new_session
 from models.events import envelope, events_after, publish
 from models.logs import request_id_var, session_id_var
@@ -31,16 +30,13 @@ from models.textcheck import (
     text_problem,
 )
 from webapp.auth import Actor, authorize, check_origin
-from webapp.chat import accept_message
+from webapp.chat import accept_message, chat_for_message
 from webapp.config import current_settings
 from webapp.errors import ApiError, error_event
 from webapp.events import GOING_AWAY, GOING_AWAY_CODE, RESYNC, get_hub
 from webapp.extensions import sock
 from webapp.metrics import socket_closed, socket_opened
 from webapp.wsserver import Outbox, text_frame
-
-# The session a socket message belongs to, read for every message: built once.
-_CHAT = select(ChatSession).where(ChatSession.id == bindparam("sid"))
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +280,8 @@ class Connection(Outbox):
         try:
             db = new_session()
             try:
-                chat = db.scalar(_CHAT, {"sid": self.session_id})
+                # The session and the duplicate check in one statement (chat_for_message).
+                chat, duplicate_of = chat_for_message(db, self.session_id, client_msg_id)
                 if chat is None:
                     return self.send_error(
                         "unknown_session",
@@ -300,6 +297,7 @@ class Connection(Outbox):
                     ids,
                     on_stored=stored,
                     request=request,
+                    duplicate_of=duplicate_of,
                 )
             except ApiError as err:
                 return self.send_error(err.code, err.message, err.details, client_msg_id)
