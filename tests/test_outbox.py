@@ -43,11 +43,17 @@ def test_put_now_waits_behind_a_held_outbox():
     _wait_for(lambda: box.sent == ["connected", "ack"])
 
 
-def test_put_now_queues_behind_a_running_writer():
+def _started_and_held() -> Recorded:
+    """A started, idle outbox whose next delivery will wait for `gate`."""
     box = Recorded()
     box.start()
     _wait_idle(box)
     box.gate = threading.Event()
+    return box
+
+
+def test_put_now_queues_behind_a_running_writer():
+    box = _started_and_held()
     box.put({"name": "reply"})  # a writer starts and is held inside its delivery
     assert box.entered.wait(10)
     box.put_now({"name": "ack"})
@@ -57,10 +63,7 @@ def test_put_now_queues_behind_a_running_writer():
 
 
 def test_events_put_while_put_now_sends_get_a_writer():
-    box = Recorded()
-    box.start()
-    _wait_idle(box)
-    box.gate = threading.Event()
+    box = _started_and_held()
     caller = threading.Thread(target=box.put_now, args=({"name": "ack"},))
     caller.start()
     assert box.entered.wait(10)  # put_now is inside its delivery
