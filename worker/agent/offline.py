@@ -196,8 +196,9 @@ class OfflineEngine:
         own: set[str] = set()
         if any(enriched for _, enriched in queries):
             own = set(analyzer.content_terms(self.kb.repair(question, searched)))
+        file_text = file_query(attachments)
         standalone = len(own) >= 2 and any(
-            not enriched and query != file_query(attachments) for query, enriched in queries
+            not enriched and query != file_text for query, enriched in queries
         )
         for i, (query, enriched) in enumerate(queries):
             query = self.kb.repair(query, searched)  # confidence and quoting see the words meant
@@ -213,9 +214,7 @@ class OfflineEngine:
         # the file's text alone is a fallback for a question that says nothing by itself ("see
         # my file"): what the customer typed, with the file, is what they asked, so it wins
         # whenever it is answerable, however the file alone scores on another article
-        asked = (
-            tries[:-1] if file_query(attachments) == queries[-1][0] and len(tries) > 1 else tries
-        )
+        asked = tries[:-1] if file_text == queries[-1][0] and len(tries) > 1 else tries
         best = max(asked, key=lambda t: t[:2])
         if best[5] < self.threshold:
             best = max(tries, key=lambda t: t[:2])
