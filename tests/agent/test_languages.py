@@ -23,6 +23,8 @@ from worker.agent.bm25 import documents_from_rows
 from worker.agent.embeddings import WordLlamaEmbedder
 from worker.agent.offline import OfflineEngine
 from worker.agent.pgstore import PgFullTextRetriever, engine_for
+from worker.agent.phrases import small_talk, without_courtesy
+from worker.agent.questions import Ask, answer_match, question_type
 from worker.agent.retrieval import KnowledgeBase
 
 # Our own French help articles: their words differ in form from the questions below, which only
@@ -316,7 +318,7 @@ def test_a_language_the_kb_lacks_is_told_the_answers_are_in_the_kbs_language(set
         documents_from_rows(chunk_rows()), settings=settings, embedder=None
     )
     engine = OfflineEngine(kb)
-    note = "Our help articles are only available in English"
+    note = "Unsere Hilfeartikel gibt es nur auf Englisch"  # in German since session 7
     abstained = engine.answer(
         "Wie lange dauert es, bis ich mein Geld zurückbekomme?",
         history=[],
@@ -439,7 +441,7 @@ def test_postgres_store_tells_a_german_customer_the_kb_is_english(pg_url, settin
         emit=lambda *_: None,
     )
     assert kb.languages == {"en": 6}
-    assert reply.text.startswith("Our help articles are only available in English")
+    assert reply.text.startswith("Unsere Hilfeartikel gibt es nur auf Englisch")  # session 7
 
 
 def _insert_kb_at_0006(engine: Any, rows: list[dict[str, Any]]) -> None:
@@ -601,3 +603,78 @@ def test_auto_store_searches_french_alike_in_memory_and_in_postgres(
     assert kb.store == ("postgres" if memory_chunks == 1 else "bm25s")
     assert kb.languages == {"en": 6, "fr": 2}
     assert passages and passages[0].external_id == "fr/remboursement-commande"
+
+
+# Session 7: the engine's own sentences, answer shapes and typo repair per language.
+
+
+def test_a_french_question_is_repaired_toward_french_words_only(settings):
+    """The embedding model's word list is mostly English: a French question must not be
+    "repaired" toward it ("coûte" became "conte", "acceptez" "accepted"); an English KB asked
+    in German gets no repair toward English words either, while English is repaired as before."""
+    kb = _french_only(settings, embedder=WordLlamaEmbedder(128))
+    for question in (
+        "Combien coûte la livraison express ?",
+        "Quels moyens de paiement acceptez-vous ?",
+    ):
+        assert kb.repair(question, "fr") == question
+        assert kb.repair(question) == question
+    english = KnowledgeBase.from_documents(
+        documents_from_rows(chunk_rows()), settings=settings, embedder=WordLlamaEmbedder(128)
+    )
+    assert english.repair("Verkaufen Sie auch Autos?", "de") == "Verkaufen Sie auch Autos?"
+    assert english.repair("where is my pakage") == "where is my package"
+
+
+def test_small_talk_and_fixed_replies_come_in_the_customers_language(settings):
+    """ "Bonjour" and "merci beaucoup" are small talk, answered in French; the abstention is in
+    French for a French question, and a German customer of an English KB reads in German that
+    the articles are in English. English small talk and replies are unchanged."""
+    kb = _french_only(settings)
+    greeting = _ask(kb, "Bonjour")
+    assert greeting.text == "Bonjour ! Comment puis-je vous aider ?"
+    assert not greeting.requires_escalation and not greeting.sources
+    assert _ask(kb, "Merci beaucoup !").text.startswith("Avec plaisir")
+    abstained = _ask(kb, "Vendez-vous des voitures ?")
+    assert abstained.requires_escalation
+    assert abstained.text.startswith("Désolé, ce n'est pas dans nos documents")
+    english = KnowledgeBase.from_documents(
+        documents_from_rows(chunk_rows()), settings=settings, embedder=None
+    )
+    german = _ask(english, "Wie lange dauert es, bis ich mein Geld zurückbekomme?")
+    assert german.text.startswith("Unsere Hilfeartikel gibt es nur auf Englisch")
+    assert "Soll ich Sie mit jemandem aus unserem Support-Team verbinden?" in german.text
+    assert _ask(english, "hi there").text == "Hi! How can I help you today?"
+    assert _ask(english, "Do you sell cars?").text.startswith("I'm sorry, that's not in our")
+
+
+def test_question_forms_and_answer_shapes_per_language():
+    """ "Combien de temps" wants a duration, "combien coûte" an amount, "comment" steps, in
+    French as in English; likewise in German and Spanish; "deux à quatre jours" is a duration."""
+    assert question_type("Combien de temps prend la livraison express ?", "fr") == Ask.DURATION
+    assert question_type("Combien coûte la livraison ?", "fr") == Ask.AMOUNT
+    assert question_type("Comment modifier mon adresse ?", "fr") == Ask.STEPS
+    assert question_type("Wie lange dauert die Lieferung?", "de") == Ask.DURATION
+    assert question_type("Was kostet der Versand?", "de") == Ask.AMOUNT
+    assert question_type("¿Cuánto tarda el envío?", "es") == Ask.DURATION
+    assert question_type("¿Cómo cambio mi contraseña?", "es") == Ask.STEPS
+    assert answer_match(Ask.DURATION, "La livraison prend deux à quatre jours ouvrés.", "fr") == 1
+    assert answer_match(Ask.AMOUNT, "Le retour est gratuit.", "fr") > 0
+    assert answer_match(Ask.DURATION, "Der Versand dauert drei Werktage.", "de") == 1
+    # English, and a language without its own forms, read as English
+    assert question_type("how long does a refund take") == Ask.DURATION
+    assert question_type("Combien de temps prend la livraison ?") != Ask.DURATION
+
+
+def test_an_opening_greeting_is_no_topic_word():
+    """ "Bonjour," and "Guten Tag," open a question without saying what it is about."""
+    assert without_courtesy("Bonjour, comment puis-je annuler ma commande ?", "fr") == (
+        "comment puis-je annuler ma commande ?"
+    )
+    assert without_courtesy("Guten Tag, wie lange dauert die Lieferung?", "de") == (
+        "wie lange dauert die Lieferung?"
+    )
+    assert without_courtesy("Hi, how do I reset my password?", "en") == (
+        "Hi, how do I reset my password?"
+    )
+    assert small_talk("Hallo") is not None and small_talk("Bonjour, où est mon colis ?") is None

@@ -223,7 +223,7 @@ def test_languages(engine, engine_plus):
     assert cited(german) == ["de/passwort-zuruecksetzen"] and german.metadata["language"] == "de"
     assert "Passwort vergessen" in german.text
     french = ask(engine, "Où est mon colis, je l'ai commandé la semaine dernière ?")
-    assert french.text.startswith("Our help articles are only available in English")
+    assert french.text.startswith("Nos articles d'aide n'existent qu'en anglais")
     english = ask(engine, "How do I track my order?")
     assert "only available in" not in english.text and "language" not in english.metadata
 
@@ -263,3 +263,16 @@ def test_the_meaning_ranks_the_article_about_the_question_first(engine, question
     reply = ask(engine, question)
     assert not reply.requires_escalation
     assert cited(reply)[0] == article
+
+
+def test_a_step_or_a_bullet_comes_with_its_whole_list(engine):
+    """A step is quoted as its numbered list, never alone ("Go to Account > Privacy > Delete my
+    account." is not how to delete it), and a bulleted list after its lead-in line comes whole
+    and in order (one bullet of five was quoted before session 7)."""
+    reply = ask(engine, "deleted my account by mistake can i get it back")
+    assert "1. Go to Account > Privacy > Delete my account.\n2. Enter your password" in reply.text
+    warranty = ask(engine, "does my speaker have a warranty")
+    lines = warranty.text.split("\n")
+    bullets = [line for line in lines if line.startswith("- ")]
+    assert lines[0].endswith("for example:") and len(bullets) == 5
+    assert bullets[0].startswith("- a Lumo bulb") and "Pulse speaker" in bullets[2]

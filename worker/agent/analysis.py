@@ -55,6 +55,23 @@ RELATED_WORDS: tuple[tuple[str, ...], ...] = (
     ("cost", "price", "fee", "charge"),
     ("expire", "expiry", "valid", "validity"),
 )
+# The same groups in the other languages the engine answers in (ISO 639-1), for the composer:
+# a French question about "prix" credits a sentence giving the "tarif".
+RELATED_BY_LANGUAGE: dict[str, tuple[tuple[str, ...], ...]] = {
+    "en": RELATED_WORDS,
+    "fr": (("coût", "prix", "frais", "tarif"), ("expirer", "expiration", "valable", "validité")),
+    "de": (("kosten", "preis", "gebühr", "tarif"), ("ablaufen", "ablauf", "gültig", "gültigkeit")),
+    "es": (
+        ("coste", "costo", "precio", "tarifa", "cargo"),
+        ("caducar", "caducidad", "vencer", "válido", "validez"),
+    ),
+    "it": (
+        ("costo", "prezzo", "tariffa", "commissione"),
+        ("scadere", "scadenza", "valido", "validità"),
+    ),
+    "nl": (("kosten", "prijs", "tarief"), ("verlopen", "vervaldatum", "geldig", "geldigheid")),
+    "pt": (("custo", "preço", "taxa", "tarifa"), ("expirar", "validade", "válido", "vencimento")),
+}
 # Question forms whose answers are phrased with other words: "how much" is answered with a price.
 # ("how long" -> time, days was tried and dropped: it cost covidfaq R@5 0.914 -> 0.903.)
 FORM_RELATED: dict[tuple[str, str], tuple[str, ...]] = {
@@ -325,9 +342,33 @@ _RELATED: dict[str, frozenset[str]] = {
 }
 
 
-def related_stems(stem: str) -> frozenset[str]:
-    """Stems of the words in the same `RELATED_WORDS` group as `stem` (empty if none)."""
-    return _RELATED.get(stem, frozenset())
+def related_stems(stem: str, analyzer: Analyzer | None = None) -> frozenset[str]:
+    """Stems of the words in the same `RELATED_WORDS` group as `stem` (empty if none);
+    `analyzer`: the language's (its `RELATED_BY_LANGUAGE` groups, stemmed with it)."""
+    if analyzer is None or analyzer is ANALYZER:
+        return _RELATED.get(stem, frozenset())
+    return _related_in(analyzer).get(stem, frozenset())
+
+
+_RELATED_IN: dict[str, dict[str, frozenset[str]]] = {}
+
+
+def _related_in(analyzer: Analyzer) -> dict[str, frozenset[str]]:
+    found = _RELATED_IN.get(analyzer.language)
+    if found is None:
+        code = next((c for c, n in SNOWBALL.items() if n == analyzer.language), "")
+        groups = RELATED_BY_LANGUAGE.get(code, ())
+        found = _RELATED_IN[analyzer.language] = {
+            analyzer.stem(word): frozenset(analyzer.stem(w) for w in group if w != word)
+            for group in groups
+            for word in group
+        }
+    return found
+
+
+def iso_code(analyzer: Analyzer) -> str:
+    """The ISO 639-1 code of an analyzer's language ("en" for English)."""
+    return next((c for c, n in SNOWBALL.items() if n == analyzer.language), "en")
 
 
 def expansion_stems(words: list[str]) -> set[str]:
@@ -466,12 +507,21 @@ class QueryRepair:
         known_words: dict[str, int] | None,
         synonym: Callable[[str], str | None] | None = None,
         languages: Iterable[str] = (),
+        by_language: dict[str, dict[str, int]] | None = None,
+        known_language: str = "en",
     ) -> None:
         """`synonym(word)`: the KB word nearest in meaning to a real word the KB lacks
         ("headset" -> "headphones"), or None; it maps the customer's word onto the KB's.
         `languages`: the KB's languages besides English, whose stemmers also tell a word
-        the KB has in another form ("remboursée" where it says "remboursement")."""
+        the KB has in another form ("remboursée" where it says "remboursement").
+        `by_language`: the KB's words per language of the articles holding them (ISO 639-1;
+        None: every word counts for every language); `known_language`: the language of
+        `known_words` (the embedding model's word list is mostly English). A question is
+        repaired only toward words of its own language: with one general English list,
+        French "coûte" became "conte" and "acceptez" "accepted"."""
         self.kb = kb_counts
+        self.by_language = by_language
+        self.known_language = known_language
         self.known = known_words or {}
         self.synonym = synonym
         # a word whose stem the KB has is no typo ("originate" where the KB says "originated"):
@@ -489,21 +539,26 @@ class QueryRepair:
             return word
         if low in analyzer.soft_stop_words:
             return word
-        if low in self.known:
+        code = language or "en"
+        own = self.kb if self.by_language is None else self.by_language.get(code)
+        if own is None:
+            return word  # no article in the question's language: no word of its to repair toward
+        known = self.known if code == self.known_language else {}
+        if low in known:
             return (self.synonym(low) if self.synonym else None) or word
         if ANALYZER.stem(low) in self.kb_stems:
             return word
         if any(a.stem(low) in stems for a, stems in self.other_stems):
             return word
-        if not self.known and len(low) < _MIN_REPAIR_LENGTH:
+        if not known and len(low) < _MIN_REPAIR_LENGTH:
             return word
         near = [c for c in _edits(low) if c[0] == low[0]]
-        in_kb = [c for c in near if c in self.kb]
+        in_kb = [c for c in near if c in own]
         if in_kb:
-            return max(in_kb, key=lambda c: (self.kb[c], c))
-        general = [c for c in near if c in self.known and len(c) >= MIN_QUERY_REPAIR]
+            return max(in_kb, key=lambda c: (own[c], c))
+        general = [c for c in near if c in known and len(c) >= MIN_QUERY_REPAIR]
         if general:
-            fixed = min(general, key=lambda c: (self.known[c], c))  # lower rank = more common
+            fixed = min(general, key=lambda c: (known[c], c))  # lower rank = more common
             return (self.synonym(fixed) if self.synonym else None) or fixed
         return word
 

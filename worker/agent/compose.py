@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from worker.agent.analysis import ANALYZER, Analyzer, related_stems
+from worker.agent.analysis import ANALYZER, Analyzer, iso_code, related_stems
 from worker.agent.base import Passage, Source
 from worker.agent.questions import Ask, answer_match, contradicts, is_navigational
 from worker.agent.units import Unit, build_units, render
@@ -116,15 +116,14 @@ def relevance(
 
     A section heading scopes every sentence under it ("Pulse Mini" above "hold Power and
     Volume +"), so its words count nearly fully; the article title applies to all its sentences.
-    `analyzer` stems the texts as `weights`' terms were stemmed (the related-word groups are
-    English stems, so they apply to English only).
+    `analyzer` stems the texts as `weights`' terms were stemmed, and its language's
+    related-word groups apply.
     """
     total = sum(weights.values()) or 1.0
     own, head, top = (_terms(t, analyzer) for t in (text, heading, title))
-    english = analyzer is ANALYZER
     credit = 0.0
     for term, weight in weights.items():
-        related = related_stems(term) if english else frozenset()
+        related = related_stems(term, analyzer)
         for found, share in ((own, 1.0), (head, HEADING_WEIGHT), (top, TITLE_WEIGHT)):
             if _contains(found, term):
                 credit += share * weight
@@ -165,6 +164,7 @@ def score_units(
     is as relevant as its best step or the line introducing it ("If the box is crushed:" says
     what the steps are for). `analyzer`: the language the passages were searched in (see
     `relevance`)."""
+    code = iso_code(analyzer)  # the answer shapes ("deux jours") of the passages' language
     first_seen: set[int] = set()
     steps_children: dict[int, float] = defaultdict(float)
     lead_ins: dict[int, tuple[float, bool]] = {}  # a list's group -> its lead-in's relevance
@@ -182,7 +182,7 @@ def score_units(
             rel = max(rel, REFERENT_CREDIT * referent[1])
         referent = (line, rel) if unit.kind == "sentence" else None
         unit.mentions = relevance(weights, unit.text, analyzer=analyzer) > 0
-        unit.match = answer_match(ask, unit.text)
+        unit.match = answer_match(ask, unit.text, code)
         unit.score = priors[unit.order[0]] * _value(rel, unit.match)
         unit.score *= _brevity(unit.text)
         if is_navigational(unit.text):
@@ -257,12 +257,24 @@ def pick(units: list[Unit], ask: Ask, max_sentences: int, strong_docs: set[int])
         if parent is not None:
             anchor = parent
     chosen = [anchor, *_context(units, anchor, typed)]
+    by_uid = {u.uid: u for u in units}
     for unit in sorted(pool, key=lambda u: -u.score):
         if _cost(chosen) >= max_sentences or unit.score < SUPPORT_RATIO * anchor.score:
             break
+        if unit.parent is not None and not (typed and unit.match >= 1.0):
+            # a step quoted as support is read as the procedure it belongs to ("Go to Account >
+            # Privacy > Delete my account." alone is not how to delete it): its whole list, or
+            # nothing; a step holding the asked-for duration or amount still stands alone
+            if not unit.mentions:
+                continue
+            unit, whole = by_uid.get(unit.parent, unit), True
+        else:
+            whole = False
         if unit in chosen or any(_overlaps(unit, c) for c in chosen):
             continue
-        if unit.kind == "steps" and (ask != Ask.STEPS or any(c.kind == "steps" for c in chosen)):
+        if unit.kind == "steps" and any(c.kind == "steps" for c in chosen):
+            continue
+        if unit.kind == "steps" and not whole and ask != Ask.STEPS:
             continue  # a whole list supports only a how-to answer
         if unit.kind == "steps" and unit.doc != anchor.doc:
             continue  # another article's procedure is another answer, not support for this one
@@ -281,20 +293,20 @@ def pick(units: list[Unit], ask: Ask, max_sentences: int, strong_docs: set[int])
         if _cost([*chosen, unit]) > max_sentences or _length([*chosen, unit]) > MAX_CHARS:
             continue
         chosen.append(unit)
-    return _with_lead_ins(_whole_lists(chosen, units), units)
+    return _with_lead_ins(_whole_bullets(_whole_lists(chosen, units), units, anchor), units)
 
 
 def _needs_its_list(step: Unit, units: list[Unit], typed: bool) -> bool:
     """True when a sentence of a numbered list cannot be quoted alone: it starts mid-thought, or
-    it is a later step of a how-to (step 3 of a procedure is not an answer without 1 and 2).
+    it is a step of a how-to with more than one (step 1 of a procedure is not the procedure).
     A later step that holds the asked-for fact ("the link expires after 60 minutes" for "how
     long is the link valid") answers by itself."""
     if _ANAPHOR.match(step.text):
         return True
     if typed and step.match >= 1.0:
         return False
-    first = min((u.order for u in units if u.parent == step.parent), default=step.order)
-    return step.order > first
+    # even the first step: "Go to Account > Privacy > Delete my account." is not how to do it
+    return sum(1 for u in units if u.parent == step.parent) > 1
 
 
 def _whole_lists(chosen: list[Unit], units: list[Unit]) -> list[Unit]:
@@ -306,6 +318,26 @@ def _whole_lists(chosen: list[Unit], units: list[Unit]) -> list[Unit]:
             at = chosen.index(kids[0])
             chosen = [u for u in chosen if u not in kids]
             chosen.insert(at, by_uid[parent])
+    return chosen
+
+
+def _whole_bullets(chosen: list[Unit], units: list[Unit], anchor: Unit) -> list[Unit]:
+    """A bulleted list that a line introduces ("Before you start:") is one thought: quoted, it
+    comes whole and in order, not one bullet of five. When the whole list would push a reply
+    past `MAX_CHARS`, a list that only supports the answer is left out, and the anchor's own
+    list keeps just the bullets chosen (a long list of options answering one of them)."""
+    led = {u.group for u in units if u.lead_in and u.group is not None}
+    for group in {u.group for u in chosen if u.kind == "item" and u.group in led}:
+        items = [u for u in units if u.kind == "item" and u.group == group and u.usable]
+        missing = [u for u in items if u not in chosen]
+        if not missing:
+            continue
+        if _length([*chosen, *missing]) <= MAX_CHARS:
+            at = min(chosen.index(u) for u in chosen if u in items)
+            rest = [u for u in chosen if u not in items]
+            chosen = [*rest[:at], *items, *rest[at:]]
+        elif anchor not in items:
+            chosen = [u for u in chosen if u not in items]
     return chosen
 
 

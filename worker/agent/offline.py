@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from worker.agent.analysis import ANALYZER, Analyzer, analyzer_for, capped_mass
 from worker.agent.base import Emit, Passage, Reply, Source, Turn
 from worker.agent.compose import compose
-from worker.agent.language import detect, name
+from worker.agent.language import detect
+from worker.agent.phrases import PHRASES, language_note, phrases_for, small_talk, without_courtesy
 from worker.agent.questions import question_type, question_weights
 from worker.agent.retrieval import KnowledgeBase, get_knowledge_base
 
@@ -82,15 +83,11 @@ CHUNKS_PER_ARTICLE = 5  # the answer may sit in another section than the best-ma
 # context gains far more than that, a new question that stands on its own gains little or loses.
 FOLLOW_UP_MARGIN = 0.1
 
-ABSTAIN_TEXT = (
-    "I'm sorry, that's not in our documents, and I'd rather not guess. Would you like me to "
-    "connect you with a member of our support team?"
-)
-UNSURE_TAIL = "If that doesn't answer your question, I can connect you with a person."
-FILE_NOTE = "From the file you attached:"
-LANGUAGE_NOTE = (
-    "Our help articles are only available in {kb}, so answers come from the {kb} documents."
-)
+# The engine's own sentences, in English; `phrases.PHRASES` has them in the other languages.
+ABSTAIN_TEXT = PHRASES["en"].abstain
+UNSURE_TAIL = PHRASES["en"].unsure
+FILE_NOTE = PHRASES["en"].file_note
+LANGUAGE_NOTE = PHRASES["en"].language_note
 
 
 def stream(emit: Emit, text: str) -> None:
@@ -183,8 +180,17 @@ class OfflineEngine:
         kind = classify(question)
         if kind in _SMALL_TALK and not attachments:
             return self._plain(emit, _SMALL_TALK[kind])
+        chat = None if attachments else small_talk(question, self.kb.main_language)
+        if chat is not None:  # "Bonjour", "merci beaucoup": answered in the customer's language
+            kind, said_in = chat
+            return self._plain(emit, getattr(phrases_for(said_in), kind))
         emit("status", {"state": "searching"})
-        language, note = self._language(question)
+        language, note, speak = self._language(question)
+        # the engine's own sentences in the customer's language when it is known (else the KB's)
+        say = phrases_for(speak)
+        # "Bonjour, ..." / "... merci": politeness is no topic (English's is in its stop list)
+        question = without_courtesy(question, speak)
+        asked = speak if note else None  # a language the KB lacks: no repair toward the KB's
         # the language the KB searches in (the question's, else the KB's own): its stemmer, its
         # stop and question words for the topic words, the confidence and the quoted sentences
         searched = language or self.kb.main_language
@@ -195,15 +201,15 @@ class OfflineEngine:
         # (worked out only when an earlier turn is borrowed: most messages are asked alone)
         own: set[str] = set()
         if any(enriched for _, enriched in queries):
-            own = set(analyzer.content_terms(self.kb.repair(question, searched)))
+            own = set(analyzer.content_terms(self.kb.repair(question, asked or searched)))
         file_text = file_query(attachments)
         standalone = len(own) >= 2 and any(
             not enriched and query != file_text for query, enriched in queries
         )
         for i, (query, enriched) in enumerate(queries):
-            query = self.kb.repair(query, searched)  # confidence and quoting see the words meant
+            query = self.kb.repair(query, asked or searched)  # the words meant, for confidence
             chunks = self.kb.search(
-                query, limit=5, per_document=CHUNKS_PER_ARTICLE, language=language
+                query, limit=5, per_document=CHUNKS_PER_ARTICLE, language=language, asked=asked
             )
             if enriched and standalone and not _holds_own_words(own, chunks, analyzer):
                 continue  # the earlier turn found its own article again, not this message's
@@ -224,38 +230,39 @@ class OfflineEngine:
         if language:
             meta["language"] = language
         if confidence < self.threshold:
-            text = f"{note}\n\n{ABSTAIN_TEXT}" if note else ABSTAIN_TEXT
+            text = f"{note}\n\n{say.abstain}" if note else say.abstain
             reply = self._plain(emit, text, escalate="low_confidence")
             reply.confidence, reply.metadata = confidence, meta
             return reply
         text, sources = self.compose(query, chunks, question=question, language=searched)
         if attachments and used_file(question, attachments, sources, analyzer):
             joiner = "\n" if re.match(r"(?:\d+[.)]|-) ", text) else " "  # a list keeps its lines
-            text = f"{FILE_NOTE}{joiner}{text}"
+            text = f"{say.file_note}{joiner}{text}"
             meta["used_attachment"] = True
         if confidence < self.threshold + 0.1:
-            text = f"{text}\n\n{UNSURE_TAIL}"
+            text = f"{text}\n\n{say.unsure}"
         if note:
             text = f"{note}\n\n{text}"
         emit("sources", {"sources": [s.to_dict() for s in sources]})
         stream(emit, text)
         return Reply(text=text, sources=sources, confidence=confidence, metadata=meta)
 
-    def _language(self, question: str) -> tuple[str | None, str | None]:
-        """(language to search in, note for the customer): a question in a language the KB
-        has articles in is answered from those; in one it lacks, we say the answer comes from
-        the KB's own language rather than pretend."""
+    def _language(self, question: str) -> tuple[str | None, str | None, str | None]:
+        """(language to search in, note for the customer, language to speak in): a question in
+        a language the KB has articles in is answered from those; in one it lacks, we say the
+        answer comes from the KB's own language rather than pretend. The engine's own
+        sentences are in the question's language when it is clear, else in the KB's."""
         asked = detect(question)
         self.kb.refresh()  # the KB's languages as of its current version, even before a search
         have = self.kb.languages
         main = self.kb.main_language
         if not asked or not have or not main:
-            return None, None
+            return None, None, asked or main
         if asked == main:
-            return None, None
+            return None, None, asked
         if asked in have:
-            return asked, None
-        return None, LANGUAGE_NOTE.format(kb=name(main))
+            return asked, None, asked
+        return None, language_note(asked, main), asked
 
     def confidence(self, query: str, passages: list[Passage], language: str | None = None) -> float:
         """How surely the top article answers: lexical evidence (geometric mean of its score
@@ -308,7 +315,7 @@ class OfflineEngine:
         return compose(
             passages,
             question_weights(self.kb.term_weights(query, language), question),
-            question_type(question),
+            question_type(question, language),
             question=question,
             max_sentences=self.max_sentences,
             max_documents=self.max_passages,

@@ -3,8 +3,9 @@
 Word overlap alone picks the sentence that *mentions* the question's topic most, which is often an
 introduction ("Here's how long it takes") rather than the fact. Customers' question words say
 what the fact looks like: "how long" wants a duration, "how much" an amount, "how do I" steps.
-These patterns are about English question and answer forms only, never about one help centre's
-topics, so they carry over to any knowledge base.
+These patterns are about question and answer forms (English, and per language for French, German,
+Spanish, Italian, Dutch and Portuguese), never about one help centre's topics, so they carry over
+to any knowledge base.
 """
 
 from __future__ import annotations
@@ -91,6 +92,232 @@ _QUESTION: tuple[tuple[Ask, re.Pattern[str]], ...] = (
     ),
 )
 
+# The same forms in the other languages the engine stems and answers in (ISO 639-1), checked in
+# this order on the lower-cased question with apostrophes removed, as `_QUESTION` is for English:
+# a duration before a count ("combien de jours" is a duration, "combien de colis" a count), an
+# explicit price question before a bare "how much". Grammar only: question words, modal verbs,
+# and the nouns every language uses for "price" and "deadline", never a help centre's topics.
+_FORMS: dict[str, tuple[tuple[Ask, str], ...]] = {
+    "fr": (
+        (
+            Ask.AMOUNT,
+            r"\bcombien (?:ça |ca |cela )?(?:co[uû]te|co[uû]tent|faut-il payer|dois-je payer)",
+        ),
+        (
+            Ask.DURATION,
+            r"\bcombien de (?:temps|jours|heures|minutes|semaines|mois|ans|années|annees)\b|"
+            r"\bquand\b|\bà quelle heure\b|\bjusqu.à quand\b|\bd[ée]lai|\bdur[ée]e\b|"
+            r"\bexpir|\bvalable\b|\bvalidit",
+        ),
+        (Ask.COUNT, r"\bcombien de\b"),
+        (Ask.AMOUNT, r"\bcombien\b|\b(?:prix|co[uû]ts?|tarifs?|frais|montant)\b"),
+        (
+            Ask.STEPS,
+            r"^\W*comment\b|\bcomment (?:puis|peut|faire|dois|faut|on)\b|"
+            r"\bque (?:dois-je )?faire\b|"
+            r"\bquelles sont les [ée]tapes\b",
+        ),
+        (
+            Ask.YESNO,
+            r"^\W*(?:est-ce que?|est-ce qu|puis-je|peut-on|pouvez-vous|peux-tu|y a-t-il|"
+            r"est-il|ai-je|dois-je|faut-il|avez-vous|livrez-vous|acceptez-vous)\b",
+        ),
+    ),
+    "de": (
+        (
+            Ask.AMOUNT,
+            r"\bwie ?viel (?:kostet|kosten|zahle|muss ich zahlen|betr[äa]gt)|\bwas kostet\b",
+        ),
+        (
+            Ask.DURATION,
+            r"\bwie (?:lange|schnell|oft|bald)\b|\bwann\b|\bbis wann\b|\bwie ?viele (?:tage|"
+            r"stunden|minuten|wochen|monate|jahre|werktage)\b|\bfrist\b|\bg[üu]ltig|"
+            r"\bl[äa]uft ab\b",
+        ),
+        (Ask.COUNT, r"\bwie ?viele\b"),
+        (Ask.AMOUNT, r"\bwie ?viel\b|\b(?:kosten|kostet|preise?|geb[üu]hren?|betrag)\b"),
+        (
+            Ask.STEPS,
+            r"\bwie (?:kann|muss|soll|k[öo]nnen|l[äa]sst sich) (?:ich|man|wir)\b|^\W*wie\b|"
+            r"\bwas (?:muss|soll|kann) ich tun\b",
+        ),
+        (
+            Ask.YESNO,
+            r"^\W*(?:kann|kannst|k[öo]nnen|darf|d[üu]rfen|muss|m[üu]ssen|ist|sind|gibt es|habe|"
+            r"hat|haben|wird|werden|liefern|akzeptieren)\b",
+        ),
+    ),
+    "es": (
+        (Ask.AMOUNT, r"\bcu[áa]nto (?:cuesta|cuestan|vale|valen|cobran|hay que pagar)\b"),
+        (
+            Ask.DURATION,
+            r"\bcu[áa]nto (?:tiempo|tarda|tardan|demora)\b|"
+            r"\bcu[áa]ntos (?:d[íi]as|horas|minutos|meses|años|anos)\b|"
+            r"\bcu[áa]ntas (?:horas|semanas)\b|\bcu[áa]ndo\b|\bhasta cu[áa]ndo\b|\bplazo\b|"
+            r"\bcaduca|\bvence|\bv[áa]lid",
+        ),
+        (Ask.COUNT, r"\bcu[áa]nt[oa]s\b"),
+        (Ask.AMOUNT, r"\bcu[áa]nto\b|\b(?:precios?|coste|costo|tarifas?|comisi[óo]n)\b"),
+        (
+            Ask.STEPS,
+            r"\bc[óo]mo\b|\bqu[ée] (?:tengo que|debo|hay que) hacer\b|\bqu[ée] hago\b|\bpasos\b",
+        ),
+        (
+            Ask.YESNO,
+            r"^\W*(?:puedo|puede|pueden|podemos|hay|es|est[áa]|tienen|tengo|hacen|env[íi]an|"
+            r"aceptan)\b",
+        ),
+    ),
+    "it": (
+        (Ask.AMOUNT, r"\bquanto (?:costa|costano|si paga|devo pagare)\b"),
+        (
+            Ask.DURATION,
+            r"\bquanto tempo\b|\bquanto ci (?:vuole|mette)\b|"
+            r"\bquant[ei] (?:giorni|ore|minuti|settimane|mesi|anni)\b|"
+            r"\bquando\b|\bentro quando\b|\bscad|\bvalid",
+        ),
+        (Ask.COUNT, r"\bquant[ei]\b"),
+        (Ask.AMOUNT, r"\bquanto\b|\b(?:prezz[oi]|cost[oi]|tariff[ae]|commission[ei])\b"),
+        (
+            Ask.STEPS,
+            r"^\W*come\b|\bcome (?:posso|faccio|si|devo|fare)\b|\bcosa (?:devo|posso) fare\b|"
+            r"\bpassaggi\b",
+        ),
+        (
+            Ask.YESNO,
+            r"^\W*(?:posso|può|puo|potete|c[eè]|ci sono|è|avete|spedite|accettate)\b",
+        ),
+    ),
+    "nl": (
+        (Ask.AMOUNT, r"\bhoeveel (?:kost|kosten|betaal)|\bwat kost\b"),
+        (
+            Ask.DURATION,
+            r"\bhoe ?lang\b|\bhoe snel\b|\bwanneer\b|\bhoeveel (?:dagen|uur|uren|minuten|"
+            r"weken|maanden|jaar|werkdagen)\b|\btermijn|\bverloopt|\bgeldig",
+        ),
+        (Ask.COUNT, r"\bhoeveel\b"),
+        (Ask.AMOUNT, r"\b(?:kosten|kost|prijs|prijzen|tarief|tarieven)\b"),
+        (
+            Ask.STEPS,
+            r"^\W*hoe\b|\bhoe (?:kan|moet|doe|kun)\b|\bwat (?:moet|kan) ik doen\b|\bstappen\b",
+        ),
+        (
+            Ask.YESNO,
+            r"^\W*(?:kan|kun|kunt|mag|moet|is|zijn|heb|hebben|heeft|leveren|bezorgen|wordt|"
+            r"accepteren)\b",
+        ),
+    ),
+    "pt": (
+        (Ask.AMOUNT, r"\bquanto (?:custa|custam|pago|vale)\b"),
+        (
+            Ask.DURATION,
+            r"\bquanto tempo\b|\bquanto demora\b|"
+            r"\bquant[oa]s (?:dias|horas|minutos|semanas|meses|anos)\b|"
+            r"\bquando\b|\baté quando\b|\bprazo\b|\bexpira|\bv[áa]lid",
+        ),
+        (Ask.COUNT, r"\bquant[oa]s\b"),
+        (Ask.AMOUNT, r"\bquanto\b|\b(?:pre[çc]os?|custos?|taxas?|tarifas?)\b"),
+        (
+            Ask.STEPS,
+            r"^\W*como\b|\bcomo (?:posso|fa[çc]o|devo|se)\b|\bo que (?:devo|posso) fazer\b|"
+            r"\bpassos\b",
+        ),
+        (
+            Ask.YESNO,
+            r"^\W*(?:posso|pode|podem|podemos|há|ha|é|voc[êe]s|tem|t[êe]m|entregam|enviam|"
+            r"aceitam)\b",
+        ),
+    ),
+}
+_QUESTIONS_BY_LANGUAGE: dict[str, tuple[tuple[Ask, re.Pattern[str]], ...]] = {
+    code: tuple((ask, re.compile(pattern)) for ask, pattern in forms)
+    for code, forms in _FORMS.items()
+}
+# What those answers look like in each language: time units, number words, weekdays and months
+# (a duration), "free" (an amount). Digits, currency signs and "%" are the same everywhere.
+_UNITS = {
+    "fr": r"secondes?|minutes?|heures?|jours?|nuits?|semaines?|mois|ans|années?|annees?",
+    "de": r"sekunden?|minuten?|stunden?|tagen?|tage|nächte|wochen?|monaten?|monate|jahren?|jahre|"
+    r"werktagen?|werktage|arbeitstagen?|arbeitstage",
+    "es": r"segundos?|minutos?|horas?|d[íi]as?|noches?|semanas?|meses|mes|años?|anos?",
+    "it": r"secondi|minuti|ore|ora|giorni|giorno|notti|settimane|settimana|mesi|mese|anni|anno",
+    "nl": r"seconden?|minuten|minuut|uur|uren|dagen|dag|nachten|weken|week|maanden|maand|jaar|"
+    r"jaren|werkdagen|werkdag",
+    "pt": r"segundos?|minutos?|horas?|dias?|noites?|semanas?|meses|mês|mes|anos?",
+}
+_NUMBER_WORDS = {
+    "fr": "un une deux trois quatre cinq six sept huit neuf dix onze douze quinze vingt trente "
+    "quarante soixante quelques plusieurs",
+    "de": "ein eine einen einem zwei drei vier fünf sechs sieben acht neun zehn elf zwölf "
+    "vierzehn fünfzehn zwanzig dreißig wenigen wenige einigen einige",
+    "es": "un una uno dos tres cuatro cinco seis siete ocho nueve diez once doce quince veinte "
+    "treinta unos unas algunos pocos",
+    "it": "un una uno due tre quattro cinque sei sette otto nove dieci undici dodici quindici "
+    "venti trenta alcuni pochi",
+    "nl": "een twee drie vier vijf zes zeven acht negen tien elf twaalf veertien vijftien "
+    "twintig dertig enkele paar",
+    "pt": "um uma dois duas três tres quatro cinco seis sete oito nove dez onze doze quinze "
+    "vinte trinta alguns poucos",
+}
+_CALENDAR = {
+    "fr": "lundi mardi mercredi jeudi vendredi samedi dimanche week-end janvier février mars "
+    "avril juin juillet août septembre octobre novembre décembre",
+    "de": "montag dienstag mittwoch donnerstag freitag samstag sonntag wochenende januar "
+    "februar märz april mai juni juli august september oktober november dezember",
+    "es": "lunes martes miércoles jueves viernes sábado domingo enero febrero marzo abril mayo "
+    "junio julio agosto septiembre octubre noviembre diciembre",
+    "it": "lunedì martedì mercoledì giovedì venerdì sabato domenica gennaio febbraio marzo "
+    "aprile maggio giugno luglio agosto settembre ottobre novembre dicembre",
+    "nl": "maandag dinsdag woensdag donderdag vrijdag zaterdag zondag weekend januari februari "
+    "maart april mei juni juli augustus september oktober november december",
+    "pt": "segunda-feira terça-feira quarta-feira quinta-feira sexta-feira sábado domingo "
+    "janeiro fevereiro março abril maio junho julho agosto setembro outubro novembro dezembro",
+}
+_SOON = {
+    "fr": r"imm[ée]diatement|tout de suite|dès|jusqu|avant|après|sous|le jour même|lendemain|"
+    r"demain|aujourd|expire|valable",
+    "de": r"sofort|umgehend|bis|vor|nach|innerhalb|am selben tag|morgen|heute|gültig|läuft ab",
+    "es": r"inmediatamente|enseguida|hasta|antes|después|dentro de|mismo día|mañana|hoy|"
+    r"válid[oa]|caduca",
+    "it": r"immediatamente|subito|fino a|entro|prima|dopo|stesso giorno|domani|oggi|"
+    r"valid[oa]|scade",
+    "nl": r"direct|meteen|onmiddellijk|tot|voor|na|binnen|dezelfde dag|morgen|vandaag|geldig|"
+    r"verloopt",
+    "pt": r"imediatamente|logo|até|antes|depois|dentro de|mesmo dia|amanhã|hoje|válid[oa]|expira",
+}
+_FREE = {
+    "fr": r"gratuit|gratuite|gratuitement|sans frais|offert|offerte",
+    "de": r"kostenlos|gratis|umsonst|ohne gebühr|gebührenfrei",
+    "es": r"gratis|gratuito|gratuita|sin coste|sin costo|sin cargo",
+    "it": r"gratis|gratuito|gratuita|senza costi",
+    "nl": r"gratis|kosteloos|zonder kosten",
+    "pt": r"grátis|gratis|gratuito|gratuita|sem custo",
+}
+
+
+def _answers_in(code: str) -> dict[Ask, tuple[re.Pattern[str], re.Pattern[str] | None]]:
+    """`_ANSWER` for another language: its own words beside the English patterns (a help
+    article in French may still write "24h" or "5 business days")."""
+    words = "|".join(_NUMBER_WORDS[code].split())
+    number = rf"(?:\d+(?:[.,]\d+)?|{words})(?:\s*(?:[–—-]|à|a|bis|tot|e|y|to)\s*(?:\d+|{words}))?"
+    calendar = "|".join(re.escape(w) for w in _CALENDAR[code].split())
+    english = _ANSWER
+    duration = re.compile(
+        rf"(?<!\w)(?:{number})[\s-]+(?:{_UNITS[code]})(?!\w)|(?<!\w)(?:{calendar})(?!\w)|"
+        + english[Ask.DURATION][0].pattern,
+        re.I,
+    )
+    soon = re.compile(rf"(?<!\w)(?:{_SOON[code]})(?!\w)|" + english[Ask.DURATION][1].pattern, re.I)  # type: ignore[union-attr]
+    free = re.compile(rf"(?<!\w)(?:{_FREE[code]})(?!\w)|" + english[Ask.AMOUNT][1].pattern, re.I)  # type: ignore[union-attr]
+    count = re.compile(rf"(?<!\w)(?:{words})(?!\w)|" + english[Ask.COUNT][0].pattern, re.I)  # type: ignore[union-attr]
+    return {
+        **english,
+        Ask.DURATION: (duration, soon),
+        Ask.AMOUNT: (english[Ask.AMOUNT][0], free),
+        Ask.COUNT: (count, None),
+    }
+
+
 WEAK = 0.5
 FORM_WEIGHT = 0.5  # "how much" also looks for cost/price words, at half a topic word
 YESNO_STRENGTH = 0.25
@@ -143,6 +370,8 @@ _ANSWER: dict[Ask, tuple[re.Pattern[str], re.Pattern[str] | None]] = {
     ),
 }
 
+_ANSWERS = {code: _answers_in(code) for code in _UNITS}
+
 # Sentences about the text rather than the topic: they point at an answer instead of giving it.
 _NAVIGATION = re.compile(
     r"^(?:here[’']?s|here is|here are|below|the (?:steps|table|list|sections?) below)\b|"
@@ -168,22 +397,25 @@ def form_words(question: str) -> set[str]:
     return set(_FORM_WORDS.findall(question.lower()))
 
 
-def question_type(question: str) -> Ask:
-    """The first matching form wins; the table is ordered from the most to the least specific."""
+def question_type(question: str, language: str | None = None) -> Ask:
+    """The first matching form wins; the table is ordered from the most to the least specific.
+    `language` (ISO 639-1): the question's; English, and a language without forms here, use
+    the English table."""
     low = " ".join(question.lower().replace("’", "'").replace("'", "").split())
-    for ask, pattern in _QUESTION:
+    for ask, pattern in _QUESTIONS_BY_LANGUAGE.get(language or "en", _QUESTION):
         if pattern.search(low):
             return ask
     return Ask.OTHER
 
 
-def answer_match(ask: Ask, text: str) -> float:
+def answer_match(ask: Ask, text: str, language: str | None = None) -> float:
     """How surely `text` holds the kind of fact the question wants: 1 strong, `WEAK` weak, 0 none.
 
     A yes/no question has no fact shape of its own (a "yes" is any statement about the topic),
-    so its evidence, a negation or a modal, only counts `YESNO_STRENGTH` as much.
+    so its evidence, a negation or a modal, only counts `YESNO_STRENGTH` as much. `language`:
+    the text's (ISO 639-1; English patterns for English and languages without their own).
     """
-    strong, weak = _ANSWER.get(ask, (None, None))
+    strong, weak = _ANSWERS.get(language or "en", _ANSWER).get(ask, (None, None))
     scale = YESNO_STRENGTH if ask == Ask.YESNO else 1.0
     if strong is not None and strong.search(text):
         return scale

@@ -184,17 +184,27 @@ class KnowledgeBase:
         return self._current.main_language
 
     def search(
-        self, query: str, limit: int = 5, per_document: int = 1, language: str | None = None
+        self,
+        query: str,
+        limit: int = 5,
+        per_document: int = 1,
+        language: str | None = None,
+        *,
+        asked: str | None = None,
     ) -> list[Passage]:
         """Passages of up to `limit` articles, best first, scores normalised to 0..1.
 
         Each article contributes its best chunk, plus up to `per_document` - 1 more of its
         chunks (for quoting); the first passage of each article is always its best one.
-        `language` keeps only articles written in that language (see `languages`).
+        `language` keeps only articles written in that language (see `languages`). `asked`:
+        the question's own language when the KB has no articles in it (its words are then
+        not "repaired" toward the KB's language; see `QueryRepair`).
         """
         norm = normalise_query(query)
         if language:
             norm = f"{norm} @{language}"
+        if asked:
+            norm = f"{norm} !{asked}"
         if not norm or limit <= 0 or per_document <= 0:
             return []
         self.refresh()
@@ -210,7 +220,7 @@ class KnowledgeBase:
         top_k = max(self.candidates, limit * 4)
         stem_as = language or current.main_language  # undetected: the KB's own language
         if current.repair is not None:  # "pakage" -> "package", both sides gain
-            query = current.repair.repair(query, stem_as)
+            query = current.repair.repair(query, asked or stem_as)
         # the raw text goes to the store (PostgreSQL must parse it as it parsed the KB)
         inputs: dict[str, Any] = {"query": query, "top_k": top_k}
         if stem_as:
@@ -464,7 +474,14 @@ class KnowledgeBase:
             _Synonyms(kb_words, self.embedder) if synonyms and known and self.embedder else None
         )
         languages = {str(d.meta.get("language") or "en") for d in documents}
-        return QueryRepair(kb_words, known, synonym, languages=languages)
+        return QueryRepair(
+            kb_words,
+            known,
+            synonym,
+            languages=languages,
+            by_language=_words_by_language(documents, kb_words),
+            known_language=getattr(self.embedder, "vocabulary_language", "en"),
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -552,6 +569,35 @@ def _tag_languages(documents: list[Document]) -> dict[str, int]:
     for doc in documents:
         doc.meta["language"] = found[str(doc.meta.get("document_id") or doc.id)]
     return counts
+
+
+def _words_by_language(
+    documents: list[Document], counts: dict[str, int]
+) -> dict[str, dict[str, int]]:
+    """The KB's words (as counted in `counts`) per language of the articles holding them, so a
+    question in one language is repaired toward its own language's words only. The language
+    with the most chunks gets what the others leave (no second pass over most of the KB); an
+    English-only KB is `counts` itself."""
+    by_doc: dict[str, list[Document]] = {}
+    for doc in documents:
+        by_doc.setdefault(str(doc.meta.get("language") or "en"), []).append(doc)
+    if len(by_doc) <= 1:
+        return {code: counts for code in by_doc}
+    largest = max(by_doc, key=lambda code: (len(by_doc[code]), code))
+    out: dict[str, dict[str, int]] = {}
+    rest: Counter[str] = Counter(counts)
+    for code, docs in by_doc.items():
+        if code == largest:
+            continue
+        words: Counter[str] = Counter()
+        for title in {str(d.meta.get("title") or "") for d in docs}:
+            words.update(ANALYZER.words(title))
+        for doc in docs:
+            words.update(ANALYZER.words(doc.content or ""))
+        out[code] = {w: n for w, n in words.items() if w in counts}
+        rest.subtract(out[code])
+    out[largest] = {w: n for w, n in rest.items() if n > 0}
+    return out
 
 
 def _batches(items: list[int], size: int) -> list[list[int]]:
