@@ -261,10 +261,11 @@ def pick(units: list[Unit], ask: Ask, max_sentences: int, strong_docs: set[int])
     for unit in sorted(pool, key=lambda u: -u.score):
         if _cost(chosen) >= max_sentences or unit.score < SUPPORT_RATIO * anchor.score:
             break
-        if unit.parent is not None and not (typed and unit.match >= 1.0):
-            # a step quoted as support is read as the procedure it belongs to ("Go to Account >
-            # Privacy > Delete my account." alone is not how to delete it): its whole list, or
-            # nothing; a step holding the asked-for duration or amount still stands alone
+        if unit.parent is not None and _instructs(unit) and not (typed and unit.match >= 1.0):
+            # an instruction quoted as support is read as the procedure it belongs to ("Go to
+            # Account > Privacy > Delete my account." alone is not how to delete it): its whole
+            # list, or nothing; a step that states a fact ("Solid amber means no internet") or
+            # holds the asked-for duration or amount still stands alone
             if not unit.mentions:
                 continue
             unit, whole = by_uid.get(unit.parent, unit), True
@@ -298,15 +299,24 @@ def pick(units: list[Unit], ask: Ask, max_sentences: int, strong_docs: set[int])
 
 def _needs_its_list(step: Unit, units: list[Unit], typed: bool) -> bool:
     """True when a sentence of a numbered list cannot be quoted alone: it starts mid-thought, or
-    it is a step of a how-to with more than one (step 1 of a procedure is not the procedure).
+    it is a later step of a how-to (step 3 of a procedure is not an answer without 1 and 2), or
+    the first of several and an instruction.
     A later step that holds the asked-for fact ("the link expires after 60 minutes" for "how
     long is the link valid") answers by itself."""
     if _ANAPHOR.match(step.text):
         return True
     if typed and step.match >= 1.0:
         return False
-    # even the first step: "Go to Account > Privacy > Delete my account." is not how to do it
-    return sum(1 for u in units if u.parent == step.parent) > 1
+    steps = [u.order for u in units if u.parent == step.parent]
+    # a first step that instructs is no answer alone either: "Go to Account > Privacy > Delete
+    # my account." is not how to delete it when step 2 confirms
+    return step.order > min(steps, default=step.order) or (len(steps) > 1 and _instructs(step))
+
+
+def _instructs(step: Unit) -> bool:
+    """True for a sentence that tells the reader to do something ("Go to...", "Select..."):
+    one instruction of a procedure, as opposed to a fact stated inside a list."""
+    return answer_match(Ask.STEPS, step.text) > 0
 
 
 def _whole_lists(chosen: list[Unit], units: list[Unit]) -> list[Unit]:
