@@ -276,3 +276,20 @@ def test_a_step_or_a_bullet_comes_with_its_whole_list(engine):
     bullets = [line for line in lines if line.startswith("- ")]
     assert lines[0].endswith("for example:") and len(bullets) == 5
     assert bullets[0].startswith("- a Lumo bulb") and "Pulse speaker" in bullets[2]
+
+
+def test_a_language_the_kb_lacks_gets_no_typo_repair(engine):
+    """A French question to this English KB: its words are no misspellings of English ones,
+    neither for the query repair (the model's English word list) nor for the index's one-edit
+    speller ("changer" was read as "change"); the note and the reply are in French."""
+    from worker.agent.analysis import ANALYZER
+
+    built = engine.kb.index._index()
+    with_typos, _, _ = built.query_terms("changer", ANALYZER)
+    without, _, _ = built.query_terms("changer", ANALYZER, fuzzy=False)
+    assert with_typos and not without
+    question = "Comment puis-je changer mon adresse de livraison ?"
+    assert engine.kb.repair(question, "fr") == question
+    reply = ask(engine, question)
+    assert reply.metadata["query"] == question
+    assert reply.text.startswith("Nos articles d'aide n'existent qu'en anglais")

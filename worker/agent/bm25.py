@@ -145,13 +145,20 @@ class BM25sIndex:
         self._index()
 
     def bm25_retrieval(
-        self, query: str, top_k: int = 10, scale_score: bool = False, language: str | None = None
+        self,
+        query: str,
+        top_k: int = 10,
+        scale_score: bool = False,
+        language: str | None = None,
+        fuzzy: bool = True,
     ) -> list[Document]:
         """Best `top_k` chunks; scaled score 1 = every query term matched in title and body.
 
         `language`: the query's (ISO 639-1), so its words are stemmed as chunks in that
-        language were (each chunk is indexed with the stemmer of its `meta["language"]`)."""
-        hits = self.top_rows(query, top_k, scale_score, language)
+        language were (each chunk is indexed with the stemmer of its `meta["language"]`).
+        `fuzzy`: False for a question in a language the KB has no articles in, whose words
+        are no misspellings of the KB's."""
+        hits = self.top_rows(query, top_k, scale_score, language, fuzzy)
         if hits is None:
             return []
         docs = hits.docs
@@ -161,14 +168,19 @@ class BM25sIndex:
         ]
 
     def top_rows(
-        self, query: str, top_k: int = 10, scale_score: bool = False, language: str | None = None
+        self,
+        query: str,
+        top_k: int = 10,
+        scale_score: bool = False,
+        language: str | None = None,
+        fuzzy: bool = True,
     ) -> Hits | None:
         """`bm25_retrieval` as row numbers into the snapshot's chunk list, no Documents built:
         a fusion that keeps only some candidates (or none of these) builds only those."""
         built = self._index()
         if built is None or top_k <= 0:
             return None
-        weights, unknown, related = built.query_terms(query, analyzer_for(language))
+        weights, unknown, related = built.query_terms(query, analyzer_for(language), fuzzy)
         if not weights:
             return None
         scores = built.score({**related, **weights})
@@ -290,7 +302,7 @@ class _Built:
         return float(self.body.idf[tid])
 
     def query_terms(
-        self, query: str, analyzer: Analyzer = ANALYZER
+        self, query: str, analyzer: Analyzer = ANALYZER, fuzzy: bool = True
     ) -> tuple[dict[int, float], list[float], dict[int, float]]:
         """Term ids with weights, the idf mass of each word that matched nothing at all, and
         low-weight related terms ("price" for "cost"), which score but never raise the bar.
@@ -301,7 +313,7 @@ class _Built:
         related: dict[int, float] = {}
         for word in (w for w in raw if w not in analyzer.stop_words):
             soft = word in analyzer.soft_stop_words
-            ids = self._resolve(word, not soft, analyzer)
+            ids = self._resolve(word, fuzzy and not soft, analyzer)
             if not ids and not soft:
                 unknown.append(1.0 if is_noise(word) else self.max_idf)
             base = SOFT_WEIGHT if soft else 1.0
@@ -350,15 +362,20 @@ class BM25sRetriever:
 
     @component.output_types(documents=list[Document])
     def run(
-        self, query: str, top_k: int | None = None, language: str | None = None
+        self,
+        query: str,
+        top_k: int | None = None,
+        language: str | None = None,
+        fuzzy: bool = True,
     ) -> dict[str, list[Document]]:
         """Retrieve the best chunks for `query`; scores are on `Document.score`. `language`:
-        the query's, to stem it as chunks in that language were indexed."""
+        the query's, to stem it as chunks in that language were indexed; `fuzzy`: whether
+        its unknown words may be read as typos of the KB's (see `BM25sIndex.bm25_retrieval`)."""
         top_k = self.top_k if top_k is None else top_k
         if top_k < 0:
             raise ValueError(f"top_k must be at least 0, got {top_k}")
         docs = self.index.bm25_retrieval(
-            query, top_k=top_k, scale_score=self.scale_score, language=language
+            query, top_k=top_k, scale_score=self.scale_score, language=language, fuzzy=fuzzy
         )
         return {"documents": docs}
 

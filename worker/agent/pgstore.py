@@ -284,7 +284,11 @@ class PgFullTextRetriever:
 
     @component.output_types(documents=list[Document])
     def run(
-        self, query: str, top_k: int | None = None, language: str | None = None
+        self,
+        query: str,
+        top_k: int | None = None,
+        language: str | None = None,
+        fuzzy: bool = True,  # accepted like the bm25s retriever's; full text has no typo step
     ) -> dict[str, list[Document]]:
         """Best chunks for `query`; scores on `Document.score` (scaled: 0..1).
 

@@ -225,6 +225,8 @@ class KnowledgeBase:
         inputs: dict[str, Any] = {"query": query, "top_k": top_k}
         if stem_as:
             inputs["language"] = stem_as  # its stemmer and stop words
+        if asked:
+            inputs["fuzzy"] = False  # another language's words are no typos of the KB's
         result = current.pipeline.run({"retriever": inputs})
         documents = result["retriever"]["documents"]
         if language:

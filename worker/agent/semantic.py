@@ -217,12 +217,13 @@ class HybridRetriever:
 
     @component.output_types(documents=list[Document])
     def run(
-        self, query: str, top_k: int = 40, language: str | None = None
+        self, query: str, top_k: int = 40, language: str | None = None, fuzzy: bool = True
     ) -> dict[str, list[Document]]:
         """The fused `top_k` best chunks, best first, with `meta["lexical"]`/`["semantic"]`.
-        `language`: the query's, for the lexical side's stemming."""
+        `language`: the query's, for the lexical side's stemming; `fuzzy`: whether the
+        lexical side may read unknown words as typos."""
         index = self.index
-        rows, lex_scores, extra = self._lexical(query, top_k, language)
+        rows, lex_scores, extra = self._lexical(query, top_k, language, fuzzy)
         w_sem = fuse_weight(self.semantic_weight, lex_scores)
         if extra:  # the lexical store is newer than this vector snapshot: lexical order only
             w_sem = 0.0
@@ -250,14 +251,16 @@ class HybridRetriever:
         return {"documents": out}
 
     def _lexical(
-        self, query: str, top_k: int, language: str | None = None
+        self, query: str, top_k: int, language: str | None = None, fuzzy: bool = True
     ) -> tuple[list[int], list[float], dict[int, Document]]:
         """The lexical hits as (vector rows, scores, hits missing from the vector snapshot under
         negative rows), best first; from bm25s without building a Document per hit."""
         index = self.index
         extra: dict[int, Document] = {}  # a chunk newer than this vector snapshot (PostgreSQL)
         if isinstance(self.lexical, BM25sRetriever):
-            hits = self.lexical.index.top_rows(query, top_k, self.lexical.scale_score, language)
+            hits = self.lexical.index.top_rows(
+                query, top_k, self.lexical.scale_score, language, fuzzy
+            )
             if hits is None:
                 return [], [], extra
             rows = self._row_map(hits.docs)[hits.rows].tolist()
@@ -266,7 +269,9 @@ class HybridRetriever:
                     rows[k] = -(len(extra) + 1)
                     extra[rows[k]] = hits.docs[int(hits.rows[k])]
             return rows, hits.scores, extra
-        documents = self.lexical.run(query=query, top_k=top_k, language=language)["documents"]
+        documents = self.lexical.run(query=query, top_k=top_k, language=language, fuzzy=fuzzy)[
+            "documents"
+        ]
         rows = []
         for doc in documents:
             row = index.row.get(doc.id)
