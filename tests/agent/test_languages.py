@@ -678,3 +678,25 @@ def test_an_opening_greeting_is_no_topic_word():
         "Hi, how do I reset my password?"
     )
     assert small_talk("Hallo") is not None and small_talk("Bonjour, où est mon colis ?") is None
+
+
+INVOICE = (
+    "fr/facture",
+    "Télécharger une facture",
+    "Votre facture est prête dès l'expédition de la commande.\n\n"
+    "1. Ouvrez votre compte et choisissez Commandes.\n"
+    "2. Sélectionnez la commande concernée.\n"
+    "3. Cliquez sur Télécharger la facture.",
+)
+
+
+def test_a_french_instruction_is_quoted_with_its_numbered_list(settings):
+    """ "Ouvrez votre compte et choisissez Commandes." is step 1 of a procedure: in French too
+    it is quoted as the whole list, in order, never as a bare sentence (it was, since only the
+    English imperative was recognised)."""
+    kb = _french_only(settings, extra=[INVOICE])
+    reply = _ask(kb, "Où choisir Commandes dans mon compte pour la facture ?")
+    assert "1. Ouvrez votre compte et choisissez Commandes.\n2. Sélectionnez" in reply.text
+    assert "3. Cliquez sur Télécharger la facture" in reply.text
+    assert answer_match(Ask.STEPS, "Öffnen Sie die App.", "de") > 0
+    assert answer_match(Ask.STEPS, "Nous ne livrons pas le dimanche.", "fr") == 0

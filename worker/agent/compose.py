@@ -239,8 +239,11 @@ def _overlaps(a: Unit, b: Unit) -> bool:
     return a.parent == b.uid or b.parent == a.uid
 
 
-def pick(units: list[Unit], ask: Ask, max_sentences: int, strong_docs: set[int]) -> list[Unit]:
-    """Anchor on the best unit, add a supporting neighbour, then other strong units."""
+def pick(
+    units: list[Unit], ask: Ask, max_sentences: int, strong_docs: set[int], language: str = "en"
+) -> list[Unit]:
+    """Anchor on the best unit, add a supporting neighbour, then other strong units.
+    `language` (ISO 639-1): the units', for telling an instruction from a statement."""
     pool = [u for u in units if u.score > 0 and u.usable and not u.lead_in]
     if not pool:
         return []
@@ -250,7 +253,7 @@ def pick(units: list[Unit], ask: Ask, max_sentences: int, strong_docs: set[int])
     if typed and facts and anchor.match < 1.0:  # "how much" is answered by an amount if any fits
         fact = max(facts, key=lambda u: (u.score, -u.doc, -len(u.text)))
         anchor = fact if fact.score >= FACT_RATIO * anchor.score else anchor
-    if anchor.parent is not None and _needs_its_list(anchor, units, typed):
+    if anchor.parent is not None and _needs_its_list(anchor, units, typed, language):
         # a step that leans on the one before ("Card refunds then take...", "Once you're in,
         # ...") reads right only as the whole numbered list, which also keeps its first fact
         parent = next((u for u in units if u.uid == anchor.parent), None)
@@ -261,7 +264,8 @@ def pick(units: list[Unit], ask: Ask, max_sentences: int, strong_docs: set[int])
     for unit in sorted(pool, key=lambda u: -u.score):
         if _cost(chosen) >= max_sentences or unit.score < SUPPORT_RATIO * anchor.score:
             break
-        if unit.parent is not None and _instructs(unit) and not (typed and unit.match >= 1.0):
+        instructs = unit.parent is not None and _instructs(unit, language)
+        if instructs and not (typed and unit.match >= 1.0):
             # an instruction quoted as support is read as the procedure it belongs to ("Go to
             # Account > Privacy > Delete my account." alone is not how to delete it): its whole
             # list, or nothing; a step that states a fact ("Solid amber means no internet") or
@@ -297,7 +301,7 @@ def pick(units: list[Unit], ask: Ask, max_sentences: int, strong_docs: set[int])
     return _with_lead_ins(_whole_bullets(_whole_lists(chosen, units), units, anchor), units)
 
 
-def _needs_its_list(step: Unit, units: list[Unit], typed: bool) -> bool:
+def _needs_its_list(step: Unit, units: list[Unit], typed: bool, language: str = "en") -> bool:
     """True when a sentence of a numbered list cannot be quoted alone: it starts mid-thought, or
     it is a later step of a how-to (step 3 of a procedure is not an answer without 1 and 2), or
     the first of several and an instruction.
@@ -310,13 +314,14 @@ def _needs_its_list(step: Unit, units: list[Unit], typed: bool) -> bool:
     steps = [u.order for u in units if u.parent == step.parent]
     # a first step that instructs is no answer alone either: "Go to Account > Privacy > Delete
     # my account." is not how to delete it when step 2 confirms
-    return step.order > min(steps, default=step.order) or (len(steps) > 1 and _instructs(step))
+    first = step.order <= min(steps, default=step.order)
+    return not first or (len(steps) > 1 and _instructs(step, language))
 
 
-def _instructs(step: Unit) -> bool:
-    """True for a sentence that tells the reader to do something ("Go to...", "Select..."):
-    one instruction of a procedure, as opposed to a fact stated inside a list."""
-    return answer_match(Ask.STEPS, step.text) > 0
+def _instructs(step: Unit, language: str = "en") -> bool:
+    """True for a sentence that tells the reader to do something ("Go to...", "Select...",
+    "Ouvrez..."): one instruction of a procedure, as opposed to a fact stated inside a list."""
+    return answer_match(Ask.STEPS, step.text, language) > 0
 
 
 def _whole_lists(chosen: list[Unit], units: list[Unit]) -> list[Unit]:
@@ -462,7 +467,7 @@ def compose(
     strong = {docs[d] for d, p in best.items() if p.score >= STRONG_RATIO * top}
     titles = {i: best[d].title for d, i in docs.items()}
     score_units(units, weights, ask, priors, titles, question, analyzer)
-    chosen = pick(units, ask, max_sentences, strong)
+    chosen = pick(units, ask, max_sentences, strong, iso_code(analyzer))
     if not chosen:  # never say nothing: fall back to the best passage's opening
         chosen = [u for u in units if u.doc == 0 and u.usable][:2] or units[:1]
     sources: list[Source] = []

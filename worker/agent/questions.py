@@ -285,6 +285,39 @@ _SOON = {
     r"verloopt",
     "pt": r"imediatamente|logo|até|antes|depois|dentro de|mesmo dia|amanhã|hoje|válid[oa]|expira",
 }
+# The instruction that opens a help article's step, as `_ANSWER`'s English imperative pattern:
+# the polite imperative of each language ("Ouvrez", "Öffnen Sie", "Abre", "Apri", "Open",
+# "Abra"), for the verbs help articles tell a customer to do with an app, a site or a device.
+_INSTRUCTION = {
+    "fr": r"ouvrez|choisissez|s[ée]lectionnez|cliquez|appuyez|touchez|saisissez|entrez|"
+    r"indiquez|allez|rendez-vous|connectez|d[ée]connectez|red[ée]marrez|d[ée]branchez|"
+    r"branchez|attendez|v[ée]rifiez|contactez|envoyez|t[ée]l[ée]chargez|installez|"
+    r"confirmez|suivez|maintenez|activez|d[ée]sactivez|modifiez|ajoutez|supprimez|imprimez|"
+    r"collez|emballez|d[ée]posez|renvoyez|utilisez",
+    "de": r"(?:[öo]ffnen|w[äa]hlen|klicken|tippen|dr[üu]cken|geben|gehen|melden|verbinden|"
+    r"trennen|starten|ziehen|stecken|warten|pr[üu]fen|kontaktieren|senden|schicken|laden|"
+    r"installieren|best[äa]tigen|folgen|halten|aktivieren|deaktivieren|[äa]ndern|f[üu]gen|"
+    r"l[öo]schen|drucken|verpacken|nutzen|verwenden)(?: sie)?",
+    "es": r"abre|abra|elige|elija|selecciona|seleccione|haz clic|haga clic|pulsa|pulse|toca|"
+    r"toque|introduce|introduzca|escribe|ve a|vaya a|inicia|inicie|conecta|conecte|"
+    r"desconecta|reinicia|reinicie|desenchufa|enchufa|espera|espere|comprueba|compruebe|"
+    r"contacta|contacte|env[íi]a|env[íi]e|descarga|descargue|instala|confirma|confirme|"
+    r"sigue|siga|mant[ée]n|mantenga|activa|desactiva|cambia|cambie|a[ñn]ade|elimina|"
+    r"imprime|usa|use|utiliza",
+    "it": r"apri|scegli|seleziona|clicca|fai clic|premi|tocca|inserisci|digita|vai|accedi|"
+    r"connetti|scollega|riavvia|collega|attendi|aspetta|controlla|verifica|contatta|invia|"
+    r"scarica|installa|conferma|segui|tieni premuto|attiva|disattiva|modifica|aggiungi|"
+    r"elimina|stampa|usa|utilizza|imballa",
+    "nl": r"open|kies|selecteer|klik|druk|tik|vul|voer|typ|ga naar|log in|meld je aan|"
+    r"verbind|koppel|ontkoppel|herstart|start|trek|steek|wacht|controleer|neem contact|"
+    r"stuur|verstuur|download|installeer|bevestig|volg|houd|zet|schakel|wijzig|voeg|"
+    r"verwijder|print|gebruik|pak",
+    "pt": r"abra|abre|escolha|escolhe|selecione|seleciona|clique|carregue|prima|toque|"
+    r"introduza|insira|digite|v[áa] a|v[áa] para|inicie|ligue|desligue|conecte|desconecte|"
+    r"reinicie|aguarde|espere|verifique|contacte|entre em contato|envie|transfira|baixe|"
+    r"instale|confirme|siga|mantenha|ative|desative|altere|adicione|elimine|imprima|use|"
+    r"utilize",
+}
 _FREE = {
     "fr": r"gratuit|gratuite|gratuitement|sans frais|offert|offerte",
     "de": r"kostenlos|gratis|umsonst|ohne gebühr|gebührenfrei",
@@ -310,8 +343,13 @@ def _answers_in(code: str) -> dict[Ask, tuple[re.Pattern[str], re.Pattern[str] |
     soon = re.compile(rf"(?<!\w)(?:{_SOON[code]})(?!\w)|" + english[Ask.DURATION][1].pattern, re.I)  # type: ignore[union-attr]
     free = re.compile(rf"(?<!\w)(?:{_FREE[code]})(?!\w)|" + english[Ask.AMOUNT][1].pattern, re.I)  # type: ignore[union-attr]
     count = re.compile(rf"(?<!\w)(?:{words})(?!\w)|" + english[Ask.COUNT][0].pattern, re.I)  # type: ignore[union-attr]
+    steps = re.compile(
+        rf"^(?:[^,]{{0,60}},\s*)?(?:{_INSTRUCTION[code]})(?!\w)|" + english[Ask.STEPS][1].pattern,  # type: ignore[union-attr]
+        re.I,
+    )
     return {
         **english,
+        Ask.STEPS: (None, steps),
         Ask.DURATION: (duration, soon),
         Ask.AMOUNT: (english[Ask.AMOUNT][0], free),
         Ask.COUNT: (count, None),
