@@ -233,6 +233,7 @@ class Checkpointer:
         self._running: Any = None  # the greenlet waiting for a run in the pool
         self._again = False
         self._closed = False
+        self._owner = os.getpid()  # a forked child inherits this object, not its thread
         self._ticker = gevent.spawn(self._tick) if interval > 0 else None
 
     def run_once(self) -> tuple[int, int, int]:
@@ -283,7 +284,7 @@ class Checkpointer:
         """Checkpoint now, in the pool (another run follows if one is under way)."""
         import gevent
 
-        if self._closed:
+        if self._closed or os.getpid() != self._owner:
             return
         if self._running is not None and not self._running.dead:
             self._again = True
@@ -302,7 +303,7 @@ class Checkpointer:
     def _tick(self) -> None:
         import gevent
 
-        while not self._closed:
+        while not self._closed and os.getpid() == self._owner:
             gevent.sleep(self.interval)
             self.nudge()
 
