@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import sys
@@ -17,9 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.settings import get_settings
 
+log = logging.getLogger(__name__)
+
 _engine: Engine | None = None
 _factory: sessionmaker[Session] | None = None
 _pid: int | None = None
+_checkpointer: Checkpointer | None = None
 
 
 def normalise_url(url: str) -> str:
@@ -104,11 +108,26 @@ def _yielding_connection(limit: float) -> type[sqlite3.Connection]:
     return YieldingConnection
 
 
-def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
+# With a background checkpointer (`Checkpointer`), a log that has not started over by this
+# size is made to (a RESTART checkpoint, which waits for readers); and past WAL_HARD_LIMIT the
+# committing connection checkpoints itself as SQLite does by default, so the log stays bounded
+# even if the checkpointer never gets to run. The file is cut back to the hard limit when the
+# log starts over after a burst.
+WAL_SOFT_LIMIT = 16 * 1024 * 1024
+WAL_HARD_LIMIT = 64 * 1024 * 1024
+RESTART_WAIT = 1.0  # seconds the RESTART waits for the write lock and for readers
+
+
+def make_engine(
+    url: str, *, busy_timeout: float = BUSY_TIMEOUT, background_checkpoints: bool = False
+) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and enforced foreign keys.
 
     In a gevent-patched process (the web) SQLite's wait for the write lock yields to other
     greenlets (`_yielding_connection`); elsewhere SQLite's own busy handler waits, in C.
+
+    `background_checkpoints`: the connections do not checkpoint in their commits until the log
+    reaches WAL_HARD_LIMIT; a `Checkpointer` is expected to keep it short instead.
     """
     url = normalise_url(url)
     if url.startswith("sqlite"):
@@ -133,6 +152,10 @@ def make_engine(url: str, *, busy_timeout: float = BUSY_TIMEOUT) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute(f"PRAGMA busy_timeout={c_wait_ms}")
+            if background_checkpoints:
+                size = cur.execute("PRAGMA page_size").fetchone()[0]  # the file's own
+                cur.execute(f"PRAGMA wal_autocheckpoint={WAL_HARD_LIMIT // size}")
+                cur.execute(f"PRAGMA journal_size_limit={WAL_HARD_LIMIT}")
             cur.close()
 
         return engine
@@ -172,26 +195,178 @@ def _ping_when_idle(engine: Engine) -> None:
             raise DisconnectionError("pooled connection is gone") from exc
 
 
+class Checkpointer:
+    """Copies SQLite's write-ahead log into the database file in a native thread, so that no
+    request's commit does it.
+
+    By default the commit that takes the log past 1,000 pages (4 MB) checkpoints it inside the
+    commit: copies the log into the database file and flushes both. A 5 MB attachment stored
+    in the database passes that mark on its own, so every such upload paid for a checkpoint of
+    its own bytes before its 202 (28-36 ms of a ~50 ms upload: bench/README.md, "Database
+    storage in pieces"). The web's connections skip that (`make_engine(...,
+    background_checkpoints=True)`), and this checkpoints instead: after a large write
+    (`checkpoint_soon`) and every `interval` seconds, in gevent's pool of native threads
+    (SQLite releases the GIL), on a connection of its own.
+
+    A PASSIVE checkpoint never takes the write lock: commits go on while it copies. The log
+    starts over only when a writer begins after a checkpoint has copied all of it and no
+    reader is still on it; under back-to-back writes that moment may never come, and the log
+    would grow without end (this happened to the first attempt, bench/README.md "Round 3").
+    So once the log is WAL_SOFT_LIMIT long, the checkpoint is a RESTART, which takes the write
+    lock to copy what the PASSIVE left (little) and waits up to RESTART_WAIT for readers: the
+    next writer starts the log over. Should this never run, the connections' own automatic
+    checkpoint still fires at WAL_HARD_LIMIT. Crash safety is SQLite's: a checkpoint is the
+    same operation whichever connection runs it.
+    """
+
+    def __init__(self, path: str, interval: float) -> None:
+        import gevent
+
+        self.path = path
+        self.interval = interval
+        self.runs = 0
+        self.restarts = 0
+        self.last: tuple[int, int, int] | None = None  # (busy, log frames, copied frames)
+        self._conn: sqlite3.Connection | None = None
+        self._page_size = 4096
+        self._pool = gevent.get_hub().threadpool
+        self._running: Any = None  # the greenlet waiting for a run in the pool
+        self._again = False
+        self._closed = False
+        self._owner = os.getpid()  # a forked child inherits this object, not its thread
+        self._ticker = gevent.spawn(self._tick) if interval > 0 else None
+
+    def run_once(self) -> tuple[int, int, int]:
+        """One checkpoint (in the calling thread): PASSIVE, then RESTART if the log is long.
+        Returns SQLite's (busy, frames in the log, frames copied) of the last one."""
+        self.passive()
+        result = self.restart_if_long()
+        self.runs += 1
+        return result
+
+    def passive(self) -> tuple[int, int, int]:
+        """Copy what no reader still needs from the log; never takes the write lock."""
+        return self._checkpoint("PASSIVE")
+
+    def restart_if_long(self) -> tuple[int, int, int]:
+        """If the last checkpoint left a log of WAL_SOFT_LIMIT or more, RESTART: wait (up to
+        RESTART_WAIT) for the write lock and for readers, copy the rest, so that the next
+        writer starts the log over."""
+        assert self.last is not None
+        if self.last[1] * self._page_size < WAL_SOFT_LIMIT:
+            return self.last
+        conn = self._connection()
+        conn.execute(f"PRAGMA busy_timeout={int(RESTART_WAIT * 1000)}")
+        try:
+            result = self._checkpoint("RESTART")
+        finally:
+            conn.execute("PRAGMA busy_timeout=0")
+        self.restarts += 1
+        return result
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            # A plain connection: this runs in a native thread, where waiting in C is right.
+            self._conn = sqlite3.connect(
+                self.path, timeout=0, isolation_level=None, check_same_thread=False
+            )
+            self._page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
+        return self._conn
+
+    def _checkpoint(self, mode: str) -> tuple[int, int, int]:
+        busy, frames, copied = (
+            self._connection().execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+        )
+        self.last = (busy, frames, copied)
+        return self.last
+
+    def nudge(self) -> None:
+        """Checkpoint now, in the pool (another run follows if one is under way)."""
+        import gevent
+
+        if self._closed or os.getpid() != self._owner:
+            return
+        if self._running is not None and not self._running.dead:
+            self._again = True
+            return
+        self._running = gevent.spawn(self._drain)
+
+    def _drain(self) -> None:
+        self._again = True
+        while self._again and not self._closed:
+            self._again = False
+            try:
+                self._pool.apply(self.run_once)
+            except sqlite3.Error as exc:  # e.g. the file went away; the next tick tries again
+                log.warning("background checkpoint failed", extra={"error": str(exc)})
+
+    def _tick(self) -> None:
+        import gevent
+
+        while not self._closed and os.getpid() == self._owner:
+            gevent.sleep(self.interval)
+            self.nudge()
+
+    def close(self) -> None:
+        """Stop the timer; the connection is closed once no run uses it."""
+        self._closed = True
+        if self._ticker is not None:
+            self._ticker.kill(block=False)
+        running = self._running
+        if running is not None and not running.dead:
+            running.join()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _sqlite_file(url: str) -> str | None:
+    url = normalise_url(url)
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1]
+    return path if path and path != ":memory:" else None
+
+
 def get_engine() -> Engine:
-    """The process's engine, recreated after a fork (a pool must never cross processes)."""
-    global _engine, _factory, _pid
+    """The process's engine, recreated after a fork (a pool must never cross processes).
+
+    In the web (gevent) on a SQLite file, with SQLITE_CHECKPOINT_INTERVAL > 0, the engine's
+    connections leave checkpoints to a `Checkpointer` (off the requests' path)."""
+    global _engine, _factory, _pid, _checkpointer
     if _engine is None or _pid != os.getpid():
         if _engine is not None:
             _engine.dispose(close=False)
-        _engine = make_engine(get_settings().database_url)
+        _checkpointer = None  # a thread of the parent's: gone after a fork
+        settings = get_settings()
+        path = _sqlite_file(settings.database_url)
+        background = bool(path and settings.sqlite_checkpoint_interval > 0 and _gevent_patched())
+        _engine = make_engine(settings.database_url, background_checkpoints=background)
+        if background:
+            assert path is not None
+            _checkpointer = Checkpointer(path, settings.sqlite_checkpoint_interval)
         _factory = sessionmaker(_engine, expire_on_commit=False)
         _pid = os.getpid()
     return _engine
 
 
+def checkpoint_soon() -> None:
+    """A commit just wrote a lot (a blob): have the background checkpointer take it now rather
+    than at its next tick. Nothing to do without one (SQLite checkpoints in the commit)."""
+    if _checkpointer is not None and _pid == os.getpid():
+        _checkpointer.nudge()
+
+
 def reset_engine() -> None:
     """Drop the cached engine (tests switch databases; the worker re-creates after fork)."""
-    global _engine, _factory, _pid
+    global _engine, _factory, _pid, _checkpointer
+    if _checkpointer is not None and _pid == os.getpid():
+        _checkpointer.close()
     if _engine is not None:
         # After a fork the pool's connections belong to the parent: drop them without closing
         # (closing would end the parent's sessions on the server's side too).
         _engine.dispose(close=_pid == os.getpid())
-    _engine, _factory, _pid = None, None, None
+    _engine, _factory, _pid, _checkpointer = None, None, None, None
 
 
 def new_session() -> Session:

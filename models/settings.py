@@ -50,6 +50,14 @@ def _float(name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
+def _seconds(name: str, default: float) -> float:
+    """A duration in seconds, 0 or more (0 turns the thing it paces off)."""
+    value = _float(name, default)
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 or more seconds, got {value:g}")
+    return value
+
+
 def _str(name: str, default: str) -> str:
     raw = os.environ.get(name)
     return default if raw is None or raw == "" else raw
@@ -328,6 +336,7 @@ class Settings:
     attachment_direct_io: bool = True
     socket_accepts_at_once: int = 4
     sqlite_page_size: int = 4096
+    sqlite_checkpoint_interval: float = 1.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -454,6 +463,7 @@ class Settings:
             socket_accepts_at_once=_int("SOCKET_ACCEPTS_AT_ONCE", 4, 1),
             attachment_direct_io=_flag("ATTACHMENT_DIRECT_IO", True),
             sqlite_page_size=_page_size("SQLITE_PAGE_SIZE"),
+            sqlite_checkpoint_interval=_seconds("SQLITE_CHECKPOINT_INTERVAL", 1.0),
         )
 
     @property

@@ -27,9 +27,11 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import IO, Any
 
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from models.chat import Attachment, AttachmentBlob
+from models.db import checkpoint_soon
 from models.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -173,6 +175,9 @@ class _DatabaseUpload(Upload):
         att.storage_key = f"db:{att.id}"
         # The drivers take the buffer itself (sqlite3 and psycopg accept any bytes-like value).
         db.add(AttachmentBlob(attachment_id=att.id, data=self._buf))
+        # On SQLite in the web, these bytes are in the log once committed: have them copied
+        # into the database file now, in the background, not by the next request's commit.
+        event.listen(db, "after_commit", _checkpoint_soon, once=True)
 
     def discard(self) -> None:
         try:
@@ -180,6 +185,10 @@ class _DatabaseUpload(Upload):
         except Exception:
             pass
         self._buf = bytearray()
+
+
+def _checkpoint_soon(_session: Session) -> None:
+    checkpoint_soon()
 
 
 # Direct I/O (O_DIRECT) for file storage: the bytes go from our buffer to the device, not

@@ -95,6 +95,8 @@ def test_claim_deadlines_default_to_production_and_follow_the_environment(env):
         ("SQLITE_PAGE_SIZE", "5000", "SQLITE_PAGE_SIZE must be a power of two"),
         ("SQLITE_PAGE_SIZE", "131072", "SQLITE_PAGE_SIZE must be a power of two"),
         ("SQLITE_PAGE_SIZE", "256", "SQLITE_PAGE_SIZE must be at least 512"),
+        ("SQLITE_CHECKPOINT_INTERVAL", "-1", "SQLITE_CHECKPOINT_INTERVAL must be 0 or more"),
+        ("SQLITE_CHECKPOINT_INTERVAL", "soon", "SQLITE_CHECKPOINT_INTERVAL must be a number"),
     ],
 )
 def test_bad_values_name_the_variable(env, name, value, needle):
