@@ -8,7 +8,8 @@ correct answer must contain (null, with empty `relevant_ids`: a question the KB 
 whose only correct reply is the abstention) and `split` is "tuning", "tuning-2", "held-out" or
 "held-out-2" (the second held-out split, written later, before the answer-composition round it
 checks; "tuning-2", written in session 6 for the composition round, asks for facts deep inside
-an article: a number, a condition or a step far from the article's opening). An
+an article: a number, a condition or a step far from the article's opening; "held-out-3", 37
+questions written in session 7 before the ranking round, never run while tuning). An
 optional "history" lists the customer's earlier messages, oldest first: the question is then a
 follow-up ("and what does it cost?") asked after them. Retrieval
 metrics (see bench/quality.py) say whether the right article was found; this says whether the
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-SPLITS = ("tuning", "tuning-2", "held-out", "held-out-2")
+SPLITS = ("tuning", "tuning-2", "held-out", "held-out-2", "held-out-3")
 _COUNTS = ("n", "hit", "right", "ceiling", "abstain", "words")
 
 

@@ -182,3 +182,57 @@ def test_typo_repair_leaves_a_word_whose_stem_the_kb_has():
     repair = QueryRepair({"originated": 3, "virus": 5}, {"the": 1})
     assert repair.repair("where did the virus originate") == "where did the virus originate"
     assert repair.repair("where did the vrus orginated") == "where did the virus originated"
+
+
+def _sample_kb_documents() -> list:
+    """The sample help centre (data/sample_kb) chunked as the worker chunks it."""
+    from tests.agent.test_sample_kb_answers import SAMPLE_KB, _rows
+    from worker.agent.bm25 import documents_from_rows
+
+    rows = []
+    for md in sorted(SAMPLE_KB.rglob("*.md")):
+        ext_id = md.relative_to(SAMPLE_KB).with_suffix("").as_posix()
+        rows += _rows(ext_id, md.read_text(encoding="utf-8"))
+    return documents_from_rows(rows)
+
+
+class _NoTitleVote(WordLlamaEmbedder):
+    """The shipped model with the title vote off (as for a model with no measured share)."""
+
+    title_weight = 0.0
+
+
+def test_title_vote_puts_the_article_whose_title_asks_the_question_first(settings, wordllama):
+    """ "how long does the pulse mini take to fully charge": the chunks that name the Pulse
+    Mini and charging belong to the firmware and reset articles as much as to the speaker one,
+    whose title ("My speaker has no sound") is the question's subject; the candidates' titles,
+    ranked by meaning, vote for it. Without the vote another article comes first."""
+    documents = _sample_kb_documents()
+    question = "how long does the pulse mini take to fully charge"
+    kb = KnowledgeBase.from_documents(documents, settings=settings, embedder=wordllama)
+    assert kb.semantic
+    assert kb.search(question, limit=3)[0].external_id == "troubleshooting/speaker-no-sound"
+    plain = KnowledgeBase.from_documents(
+        _sample_kb_documents(), settings=settings, embedder=_NoTitleVote(dim=128)
+    )
+    assert plain.search(question, limit=3)[0].external_id != "troubleshooting/speaker-no-sound"
+
+
+def test_title_vote_only_where_the_meaning_votes(settings, wordllama):
+    """The title vote is a share of the semantic vote: none for a model without a measured
+    share (no title is even embedded), none where the question's words matched fully, and
+    none on a KB where the self-check gives the meaning no vote."""
+    from worker.agent.semantic import VectorIndex
+
+    documents = _sample_kb_documents()
+    matrix = wordllama.embed([d.content or "" for d in documents])
+    assert len(VectorIndex(documents, matrix, wordllama).title_vectors) == 36
+    assert len(VectorIndex(documents, matrix, _NoTitleVote(dim=128)).title_vectors) == 0
+    kb = KnowledgeBase.from_documents(documents, settings=settings, embedder=wordllama)
+    plain = KnowledgeBase.from_documents(
+        _sample_kb_documents(), settings=settings, embedder=_NoTitleVote(dim=128)
+    )
+    full = "reset password"  # every word in a title and a body: lexical score 1, no vote
+    assert kb.search(full, limit=5, per_document=3) == plain.search(full, limit=5, per_document=3)
+    codes = KnowledgeBase.from_documents(_error_code_kb(), settings=settings, embedder=wordllama)
+    assert not codes.semantic and codes._current.vectors is None
