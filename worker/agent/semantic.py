@@ -367,11 +367,10 @@ def title_vote(
     rows = [r for r in fused if r >= 0]  # negative: a chunk newer than the vectors
     if not rows:
         return
-    of_row = index.article_of_row[rows].tolist()
-    position = {a: k for k, a in enumerate(dict.fromkeys(of_row))}  # (np.unique: 10x slower)
-    sims = index.title_vectors[list(position)] @ np.asarray(vector, dtype=np.float32)
-    rank = np.empty(len(position), dtype=np.intp)
-    rank[np.argsort(-sims, kind="stable")] = np.arange(len(position))
-    votes = (weight / (RRF_K + 1.0 + rank)).tolist()
-    for r, a in zip(rows, of_row, strict=True):
-        fused[r] += votes[position[a]]
+    articles = np.unique(index.article_of_row[rows])
+    sims = index.title_vectors[articles] @ np.asarray(vector, dtype=np.float32)
+    rank = np.empty(len(articles), dtype=np.intp)
+    rank[np.argsort(-sims, kind="stable")] = np.arange(len(articles))
+    rank_of = dict(zip(articles.tolist(), rank.tolist(), strict=True))
+    for r in rows:
+        fused[r] += weight / (RRF_K + rank_of[int(index.article_of_row[r])] + 1)
