@@ -77,12 +77,6 @@ class WordLlamaEmbedder:
     # at all (`selfcheck`), a KB where it hurts gets 0 whatever this says, and one where it
     # helps should let it count. Still scaled down as the query's own words match better.
     fusion_weight = 0.8
-    # The title vote (`semantic.title_vote`): an article's title is the question it answers,
-    # so the candidates' titles are ranked by their cosine to the customer's question and
-    # that ranking votes beside the chunk lists, at this share of the semantic weight.
-    # Measured on the sample help centre's tuning sets (bench/README.md, session 7): 0.1-0.2
-    # move 5-7 questions' right article up and none down; from 0.35 on it outvotes the chunks.
-    title_weight = 0.15
 
     def __init__(self, dim: int = 128) -> None:
         import wordllama

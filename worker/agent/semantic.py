@@ -11,9 +11,6 @@ retriever's by weighted reciprocal rank fusion (rank-based, so BM25 scores and c
 common scale) and annotates every candidate with both raw signals: `meta["lexical"]` (the
 scaled BM25 score, 0 when lexical retrieval did not return it) and `meta["semantic"]` (its
 cosine to the query, computed for lexical-only candidates too). Abstention reads those.
-`HybridRetriever` adds a third, smaller vote where the meaning votes (`title_vote`): the
-candidate articles ranked by their title's cosine to the question, since a help centre titles
-each article with the question it answers.
 """
 
 from __future__ import annotations
@@ -81,28 +78,6 @@ class VectorIndex:
         self.embedder = embedder
         self.min_similarity = min_similarity
         self.row = {doc.id: i for i, doc in enumerate(documents)}
-        # the title vote's share of the semantic weight: the model's measured one (0 = none,
-        # and no title is embedded: a model without a measured share costs nothing here)
-        self.title_weight = float(getattr(embedder, "title_weight", 0.0) or 0.0)
-        self.article_of_row = np.zeros(self.size, dtype=np.intp)
-        self.title_vectors = np.zeros((0, dim), dtype=np.float32)
-        if self.title_weight > 0 and self.size:
-            self._embed_titles(dim)
-
-    def _embed_titles(self, dim: int) -> None:
-        """One vector per article title (an article's chunks share its title), and each
-        row's article, for the title vote."""
-        titles: dict[str, int] = {}
-        texts: list[str] = []
-        for i, doc in enumerate(self.documents):
-            article = str(doc.meta.get("document_id") or doc.id)
-            k = titles.get(article)
-            if k is None:
-                k = titles[article] = len(texts)
-                texts.append(str(doc.meta.get("title") or ""))
-            self.article_of_row[i] = k
-        vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
-        self.title_vectors = vectors.reshape(len(texts), dim)
 
     @property
     def matrix(self) -> np.ndarray:
@@ -256,9 +231,6 @@ class HybridRetriever:
         known = bool(np.any(vector))
         sims = index.cosines(vector) if known and w_sem > 0 and index.size else None
         fused = rank_fusion(rows, sims, w_sem, top_k, index.min_similarity)
-        if sims is not None and index.title_weight > 0:
-            # the title vote counts as the meaning does: not where the words matched fully
-            title_vote(fused, index, vector, index.title_weight * w_sem / self.semantic_weight)
         docs = index.documents
         order = sorted(fused, key=lambda r: (-fused[r], (extra.get(r) or docs[r]).id))[:top_k]
         lex_score = dict(zip(rows, lex_scores, strict=True))
@@ -349,28 +321,3 @@ def rank_fusion(
                 break
             fused[row] = fused.get(row, 0.0) + w_sem / (RRF_K + rank + 1)
     return fused
-
-
-def title_vote(
-    fused: dict[int, float], index: VectorIndex, vector: np.ndarray, weight: float
-) -> None:
-    """Add to each candidate chunk's fused score the reciprocal rank of its article's title
-    among the candidates' titles, by cosine to the question, at `weight`.
-
-    A help centre titles an article with the question it answers ("How do I cancel
-    Brightwave Plus?"), in the customer's terms, while its chunks are the answer in the
-    writer's, diluted by steps and detail; so the question's closeness to the title is a
-    vote of its own, on whole articles. Only the candidates' titles are ranked (at most the
-    two lists' 80 chunks), which keeps it to one small product whatever the KB's size."""
-    if weight <= 0 or not fused or not len(index.title_vectors):
-        return
-    rows = [r for r in fused if r >= 0]  # negative: a chunk newer than the vectors
-    if not rows:
-        return
-    articles = np.unique(index.article_of_row[rows])
-    sims = index.title_vectors[articles] @ np.asarray(vector, dtype=np.float32)
-    rank = np.empty(len(articles), dtype=np.intp)
-    rank[np.argsort(-sims, kind="stable")] = np.arange(len(articles))
-    rank_of = dict(zip(articles.tolist(), rank.tolist(), strict=True))
-    for r in rows:
-        fused[r] += weight / (RRF_K + rank_of[int(index.article_of_row[r])] + 1)
