@@ -388,3 +388,19 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+# SQLSTATEs a second attempt of the same transaction can cure: a deadlock (PostgreSQL aborted
+# one of two transactions that waited on each other's rows) and a serialization failure.
+CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_transient_conflict(exc: BaseException) -> bool:
+    """True when `exc` (a SQLAlchemy error) is a lost deadlock or serialization race.
+
+    Why it matters: a web request and a worker that lock a session's rows in different orders
+    (a session deleted while its file's parse result is being written, say) can each wait on
+    the other; PostgreSQL then aborts one of them. The transaction was rolled back whole, so
+    running it again is safe and almost always succeeds."""
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlstate", None) in CONFLICT_SQLSTATES

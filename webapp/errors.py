@@ -6,6 +6,7 @@ from typing import Any, NoReturn
 
 from flask import Flask, jsonify, request
 from marshmallow import ValidationError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from models.errors import Conflict, DomainError, Invalid, NotFound, TooLarge, Unsupported
@@ -46,7 +47,8 @@ MEANINGS = {
     422: "Invalid fields: `details` names each field with its problems",
     429: "Rate limited: retry after `Retry-After` seconds",
     500: "Unexpected server error",
-    503: "A dependency (worker, broker) is unavailable: retry after `Retry-After` seconds",
+    503: "A dependency (database, worker, broker) is unavailable or busy: retry after "
+    "`Retry-After` seconds",
 }
 
 # The longest request target (path + query) the app answers; gunicorn.conf.py lets request
@@ -177,8 +179,27 @@ def register_error_handlers(app: Flask) -> None:
     )
     app.register_error_handler(HTTPException, render_http_exception)
 
+    app.register_error_handler(OperationalError, _database_unavailable)
+
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
         app.logger.exception("unhandled error")
         return _render(ApiError(500, "internal server error"))
 
     app.register_error_handler(Exception, _unexpected)
+
+
+def _database_unavailable(exc: OperationalError):  # type: ignore[no-untyped-def]
+    """The database refused or dropped the request's transaction (unreachable, locked past
+    its wait, a lost deadlock after `retry_conflicts`' attempts): nothing of it was committed,
+    and the same request later will work, so 503 with Retry-After, not 500."""
+    from flask import current_app
+
+    current_app.logger.warning("database unavailable: %s", type(exc.orig).__name__)
+    return _render(
+        ApiError(
+            503,
+            "the database is busy or unreachable; nothing was changed, retry shortly",
+            "database_unavailable",
+            headers={"Retry-After": "1"},
+        )
+    )

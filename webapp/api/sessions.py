@@ -39,7 +39,7 @@ from models.serialize import ticket_json
 from webapp.api import CUSTOMER, CUSTOMER_OR_STAFF, PUBLIC, STAFF, errors
 from webapp.auth import authorize_request, new_token, require_staff
 from webapp.chat import Accepted, accept_message
-from webapp.db import get_db
+from webapp.db import get_db, retry_conflicts
 from webapp.errors import abort
 from webapp.limits import check_new_session
 
@@ -137,6 +137,7 @@ class SessionItem(MethodView):
     @blp.response(204)
     @blp.doc(**CUSTOMER_OR_STAFF)
     @errors(blp, 400, 401, 403, 404)
+    @retry_conflicts
     def delete(self, session_id: str) -> None:
         """Delete the session with its messages, files and events."""
         db = get_db()
@@ -168,6 +169,7 @@ def session_status(session_id: str) -> ChatSession:
     return _end(session_id)
 
 
+@retry_conflicts
 def _end(session_id: str) -> ChatSession:
     """Both PATCH routes: `{"status": "ended"}` or `?status=ended`; an open ticket closes too."""
     db = get_db()
