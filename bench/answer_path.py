@@ -2,7 +2,7 @@
 
     python bench/answer_path.py [--database-url sqlite:///…|postgresql://…_bench]
                                 [--sessions 10] [--messages 10] [--redis redis://localhost:6379]
-                                [--profile worker|web]
+                                [--profile worker|web] [--together N]
 
 Why in one process: on a shared two-core machine wall times and per-process /proc CPU of a
 whole stack move with everybody else's load; `time.process_time` of the very calls the web and
@@ -15,6 +15,11 @@ the Flask app) and answers it as the Celery task does (`answer_pending`). Redis 
 private database number and channel prefix; the sent tasks are flushed at the end, no worker
 consumes them). The first message of each session is warm-up for that session; the first
 session is warm-up for the process (models, index, statement caches) and not counted.
+
+`--together N` (N > 1) accepts the messages of N sessions at a time as one batch, as the
+socket batcher stores a burst (`store_together`, then the batch's broadcast and each enqueue);
+web figures are then per message (the batch's CPU and statements divided by N). The first
+batch of sessions is the warm-up.
 
 Run it once on the old code and once on the new, alternately, to compare.
 """
@@ -62,6 +67,7 @@ def main() -> int:
     p.add_argument("--redis-db", type=int, default=11)
     p.add_argument("--profile", choices=("worker", "web"), help="print cProfile's top functions")
     p.add_argument("--label", default="")
+    p.add_argument("--together", type=int, default=1, help="messages stored as one batch")
     p.add_argument("--sort", default="cumulative", help="cProfile sort key (with --profile)")
     args = p.parse_args()
 
@@ -139,14 +145,63 @@ def main() -> int:
     web_cpu, worker_cpu, web_sql, worker_sql = [], [], [], []
     prof = cProfile.Profile() if args.profile else None
     q = 0
+
+    def new_chat() -> str:
+        db = new_session()
+        chat = ChatSession(token_hash=uuid.uuid4().hex)
+        db.add(chat)
+        db.commit()
+        db.close()
+        return chat.id
+
     with app.test_request_context("/ws", environ_base={"REMOTE_ADDR": "127.0.0.1"}):
-        for s in range(args.sessions + 1):
-            db = new_session()
-            chat = ChatSession(token_hash=uuid.uuid4().hex)
-            db.add(chat)
-            db.commit()
-            session_id = chat.id
-            db.close()
+        if args.together > 1:
+            from webapp.chat import SocketSend, announce, enqueue, store_together
+
+            for g in range(args.sessions // args.together + 1):
+                group = [new_chat() for _ in range(args.together)]
+                for m in range(args.messages):
+                    counted = g > 0 and m > 0
+                    sends = []
+                    for session_id in group:
+                        text = questions[q % len(questions)]
+                        q += 1
+                        sends.append(
+                            SocketSend(session_id, actor, text, f"c{m}", None, "127.0.0.1")
+                        )
+                    n0, c0 = counts["n"], time.process_time()
+                    if prof and counted and args.profile == "web":
+                        prof.enable()
+                    db = new_session()  # as the socket batcher's leader does
+                    try:
+                        store_together(db, sends)
+                    finally:
+                        db.close()
+                    announce([send.accepted for send in sends if send.accepted is not None])
+                    for send in sends:
+                        assert send.accepted is not None, send.error
+                        enqueue(send.accepted)
+                    if prof:
+                        prof.disable()
+                    n1, c1 = counts["n"], time.process_time()
+                    for send in sends:
+                        assert send.accepted is not None
+                        n2, c2 = counts["n"], time.process_time()
+                        if prof and counted and args.profile == "worker":
+                            prof.enable()
+                        outcome = answer_pending(send.accepted.message.id)
+                        if prof:
+                            prof.disable()
+                        n3, c3 = counts["n"], time.process_time()
+                        if outcome != "done":
+                            raise SystemExit(f"unexpected outcome {outcome}")
+                        if counted:
+                            web_cpu.append((c1 - c0) * 1000 / len(sends))
+                            web_sql.append((n1 - n0) / len(sends))
+                            worker_cpu.append((c3 - c2) * 1000)
+                            worker_sql.append(n3 - n2)
+        for s in range(args.sessions + 1 if args.together <= 1 else 0):
+            session_id = new_chat()
             for m in range(args.messages):
                 counted = s > 0 and m > 0
                 text = questions[q % len(questions)]
@@ -204,6 +259,7 @@ def main() -> int:
         json.dumps(
             {
                 "label": args.label,
+                "together": args.together,
                 "database": url.split(":", 1)[0],
                 "answers": len(worker_cpu),
                 "web_cpu_ms_p50_mean": summary(web_cpu),

@@ -334,7 +334,7 @@ class Settings:
     attachment_storage: str = "db"
     attachment_fsync: bool = True
     attachment_direct_io: bool = True
-    socket_accepts_at_once: int = 4
+    socket_accepts_at_once: int = 64  # most socket messages stored in one transaction
     sqlite_page_size: int = 4096
     sqlite_checkpoint_interval: float = 1.0
 
@@ -460,7 +460,7 @@ class Settings:
             embeddings_min_similarity=_float("EMBEDDINGS_MIN_SIMILARITY", 0.25),
             attachment_storage=_attachment_storage("ATTACHMENT_STORAGE"),
             attachment_fsync=_flag("ATTACHMENT_FSYNC", True),
-            socket_accepts_at_once=_int("SOCKET_ACCEPTS_AT_ONCE", 4, 1),
+            socket_accepts_at_once=_int("SOCKET_ACCEPTS_AT_ONCE", 64, 1),
             attachment_direct_io=_flag("ATTACHMENT_DIRECT_IO", True),
             sqlite_page_size=_page_size("SQLITE_PAGE_SIZE"),
             sqlite_checkpoint_interval=_seconds("SQLITE_CHECKPOINT_INTERVAL", 1.0),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 
 import pytest
 
@@ -123,6 +124,149 @@ def test_sends_read_together_take_consecutive_seqs_and_one_client_msg_id_is_one_
     assert told == stored
     assert all(e["message"]["seq"] == e["seq"] for e in logged if e["type"] == "user_message")
     assert resend == stored[0][0]
+
+
+def _answered_once(api, chat, users: int) -> list[dict]:  # type: ignore[no-untyped-def]
+    """The conversation once each of its `users` customer messages has its answer: seqs 1..n
+    without gap or double, and every customer message answered exactly once."""
+    data = api.wait_for(chat, lambda ms: sum(m["role"] == "assistant" for m in ms) >= users)
+    messages = data["messages"]
+    assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
+    asked = [m["id"] for m in messages if m["role"] == "user"]
+    answered = [m["reply_to_id"] for m in messages if m["role"] == "assistant"]
+    assert len(asked) == users and sorted(answered) == sorted(asked)
+    return messages
+
+
+def _store_and_announce(sends: list) -> int:  # type: ignore[no-untyped-def]
+    """`store_together` on one database session as the socket batcher calls it, then the
+    broadcast and the enqueues it does; the number of COMMITs the database saw."""
+    from sqlalchemy import event
+
+    from models.db import get_engine, new_session
+    from webapp.chat import announce, enqueue, store_together
+
+    commits = []
+    engine = get_engine()
+
+    def count(_conn) -> None:  # type: ignore[no-untyped-def]
+        commits.append(1)
+
+    event.listen(engine, "commit", count)
+    db = new_session()
+    try:
+        store_together(db, sends)
+    finally:
+        db.close()
+        event.remove(engine, "commit", count)
+    announce([s.accepted for s in sends if s.accepted is not None])
+    for send in sends:
+        if send.accepted is not None:
+            enqueue(send.accepted)
+    return len(commits)
+
+
+def test_socket_messages_arriving_together_are_stored_in_one_commit(api):
+    """A batch of socket messages (as the socket batcher hands them over): two of one session,
+    a resend of a client_msg_id sent earlier in the same batch, a resend of one stored before,
+    an empty message, an unknown session. One COMMIT stores the valid ones with consecutive
+    seqs in arrival order; each refusal is its own and costs the others nothing; each new
+    customer message is answered once."""
+    from models.settings import get_settings
+    from webapp import create_app
+    from webapp.auth import Actor
+    from webapp.chat import SocketSend
+
+    a, b, c, d = (api.create_session() for _ in range(4))
+    old = api.send(d, "Do you ship abroad?", client_msg_id="old").json()["message_id"]
+    _answered_once(api, d, 1)
+    customer = Actor("customer")
+
+    def send(chat_id: str, text: str, cid: str) -> SocketSend:
+        return SocketSend(chat_id, customer, text, cid, None, "127.0.0.1")
+
+    sends = [
+        send(a["session_id"], "Where is my parcel?", "a1"),
+        send(b["session_id"], "Do you ship to Norway?", "b1"),
+        send(a["session_id"], "How long does delivery take?", "a2"),
+        send(b["session_id"], "Do you ship to Norway?", "b1"),
+        send(c["session_id"], "   ", "c1"),
+        send(d["session_id"], "Do you ship abroad?", "old"),
+        send(str(uuid.uuid4()), "Anyone there?", "z1"),
+        send(c["session_id"], "What does Plus cost?", "c2"),
+    ]
+    app = create_app({"HELPLINE": get_settings(), "TESTING": True})
+    with app.test_request_context("/ws", environ_base={"REMOTE_ADDR": "127.0.0.1"}):
+        assert _store_and_announce(sends) == 1
+    a1, b1, a2, b1_again, c1, old_again, z1, c2 = sends
+    assert [(s.accepted.created, s.accepted.message.seq) for s in (a1, a2, b1, c2)] == [
+        (True, 1),
+        (True, 2),
+        (True, 1),
+        (True, 1),
+    ]
+    assert not b1_again.accepted.created and b1_again.accepted.message.id == b1.accepted.message.id
+    assert not old_again.accepted.created and old_again.accepted.message.id == old
+    assert c1.accepted is None and c1.error.code == "empty_message"
+    assert z1.accepted is None and z1.error.code == "unknown_session"
+    for chat, ids in ((a, [a1, a2]), (b, [b1]), (c, [c2])):
+        messages = _answered_once(api, chat, len(ids))
+        users = [m for m in messages if m["role"] == "user"]
+        assert [m["id"] for m in users] == [s.accepted.message.id for s in ids]
+        assert [m["client_msg_id"] for m in users] == [s.client_msg_id for s in ids]
+    _answered_once(api, d, 1)  # the resend is the stored message: no second answer
+
+
+def test_a_batch_that_loses_a_race_is_stored_one_by_one(api):
+    """Another writer stores a message under a client_msg_id of the batch (and moves that
+    session's counter) between the batch's read and its write: the unique key refuses the
+    batch's INSERT, the transaction is rolled back, and each message is stored again on its
+    own: the raced one is the other writer's message, the rest are stored, no seq is lost or
+    doubled, and each customer message is answered once."""
+    from sqlalchemy import event
+
+    from models.db import get_engine, session_scope
+    from models.settings import get_settings
+    from webapp import create_app
+    from webapp.auth import Actor
+    from webapp.chat import SocketSend, accept_message, chat_for_message
+
+    e, f = api.create_session(), api.create_session()
+    customer = Actor("customer")
+    sends = [
+        SocketSend(e["session_id"], customer, "Where is my parcel?", "e1", None, "127.0.0.1"),
+        SocketSend(f["session_id"], customer, "Is there a warranty?", "f1", None, "127.0.0.1"),
+        SocketSend(e["session_id"], customer, "Do you ship to Norway?", "e2", None, "127.0.0.1"),
+    ]
+    raced: list[str] = []
+
+    def race(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        if raced or not statement.startswith("UPDATE chat_sessions") or "CASE" not in statement:
+            return
+        with session_scope() as other:  # another web process, say: its own connection
+            chat, dup = chat_for_message(other, e["session_id"], "e2")
+            won = accept_message(
+                other, chat, customer, "Do you ship to Norway?", "e2", [], duplicate_of=dup
+            )
+            raced.append(won.message.id)
+
+    app = create_app({"HELPLINE": get_settings(), "TESTING": True})
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", race)
+    try:
+        with app.test_request_context("/ws", environ_base={"REMOTE_ADDR": "127.0.0.1"}):
+            commits = _store_and_announce(sends)
+    finally:
+        event.remove(engine, "before_cursor_execute", race)
+    e1, f1, e2 = sends
+    assert raced and commits == 3  # the racer's, then e1 and f1 one by one (e2 stored nothing)
+    assert e1.accepted.created and f1.accepted.created
+    assert not e2.accepted.created and e2.accepted.message.id == raced[0]
+    users = [m for m in _answered_once(api, e, 2) if m["role"] == "user"]
+    assert [m["id"] for m in users] == [raced[0], e1.accepted.message.id]
+    assert [m["id"] for m in _answered_once(api, f, 1) if m["role"] == "user"] == [
+        f1.accepted.message.id
+    ]
 
 
 def test_replies_come_in_order(api, chat):

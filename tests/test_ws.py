@@ -183,9 +183,9 @@ def test_ending_or_deleting_the_session_closes_its_sockets(api):
 
 
 def test_a_burst_of_first_messages_is_each_acknowledged_and_answered(api):
-    """Many sessions' first messages at the same instant, more than SOCKET_ACCEPTS_AT_ONCE
-    (4 by default) can be stored together: the others wait their turn at the gate, and every
-    one is acknowledged once, before its own broadcast and reply, and answered."""
+    """Many sessions' first messages at the same instant: those that arrive while a batch is
+    being committed are stored together in the next (SOCKET_ACCEPTS_AT_ONCE), and every one
+    is acknowledged once, before its own broadcast and reply, and answered."""
     chats = [api.create_session() for _ in range(12)]
     socks = [open_socket(api, chat) for chat in chats]
     for i, sock in enumerate(socks):
@@ -202,8 +202,8 @@ def test_a_burst_of_first_messages_is_each_acknowledged_and_answered(api):
 
 
 def test_a_socket_keeps_working_after_a_refused_message_at_the_gate(api, chat):
-    """A refusal inside the gate (here an empty message) lets the gate go: a gate of 4 would
-    otherwise be used up after four of them."""
+    """A refused message (here an empty one) leaves the socket batcher free for the next: a
+    leader that did not hand the lead on would stall every socket of the process."""
     sock = open_socket(api, chat)
     for i in range(6):
         sock.send({"type": "message", "content": " ", "client_msg_id": f"e{i}"})
@@ -213,3 +213,58 @@ def test_a_socket_keeps_working_after_a_refused_message_at_the_gate(api, chat):
     events = sock.until("complete")
     assert events[0]["type"] == "acknowledged" and events[0]["client_msg_id"] == "ok"
     sock.close()
+
+
+def test_a_burst_with_two_tabs_a_resend_and_a_bad_message_gets_every_outcome_once(api):
+    """Sockets of one web process sending at the same instant, stored in batches (group
+    commit): a conversation with three tabs (two messages and a resend of the first's
+    client_msg_id), an empty message in another, single messages elsewhere. Every valid
+    message is acknowledged once, before anything else about it reaches its sender; the two
+    sends of one client_msg_id are one message (one ack says duplicate); the empty one gets
+    its error; the seqs have no gap and no double, and each message is answered once."""
+    tabs_chat = api.create_session()
+    chats = [api.create_session() for _ in range(8)]
+    tabs = [open_socket(api, tabs_chat) for _ in range(3)]
+    socks = [open_socket(api, chat) for chat in chats]
+    frames = [
+        (tabs[0], "Where is my parcel?", "t1"),
+        (tabs[1], "Do you ship to Norway?", "t2"),
+        (tabs[2], "Where is my parcel?", "t1"),
+        (socks[0], "   ", "bad"),
+    ] + [(sock, "Is there a warranty?", f"s{i}") for i, sock in enumerate(socks[1:], 1)]
+    for sock, text, cid in frames:
+        sock.send({"type": "message", "content": text, "client_msg_id": cid})
+    outcomes = {}
+    for sock, _text, cid in frames:
+        got = sock.until("acknowledged" if cid != "bad" else "error", client_msg_id=cid)
+        outcome = got[-1]
+        outcomes[id(sock)] = outcome
+        if cid == "bad":
+            assert outcome["code"] == "empty_message"
+            continue
+        mine = outcome["message_id"]
+        if outcome["duplicate"]:
+            continue  # the other tab's message: its broadcast may well come first
+        told = [e.get("message") for e in got[:-1]]
+        assert not any(
+            isinstance(m, dict) and mine in (m.get("id"), m.get("reply_to_id")) for m in told
+        ), got  # the ack is the first the sender hears of its message
+    first, second, again = (outcomes[id(t)] for t in tabs)
+    assert first["message_id"] == again["message_id"] != second["message_id"]
+    assert sorted([first["duplicate"], again["duplicate"]]) == [False, True]
+    assert second["duplicate"] is False
+    assert sorted([first["seq"], second["seq"]]) == [1, 2]
+    for sock, _text, cid in frames[3:]:
+        if cid != "bad":
+            assert outcomes[id(sock)]["seq"] == 1 and outcomes[id(sock)]["duplicate"] is False
+    for chat, users in [(tabs_chat, 2), (chats[0], 0)] + [(c, 1) for c in chats[1:]]:
+        data = api.wait_for(
+            chat, lambda ms, n=users: sum(m["role"] == "assistant" for m in ms) >= n
+        )
+        messages = data["messages"]
+        assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
+        asked = [m["id"] for m in messages if m["role"] == "user"]
+        answered = [m["reply_to_id"] for m in messages if m["role"] == "assistant"]
+        assert len(asked) == users and sorted(answered) == sorted(asked)
+    for sock in tabs + socks:
+        sock.close()

@@ -74,11 +74,17 @@ def check(scope: str, key: str, per_minute: int, what: str) -> None:
     )
 
 
-def check_message(session_id: str) -> None:
-    """A customer message: per conversation and per client IP."""
+def check_message(session_id: str, ip: str | None = None) -> None:
+    """A customer message: per conversation and per client IP (`ip`: the sender's address when
+    the check runs outside its request, as a socket message stored with others does)."""
     s = current_settings()
     check("session-messages", session_id, s.rate_limit_per_minute, "messages")
-    check("ip-messages", client_ip(), s.rate_limit_per_ip_per_minute, "messages from your address")
+    check(
+        "ip-messages",
+        ip or client_ip(),
+        s.rate_limit_per_ip_per_minute,
+        "messages from your address",
+    )
 
 
 def check_new_session() -> None:

@@ -30,34 +30,148 @@ from models.textcheck import (
     text_problem,
 )
 from webapp.auth import Actor, authorize, check_origin
-from webapp.chat import accept_message, chat_for_message
+from webapp.chat import (
+    SocketSend,
+    accept_message,
+    announce,
+    chat_for_message,
+    enqueue,
+    store_together,
+)
 from webapp.config import current_settings
 from webapp.errors import ApiError, error_event
 from webapp.events import GOING_AWAY, GOING_AWAY_CODE, RESYNC, get_hub
 from webapp.extensions import sock
+from webapp.limits import client_ip
 from webapp.metrics import socket_closed, socket_opened
 from webapp.wsserver import Outbox, text_frame
 
 log = logging.getLogger(__name__)
 
-# Socket messages being stored at once in this process (SOCKET_ACCEPTS_AT_ONCE), made on first
-# use so each forked web process has its own.
-_GATE: tuple[int, threading.BoundedSemaphore] | None = None
+# The process's batcher of socket accepts (SOCKET_ACCEPTS_AT_ONCE wide), made on first use so
+# each forked web process has its own.
+_BATCHER: AcceptBatcher | None = None
 
 
-def accept_gate(size: int) -> threading.BoundedSemaphore:
-    """The process's gate for socket accepts, `size` wide.
+class _Waiting:
+    """One socket message in the batcher's queue, and its reader waiting for it."""
 
-    Why a gate: when every session's message arrives in the same instant, each socket's reader
-    starts its accept at once and they share the CPU (and on PostgreSQL the pool) until all are
-    stored: every message is acknowledged near the end of the burst, and the pool opens new
-    connections for it that it closes again afterwards. Through the gate a few run at a time
-    and the others wait in line, so the first are acknowledged while the last still wait,
-    without more connections than the gate is wide. Under gevent the wait yields."""
-    global _GATE
-    if _GATE is None or _GATE[0] != size:
-        _GATE = (size, threading.BoundedSemaphore(size))
-    return _GATE[1]
+    __slots__ = ("conn", "send", "woken", "leads", "done")
+
+    def __init__(self, conn: Connection, send: SocketSend) -> None:
+        self.conn = conn
+        self.send = send
+        self.woken = threading.Event()  # set when it is this one's turn to lead, or it is done
+        self.leads = False
+        self.done = False
+
+
+class AcceptBatcher:
+    """Group commit of socket accepts: the socket messages that arrive together in one web
+    process are stored in one transaction and acknowledged right after its commit.
+
+    Natural batching, no timer: a message that finds nobody storing leads at once (alone, so
+    at low load nothing changes: one message, one transaction, as before); the messages that
+    arrive while a transaction is in flight wait in line (yielding, under gevent; blocking
+    their thread, with plain threads), and when it has committed the first of them leads the
+    next batch: everything queued by then, up to `limit`. The leader stores the batch
+    (`store_together`), writes every acknowledgement, hands the lead on, and broadcasts the
+    batch's events in one Redis pipeline; each reader then enqueues its own reply.
+
+    Why: in a burst (every session's first message in the same instant) each message was its
+    own transaction behind a gate of four, and the last one waited for all the others' commits
+    (bench/README.md, "Session 7: group commit of socket accepts"). At most one transaction
+    of socket accepts runs per process, so the burst needs one pooled connection."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()  # held for a few list operations only, never across I/O
+        self._queue: list[_Waiting] = []
+        self._busy = False  # a leader is storing (or about to)
+
+    def accept(self, conn: Connection, send: SocketSend) -> None:
+        """Store `send` with whatever else is waiting; returns once it is stored (or refused:
+        `send.accepted` / `send.error`) and acknowledged, and its broadcast has gone out."""
+        me = _Waiting(conn, send)
+        with self._lock:
+            self._queue.append(me)
+            me.leads = not self._busy
+            self._busy = True
+        if not me.leads:
+            try:
+                me.woken.wait()
+            except BaseException:  # killed while waiting: never strand the line behind us
+                self._leave(me)
+                raise
+            if me.done:
+                return
+        self._lead(me)
+
+    def _lead(self, me: _Waiting) -> None:
+        with self._lock:
+            batch = self._queue[: self.limit]
+            del self._queue[: self.limit]
+        assert batch and batch[0] is me, "a leader stores its own message first"
+        handed = False
+        try:
+            db = new_session()
+            try:
+                store_together(db, [w.send for w in batch])
+            except Exception:
+                log.exception("socket messages could not be stored")
+                for w in batch:
+                    if w.send.accepted is None and w.send.error is None:
+                        w.send.error = ApiError(
+                            500, "this frame could not be handled; try again", "server_error"
+                        )
+            finally:
+                db.close()
+            # Committed: acknowledge every message before any broadcast of the batch, and
+            # before the next batch can publish anything.
+            for w in batch:
+                if w.send.accepted is not None:
+                    w.conn._acknowledge(w.send.accepted.message, w.send.accepted.created)
+            self._hand_on()
+            handed = True
+            announce([w.send.accepted for w in batch if w.send.accepted is not None])
+        finally:
+            if not handed:
+                self._hand_on()
+            for w in batch:
+                w.done = True
+                if w is not me:
+                    w.woken.set()
+
+    def _hand_on(self) -> None:
+        """The next in line leads (whatever has queued by the time it runs is its batch)."""
+        with self._lock:
+            nxt = self._queue[0] if self._queue else None
+            if nxt is None:
+                self._busy = False
+            else:
+                nxt.leads = True
+        if nxt is not None:
+            nxt.woken.set()
+
+    def _leave(self, me: _Waiting) -> None:
+        """A waiting reader was killed: take its message out of the line, passing the lead on
+        if it had just been given it."""
+        with self._lock:
+            if me.done:
+                return
+            if me in self._queue:
+                self._queue.remove(me)
+            leads = me.leads
+        if leads:
+            self._hand_on()
+
+
+def accept_batcher(limit: int) -> AcceptBatcher:
+    """The process's batcher for socket accepts, storing up to `limit` messages at once."""
+    global _BATCHER
+    if _BATCHER is None or _BATCHER.limit != limit:
+        _BATCHER = AcceptBatcher(limit)
+    return _BATCHER
 
 
 # HTTP-style status of a refusal → WebSocket close code (documented in the README).
@@ -264,49 +378,48 @@ class Connection(Outbox):
                 "attachment_ids must be a list of ids",
                 client_msg_id=client_msg_id,
             )
-        gate = accept_gate(self.settings.socket_accepts_at_once)
-        held: list[bool] = []
+        if ids:  # messages with files keep the one-message path (its own transaction)
+            return self._accept_alone(data, client_msg_id, ids, request)
+        send = SocketSend(
+            self.session_id, self.actor, data.get("content"), client_msg_id, request, client_ip()
+        )
+        accept_batcher(self.settings.socket_accepts_at_once).accept(self, send)
+        if send.error is not None:
+            err = send.error
+            return self.send_error(err.code, err.message, err.details, client_msg_id)
+        if send.accepted is not None:
+            enqueue(send.accepted)  # after the acknowledgement and the broadcast
+        return None
 
-        def stored(msg: Message, created: bool) -> None:
-            # Stored and committed: let the next message in, then acknowledge this one at once
-            # (its broadcast and the reply's enqueue follow outside the gate).
-            if held:
-                held.clear()
-                gate.release()
-            self._acknowledge(msg, created)
-
-        gate.acquire()
-        held.append(True)  # no switch in between: nothing can kill us holding an unmarked slot
+    def _accept_alone(
+        self, data: dict, client_msg_id: str | None, ids: list[str], request: str | None
+    ) -> None:
+        """A message with attachment_ids: read, store, acknowledge, announce, enqueue."""
+        db = new_session()
         try:
-            db = new_session()
-            try:
-                # The session and the duplicate check in one statement (chat_for_message).
-                chat, duplicate_of = chat_for_message(db, self.session_id, client_msg_id)
-                if chat is None:
-                    return self.send_error(
-                        "unknown_session",
-                        "this session no longer exists",
-                        client_msg_id=client_msg_id,
-                    )
-                accept_message(
-                    db,
-                    chat,
-                    self.actor,
-                    data.get("content"),
-                    client_msg_id,
-                    ids,
-                    on_stored=stored,
-                    request=request,
-                    duplicate_of=duplicate_of,
+            # The session and the duplicate check in one statement (chat_for_message).
+            chat, duplicate_of = chat_for_message(db, self.session_id, client_msg_id)
+            if chat is None:
+                return self.send_error(
+                    "unknown_session",
+                    "this session no longer exists",
+                    client_msg_id=client_msg_id,
                 )
-            except ApiError as err:
-                return self.send_error(err.code, err.message, err.details, client_msg_id)
-            finally:
-                db.close()
+            accept_message(
+                db,
+                chat,
+                self.actor,
+                data.get("content"),
+                client_msg_id,
+                ids,
+                on_stored=self._acknowledge,
+                request=request,
+                duplicate_of=duplicate_of,
+            )
+        except ApiError as err:
+            return self.send_error(err.code, err.message, err.details, client_msg_id)
         finally:
-            if held:  # refused or failed before the commit: the slot goes back
-                held.clear()
-                gate.release()
+            db.close()
         return None
 
 
