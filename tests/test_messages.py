@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import uuid
@@ -259,7 +260,10 @@ def test_a_batch_that_loses_a_race_is_stored_one_by_one(api):
     finally:
         event.remove(engine, "before_cursor_execute", race)
     e1, f1, e2 = sends
-    assert raced and commits == 3  # the racer's, then e1 and f1 one by one (e2 stored nothing)
+    # The racer's COMMIT, then e1 and f1 one by one (e2 stored nothing): on PostgreSQL each in
+    # its one autocommitted statement, which sends no COMMIT.
+    one_by_one = 0 if os.environ.get("TEST_DATABASE_URL") else 2
+    assert raced and commits == 1 + one_by_one
     assert e1.accepted.created and f1.accepted.created
     assert not e2.accepted.created and e2.accepted.message.id == raced[0]
     users = [m for m in _answered_once(api, e, 2) if m["role"] == "user"]
@@ -267,6 +271,94 @@ def test_a_batch_that_loses_a_race_is_stored_one_by_one(api):
     assert [m["id"] for m in _answered_once(api, f, 1) if m["role"] == "user"] == [
         f1.accepted.message.id
     ]
+
+
+def _lone_socket_message(api, chat, cid: str, text: str, race=None):  # type: ignore[no-untyped-def]
+    """One socket message through `store_together` as the batcher hands over a lone one; the
+    statements and the COMMITs the database saw. `race(statement)` runs before each statement."""
+    from sqlalchemy import event
+
+    from models.db import get_engine
+    from models.settings import get_settings
+    from webapp import create_app
+    from webapp.auth import Actor
+    from webapp.chat import SocketSend
+
+    send = SocketSend(chat["session_id"], Actor("customer"), text, cid, None, "127.0.0.1")
+    statements: list[str] = []
+
+    def seen(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+        if race is not None:
+            race(statement)
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", seen)
+    app = create_app({"HELPLINE": get_settings(), "TESTING": True})
+    try:
+        with app.test_request_context("/ws", environ_base={"REMOTE_ADDR": "127.0.0.1"}):
+            commits = _store_and_announce([send])
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    return send, statements, commits
+
+
+@pytest.mark.skipif(
+    not os.environ.get("TEST_DATABASE_URL"), reason="autocommit accept: PostgreSQL only"
+)
+def test_a_lone_socket_message_on_postgresql_is_two_statements_and_no_transaction(api):
+    """The session read and the one statement that stores the message, each committed on its
+    own (no BEGIN, no COMMIT round trip): stored durably with the next seq, answered once."""
+    chat = api.create_session()
+    send, statements, commits = _lone_socket_message(api, chat, "solo", "Do you ship to Norway?")
+    assert send.error is None and send.accepted.created and send.accepted.message.seq == 1
+    assert len(statements) == 2 and statements[1].lstrip().startswith("WITH bumped")
+    assert commits == 0  # nothing waited for a COMMIT: the statement committed itself
+    messages = _answered_once(api, chat, 1)
+    assert messages[0]["id"] == send.accepted.message.id
+
+
+@pytest.mark.skipif(
+    not os.environ.get("TEST_DATABASE_URL"), reason="autocommit accept: PostgreSQL only"
+)
+def test_a_lone_socket_message_whose_counter_moved_takes_the_locking_way(api):
+    """Another writer stores a message in the same session between the autocommitted read and
+    the store: the one statement writes nothing, and the message is stored in a transaction
+    that waits for the counter's lock: the next seq after the other writer's, no gap, no
+    double, one answer each."""
+    from models.db import session_scope
+    from webapp.auth import Actor
+    from webapp.chat import accept_message, chat_for_message
+
+    chat = api.create_session()
+    raced: list[str] = []
+
+    started: list[bool] = []
+
+    def race(statement: str) -> None:
+        if started or not statement.lstrip().startswith("WITH bumped"):
+            return
+        started.append(True)  # the other writer's own statement passes through here too
+        with session_scope() as other:  # another web process, say: its own connection
+            found, dup = chat_for_message(other, chat["session_id"], "other")
+            won = accept_message(
+                other,
+                found,
+                Actor("customer"),
+                "Where is my parcel?",
+                "other",
+                [],
+                duplicate_of=dup,
+            )
+            raced.append(won.message.id)
+
+    send, _statements, commits = _lone_socket_message(
+        api, chat, "mine", "Do you ship to Norway?", race
+    )
+    assert raced and commits == 2  # the other writer's, then ours in a transaction
+    assert send.accepted.created
+    users = [m for m in _answered_once(api, chat, 2) if m["role"] == "user"]
+    assert [m["id"] for m in users] == [raced[0], send.accepted.message.id]
 
 
 def test_replies_come_in_order(api, chat):
