@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import random
+import threading
 
-from tests.client import STAFF, Socket
+from tests.client import STAFF, Api, Socket
 
 
 def upload(api, chat, name: str, data: bytes, ctype: str = "application/octet-stream"):  # type: ignore[no-untyped-def]
@@ -14,6 +16,35 @@ def upload(api, chat, name: str, data: bytes, ctype: str = "application/octet-st
         files={"file": (name, data, ctype)},
         headers=api.auth(chat),
     )
+
+
+def upload_at_once(api, clients: int, size: int, prefix: str) -> tuple[list, list[str]]:  # type: ignore[no-untyped-def]
+    """`clients` customers, each in a conversation of its own, upload three PNG-typed files of
+    `size` random bytes one after the other, all customers at once; ((bytes, 202 body) per
+    accepted file, the bodies of any refusal)."""
+    results: list[tuple[bytes, dict]] = []
+    errors: list[str] = []
+
+    def client(seed: int) -> None:
+        local = Api(api.base_url)
+        try:
+            chat = local.create_session()
+            for i in range(3):
+                data = b"\x89PNG\r\n\x1a\n" + random.Random(seed * 10 + i).randbytes(size)
+                resp = upload(local, chat, f"{prefix}{seed}-{i}.png", data)
+                if resp.status_code != 202:
+                    errors.append(resp.text)
+                    continue
+                results.append((data, resp.json()))
+        finally:
+            local.close()
+
+    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, errors
 
 
 def docx_bytes(text: str) -> bytes:

@@ -273,6 +273,12 @@ def test_a_batch_that_loses_a_race_is_stored_one_by_one(api):
     ]
 
 
+# The lone socket accept runs in autocommit on PostgreSQL only (SQLite keeps its transaction).
+POSTGRES_ONLY = pytest.mark.skipif(
+    not os.environ.get("TEST_DATABASE_URL"), reason="autocommit accept: PostgreSQL only"
+)
+
+
 def _lone_socket_message(api, chat, cid: str, text: str, race=None):  # type: ignore[no-untyped-def]
     """One socket message through `store_together` as the batcher hands over a lone one; the
     statements and the COMMITs the database saw. `race(statement)` runs before each statement."""
@@ -303,9 +309,7 @@ def _lone_socket_message(api, chat, cid: str, text: str, race=None):  # type: ig
     return send, statements, commits
 
 
-@pytest.mark.skipif(
-    not os.environ.get("TEST_DATABASE_URL"), reason="autocommit accept: PostgreSQL only"
-)
+@POSTGRES_ONLY
 def test_a_lone_socket_message_on_postgresql_is_two_statements_and_no_transaction(api):
     """The session read and the one statement that stores the message, each committed on its
     own (no BEGIN, no COMMIT round trip): stored durably with the next seq, answered once."""
@@ -318,9 +322,7 @@ def test_a_lone_socket_message_on_postgresql_is_two_statements_and_no_transactio
     assert messages[0]["id"] == send.accepted.message.id
 
 
-@pytest.mark.skipif(
-    not os.environ.get("TEST_DATABASE_URL"), reason="autocommit accept: PostgreSQL only"
-)
+@POSTGRES_ONLY
 def test_a_lone_socket_message_whose_counter_moved_takes_the_locking_way(api):
     """Another writer stores a message in the same session between the autocommitted read and
     the store: the one statement writes nothing, and the message is stored in a transaction

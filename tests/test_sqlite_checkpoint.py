@@ -20,14 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
-from tests.client import Api
-from tests.test_attachments import upload
+from tests.test_attachments import upload_at_once
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -164,28 +161,8 @@ def test_uploads_stored_while_checkpoints_run_are_each_exact(stack, api):
     from models.chat import AttachmentBlob
     from models.db import make_engine
 
-    sent: list[tuple[str, str]] = []  # (attachment id, sha256)
-    errors: list[str] = []
-
-    def client(seed: int) -> None:
-        local = Api(api.base_url)
-        try:
-            chat = local.create_session()
-            for i in range(3):
-                data = b"\x89PNG\r\n\x1a\n" + random.Random(seed * 10 + i).randbytes(4_500_000)
-                resp = upload(local, chat, f"k{seed}-{i}.png", data)
-                if resp.status_code != 202:
-                    errors.append(resp.text)
-                    continue
-                sent.append((resp.json()["attachment_id"], hashlib.sha256(data).hexdigest()))
-        finally:
-            local.close()
-
-    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results, errors = upload_at_once(api, 3, 4_500_000, "k")
+    sent = [(att["attachment_id"], hashlib.sha256(data).hexdigest()) for data, att in results]
     assert not errors
     assert len(sent) == 9
     engine = make_engine(stack.env["DATABASE_URL"])

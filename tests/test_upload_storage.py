@@ -15,7 +15,6 @@ import json
 import os
 import random
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from models.filetypes import StreamSniffer, UnsupportedFileType, sniff_content_t
 from models.settings import Settings
 from tests.client import Api, Socket
 from tests.conftest import side_stack
-from tests.test_attachments import docx_bytes, upload
+from tests.test_attachments import docx_bytes, upload, upload_at_once
 from webapp.uploads import MultipartStream, Part, PartEnd
 
 
@@ -416,28 +415,7 @@ def test_concurrent_uploads_keep_their_own_bytes(files):
     """Receive buffers are reused from request to request and a piece is written while the next
     one arrives: uploads at once, each of several pieces, must each store exactly their bytes."""
     api, directory = files
-    results: list[tuple[bytes, dict]] = []
-    errors: list[str] = []
-
-    def client(seed: int) -> None:
-        local = Api(api.base_url)
-        try:
-            chat = local.create_session()
-            for i in range(3):
-                data = b"\x89PNG\r\n\x1a\n" + random.Random(seed * 10 + i).randbytes(1_800_000)
-                resp = upload(local, chat, f"c{seed}-{i}.png", data)
-                if resp.status_code != 202:
-                    errors.append(resp.text)
-                    continue
-                results.append((data, resp.json()))
-        finally:
-            local.close()
-
-    threads = [threading.Thread(target=client, args=(seed,)) for seed in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results, errors = upload_at_once(api, 4, 1_800_000, "c")
     assert not errors
     assert len(results) == 12
     for data, att in results:

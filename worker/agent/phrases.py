@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from worker.agent.language import LANGUAGES
+
 
 @dataclass(frozen=True)
 class Phrases:
@@ -47,20 +49,7 @@ PHRASES: dict[str, Phrases] = {
         thanks="You're welcome! Is there anything else I can help you with?",
         bye="Thanks for getting in touch. Have a great day!",
         ack="Great! Is there anything else I can help you with?",
-        names={
-            "en": "English",
-            "fr": "French",
-            "de": "German",
-            "es": "Spanish",
-            "it": "Italian",
-            "nl": "Dutch",
-            "pt": "Portuguese",
-            "sv": "Swedish",
-            "da": "Danish",
-            "no": "Norwegian",
-            "fi": "Finnish",
-            "pl": "Polish",
-        },
+        names=LANGUAGES,  # the detector's own table names them in English
     ),
     "fr": Phrases(
         abstain=(
