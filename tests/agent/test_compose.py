@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from dataclasses import asdict, fields
+from pathlib import Path
 
 from worker.agent.analysis import ANALYZER
-from worker.agent.base import Passage
+from worker.agent.base import Passage, Source
 from worker.agent.compose import compose
 from worker.agent.questions import question_type, question_weights
-from worker.agent.units import build_units
+from worker.agent.units import Unit, _Parser, build_units
+from worker.ingest.chunking import chunk_text
 
 
 def passage(
@@ -239,3 +242,77 @@ def test_a_steps_list_is_as_relevant_as_the_line_that_introduces_it():
     )
     text, _ = answer("box came crushed, the speaker inside has a crack", [damaged, speaker])
     assert text.startswith("If the box is crushed, torn or wet:\n1. Photograph"), text
+
+
+def _fresh_units(passages: list[Passage], docs: dict[str, int]) -> list[Unit]:
+    """The units as one parser over all passages makes them (no per-passage cache)."""
+    slots = sorted(passages, key=lambda p: (docs[p.document_id], p.position, p.chunk_id))
+    parser = _Parser()
+    for slot, p in enumerate(slots):
+        heading = p.section if p.section != p.title else ""
+        parser.parse(p.content or "", docs[p.document_id], slot, heading or "")
+    seen: set[tuple[int, str]] = set()
+    return [
+        u
+        for u in parser.units
+        if (u.doc, u.key or u.text) not in seen and not seen.add((u.doc, u.key or u.text))
+    ]
+
+
+def _fields(unit: Unit) -> tuple:
+    return tuple(getattr(unit, f.name) for f in fields(Unit))
+
+
+def test_cached_passage_units_match_a_fresh_parse_of_the_sample_kb() -> None:
+    """Each passage is parsed once per process and copied into place: for every article of
+    the sample KB, its chunks in groups of three across two articles (lists, steps, tables and
+    lead-ins included), the units are those a single parser over the same passages makes,
+    asked twice (the second time from the cache)."""
+    chunks: list[Passage] = []
+    for path in sorted((Path(__file__).parents[2] / "data" / "sample_kb").rglob("*.md")):
+        text = path.read_text()
+        for position, (section, content) in enumerate(chunk_text(text, title=path.stem)):
+            chunks.append(
+                Passage(
+                    chunk_id=f"{path.stem}#{position}",
+                    document_id=path.stem,
+                    external_id=path.stem,
+                    title=path.stem,
+                    content=content,
+                    score=0.5,
+                    section=section,
+                    position=position,
+                )
+            )
+    assert len(chunks) > 20
+    kinds: set[str] = set()
+    for start in range(0, len(chunks) - 2):
+        group = chunks[start : start + 3]
+        docs = {d: n for n, d in enumerate(dict.fromkeys(p.document_id for p in group))}
+        expected = [_fields(u) for u in _fresh_units(group, docs)]
+        for _ in range(2):
+            units, _slots = build_units(list(reversed(group)), docs)
+            assert [_fields(u) for u in units] == expected
+        kinds.update(u.kind for u in units)
+    assert {"sentence", "item", "steps"} <= kinds
+
+
+def test_cached_passage_units_are_fresh_objects() -> None:
+    """Scoring writes on units; one answer's scores never reach the next answer's units."""
+    p = passage("returns", "Start a return:\n1. Open Orders.\n2. Pick the item.\nIt takes a day.")
+    first, _ = build_units([p], {"returns": 0})
+    for unit in first:
+        unit.score, unit.lines[0] = 9.0, "changed"
+    again, _ = build_units([p], {"returns": 0})
+    assert all(u.score == 0.0 and u.lines[0] != "changed" for u in again)
+    assert [u.kind for u in again] == [u.kind for u in first]
+
+
+def test_plain_fields_are_what_asdict_gives() -> None:
+    """Sources on a stored reply and cached passages: the shallow form is the same dict, in the
+    same order, as the deep-copying one it replaced."""
+    p = passage("returns", "Returns are free.", section="Costs", position=2)
+    source = Source.from_passage(1, p)
+    assert list(p.to_dict().items()) == list(asdict(p).items())
+    assert list(source.to_dict().items()) == list(asdict(source).items())
+    assert Passage(**p.to_dict()) == p

@@ -7,7 +7,7 @@ task can publish deltas without an engine knowing about Redis or the database.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 # emit(event_type, fields): event_type is "status", "sources" or "text" ({"content": delta}).
@@ -44,6 +44,20 @@ class Passage:
     lexical: float = 0.0
     semantic: float | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the search cache's); see `plain_fields`."""
+        return plain_fields(self)
+
+
+def plain_fields(obj: Passage | Source) -> dict[str, Any]:
+    """A dataclass of plain values (str, number, None) as a dict, in field order.
+
+    `dataclasses.asdict` deep-copies every value and walks for nested dataclasses: for these
+    flat records that is the same dict at several times the cost, paid for every source of
+    every answer and every cached search.
+    """
+    return dict(vars(obj))
+
 
 @dataclass(frozen=True)
 class Source:
@@ -77,7 +91,7 @@ class Source:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form stored on the message (clients get it through SourceOut)."""
-        return asdict(self)
+        return plain_fields(self)
 
 
 @dataclass

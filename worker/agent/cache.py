@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import asdict
 from typing import Any
 
 import redis
@@ -58,7 +57,7 @@ class SearchCache:
         """Store in Redis with a TTL, or locally when Redis is unusable."""
         if self._redis_usable():
             try:
-                payload = json.dumps([asdict(p) for p in passages])
+                payload = json.dumps([p.to_dict() for p in passages])
                 self.redis.set(key, payload, ex=max(1, int(self.ttl)))
                 return
             except Exception as exc:

@@ -119,19 +119,40 @@ def relevance(
     `analyzer` stems the texts as `weights`' terms were stemmed, and its language's
     related-word groups apply.
     """
-    total = sum(weights.values()) or 1.0
-    own, head, top = (_terms(t, analyzer) for t in (text, heading, title))
-    credit = 0.0
-    for term, weight in weights.items():
-        related = related_stems(term, analyzer)
-        for found, share in ((own, 1.0), (head, HEADING_WEIGHT), (top, TITLE_WEIGHT)):
-            if _contains(found, term):
-                credit += share * weight
-                break
-            if related & found:
-                credit += share * RELATED_CREDIT * weight
-                break
-    return credit / total
+    return _Relevance(weights, analyzer).of(text, heading, title)[0]
+
+
+class _Relevance:
+    """`relevance` for one question's weights against many units: the question's terms and
+    their related-word groups looked up once, not once per unit, and a unit's own-text share
+    (does the text itself mention the question?) found in the same pass as its full score."""
+
+    def __init__(self, weights: dict[str, float], analyzer: Analyzer = ANALYZER) -> None:
+        self.total = sum(weights.values()) or 1.0
+        self.terms = [(t, w, related_stems(t, analyzer)) for t, w in weights.items()]
+        self.analyzer = analyzer
+
+    def of(self, text: str, heading: str = "", title: str = "") -> tuple[float, float]:
+        """(relevance with heading and title, relevance of the text alone)."""
+        own, head, top = (_terms(t, self.analyzer) for t in (text, heading, title))
+        credit = own_credit = 0.0
+        for term, weight, related in self.terms:
+            if _contains(own, term):
+                credit += weight
+                own_credit += weight
+                continue
+            if related & own:
+                credit += RELATED_CREDIT * weight
+                own_credit += RELATED_CREDIT * weight
+                continue
+            for found, share in ((head, HEADING_WEIGHT), (top, TITLE_WEIGHT)):
+                if _contains(found, term):
+                    credit += share * weight
+                    break
+                if related & found:
+                    credit += share * RELATED_CREDIT * weight
+                    break
+        return credit / self.total, own_credit / self.total
 
 
 def _value(relevance: float, match: float) -> float:
@@ -165,6 +186,7 @@ def score_units(
     what the steps are for). `analyzer`: the language the passages were searched in (see
     `relevance`)."""
     code = iso_code(analyzer)  # the answer shapes ("deux jours") of the passages' language
+    scorer = _Relevance(weights, analyzer)
     first_seen: set[int] = set()
     steps_children: dict[int, float] = defaultdict(float)
     lead_ins: dict[int, tuple[float, bool]] = {}  # a list's group -> its lead-in's relevance
@@ -174,14 +196,14 @@ def score_units(
     for unit in units:
         if unit.kind == "steps":
             continue
-        rel = relevance(weights, unit.text, unit.context, titles.get(unit.doc, ""), analyzer)
+        rel, own = scorer.of(unit.text, unit.context, titles.get(unit.doc, ""))
         line = (unit.doc, unit.order[0], unit.order[1] // 100)
         if referent is not None and referent[0] == line and _ANAPHOR.match(unit.text):
             # "This takes up to 2 business days." is about what the sentence before it named
             # ("before we remove 2FA"): it holds the fact but none of the topic words
             rel = max(rel, REFERENT_CREDIT * referent[1])
         referent = (line, rel) if unit.kind == "sentence" else None
-        unit.mentions = relevance(weights, unit.text, analyzer=analyzer) > 0
+        unit.mentions = own > 0
         unit.match = answer_match(ask, unit.text, code)
         unit.score = priors[unit.order[0]] * _value(rel, unit.match)
         unit.score *= _brevity(unit.text)

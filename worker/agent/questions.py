@@ -446,8 +446,12 @@ def question_type(question: str, language: str | None = None) -> Ask:
     return Ask.OTHER
 
 
+@lru_cache(maxsize=32768)
 def answer_match(ask: Ask, text: str, language: str | None = None) -> float:
     """How surely `text` holds the kind of fact the question wants: 1 strong, `WEAK` weak, 0 none.
+
+    Memoised per (kind, text, language): each answer asks it of every candidate KB sentence, and
+    the answer shapes are long alternations scanned across the whole sentence.
 
     A yes/no question has no fact shape of its own (a "yes" is any statement about the topic),
     so its evidence, a negation or a modal, only counts `YESNO_STRENGTH` as much. `language`:
@@ -470,12 +474,22 @@ _OPPOSITES: tuple[tuple[str, str], ...] = (
     ("lock", "unlock"),
 )
 _WORDS = re.compile(r"[a-z]+")
+_POLAR = frozenset(w for pair in _OPPOSITES for w in pair)
+
+
+@lru_cache(maxsize=16384)
+def _polar_words(text: str) -> frozenset[str]:
+    """The polarity words `text` uses (the only words `contradicts` compares), memoised: every
+    answer asks it of every candidate KB sentence, the same sentences again and again."""
+    return _POLAR.intersection(_WORDS.findall(text.lower()))
 
 
 def contradicts(question: str, text: str) -> bool:
     """True when `text` uses the opposite of a polarity word the question uses, and not the word."""
-    asked = set(_WORDS.findall(question.lower()))
-    said = set(_WORDS.findall(text.lower()))
+    asked = _polar_words(question)
+    if not asked:
+        return False  # most questions: nothing to contradict, no need to read the text
+    said = _polar_words(text)
     for a, b in _OPPOSITES:
         for word, opposite in ((a, b), (b, a)):
             if word in asked and opposite not in asked and opposite in said and word not in said:
