@@ -178,13 +178,21 @@ def _words(raw: str) -> list[str]:
 
 def tokens(text: str) -> list[Token]:
     """Normalised tokens of a message; punctuation is kept as clause and scope boundaries."""
+    return list(_tokens(text))
+
+
+@lru_cache(maxsize=1024)
+def _tokens(text: str) -> tuple[Token, ...]:
+    """`tokens`, memoised: the policy reads one message four times before an answer (request,
+    frustration, urgency, repeat), each from its tokens, and the spelling repair and lemmas
+    behind them were most of that check's CPU. Tokens are frozen, so sharing them is safe."""
     shouting = text.upper() == text
     result: list[Token] = []
     for raw in _TOKEN.findall(clean(text)):
         cap = raw[0].isupper() and not shouting
         for i, word in enumerate(_words(raw)):
             result.append(Token(word, _lemma(word), cap and i == 0))
-    return _fix_id(result)
+    return tuple(_fix_id(result))
 
 
 def _fix_id(toks: list[Token]) -> list[Token]:
