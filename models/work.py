@@ -10,18 +10,25 @@ The web calls `queue` when it accepts work; the worker calls the rest; the sweep
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import Update, and_, bindparam, or_, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.chat import Attachment, Message, WebhookDelivery
 from models.kb import KBDocument
+
+log = logging.getLogger(__name__)
 
 
 class WorkState(StrEnum):
@@ -145,10 +152,13 @@ def fail(db: Session | Connection, kind: WorkKind, row_id: str, error: str, **va
 
 
 def postpone(
-    db: Session, kind: WorkKind, row_id: str, delay: float, error: str, **values: Any
+    db: Session, kind: WorkKind, row_id: str, delay: float, error: str | None, **values: Any
 ) -> bool:
     """processing → queued after a transient failure; the deadline leaves room for the retry's
-    countdown, so the sweeper only steps in when the retry itself is lost."""
+    countdown, so the sweeper only steps in when the retry itself is lost. `error` None leaves
+    the row's reason as it was (a failure of ours, not the work's, is no reason to show)."""
+    if error is not None:
+        values["error"] = error[:2000]
     return bool(
         db.execute(
             update(kind.model)
@@ -156,11 +166,48 @@ def postpone(
             .values(
                 status=WorkState.QUEUED.value,
                 lease_until=utcnow() + kind.claim_deadline + timedelta(seconds=delay),
-                error=error[:2000],
                 **values,
             )
         ).rowcount
     )
+
+
+# Errors a later attempt can plausibly cure (the database or Redis away for a moment, a
+# deadlock PostgreSQL broke by aborting us); the tasks retry these, and claimed work hands its
+# claim back on them first (`handing_back`).
+TRANSIENT: tuple[type[BaseException], ...] = (
+    OperationalError,
+    RedisConnectionError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+@contextmanager
+def handing_back(kind: WorkKind, row_id: str) -> Iterator[None]:
+    """Around the work a task does under its claim: on a transient error, put the row back in
+    the queue (processing → queued) before the error reaches the task's retry.
+
+    Why: the claim's lease outlives the task's time limit (`task_lease`), so a retry that
+    finds its own failed attempt's claim still held gives up ("not-claimable") and the work
+    waits for the lease and then the sweeper: over a minute for a file a customer's message
+    is waiting on, for one deadlock. Handed back, the retry takes it at once. If the hand-back
+    fails too (the database is away), the lease and the sweeper still recover the row.
+    """
+    try:
+        yield
+    except TRANSIENT:
+        from models.db import session_scope
+
+        try:
+            with session_scope() as db:
+                postpone(db, kind, row_id, 0, None)
+        except Exception:  # the original error is the one to report and retry on
+            log.warning(
+                "claim not handed back; the sweeper will recover it",
+                extra={"kind": kind.name, "row_id": row_id},
+            )
+        raise
 
 
 def _close(
