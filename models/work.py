@@ -152,13 +152,10 @@ def fail(db: Session | Connection, kind: WorkKind, row_id: str, error: str, **va
 
 
 def postpone(
-    db: Session, kind: WorkKind, row_id: str, delay: float, error: str | None, **values: Any
+    db: Session, kind: WorkKind, row_id: str, delay: float, error: str, **values: Any
 ) -> bool:
     """processing → queued after a transient failure; the deadline leaves room for the retry's
-    countdown, so the sweeper only steps in when the retry itself is lost. `error` None leaves
-    the row's reason as it was (a failure of ours, not the work's, is no reason to show)."""
-    if error is not None:
-        values["error"] = error[:2000]
+    countdown, so the sweeper only steps in when the retry itself is lost."""
     return bool(
         db.execute(
             update(kind.model)
@@ -166,15 +163,24 @@ def postpone(
             .values(
                 status=WorkState.QUEUED.value,
                 lease_until=utcnow() + kind.claim_deadline + timedelta(seconds=delay),
+                error=error[:2000],
                 **values,
             )
         ).rowcount
     )
 
 
+def let_go(db: Session | Connection, kind: WorkKind, row_id: str) -> bool:
+    """End the holder's lease now: the row stays `processing`, claimable at once by anyone
+    (`take` accepts a lease that ran out) and overdue for the sweeper at its next round, as
+    if its worker had died, which is the recovery every kind already has."""
+    stmt = _statements(kind)["renew"]
+    return bool(db.execute(stmt, {"row_id": row_id, "until_": utcnow()}).rowcount)
+
+
 # Errors a later attempt can plausibly cure (the database or Redis away for a moment, a
-# deadlock PostgreSQL broke by aborting us); the tasks retry these, and claimed work hands its
-# claim back on them first (`handing_back`).
+# deadlock PostgreSQL broke by aborting us); the tasks retry these, and claimed work lets its
+# claim go on them first (`handing_back`).
 TRANSIENT: tuple[type[BaseException], ...] = (
     OperationalError,
     RedisConnectionError,
@@ -185,14 +191,17 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 
 @contextmanager
 def handing_back(kind: WorkKind, row_id: str) -> Iterator[None]:
-    """Around the work a task does under its claim: on a transient error, put the row back in
-    the queue (processing → queued) before the error reaches the task's retry.
+    """Around the work a task does under its claim: on a transient error, end the claim's
+    lease (`let_go`) before the error reaches the task's retry.
 
-    Why: the claim's lease outlives the task's time limit (`task_lease`), so a retry that
-    finds its own failed attempt's claim still held gives up ("not-claimable") and the work
-    waits for the lease and then the sweeper: over a minute for a file a customer's message
-    is waiting on, for one deadlock. Handed back, the retry takes it at once. If the hand-back
-    fails too (the database is away), the lease and the sweeper still recover the row.
+    Why: a file's or a document's lease outlives the task's time limit (`task_lease`), so a
+    retry that found its own failed attempt's claim still held gave up ("not-claimable") and
+    the work waited for the lease and then the sweeper: over a minute for a file a customer's
+    message waits on, for one deadlock. Let go, the retry takes it at once; if the retry is
+    lost (the broker was the thing that failed), the sweeper re-sends it at its next round.
+    Not put back to `queued`: the sweeper is patient with queued rows behind a backlog, and
+    this row's task already ran. If letting go fails too (the database is away), the lease
+    and the sweeper still recover the row.
     """
     try:
         yield
@@ -201,10 +210,10 @@ def handing_back(kind: WorkKind, row_id: str) -> Iterator[None]:
 
         try:
             with session_scope() as db:
-                postpone(db, kind, row_id, 0, None)
+                let_go(db, kind, row_id)
         except Exception:  # the original error is the one to report and retry on
             log.warning(
-                "claim not handed back; the sweeper will recover it",
+                "claim not let go; its lease will run out",
                 extra={"kind": kind.name, "row_id": row_id},
             )
         raise

@@ -33,7 +33,7 @@ from models.logs import session_id_var
 from models.ownership import Change, Owner, announce, lock_session, offer_person, request_person
 from models.serialize import message_json, sources_json
 from models.settings import get_settings
-from models.work import OPEN, REPLY, fail, finish, handing_back, one_of, renew, take
+from models.work import OPEN, REPLY, fail, finish, one_of, renew, take
 from worker.agent.base import Reply, Turn
 from worker.engines import answer_engine
 from worker.escalation import Decision, PriorTurn, after_answer, before_answer
@@ -101,11 +101,10 @@ def answer_pending(message_id: str) -> str:
             if nxt.id == message_id:
                 return "in-progress-elsewhere"
             raise Busy(0.5)  # an earlier message is being answered by someone else
-        with handing_back(REPLY, nxt.id):  # a transient error: the retry takes it at once
-            ctx = load_context(nxt.id, has_files=nxt.has_files)
-            if ctx is not None:  # None: the session was deleted while the message waited
-                ctx.attempts = nxt.attempt
-                answer_one(ctx)
+        ctx = load_context(nxt.id, has_files=nxt.has_files)
+        if ctx is not None:  # None: the session was deleted while the message waited
+            ctx.attempts = nxt.attempt
+            answer_one(ctx)
         if nxt.id == message_id:
             # Earlier open messages come first (lowest seq), so none is left behind this one.
             return "done"
