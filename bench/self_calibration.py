@@ -1,7 +1,8 @@
 """Per-KB self-calibrated abstention, measured (issue 9 item 2; session 8).
 
     python bench/self_calibration.py [--sets sample_questions,sample_answers,covidfaq]
-                                     [--share 0.3] [--seed 7] [--out FILE.jsonl]
+                                     [--share 0.3] [--seed 7] [--words 8] [--blank]
+                                     [--out FILE.jsonl]
 
 The idea: a knowledge base supplies its own labelled examples at ingestion. From each article
 we make pseudo-questions (its title, its section headings, a few of its sentences cut down to
@@ -17,7 +18,9 @@ is fitted on the KB that remains, exactly as ingestion would see it, never on th
 questions; the real questions are then decided by (a) the engine's default threshold, (b) the
 self-fitted cut on the confidence, (c) the self-fitted logistic model, and both rates printed.
 The decision is simulated on the signals of the engine's own single-turn search (the query the
-engine searches, its confidence); the default row reproduces bench/quality.py's rates.
+engine searches, its confidence); the default row reproduces bench/quality.py's rates. Each
+set also prints a bound: the same two rules fitted on the real questions themselves (in-sample),
+the best any calibration over these signals could reach.
 """
 
 from __future__ import annotations
