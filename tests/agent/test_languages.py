@@ -987,3 +987,37 @@ def test_question_forms_and_answer_shapes_in_the_new_languages(code):
     for ask, sentence in lang["shapes"]:
         assert answer_match(ask, sentence, code) > 0, sentence
         assert answer_match(ask, sentence) == 0, sentence  # the English patterns miss it
+
+
+def test_danish_and_norwegian_count_as_clear_when_the_pair_is(settings):
+    """The identifier splits a short Danish or Norwegian message between the two: "Hvordan
+    ændrer jeg leveringsadressen på min ordre?" scored Danish 0.65, under the bar, and got the
+    English replies. The pair's sum decides now; articles keep the old recipe; English and
+    Swedish are read as before."""
+    from worker.agent.language import _get, detect
+
+    danish = "Hvordan ændrer jeg leveringsadressen på min ordre?"
+    assert _get().classify(danish)[1] < 0.8 and detect(danish, kin=False) is None
+    assert detect(danish) == "da"
+    assert detect("Hvor lang tid tar leveringen til Bergen?") == "no"
+    assert detect("How long does a refund take?") == "en"
+    assert detect("Hur lång tid tar leveransen till Göteborg?") == "sv"
+    english = KnowledgeBase.from_documents(
+        documents_from_rows(chunk_rows()), settings=settings, embedder=None
+    )
+    reply = _ask(english, "Hvad koster ekspreslevering til Norge?")
+    assert reply.text.startswith(NEW_LANGUAGES["da"]["note"])
+    # a KB written in Norwegian asked in words the identifier reads as Danish: its own articles
+    # answer, in Norwegian, with no note that the articles are in another language
+    rows = _rows(english=False, articles=NEW_LANGUAGES["no"]["articles"])
+    norwegian = KnowledgeBase.from_documents(
+        documents_from_rows(rows), settings=settings, embedder=None
+    )
+    question = "Hvornår er tilbakebetalingen sendt til banken?"  # Danish "hvornår"
+    assert detect(question) == "da"
+    reply = _ask(norwegian, question)
+    assert not reply.requires_escalation
+    assert [s.external_id for s in reply.sources][:1] == ["no/tilbakebetaling"]
+    assert "Hjelpeartiklene" not in reply.text and "hjælpeartikler" not in reply.text
+    unanswered = _ask(norwegian, "Hvornår sælger I brugte biler?")
+    assert unanswered.text.startswith(NEW_LANGUAGES["no"]["abstain"])
