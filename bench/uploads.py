@@ -8,7 +8,8 @@ By default it starts its own stack (one gunicorn web process + a Celery worker, 
 bench/chat_latency.py does, through tests.stack.Stack) on a throwaway SQLite file (PostgreSQL with
 `--database-url`, whose name must end in `_bench`), a Redis database of its own and a channel
 prefix of its own, with MAX_UPLOAD_MB raised so the 20 MB case is accepted, and removes it all
-afterwards. `--storage` is the stack's ATTACHMENT_STORAGE (where accepted bytes go).
+afterwards. `--storage` is the stack's ATTACHMENT_STORAGE (where accepted bytes go); without it,
+the default: files beside the SQLite file, rows of the database on PostgreSQL.
 
 Every upload is the multipart POST /api/chat/upload a browser sends (fields `session_id`, then
 `file`); the body is built once per size, so the client spends its time sending, not encoding.
@@ -381,7 +382,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", default="1,4,16", help="clients at once, comma-separated")
     p.add_argument("--load-sizes", default="1M,5M", help="sizes measured at every concurrency")
     p.add_argument("--kind", choices=("png", "txt"), default="png")
-    p.add_argument("--storage", default="", help="our ATTACHMENT_STORAGE (file: a tmp dir)")
+    p.add_argument(
+        "--storage", default="", help="our ATTACHMENT_STORAGE (db, file: a tmp dir; unset: default)"
+    )
     p.add_argument("--max-mb", type=int, default=25, help="MAX_UPLOAD_MB of our stack")
     p.add_argument("--url", help="a running server instead of our own stack")
     p.add_argument("--redis", default="redis://localhost:6379", help="own stack: Redis base URL")

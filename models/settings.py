@@ -83,11 +83,43 @@ def _prefix(name: str, default: str) -> str:
     return value
 
 
-def _attachment_storage(name: str) -> str:
+def sqlite_file(database_url: str) -> Path | None:
+    """The database file of a SQLite URL, made absolute (SQLAlchemy resolves a relative one
+    against the working directory, as this does); None for PostgreSQL, an in-memory database or
+    a `file:` URI (whose path is not simply the URL's)."""
+    if not database_url.startswith("sqlite"):
+        return None
+    path = database_url.split("///", 1)[1] if "///" in database_url else ""
+    path = path.split("?", 1)[0]
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return Path(path).absolute()
+
+
+def sqlite_attachments_dir(database_url: str) -> Path | None:
+    """Where attachment bytes go when ATTACHMENT_STORAGE is unset and the database is a SQLite
+    file: `<database file>-attachments`, beside SQLite's own `-wal` and `-shm`. One directory per
+    database file, so two databases in one directory (a staging copy, the tests' side stacks)
+    never share, or sweep, each other's files."""
+    path = sqlite_file(database_url)
+    return path.with_name(path.name + "-attachments") if path is not None else None
+
+
+def _attachment_storage(name: str, database_url: str) -> str:
     """Where accepted upload bytes live: `db` (a table; any host reads them), or a directory
     that web and `files` workers share (`file:///var/lib/helpline/attachments`, or the bare
-    absolute path), normalised to `file:///abs/dir`."""
-    value = _str(name, "db")
+    absolute path), normalised to `file:///abs/dir`.
+
+    Unset, it follows the database. A SQLite file already obliges web and workers to share a
+    disk (SQLite in WAL mode works only among processes of one host, on a local filesystem), so
+    files beside it lose nothing a table gives, and skip SQLite's blob write (5 MB: 1,280 pages
+    through the log, then a checkpoint; bench/README.md, "Session 8"). With PostgreSQL, web and
+    workers may share no disk (Heroku dynos): the table stays the default."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        beside = sqlite_attachments_dir(database_url)
+        return f"file://{beside}" if beside is not None else "db"
+    value = raw
     if value == "db":
         return value
     path = value[len("file://") :] if value.startswith("file://") else value
@@ -458,7 +490,7 @@ class Settings:
             embeddings_dim=embeddings_dim,
             semantic_weight=semantic_weight,
             embeddings_min_similarity=_float("EMBEDDINGS_MIN_SIMILARITY", 0.25),
-            attachment_storage=_attachment_storage("ATTACHMENT_STORAGE"),
+            attachment_storage=_attachment_storage("ATTACHMENT_STORAGE", database_url),
             attachment_fsync=_flag("ATTACHMENT_FSYNC", True),
             socket_accepts_at_once=_int("SOCKET_ACCEPTS_AT_ONCE", 64, 1),
             attachment_direct_io=_flag("ATTACHMENT_DIRECT_IO", True),

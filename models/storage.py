@@ -1,17 +1,21 @@
 """Where accepted attachment bytes live (ATTACHMENT_STORAGE), for the web that writes them and
 the `files` worker that reads them.
 
-- `db` (the default): a row of `attachment_blobs`, committed with the attachment's own row, so
-  any process on any host reads it (web and worker dynos that share no disk).
+- `db`: a row of `attachment_blobs`, committed with the attachment's own row, so any process on
+  any host reads it (web and worker dynos that share no disk). The default with PostgreSQL.
 - `file:///dir`: one file per attachment in a directory web and `files` workers share (one host,
   or a shared volume). The upload is written once, straight from the request body, as
   `<dir>/.<id>.part`; once complete (and, with ATTACHMENT_FSYNC, on disk) it is renamed to
   `<dir>/<id>` before the row that names it is committed, so a committed row always names a
   complete file, and a failed or aborted upload leaves nothing (or, after a crash, a `.part`
-  the sweeper removes).
+  the sweeper removes). The default with a SQLite file, in `<database file>-attachments`
+  (models/settings.py says why).
 
 The storage key on the row says which store holds the bytes (`db:<id>`, `file:<name>`), so rows
-stored before a change of ATTACHMENT_STORAGE stay readable as long as both places exist.
+stored before a change of ATTACHMENT_STORAGE stay readable as long as both places exist: `db:`
+rows whatever the setting (a SQLite deployment upgraded to the file default keeps reading,
+parsing and deleting its old rows), and `file:` rows under `ATTACHMENT_STORAGE=db` from the
+directory beside a SQLite database, where the default put them.
 """
 
 from __future__ import annotations
@@ -27,12 +31,12 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from models.chat import Attachment, AttachmentBlob
 from models.db import checkpoint_soon
-from models.settings import Settings, get_settings
+from models.settings import Settings, get_settings, sqlite_attachments_dir
 
 log = logging.getLogger(__name__)
 
@@ -396,7 +400,8 @@ def store_bytes(
 
 
 def _file_path(key: str) -> Path:
-    directory = _directory()
+    settings = get_settings()
+    directory = _directory(settings) or sqlite_attachments_dir(settings.database_url)
     if directory is None:
         raise StoredFileMissing(f"{key} is in file storage, but ATTACHMENT_STORAGE is db")
     name = key[len("file:") :]
@@ -447,4 +452,45 @@ def sweep_parts(now: float | None = None) -> int:
                 removed += 1
         except FileNotFoundError:
             pass
+    return removed
+
+
+def sweep_orphans(db: Session, now: float | None = None, batch: int = 500) -> int:
+    """Remove files that no row names from the directory beside a SQLite database, once older
+    than STALE_PART_SECONDS; returns how many.
+
+    Such a file is left by a process that died between an upload's rename and its row's commit,
+    or between a session's delete and the removal of its files. A blob in the database never
+    outlives its row (one transaction), so this sweep is what makes the SQLite default lose
+    nothing to database storage. Only that directory is swept: it belongs to its database file
+    alone (its name says which), whereas a directory named by ATTACHMENT_STORAGE may be shared
+    with another deployment, whose rows this database does not hold."""
+    directory = sqlite_attachments_dir(get_settings().database_url)
+    if directory is None or not directory.is_dir():
+        return 0
+    cutoff = (now or time.time()) - STALE_PART_SECONDS
+    old: list[Path] = []
+    for path in directory.iterdir():
+        if path.name.startswith("."):
+            continue  # a `.part`: sweep_parts' business
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                old.append(path)
+        except FileNotFoundError:
+            pass
+    removed = 0
+    for start in range(0, len(old), batch):
+        paths = old[start : start + batch]
+        # A file is named by its attachment's id (`_FileUpload`): look the ids up by key.
+        named = set(
+            db.scalars(select(Attachment.id).where(Attachment.id.in_([p.name for p in paths])))
+        )
+        for path in paths:
+            if path.name in named:
+                continue
+            try:
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
     return removed

@@ -10,18 +10,25 @@ The web calls `queue` when it accepts work; the worker calls the rest; the sweep
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import Update, and_, bindparam, or_, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.chat import Attachment, Message, WebhookDelivery
 from models.kb import KBDocument
+
+log = logging.getLogger(__name__)
 
 
 class WorkState(StrEnum):
@@ -161,6 +168,55 @@ def postpone(
             )
         ).rowcount
     )
+
+
+def let_go(db: Session | Connection, kind: WorkKind, row_id: str) -> bool:
+    """End the holder's lease now: the row stays `processing`, claimable at once by anyone
+    (`take` accepts a lease that ran out) and overdue for the sweeper at its next round, as
+    if its worker had died, which is the recovery every kind already has."""
+    stmt = _statements(kind)["renew"]
+    return bool(db.execute(stmt, {"row_id": row_id, "until_": utcnow()}).rowcount)
+
+
+# Errors a later attempt can plausibly cure (the database or Redis away for a moment, a
+# deadlock PostgreSQL broke by aborting us); the tasks retry these, and claimed work lets its
+# claim go on them first (`handing_back`).
+TRANSIENT: tuple[type[BaseException], ...] = (
+    OperationalError,
+    RedisConnectionError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+@contextmanager
+def handing_back(kind: WorkKind, row_id: str) -> Iterator[None]:
+    """Around the work a task does under its claim: on a transient error, end the claim's
+    lease (`let_go`) before the error reaches the task's retry.
+
+    Why: a file's or a document's lease outlives the task's time limit (`task_lease`), so a
+    retry that found its own failed attempt's claim still held gave up ("not-claimable") and
+    the work waited for the lease and then the sweeper: over a minute for a file a customer's
+    message waits on, for one deadlock. Let go, the retry takes it at once; if the retry is
+    lost (the broker was the thing that failed), the sweeper re-sends it at its next round.
+    Not put back to `queued`: the sweeper is patient with queued rows behind a backlog, and
+    this row's task already ran. If letting go fails too (the database is away), the lease
+    and the sweeper still recover the row.
+    """
+    try:
+        yield
+    except TRANSIENT:
+        from models.db import session_scope
+
+        try:
+            with session_scope() as db:
+                let_go(db, kind, row_id)
+        except Exception:  # the original error is the one to report and retry on
+            log.warning(
+                "claim not let go; its lease will run out",
+                extra={"kind": kind.name, "row_id": row_id},
+            )
+        raise
 
 
 def _close(

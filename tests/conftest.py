@@ -250,6 +250,18 @@ def stack(migrated_db: str, logdir: Path) -> Iterator:
 
 
 @pytest.fixture(scope="session")
+def db_storage_stack(logdir: Path) -> Iterator:
+    """A side stack with ATTACHMENT_STORAGE=db set explicitly (the suite's own stack runs the
+    default, which is file storage beside a SQLite database): (stack, Api)."""
+    from tests.client import Api
+
+    with side_stack(logdir, "dbstore", {"ATTACHMENT_STORAGE": "db"}, kb=False) as s:
+        client = Api(s.urls[0])
+        yield s, client
+        client.close()
+
+
+@pytest.fixture(scope="session")
 def api(stack):  # type: ignore[no-untyped-def]
     """HTTP client for the first web process."""
     from tests.client import Api

@@ -11,8 +11,8 @@ process patched by gevent, as the web is, through `get_engine` and the real mode
 - back-to-back writes while readers hold snapshots (the case where the log never starts over
   by itself and a plain background checkpoint let it grow to 85 MB) keep the log bounded, and
   every blob written meanwhile reads back byte for byte;
-- through the running stack: uploads stored in the database while checkpoints run are each
-  stored exactly (on PostgreSQL this covers the blob path only).
+- through a running stack with ATTACHMENT_STORAGE=db: uploads stored in the database while
+  checkpoints run are each stored exactly (on PostgreSQL this covers the blob path only).
 """
 
 from __future__ import annotations
@@ -152,10 +152,12 @@ def test_log_stays_bounded_when_readers_keep_it_from_starting_over(tmp_path):
     assert state["largest_wal"] <= WAL_SOFT_LIMIT + 2 * 1024 * 1024, state
 
 
-def test_uploads_stored_while_checkpoints_run_are_each_exact(stack, api):
-    """Uploads at once to the stack's database storage, large enough for every commit to pass
-    SQLite's default checkpoint mark: each row holds exactly the bytes sent (SQLite: the
-    background checkpointer copies them while the next ones commit)."""
+def test_uploads_stored_while_checkpoints_run_are_each_exact(db_storage_stack):
+    """Uploads at once to database storage (set explicitly: on SQLite the default is files
+    beside the database), large enough for every commit to pass SQLite's default checkpoint
+    mark: each row holds exactly the bytes sent (SQLite: the background checkpointer copies them
+    while the next ones commit)."""
+    stack, api = db_storage_stack
     from sqlalchemy import select
 
     from models.chat import AttachmentBlob

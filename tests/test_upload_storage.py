@@ -1,7 +1,8 @@
 """Uploads streamed into file storage (ATTACHMENT_STORAGE=file:///dir): one complete file per
 accepted attachment, nothing left by a refused or aborted upload, files gone with their session.
 A stack of its own (web + worker sharing the directory, as on one host); the main suite's stack
-covers the default, database storage, through tests/test_attachments.py.
+covers the default (file storage beside a SQLite database, the table on PostgreSQL) through
+tests/test_attachments.py and tests/test_storage_default.py.
 
 The streaming multipart reader and sniffer are also checked against every way a body can be cut
 into pieces on its way in."""

@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 
 from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy import select
 
 from models import storage
 from models.base import utcnow
 from models.chat import Attachment
 from models.db import session_scope
-from models.events import append_event, publish
+from models.events import append_event, next_seq, publish
 from models.filetypes import is_parseable
 from models.logs import session_id_var
 from models.serialize import attachment_json
-from models.work import ATTACHMENT, claim, fail, finish, task_lease
+from models.work import ATTACHMENT, claim, fail, finish, handing_back, task_lease
 from worker.ingest.convert import ConversionError, make_preview
 from worker.ingest.sandbox import sandboxed_extract
 
@@ -52,15 +53,29 @@ def parse(attachment_id: str) -> str:
         else:
             missing = None
         db.expunge(att)
-    if missing is not None:  # nothing to retry: the bytes are gone (see models/storage.py)
-        return settle(attachment_id, missing)
-    text, preview, error = _extract(att, data)
-    return settle(attachment_id, error, text=text, preview=preview)
+    with handing_back(ATTACHMENT, attachment_id):
+        if missing is not None:  # nothing to retry: the bytes are gone (see models/storage.py)
+            return settle(attachment_id, missing)
+        text, preview, error = _extract(att, data)
+        return settle(attachment_id, error, text=text, preview=preview)
 
 
 def settle(attachment_id: str, error: str | None, **values: object) -> str:
-    """Close the work (done, or failed with a readable reason) and tell the session."""
+    """Close the work (done, or failed with a readable reason) and tell the session.
+
+    Locks in the order every writer of a session takes them: the session's counter first (the
+    event's seq), then the session's own rows. The web stores a message and then links its
+    files to it; closing the file first and then taking a seq deadlocked with that on
+    PostgreSQL (one of the two aborted), which left the file waiting on its retry.
+    """
     with session_scope() as db:
+        session_id = db.scalar(select(Attachment.session_id).where(Attachment.id == attachment_id))
+        if session_id is None:
+            return "gone"
+        try:
+            seq = next_seq(db, session_id)
+        except LookupError:
+            return "gone"  # the session was deleted meanwhile
         now = utcnow()
         if error:
             moved = fail(db, ATTACHMENT, attachment_id, error, processed_at=now, **values)
@@ -68,12 +83,14 @@ def settle(attachment_id: str, error: str | None, **values: object) -> str:
             moved = finish(db, ATTACHMENT, attachment_id, processed_at=now, **values)
         att = db.get(Attachment, attachment_id)
         if not moved or att is None:
+            db.rollback()  # gives the seq back: no gap in the session's log
             return "gone"
         db.refresh(att)
         event = append_event(
             db,
-            att.session_id,
+            session_id,
             "attachment",
+            seq=seq,
             attachment_id=att.id,
             status=att.status,
             preview=att.preview,

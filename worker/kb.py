@@ -16,7 +16,7 @@ from models.base import utcnow
 from models.db import session_scope
 from models.kb import KBChunk, KBDocument
 from models.kbstate import bump_version
-from models.work import DOCUMENT, claim, fail, finish, task_lease
+from models.work import DOCUMENT, claim, fail, finish, handing_back, task_lease
 from worker.agent.embeddings import (
     EmbeddingError,
     chunk_text_for_embedding,
@@ -49,6 +49,19 @@ def ingest(document_id: str) -> str:
         doc = db.get(KBDocument, document_id)
         text, raw, ctype, name = doc.text, doc.raw, doc.content_type, doc.source or "document"
         title = doc.title
+    with handing_back(DOCUMENT, document_id):
+        return _index(document_id, text, raw, ctype, name, title)
+
+
+def _index(
+    document_id: str,
+    text: str | None,
+    raw: bytes | None,
+    ctype: str | None,
+    name: str,
+    title: str | None,
+) -> str:
+    """Convert, split, embed and store one claimed document's chunks."""
     try:
         if text is None:
             text = sandboxed_extract(raw or b"", ctype or "text/plain", name)  # bounded child

@@ -130,12 +130,32 @@ def release_abandoned_claims(limit: int = 50) -> int:
     return released
 
 
+# Files no row names are looked for this often per process (a directory listing and a lookup of
+# the old files' ids: cheap, but nothing that needs doing every second).
+ORPHAN_SWEEP_SECONDS = 600.0
+_next_orphan_sweep = 0.0
+
+
+def _sweep_orphan_files() -> None:
+    global _next_orphan_sweep
+    if time.monotonic() < _next_orphan_sweep:
+        return
+    _next_orphan_sweep = time.monotonic() + ORPHAN_SWEEP_SECONDS
+    db = new_session()
+    try:
+        if orphans := storage.sweep_orphans(db):
+            log.warning("removed attachment files no row names", extra={"count": orphans})
+    finally:
+        db.close()
+
+
 def sweep_once(limit: int = 200) -> int:
     """One pass over every kind (and abandoned claims); returns how many tasks were re-sent."""
     if released := release_abandoned_claims():
         log.warning("released tickets of agents who went away", extra={"count": released})
     if parts := storage.sweep_parts():
         log.warning("removed files of uploads that never finished", extra={"count": parts})
+    _sweep_orphan_files()
     total = 0
     for kind in KINDS:
         resent, gave_up = sweep_kind(kind, limit)

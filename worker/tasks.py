@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from sqlalchemy.exc import OperationalError
-
 from models.jobs import whole_seconds
+from models.work import TRANSIENT
 from worker import app
 from worker.attachments import parse
 from worker.engines import search_rows
@@ -14,7 +12,6 @@ from worker.replies import Busy, answer_pending
 from worker.webhooks import RetryLater, deliver
 
 # Only errors that a later attempt can plausibly fix are retried automatically.
-TRANSIENT = (OperationalError, RedisConnectionError, ConnectionError, TimeoutError)
 RETRYING = {
     "autoretry_for": TRANSIENT,
     "retry_backoff": True,

@@ -56,7 +56,8 @@ RELATED_WORDS: tuple[tuple[str, ...], ...] = (
     ("expire", "expiry", "valid", "validity"),
 )
 # The same groups in the other languages the engine answers in (ISO 639-1), for the composer:
-# a French question about "prix" credits a sentence giving the "tarif".
+# a French question about "prix" credits a sentence giving the "tarif". Retrieval expands
+# English only (`expansion_stems`; why, in bench/README.md "Session 8: languages").
 RELATED_BY_LANGUAGE: dict[str, tuple[tuple[str, ...], ...]] = {
     "en": RELATED_WORDS,
     "fr": (("coût", "prix", "frais", "tarif"), ("expirer", "expiration", "valable", "validité")),
@@ -71,6 +72,11 @@ RELATED_BY_LANGUAGE: dict[str, tuple[tuple[str, ...], ...]] = {
     ),
     "nl": (("kosten", "prijs", "tarief"), ("verlopen", "vervaldatum", "geldig", "geldigheid")),
     "pt": (("custo", "preço", "taxa", "tarifa"), ("expirar", "validade", "válido", "vencimento")),
+    "sv": (("kostnad", "pris", "avgift"), ("utgå", "förfalla", "giltig", "giltighet")),
+    "da": (("omkostning", "pris", "gebyr"), ("udløbe", "udløb", "gyldig", "gyldighed")),
+    "no": (("kostnad", "pris", "gebyr", "avgift"), ("utløpe", "utløp", "gyldig", "gyldighet")),
+    "fi": (("hinta", "maksu", "kulu", "kustannus"), ("vanhentua", "voimassa", "voimassaolo")),
+    "pl": (("koszt", "cena", "opłata"), ("wygasnąć", "wygasa", "ważny", "ważność")),
 }
 # Question forms whose answers are phrased with other words: "how much" is answered with a price.
 # ("how long" -> time, days was tried and dropped: it cost covidfaq R@5 0.914 -> 0.903.)

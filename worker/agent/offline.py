@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from worker.agent.analysis import ANALYZER, Analyzer, analyzer_for, capped_mass
 from worker.agent.base import Emit, Passage, Reply, Source, Turn
 from worker.agent.compose import compose
-from worker.agent.language import detect
+from worker.agent.language import KIN, detect
 from worker.agent.phrases import PHRASES, language_note, phrases_for, small_talk, without_courtesy
 from worker.agent.questions import question_type, question_weights
 from worker.agent.retrieval import KnowledgeBase, get_knowledge_base
@@ -258,6 +258,8 @@ class OfflineEngine:
         main = self.kb.main_language
         if not asked or not have or not main:
             return None, None, asked or main
+        if asked not in have:  # read as Danish, the KB in Norwegian: the KB's of the pair
+            asked = next((k for k in KIN.get(asked, ()) if k in have), asked)
         if asked == main:
             return None, None, asked
         if asked in have:

@@ -3,7 +3,9 @@
 Everything else the engine says is quoted from the help centre; these few sentences (the
 abstention and its offer of a person, the "unsure" tail, the note on the KB's language, the
 replies to a greeting or a thank-you) are the engine's own, so a customer who writes in French
-should read them in French. A language without an entry here gets the English sentences.
+should read them in French. Every language `language.LANGUAGES` detects has one `PHRASES` entry
+(its sentences, its names for the other languages, its greetings and thanks), so adding a
+language here is one entry; a language without one would get the English sentences.
 
 Greetings and thanks are also recognised here per language: a message made only of them is
 small talk, and a question that opens with "Bonjour," or closes with "merci" is searched
@@ -20,6 +22,18 @@ from worker.agent.language import LANGUAGES
 
 
 @dataclass(frozen=True)
+class Courtesy:
+    """A language's greetings, thanks and goodbyes (regex alternations over lower-case text
+    with apostrophes removed) and the filler words that may surround them ("merci beaucoup",
+    "ok super")."""
+
+    greeting: str
+    thanks: str
+    bye: str
+    filler: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Phrases:
     """The engine's fixed sentences in one language."""
 
@@ -31,7 +45,8 @@ class Phrases:
     thanks: str
     bye: str
     ack: str
-    names: dict[str, str]  # language names, as this language writes them
+    names: dict[str, str]  # language names, as `language_note` writes them in this language
+    courtesy: Courtesy | None = None  # None: English, recognised by `offline.classify`
 
 
 PHRASES: dict[str, Phrases] = {
@@ -77,7 +92,21 @@ PHRASES: dict[str, Phrases] = {
             "it": "italien",
             "nl": "néerlandais",
             "pt": "portugais",
+            "sv": "suédois",
+            "da": "danois",
+            "no": "norvégien",
+            "fi": "finnois",
+            "pl": "polonais",
         },
+        courtesy=Courtesy(
+            greeting=r"bonjour|bonsoir|salut|coucou|allo|allô",
+            thanks=r"merci|je vous remercie|remerciements",
+            bye=r"au revoir|bonne (?:journée|journee|soirée|soiree)|à bientôt|a bientot|adieu",
+            filler=frozenset(
+                "beaucoup bien très tres ok okay daccord parfait super génial genial top cool "
+                "madame monsieur à a vous tous encore davance cest tout ça ca".split()
+            ),
+        ),
     ),
     "de": Phrases(
         abstain=(
@@ -102,7 +131,20 @@ PHRASES: dict[str, Phrases] = {
             "it": "Italienisch",
             "nl": "Niederländisch",
             "pt": "Portugiesisch",
+            "sv": "Schwedisch",
+            "da": "Dänisch",
+            "no": "Norwegisch",
+            "fi": "Finnisch",
+            "pl": "Polnisch",
         },
+        courtesy=Courtesy(
+            greeting=r"hallo|guten (?:tag|morgen|abend)|moin|servus|grüß gott|gruss gott|hi",
+            thanks=r"danke(?:schön| schön| sehr)?|vielen dank|besten dank|herzlichen dank",
+            bye=r"tschüss|tschüs|auf wiedersehen|bis bald|schönen tag",
+            filler=frozenset(
+                "ok okay super perfekt toll gut alles klar sehr noch ihnen dir".split()
+            ),
+        ),
     ),
     "es": Phrases(
         abstain=(
@@ -127,7 +169,18 @@ PHRASES: dict[str, Phrases] = {
             "it": "italiano",
             "nl": "neerlandés",
             "pt": "portugués",
+            "sv": "sueco",
+            "da": "danés",
+            "no": "noruego",
+            "fi": "finés",
+            "pl": "polaco",
         },
+        courtesy=Courtesy(
+            greeting=r"hola|buen(?:os|as) (?:días|dias|tardes|noches)",
+            thanks=r"(?:muchas )?gracias",
+            bye=r"adiós|adios|chao|hasta luego|hasta pronto",
+            filler=frozenset("ok vale perfecto genial bien muy de nuevo todo".split()),
+        ),
     ),
     "it": Phrases(
         abstain=(
@@ -155,7 +208,18 @@ PHRASES: dict[str, Phrases] = {
             "it": "italiano",
             "nl": "olandese",
             "pt": "portoghese",
+            "sv": "svedese",
+            "da": "danese",
+            "no": "norvegese",
+            "fi": "finlandese",
+            "pl": "polacco",
         },
+        courtesy=Courtesy(
+            greeting=r"ciao|salve|buongiorno|buonasera",
+            thanks=r"grazie(?: mille| tante)?|molte grazie",
+            bye=r"arrivederci|a presto|buona giornata",
+            filler=frozenset("ok va bene perfetto ottimo benissimo tutto".split()),
+        ),
     ),
     "nl": Phrases(
         abstain=(
@@ -180,7 +244,18 @@ PHRASES: dict[str, Phrases] = {
             "it": "Italiaans",
             "nl": "Nederlands",
             "pt": "Portugees",
+            "sv": "Zweeds",
+            "da": "Deens",
+            "no": "Noors",
+            "fi": "Fins",
+            "pl": "Pools",
         },
+        courtesy=Courtesy(
+            greeting=r"hallo|hoi|goedemorgen|goedemiddag|goedenavond|goededag",
+            thanks=r"(?:hartelijk )?bedankt|dank (?:je|u)(?: wel)?|dankjewel|dankuwel",
+            bye=r"doei|tot ziens|fijne dag",
+            filler=frozenset("ok oké prima top super perfect goed heel erg".split()),
+        ),
     ),
     "pt": Phrases(
         abstain=(
@@ -205,7 +280,204 @@ PHRASES: dict[str, Phrases] = {
             "it": "italiano",
             "nl": "neerlandês",
             "pt": "português",
+            "sv": "sueco",
+            "da": "dinamarquês",
+            "no": "norueguês",
+            "fi": "finlandês",
+            "pl": "polaco",
         },
+        courtesy=Courtesy(
+            greeting=r"olá|ola|oi|bom dia|boa (?:tarde|noite)",
+            thanks=r"(?:muito )?obrigad[oa]",
+            bye=r"tchau|adeus|até logo|ate logo|até breve",
+            filler=frozenset("ok ótimo otimo perfeito muito bem tudo".split()),
+        ),
+    ),
+    "sv": Phrases(
+        abstain=(
+            "Tyvärr finns det inte i våra dokument, och jag vill inte gissa. Vill du att jag "
+            "kopplar dig till någon i vårt supportteam?"
+        ),
+        unsure="Om det inte besvarar din fråga kan jag koppla dig till en person.",
+        file_note="Från filen du bifogade:",
+        language_note=(
+            "Våra hjälpartiklar finns bara på {kb}, så svaren kommer från dokumenten på {kb}."
+        ),
+        greeting="Hej! Hur kan jag hjälpa dig?",
+        thanks="Varsågod! Finns det något mer jag kan hjälpa dig med?",
+        bye="Tack för att du hörde av dig. Ha en fin dag!",
+        ack="Bra! Finns det något mer jag kan hjälpa dig med?",
+        names={
+            "en": "engelska",
+            "fr": "franska",
+            "de": "tyska",
+            "es": "spanska",
+            "it": "italienska",
+            "nl": "nederländska",
+            "pt": "portugisiska",
+            "sv": "svenska",
+            "da": "danska",
+            "no": "norska",
+            "fi": "finska",
+            "pl": "polska",
+        },
+        courtesy=Courtesy(
+            greeting=r"hej|hejsan|tjena|hallå|god (?:morgon|dag|kväll)",
+            thanks=r"tack|tusen tack|stort tack",
+            bye=r"hej då|hejdå|ha det bra|ha en (?:bra|fin) dag|vi hörs",
+            filler=frozenset("ok okej bra perfekt super toppen så mycket för hjälpen".split()),
+        ),
+    ),
+    "da": Phrases(
+        abstain=(
+            "Det står desværre ikke i vores dokumenter, og jeg vil helst ikke gætte. Vil du "
+            "have, at jeg sætter dig i forbindelse med en fra vores supportteam?"
+        ),
+        unsure=(
+            "Hvis det ikke besvarer dit spørgsmål, kan jeg sætte dig i forbindelse med en person."
+        ),
+        file_note="Fra den fil, du vedhæftede:",
+        language_note=(
+            "Vores hjælpeartikler findes kun på {kb}, så svarene kommer fra dokumenterne på {kb}."
+        ),
+        greeting="Hej! Hvordan kan jeg hjælpe dig?",
+        thanks="Selv tak! Er der andet, jeg kan hjælpe dig med?",
+        bye="Tak, fordi du kontaktede os. Hav en god dag!",
+        ack="Godt! Er der andet, jeg kan hjælpe dig med?",
+        names={
+            "en": "engelsk",
+            "fr": "fransk",
+            "de": "tysk",
+            "es": "spansk",
+            "it": "italiensk",
+            "nl": "nederlandsk",
+            "pt": "portugisisk",
+            "sv": "svensk",
+            "da": "dansk",
+            "no": "norsk",
+            "fi": "finsk",
+            "pl": "polsk",
+        },
+        courtesy=Courtesy(
+            greeting=r"hej|hejsa|halløj|goddag|god (?:morgen|aften)",
+            thanks=r"tak|mange tak|tusind tak",
+            bye=r"farvel|hej hej|vi ses|ha(?:v)? en god dag",
+            filler=frozenset("ok okay fint godt perfekt super skal du have for hjælpen".split()),
+        ),
+    ),
+    "no": Phrases(  # Norwegian Bokmål
+        abstain=(
+            "Det står dessverre ikke i dokumentene våre, og jeg vil helst ikke gjette. Vil du at "
+            "jeg setter deg i kontakt med noen fra supportteamet vårt?"
+        ),
+        unsure=(
+            "Hvis det ikke svarer på spørsmålet ditt, kan jeg sette deg i kontakt med en person."
+        ),
+        file_note="Fra filen du la ved:",
+        language_note=(
+            "Hjelpeartiklene våre finnes bare på {kb}, så svarene kommer fra dokumentene på {kb}."
+        ),
+        greeting="Hei! Hva kan jeg hjelpe deg med?",
+        thanks="Bare hyggelig! Er det noe mer jeg kan hjelpe deg med?",
+        bye="Takk for at du tok kontakt. Ha en fin dag!",
+        ack="Flott! Er det noe mer jeg kan hjelpe deg med?",
+        names={
+            "en": "engelsk",
+            "fr": "fransk",
+            "de": "tysk",
+            "es": "spansk",
+            "it": "italiensk",
+            "nl": "nederlandsk",
+            "pt": "portugisisk",
+            "sv": "svensk",
+            "da": "dansk",
+            "no": "norsk",
+            "fi": "finsk",
+            "pl": "polsk",
+        },
+        courtesy=Courtesy(
+            greeting=r"hei|heisann|hallo|god (?:morgen|dag|kveld)",
+            thanks=r"takk|tusen takk|mange takk",
+            bye=r"ha det(?: bra)?|hadet|vi snakkes|ha en (?:fin|god) dag",
+            filler=frozenset(
+                "ok okei fint bra perfekt supert så mye skal du ha for hjelpen".split()
+            ),
+        ),
+    ),
+    # Finnish inflects a language's name: the note uses the "in English" form ("englanniksi").
+    "fi": Phrases(
+        abstain=(
+            "Valitettavasti tätä ei löydy dokumenteistamme, enkä halua arvailla. Haluatko, että "
+            "ohjaan sinut tukitiimimme asiakaspalvelijalle?"
+        ),
+        unsure="Jos tämä ei vastaa kysymykseesi, voin ohjata sinut asiakaspalvelijalle.",
+        file_note="Liittämästäsi tiedostosta:",
+        language_note=(
+            "Ohjeartikkelimme ovat saatavilla vain {kb}, joten vastaukset perustuvat niihin."
+        ),
+        greeting="Hei! Miten voin auttaa?",
+        thanks="Ole hyvä! Voinko auttaa vielä jossakin muussa?",
+        bye="Kiitos yhteydenotosta. Mukavaa päivänjatkoa!",
+        ack="Hienoa! Voinko auttaa vielä jossakin muussa?",
+        names={
+            "en": "englanniksi",
+            "fr": "ranskaksi",
+            "de": "saksaksi",
+            "es": "espanjaksi",
+            "it": "italiaksi",
+            "nl": "hollanniksi",
+            "pt": "portugaliksi",
+            "sv": "ruotsiksi",
+            "da": "tanskaksi",
+            "no": "norjaksi",
+            "fi": "suomeksi",
+            "pl": "puolaksi",
+        },
+        courtesy=Courtesy(
+            greeting=r"hei|moi|moikka|terve|päivää|hyvää (?:päivää|huomenta|iltaa)",
+            thanks=r"kiitos|kiitoksia|kiitti",
+            bye=r"näkemiin|heippa|hei hei|moi moi|hyvää päivänjatkoa",
+            filler=frozenset("ok okei selvä hyvä hienoa loistava paljon oikein avusta".split()),
+        ),
+    ),
+    # Polish inflects a language's name: the note uses "w języku angielskim" (locative).
+    "pl": Phrases(
+        abstain=(
+            "Niestety nie ma tego w naszych dokumentach, a nie chcę zgadywać. Czy mam połączyć "
+            "Cię z kimś z naszego zespołu wsparcia?"
+        ),
+        unsure="Jeśli to nie odpowiada na Twoje pytanie, mogę połączyć Cię z konsultantem.",
+        file_note="Z załączonego pliku:",
+        language_note=(
+            "Nasze artykuły pomocy są dostępne tylko w języku {kb}, więc odpowiedzi pochodzą z "
+            "dokumentów w języku {kb}."
+        ),
+        greeting="Dzień dobry! W czym mogę pomóc?",
+        thanks="Nie ma za co! Czy mogę pomóc w czymś jeszcze?",
+        bye="Dziękujemy za kontakt. Miłego dnia!",
+        ack="Świetnie! Czy mogę pomóc w czymś jeszcze?",
+        names={
+            "en": "angielskim",
+            "fr": "francuskim",
+            "de": "niemieckim",
+            "es": "hiszpańskim",
+            "it": "włoskim",
+            "nl": "niderlandzkim",
+            "pt": "portugalskim",
+            "sv": "szwedzkim",
+            "da": "duńskim",
+            "no": "norweskim",
+            "fi": "fińskim",
+            "pl": "polskim",
+        },
+        courtesy=Courtesy(
+            greeting=r"dzień dobry|dzien dobry|cześć|czesc|witam|witajcie|dobry wieczór",
+            thanks=r"dziękuję|dziekuje|dziękujemy|dzięki|dzieki",
+            bye=r"do widzenia|do zobaczenia|miłego dnia|milego dnia",
+            filler=frozenset(
+                "ok okej dobrze super świetnie bardzo wielkie serdecznie za pomoc".split()
+            ),
+        ),
     ),
 }
 
@@ -224,60 +496,8 @@ def language_note(speak: str | None, kb: str) -> str:
     return phrases.language_note.format(kb=phrases.names.get(kb, kb))
 
 
-@dataclass(frozen=True)
-class Courtesy:
-    """A language's greetings, thanks and goodbyes (regex alternations over lower-case text
-    with apostrophes removed) and the filler words that may surround them ("merci beaucoup",
-    "ok super")."""
-
-    greeting: str
-    thanks: str
-    bye: str
-    filler: frozenset[str]
-
-
-# English small talk is recognised by `offline.classify`'s own word sets (unchanged); these are
-# the other languages the engine stems and answers in.
 COURTESY: dict[str, Courtesy] = {
-    "fr": Courtesy(
-        greeting=r"bonjour|bonsoir|salut|coucou|allo|allô",
-        thanks=r"merci|je vous remercie|remerciements",
-        bye=r"au revoir|bonne (?:journée|journee|soirée|soiree)|à bientôt|a bientot|adieu",
-        filler=frozenset(
-            "beaucoup bien très tres ok okay daccord parfait super génial genial top cool "
-            "madame monsieur à a vous tous encore davance cest tout ça ca".split()
-        ),
-    ),
-    "de": Courtesy(
-        greeting=r"hallo|guten (?:tag|morgen|abend)|moin|servus|grüß gott|gruss gott|hi",
-        thanks=r"danke(?:schön| schön| sehr)?|vielen dank|besten dank|herzlichen dank",
-        bye=r"tschüss|tschüs|auf wiedersehen|bis bald|schönen tag",
-        filler=frozenset("ok okay super perfekt toll gut alles klar sehr noch ihnen dir".split()),
-    ),
-    "es": Courtesy(
-        greeting=r"hola|buen(?:os|as) (?:días|dias|tardes|noches)",
-        thanks=r"(?:muchas )?gracias",
-        bye=r"adiós|adios|chao|hasta luego|hasta pronto",
-        filler=frozenset("ok vale perfecto genial bien muy de nuevo todo".split()),
-    ),
-    "it": Courtesy(
-        greeting=r"ciao|salve|buongiorno|buonasera",
-        thanks=r"grazie(?: mille| tante)?|molte grazie",
-        bye=r"arrivederci|a presto|buona giornata",
-        filler=frozenset("ok va bene perfetto ottimo benissimo tutto".split()),
-    ),
-    "nl": Courtesy(
-        greeting=r"hallo|hoi|goedemorgen|goedemiddag|goedenavond|goededag",
-        thanks=r"(?:hartelijk )?bedankt|dank (?:je|u)(?: wel)?|dankjewel|dankuwel",
-        bye=r"doei|tot ziens|fijne dag",
-        filler=frozenset("ok oké prima top super perfect goed heel erg".split()),
-    ),
-    "pt": Courtesy(
-        greeting=r"olá|ola|oi|bom dia|boa (?:tarde|noite)",
-        thanks=r"(?:muito )?obrigad[oa]",
-        bye=r"tchau|adeus|até logo|ate logo|até breve",
-        filler=frozenset("ok ótimo otimo perfeito muito bem tudo".split()),
-    ),
+    code: p.courtesy for code, p in PHRASES.items() if p.courtesy is not None
 }
 _KINDS = ("greeting", "thanks", "bye")
 _WORD = re.compile(r"[^\W\d_]+")

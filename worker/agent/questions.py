@@ -3,14 +3,16 @@
 Word overlap alone picks the sentence that *mentions* the question's topic most, which is often an
 introduction ("Here's how long it takes") rather than the fact. Customers' question words say
 what the fact looks like: "how long" wants a duration, "how much" an amount, "how do I" steps.
-These patterns are about question and answer forms (English, and per language for French, German,
-Spanish, Italian, Dutch and Portuguese), never about one help centre's topics, so they carry over
-to any knowledge base.
+These patterns are about question and answer forms (English, and one `FORMS` entry for each other
+language the engine detects and stems: French, German, Spanish, Italian, Dutch, Portuguese,
+Swedish, Danish, Norwegian, Finnish, Polish), never about one help centre's topics, so they carry
+over to any knowledge base.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
@@ -92,259 +94,475 @@ _QUESTION: tuple[tuple[Ask, re.Pattern[str]], ...] = (
     ),
 )
 
-# The same forms in the other languages the engine stems and answers in (ISO 639-1), checked in
-# this order on the lower-cased question with apostrophes removed, as `_QUESTION` is for English:
-# a duration before a count ("combien de jours" is a duration, "combien de colis" a count), an
-# explicit price question before a bare "how much". Grammar only: question words, modal verbs,
-# and the nouns every language uses for "price" and "deadline", never a help centre's topics.
-_FORMS: dict[str, tuple[tuple[Ask, str], ...]] = {
-    "fr": (
-        (
-            Ask.AMOUNT,
-            r"\bcombien (?:ça |ca |cela )?(?:co[uû]te|co[uû]tent|faut-il payer|dois-je payer)",
+# Question forms and answer shapes in the other languages the engine stems and answers in
+# (ISO 639-1): one `Forms` entry per language, so a new language is one entry here (its fixed
+# sentences are one entry in `phrases.PHRASES`). Grammar only: question words, modal verbs, the
+# nouns every language uses for "price" and "deadline", time units, number words, weekdays and
+# months, the polite imperative of help articles; never a help centre's topics.
+
+
+@dataclass(frozen=True)
+class Forms:
+    """One language's question forms and what their answers look like.
+
+    `questions`: (kind, pattern) checked in this order on the lower-cased question with
+    apostrophes removed, as `_QUESTION` is for English: a duration before a count ("combien de
+    jours" is a duration, "combien de colis" a count), an explicit price question before a bare
+    "how much". The rest are regex alternations for answer sentences: `units` of time, `numbers`
+    written as words, `calendar` (space-separated weekdays and months, a duration), `soon`
+    (weak duration evidence: "immédiatement", "avant"), `instruction` (the imperative that opens
+    a help article's step: "Ouvrez", "Öffnen Sie", "Abre"), `free` (an amount: "gratuit"), `to`
+    (the word between the ends of a range: "deux à quatre jours"; "" when the language writes a
+    dash). Digits, currency signs and "%" are the same everywhere (`_ANSWER`'s English patterns
+    still apply beside them: a French article may write "24h" or "5 business days")."""
+
+    questions: tuple[tuple[Ask, str], ...]
+    units: str
+    numbers: str
+    calendar: str
+    soon: str
+    instruction: str
+    free: str
+    to: str
+
+
+FORMS: dict[str, Forms] = {
+    "fr": Forms(
+        questions=(
+            (
+                Ask.AMOUNT,
+                r"\bcombien (?:ça |ca |cela )?(?:co[uû]te|co[uû]tent|faut-il payer|dois-je payer)",
+            ),
+            (
+                Ask.DURATION,
+                r"\bcombien de (?:temps|jours|heures|minutes|semaines|mois|ans|années|annees)\b|"
+                r"\bquand\b|\bà quelle heure\b|\bjusqu.à quand\b|\bd[ée]lai|\bdur[ée]e\b|"
+                r"\bexpir|\bvalable\b|\bvalidit",
+            ),
+            (Ask.COUNT, r"\bcombien de\b"),
+            (Ask.AMOUNT, r"\bcombien\b|\b(?:prix|co[uû]ts?|tarifs?|frais|montant)\b"),
+            (
+                Ask.STEPS,
+                r"^\W*comment\b|\bcomment (?:puis|peut|faire|dois|faut|on)\b|"
+                r"\bque (?:dois-je )?faire\b|\bquelles sont les [ée]tapes\b",
+            ),
+            (
+                Ask.YESNO,
+                r"^\W*(?:est-ce que?|est-ce qu|puis-je|peut-on|pouvez-vous|peux-tu|y a-t-il|"
+                r"est-il|ai-je|dois-je|faut-il|avez-vous|livrez-vous|acceptez-vous)\b",
+            ),
         ),
-        (
-            Ask.DURATION,
-            r"\bcombien de (?:temps|jours|heures|minutes|semaines|mois|ans|années|annees)\b|"
-            r"\bquand\b|\bà quelle heure\b|\bjusqu.à quand\b|\bd[ée]lai|\bdur[ée]e\b|"
-            r"\bexpir|\bvalable\b|\bvalidit",
-        ),
-        (Ask.COUNT, r"\bcombien de\b"),
-        (Ask.AMOUNT, r"\bcombien\b|\b(?:prix|co[uû]ts?|tarifs?|frais|montant)\b"),
-        (
-            Ask.STEPS,
-            r"^\W*comment\b|\bcomment (?:puis|peut|faire|dois|faut|on)\b|"
-            r"\bque (?:dois-je )?faire\b|"
-            r"\bquelles sont les [ée]tapes\b",
-        ),
-        (
-            Ask.YESNO,
-            r"^\W*(?:est-ce que?|est-ce qu|puis-je|peut-on|pouvez-vous|peux-tu|y a-t-il|"
-            r"est-il|ai-je|dois-je|faut-il|avez-vous|livrez-vous|acceptez-vous)\b",
-        ),
+        units=r"secondes?|minutes?|heures?|jours?|nuits?|semaines?|mois|ans|années?|annees?",
+        numbers="un une deux trois quatre cinq six sept huit neuf dix onze douze quinze vingt "
+        "trente quarante soixante quelques plusieurs",
+        calendar="lundi mardi mercredi jeudi vendredi samedi dimanche week-end janvier février "
+        "mars avril juin juillet août septembre octobre novembre décembre",
+        soon=r"imm[ée]diatement|tout de suite|dès|jusqu|avant|après|sous|le jour même|lendemain|"
+        r"demain|aujourd|expire|valable",
+        instruction=r"ouvrez|choisissez|s[ée]lectionnez|cliquez|appuyez|touchez|saisissez|entrez|"
+        r"indiquez|allez|rendez-vous|connectez|d[ée]connectez|red[ée]marrez|d[ée]branchez|"
+        r"branchez|attendez|v[ée]rifiez|contactez|envoyez|t[ée]l[ée]chargez|installez|"
+        r"confirmez|suivez|maintenez|activez|d[ée]sactivez|modifiez|ajoutez|supprimez|imprimez|"
+        r"collez|emballez|d[ée]posez|renvoyez|utilisez",
+        free=r"gratuit|gratuite|gratuitement|sans frais|offert|offerte",
+        to="à|a",
     ),
-    "de": (
-        (
-            Ask.AMOUNT,
-            r"\bwie ?viel (?:kostet|kosten|zahle|muss ich zahlen|betr[äa]gt)|\bwas kostet\b",
+    "de": Forms(
+        questions=(
+            (
+                Ask.AMOUNT,
+                r"\bwie ?viel (?:kostet|kosten|zahle|muss ich zahlen|betr[äa]gt)|\bwas kostet\b",
+            ),
+            (
+                Ask.DURATION,
+                r"\bwie (?:lange|schnell|oft|bald)\b|\bwann\b|\bbis wann\b|\bwie ?viele (?:tage|"
+                r"stunden|minuten|wochen|monate|jahre|werktage)\b|\bfrist\b|\bg[üu]ltig|"
+                r"\bl[äa]uft ab\b",
+            ),
+            (Ask.COUNT, r"\bwie ?viele\b"),
+            (Ask.AMOUNT, r"\bwie ?viel\b|\b(?:kosten|kostet|preise?|geb[üu]hren?|betrag)\b"),
+            (
+                Ask.STEPS,
+                r"\bwie (?:kann|muss|soll|k[öo]nnen|l[äa]sst sich) (?:ich|man|wir)\b|^\W*wie\b|"
+                r"\bwas (?:muss|soll|kann) ich tun\b",
+            ),
+            (
+                Ask.YESNO,
+                r"^\W*(?:kann|kannst|k[öo]nnen|darf|d[üu]rfen|muss|m[üu]ssen|ist|sind|gibt es|habe|"
+                r"hat|haben|wird|werden|liefern|akzeptieren)\b",
+            ),
         ),
-        (
-            Ask.DURATION,
-            r"\bwie (?:lange|schnell|oft|bald)\b|\bwann\b|\bbis wann\b|\bwie ?viele (?:tage|"
-            r"stunden|minuten|wochen|monate|jahre|werktage)\b|\bfrist\b|\bg[üu]ltig|"
-            r"\bl[äa]uft ab\b",
-        ),
-        (Ask.COUNT, r"\bwie ?viele\b"),
-        (Ask.AMOUNT, r"\bwie ?viel\b|\b(?:kosten|kostet|preise?|geb[üu]hren?|betrag)\b"),
-        (
-            Ask.STEPS,
-            r"\bwie (?:kann|muss|soll|k[öo]nnen|l[äa]sst sich) (?:ich|man|wir)\b|^\W*wie\b|"
-            r"\bwas (?:muss|soll|kann) ich tun\b",
-        ),
-        (
-            Ask.YESNO,
-            r"^\W*(?:kann|kannst|k[öo]nnen|darf|d[üu]rfen|muss|m[üu]ssen|ist|sind|gibt es|habe|"
-            r"hat|haben|wird|werden|liefern|akzeptieren)\b",
-        ),
+        units=r"sekunden?|minuten?|stunden?|tagen?|tage|nächte|wochen?|monaten?|monate|jahren?|"
+        r"jahre|werktagen?|werktage|arbeitstagen?|arbeitstage",
+        numbers="ein eine einen einem zwei drei vier fünf sechs sieben acht neun zehn elf zwölf "
+        "vierzehn fünfzehn zwanzig dreißig wenigen wenige einigen einige",
+        calendar="montag dienstag mittwoch donnerstag freitag samstag sonntag wochenende januar "
+        "februar märz april mai juni juli august september oktober november dezember",
+        soon=r"sofort|umgehend|bis|vor|nach|innerhalb|am selben tag|morgen|heute|gültig|läuft ab",
+        instruction=r"(?:[öo]ffnen|w[äa]hlen|klicken|tippen|dr[üu]cken|geben|gehen|melden|"
+        r"verbinden|"
+        r"trennen|starten|ziehen|stecken|warten|pr[üu]fen|kontaktieren|senden|schicken|laden|"
+        r"installieren|best[äa]tigen|folgen|halten|aktivieren|deaktivieren|[äa]ndern|f[üu]gen|"
+        r"l[öo]schen|drucken|verpacken|nutzen|verwenden)(?: sie)?",
+        free=r"kostenlos|gratis|umsonst|ohne gebühr|gebührenfrei",
+        to="bis",
     ),
-    "es": (
-        (Ask.AMOUNT, r"\bcu[áa]nto (?:cuesta|cuestan|vale|valen|cobran|hay que pagar)\b"),
-        (
-            Ask.DURATION,
-            r"\bcu[áa]nto (?:tiempo|tarda|tardan|demora)\b|"
-            r"\bcu[áa]ntos (?:d[íi]as|horas|minutos|meses|años|anos)\b|"
-            r"\bcu[áa]ntas (?:horas|semanas)\b|\bcu[áa]ndo\b|\bhasta cu[áa]ndo\b|\bplazo\b|"
-            r"\bcaduca|\bvence|\bv[áa]lid",
+    "es": Forms(
+        questions=(
+            (Ask.AMOUNT, r"\bcu[áa]nto (?:cuesta|cuestan|vale|valen|cobran|hay que pagar)\b"),
+            (
+                Ask.DURATION,
+                r"\bcu[áa]nto (?:tiempo|tarda|tardan|demora)\b|"
+                r"\bcu[áa]ntos (?:d[íi]as|horas|minutos|meses|años|anos)\b|"
+                r"\bcu[áa]ntas (?:horas|semanas)\b|\bcu[áa]ndo\b|\bhasta cu[áa]ndo\b|\bplazo\b|"
+                r"\bcaduca|\bvence|\bv[áa]lid",
+            ),
+            (Ask.COUNT, r"\bcu[áa]nt[oa]s\b"),
+            (Ask.AMOUNT, r"\bcu[áa]nto\b|\b(?:precios?|coste|costo|tarifas?|comisi[óo]n)\b"),
+            (
+                Ask.STEPS,
+                r"\bc[óo]mo\b|\bqu[ée] (?:tengo que|debo|hay que) hacer\b|\bqu[ée] hago\b|"
+                r"\bpasos\b",
+            ),
+            (
+                Ask.YESNO,
+                r"^\W*(?:puedo|puede|pueden|podemos|hay|es|est[áa]|tienen|tengo|hacen|env[íi]an|"
+                r"aceptan)\b",
+            ),
         ),
-        (Ask.COUNT, r"\bcu[áa]nt[oa]s\b"),
-        (Ask.AMOUNT, r"\bcu[áa]nto\b|\b(?:precios?|coste|costo|tarifas?|comisi[óo]n)\b"),
-        (
-            Ask.STEPS,
-            r"\bc[óo]mo\b|\bqu[ée] (?:tengo que|debo|hay que) hacer\b|\bqu[ée] hago\b|\bpasos\b",
-        ),
-        (
-            Ask.YESNO,
-            r"^\W*(?:puedo|puede|pueden|podemos|hay|es|est[áa]|tienen|tengo|hacen|env[íi]an|"
-            r"aceptan)\b",
-        ),
+        units=r"segundos?|minutos?|horas?|d[íi]as?|noches?|semanas?|meses|mes|años?|anos?",
+        numbers="un una uno dos tres cuatro cinco seis siete ocho nueve diez once doce quince "
+        "veinte treinta unos unas algunos pocos",
+        calendar="lunes martes miércoles jueves viernes sábado domingo enero febrero marzo "
+        "abril mayo junio julio agosto septiembre octubre noviembre diciembre",
+        soon=r"inmediatamente|enseguida|hasta|antes|después|dentro de|mismo día|mañana|hoy|"
+        r"válid[oa]|caduca",
+        instruction=r"abre|abra|elige|elija|selecciona|seleccione|haz clic|haga clic|pulsa|"
+        r"pulse|toca|toque|introduce|introduzca|escribe|ve a|vaya a|inicia|inicie|conecta|conecte|"
+        r"desconecta|reinicia|reinicie|desenchufa|enchufa|espera|espere|comprueba|compruebe|"
+        r"contacta|contacte|env[íi]a|env[íi]e|descarga|descargue|instala|confirma|confirme|"
+        r"sigue|siga|mant[ée]n|mantenga|activa|desactiva|cambia|cambie|a[ñn]ade|elimina|"
+        r"imprime|usa|use|utiliza",
+        free=r"gratis|gratuito|gratuita|sin coste|sin costo|sin cargo",
+        to="a|y",
     ),
-    "it": (
-        (Ask.AMOUNT, r"\bquanto (?:costa|costano|si paga|devo pagare)\b"),
-        (
-            Ask.DURATION,
-            r"\bquanto tempo\b|\bquanto ci (?:vuole|mette)\b|"
-            r"\bquant[ei] (?:giorni|ore|minuti|settimane|mesi|anni)\b|"
-            r"\bquando\b|\bentro quando\b|\bscad|\bvalid",
+    "it": Forms(
+        questions=(
+            (Ask.AMOUNT, r"\bquanto (?:costa|costano|si paga|devo pagare)\b"),
+            (
+                Ask.DURATION,
+                r"\bquanto tempo\b|\bquanto ci (?:vuole|mette)\b|"
+                r"\bquant[ei] (?:giorni|ore|minuti|settimane|mesi|anni)\b|"
+                r"\bquando\b|\bentro quando\b|\bscad|\bvalid",
+            ),
+            (Ask.COUNT, r"\bquant[ei]\b"),
+            (Ask.AMOUNT, r"\bquanto\b|\b(?:prezz[oi]|cost[oi]|tariff[ae]|commission[ei])\b"),
+            (
+                Ask.STEPS,
+                r"^\W*come\b|\bcome (?:posso|faccio|si|devo|fare)\b|\bcosa (?:devo|posso) fare\b|"
+                r"\bpassaggi\b",
+            ),
+            (
+                Ask.YESNO,
+                r"^\W*(?:posso|può|puo|potete|c[eè]|ci sono|è|avete|spedite|accettate)\b",
+            ),
         ),
-        (Ask.COUNT, r"\bquant[ei]\b"),
-        (Ask.AMOUNT, r"\bquanto\b|\b(?:prezz[oi]|cost[oi]|tariff[ae]|commission[ei])\b"),
-        (
-            Ask.STEPS,
-            r"^\W*come\b|\bcome (?:posso|faccio|si|devo|fare)\b|\bcosa (?:devo|posso) fare\b|"
-            r"\bpassaggi\b",
-        ),
-        (
-            Ask.YESNO,
-            r"^\W*(?:posso|può|puo|potete|c[eè]|ci sono|è|avete|spedite|accettate)\b",
-        ),
+        units=r"secondi|minuti|ore|ora|giorni|giorno|notti|settimane|settimana|mesi|mese|anni|anno",
+        numbers="un una uno due tre quattro cinque sei sette otto nove dieci undici dodici "
+        "quindici venti trenta alcuni pochi",
+        calendar="lunedì martedì mercoledì giovedì venerdì sabato domenica gennaio febbraio marzo "
+        "aprile maggio giugno luglio agosto settembre ottobre novembre dicembre",
+        soon=r"immediatamente|subito|fino a|entro|prima|dopo|stesso giorno|domani|oggi|"
+        r"valid[oa]|scade",
+        instruction=r"apri|scegli|seleziona|clicca|fai clic|premi|tocca|inserisci|digita|vai|"
+        r"accedi|"
+        r"connetti|scollega|riavvia|collega|attendi|aspetta|controlla|verifica|contatta|invia|"
+        r"scarica|installa|conferma|segui|tieni premuto|attiva|disattiva|modifica|aggiungi|"
+        r"elimina|stampa|usa|utilizza|imballa",
+        free=r"gratis|gratuito|gratuita|senza costi",
+        to="a|e",
     ),
-    "nl": (
-        (Ask.AMOUNT, r"\bhoeveel (?:kost|kosten|betaal)|\bwat kost\b"),
-        (
-            Ask.DURATION,
-            r"\bhoe ?lang\b|\bhoe snel\b|\bwanneer\b|\bhoeveel (?:dagen|uur|uren|minuten|"
-            r"weken|maanden|jaar|werkdagen)\b|\btermijn|\bverloopt|\bgeldig",
+    "nl": Forms(
+        questions=(
+            (Ask.AMOUNT, r"\bhoeveel (?:kost|kosten|betaal)|\bwat kost\b"),
+            (
+                Ask.DURATION,
+                r"\bhoe ?lang\b|\bhoe snel\b|\bwanneer\b|\bhoeveel (?:dagen|uur|uren|minuten|"
+                r"weken|maanden|jaar|werkdagen)\b|\btermijn|\bverloopt|\bgeldig",
+            ),
+            (Ask.COUNT, r"\bhoeveel\b"),
+            (Ask.AMOUNT, r"\b(?:kosten|kost|prijs|prijzen|tarief|tarieven)\b"),
+            (
+                Ask.STEPS,
+                r"^\W*hoe\b|\bhoe (?:kan|moet|doe|kun)\b|\bwat (?:moet|kan) ik doen\b|\bstappen\b",
+            ),
+            (
+                Ask.YESNO,
+                r"^\W*(?:kan|kun|kunt|mag|moet|is|zijn|heb|hebben|heeft|leveren|bezorgen|wordt|"
+                r"accepteren)\b",
+            ),
         ),
-        (Ask.COUNT, r"\bhoeveel\b"),
-        (Ask.AMOUNT, r"\b(?:kosten|kost|prijs|prijzen|tarief|tarieven)\b"),
-        (
-            Ask.STEPS,
-            r"^\W*hoe\b|\bhoe (?:kan|moet|doe|kun)\b|\bwat (?:moet|kan) ik doen\b|\bstappen\b",
-        ),
-        (
-            Ask.YESNO,
-            r"^\W*(?:kan|kun|kunt|mag|moet|is|zijn|heb|hebben|heeft|leveren|bezorgen|wordt|"
-            r"accepteren)\b",
-        ),
+        units=r"seconden?|minuten|minuut|uur|uren|dagen|dag|nachten|weken|week|maanden|maand|jaar|"
+        r"jaren|werkdagen|werkdag",
+        numbers="een twee drie vier vijf zes zeven acht negen tien elf twaalf veertien vijftien "
+        "twintig dertig enkele paar",
+        calendar="maandag dinsdag woensdag donderdag vrijdag zaterdag zondag weekend januari "
+        "februari maart april mei juni juli augustus september oktober november december",
+        soon=r"direct|meteen|onmiddellijk|tot|voor|na|binnen|dezelfde dag|morgen|vandaag|geldig|"
+        r"verloopt",
+        instruction=r"open|kies|selecteer|klik|druk|tik|vul|voer|typ|ga naar|log in|meld je aan|"
+        r"verbind|koppel|ontkoppel|herstart|start|trek|steek|wacht|controleer|neem contact|"
+        r"stuur|verstuur|download|installeer|bevestig|volg|houd|zet|schakel|wijzig|voeg|"
+        r"verwijder|print|gebruik|pak",
+        free=r"gratis|kosteloos|zonder kosten",
+        to="tot",
     ),
-    "pt": (
-        (Ask.AMOUNT, r"\bquanto (?:custa|custam|pago|vale)\b"),
-        (
-            Ask.DURATION,
-            r"\bquanto tempo\b|\bquanto demora\b|"
-            r"\bquant[oa]s (?:dias|horas|minutos|semanas|meses|anos)\b|"
-            r"\bquando\b|\baté quando\b|\bprazo\b|\bexpira|\bv[áa]lid",
+    "pt": Forms(
+        questions=(
+            (Ask.AMOUNT, r"\bquanto (?:custa|custam|pago|vale)\b"),
+            (
+                Ask.DURATION,
+                r"\bquanto tempo\b|\bquanto demora\b|"
+                r"\bquant[oa]s (?:dias|horas|minutos|semanas|meses|anos)\b|"
+                r"\bquando\b|\baté quando\b|\bprazo\b|\bexpira|\bv[áa]lid",
+            ),
+            (Ask.COUNT, r"\bquant[oa]s\b"),
+            (Ask.AMOUNT, r"\bquanto\b|\b(?:pre[çc]os?|custos?|taxas?|tarifas?)\b"),
+            (
+                Ask.STEPS,
+                r"^\W*como\b|\bcomo (?:posso|fa[çc]o|devo|se)\b|\bo que (?:devo|posso) fazer\b|"
+                r"\bpassos\b",
+            ),
+            (
+                Ask.YESNO,
+                r"^\W*(?:posso|pode|podem|podemos|há|ha|é|voc[êe]s|tem|t[êe]m|entregam|enviam|"
+                r"aceitam)\b",
+            ),
         ),
-        (Ask.COUNT, r"\bquant[oa]s\b"),
-        (Ask.AMOUNT, r"\bquanto\b|\b(?:pre[çc]os?|custos?|taxas?|tarifas?)\b"),
-        (
-            Ask.STEPS,
-            r"^\W*como\b|\bcomo (?:posso|fa[çc]o|devo|se)\b|\bo que (?:devo|posso) fazer\b|"
-            r"\bpassos\b",
+        units=r"segundos?|minutos?|horas?|dias?|noites?|semanas?|meses|mês|mes|anos?",
+        numbers="um uma dois duas três tres quatro cinco seis sete oito nove dez onze doze quinze "
+        "vinte trinta alguns poucos",
+        calendar="segunda-feira terça-feira quarta-feira quinta-feira sexta-feira sábado domingo "
+        "janeiro fevereiro março abril maio junho julho agosto setembro outubro novembro dezembro",
+        soon=r"imediatamente|logo|até|antes|depois|dentro de|mesmo dia|amanhã|hoje|válid[oa]|"
+        r"expira",
+        instruction=r"abra|abre|escolha|escolhe|selecione|seleciona|clique|carregue|prima|toque|"
+        r"introduza|insira|digite|v[áa] a|v[áa] para|inicie|ligue|desligue|conecte|desconecte|"
+        r"reinicie|aguarde|espere|verifique|contacte|entre em contato|envie|transfira|baixe|"
+        r"instale|confirme|siga|mantenha|ative|desative|altere|adicione|elimine|imprima|use|"
+        r"utilize",
+        free=r"grátis|gratis|gratuito|gratuita|sem custo",
+        to="a|e",
+    ),
+    "sv": Forms(
+        questions=(
+            (Ask.AMOUNT, r"\bvad kostar\b|\bhur mycket (?:kostar|betalar|ska jag betala)\b"),
+            (
+                Ask.DURATION,
+                r"\bhur (?:lång tid|länge|snabbt|fort|ofta)\b|\bnär\b|\btill när\b|"
+                r"\bhur många (?:dagar|timmar|minuter|veckor|månader|år|arbetsdagar)\b|"
+                r"\bgiltig|\bgår ut\b|\bfrist\b",
+            ),
+            (Ask.COUNT, r"\bhur många\b"),
+            (Ask.AMOUNT, r"\bhur mycket\b|\b(?:kostar|kostnad\w*|pris\w*|avgift\w*)\b"),
+            (
+                Ask.STEPS,
+                r"^\W*hur\b|\bhur (?:gör|kan|ska|får) (?:jag|man|vi)\b|"
+                r"\bvad (?:ska|kan|bör) jag göra\b|\bvilka steg\b",
+            ),
+            (
+                Ask.YESNO,
+                r"^\W*(?:kan|får|måste|ska|är|finns|har|levererar|skickar|accepterar|tar)\b",
+            ),
         ),
-        (
-            Ask.YESNO,
-            r"^\W*(?:posso|pode|podem|podemos|há|ha|é|voc[êe]s|tem|t[êe]m|entregam|enviam|"
-            r"aceitam)\b",
+        units=r"sekunder|sekund|minuter|minut|timmar|timme|dagar|dag|nätter|natt|veckor|vecka|"
+        r"månader|månad|år|arbetsdagar|arbetsdag|vardagar|vardag",
+        numbers="en ett två tre fyra fem sex sju åtta nio tio elva tolv fjorton femton tjugo "
+        "trettio några flera",
+        calendar="måndag tisdag onsdag torsdag fredag lördag söndag helgen januari februari mars "
+        "april maj juni juli augusti september oktober november december",
+        soon=r"direkt|omedelbart|genast|senast|före|innan|efter|inom|samma dag|i morgon|imorgon|"
+        r"i dag|idag|giltig|går ut",
+        instruction=r"öppna|välj|klicka|tryck|ange|skriv|gå till|logga in|anslut|koppla|"
+        r"starta om|starta|dra ur|vänta|kontrollera|kontakta|skicka|ladda ner|installera|"
+        r"bekräfta|följ|håll|aktivera|inaktivera|ändra|lägg till|ta bort|skriv ut|använd|packa",
+        free=r"gratis|kostnadsfri|kostnadsfritt|utan kostnad|avgiftsfri|avgiftsfritt",
+        to="till",
+    ),
+    "da": Forms(
+        questions=(
+            (Ask.AMOUNT, r"\bhvad koster\b|\bhvor meget (?:koster|betaler|skal jeg betale)\b"),
+            (
+                Ask.DURATION,
+                r"\bhvor (?:lang tid|længe|hurtigt|ofte)\b|\bhvornår\b|"
+                r"\bhvor mange (?:dage|timer|minutter|uger|måneder|år|hverdage|arbejdsdage)\b|"
+                r"\bgyldig|\budløber\b|\bfrist\b",
+            ),
+            (Ask.COUNT, r"\bhvor mange\b"),
+            (Ask.AMOUNT, r"\bhvor meget\b|\b(?:koster|pris\w*|gebyr\w*|omkostning\w*)\b"),
+            (
+                Ask.STEPS,
+                r"^\W*hvordan\b|\bhvordan (?:kan|skal|gør) (?:jeg|man|vi)\b|"
+                r"\bhvad (?:skal|kan|bør) jeg gøre\b|\bhvilke trin\b",
+            ),
+            (
+                Ask.YESNO,
+                r"^\W*(?:kan|må|skal|er|findes|har|leverer|sender|accepterer|tager)\b",
+            ),
         ),
+        units=r"sekunder|sekund|minutter|minut|timer|time|dage|dag|nætter|nat|uger|uge|"
+        r"måneder|måned|år|hverdage|hverdag|arbejdsdage|arbejdsdag",
+        numbers="en et to tre fire fem seks syv otte ni ti elleve tolv fjorten femten tyve "
+        "tredive nogle flere",
+        calendar="mandag tirsdag onsdag torsdag fredag lørdag søndag weekenden januar februar "
+        "marts april maj juni juli august september oktober november december",
+        soon=r"straks|med det samme|omgående|senest|før|inden|efter|inden for|samme dag|"
+        r"i morgen|i dag|gyldig|udløber",
+        instruction=r"åbn|vælg|klik|tryk|indtast|skriv|gå til|log ind|forbind|tilslut|"
+        r"genstart|start|træk|vent|kontrollér|kontroller|tjek|kontakt|send|download|installer|"
+        r"bekræft|følg|hold|aktivér|aktiver|deaktiver|skift|ændr|tilføj|slet|udskriv|brug|pak",
+        free=r"gratis|uden beregning|uden gebyr|omkostningsfrit",
+        to="til",
+    ),
+    "no": Forms(
+        questions=(
+            (Ask.AMOUNT, r"\bhva koster\b|\bhvor mye (?:koster|betaler|må jeg betale)\b"),
+            (
+                Ask.DURATION,
+                r"\bhvor (?:lang tid|lenge|raskt|fort|ofte)\b|\bnår\b|"
+                r"\bhvor mange (?:dager|timer|minutter|uker|måneder|år|virkedager|"
+                r"arbeidsdager)\b|\bgyldig|\butløper\b|\bfrist\b",
+            ),
+            (Ask.COUNT, r"\bhvor mange\b"),
+            (Ask.AMOUNT, r"\bhvor mye\b|\b(?:koster|pris\w*|gebyr\w*|kostnad\w*|avgift\w*)\b"),
+            (
+                Ask.STEPS,
+                r"^\W*hvordan\b|\bhvordan (?:kan|skal|gjør) (?:jeg|man|vi)\b|"
+                r"\bhva (?:skal|kan|bør) jeg gjøre\b|\bhvilke trinn\b",
+            ),
+            (
+                Ask.YESNO,
+                r"^\W*(?:kan|får|må|skal|er|finnes|har|leverer|sender|godtar|tar)\b",
+            ),
+        ),
+        units=r"sekunder|sekund|minutter|minutt|timer|time|dager|dag|døgn|netter|natt|uker|uke|"
+        r"måneder|måned|år|virkedager|virkedag|arbeidsdager|arbeidsdag",
+        numbers="en ei et to tre fire fem seks sju syv åtte ni ti elleve tolv fjorten femten "
+        "tjue tretti noen flere",
+        calendar="mandag tirsdag onsdag torsdag fredag lørdag søndag helgen januar februar mars "
+        "april mai juni juli august september oktober november desember",
+        soon=r"umiddelbart|straks|med en gang|senest|før|innen|etter|samme dag|i morgen|i dag|"
+        r"gyldig|utløper",
+        instruction=r"åpne|velg|klikk|trykk|skriv inn|skriv|oppgi|gå til|logg inn|koble til|"
+        r"koble fra|start på nytt|start|trekk ut|vent|kontroller|sjekk|kontakt|send|last ned|"
+        r"installer|bekreft|følg|hold|aktiver|deaktiver|endre|legg til|slett|skriv ut|bruk|pakk",
+        free=r"gratis|kostnadsfri|kostnadsfritt|uten kostnad|uten gebyr",
+        to="til",
+    ),
+    # Finnish inflects its nouns, so units and "price" are matched by their stems ("päivä\w*":
+    # päivää, päivässä, päivän); a yes-no question is a verb with -ko/-kö ("voinko", "onko").
+    "fi": Forms(
+        questions=(
+            (Ask.AMOUNT, r"\b(?:paljonko|kuinka paljon|mitä) (?:\w+ )?(?:maksaa|maksavat)\b"),
+            (
+                Ask.DURATION,
+                r"\b(?:kuinka|miten) (?:kauan|pitkään|nopeasti|usein)\b|\bkauanko\b|"
+                r"\bmilloin\b|\bmihin mennessä\b|\b(?:kuinka monta|montako) (?:päivää|tuntia|"
+                r"minuuttia|viikkoa|kuukautta|vuotta|arkipäivää)\b|\bvoimassa\b|\bvanhene",
+            ),
+            (Ask.COUNT, r"\bkuinka monta\b|\bmontako\b"),
+            (Ask.AMOUNT, r"\bpaljonko\b|\bkuinka paljon\b|\b(?:hin[nt]\w*|maksu\w*|kulu\w*)\b"),
+            (
+                Ask.STEPS,
+                r"^\W*(?:miten|kuinka)\b|\bmiten (?:voin|saan|pitää|teen)\b|"
+                r"\bmitä (?:minun )?(?:pitää|pitäisi|täytyy) tehdä\b|\bmitä teen\b",
+            ),
+            (Ask.YESNO, r"^\W*\w+(?:ko|kö)\b"),
+        ),
+        units=r"sekunti\w*|sekunni\w*|minuutti\w*|minuuti\w*|tunti\w*|tunni\w*|päivä\w*|"
+        r"päivi\w*|yö\w*|viikko\w*|viiko\w*|kuukau\w*|kuukausi\w*|vuosi\w*|vuode\w*|vuotta|"
+        r"arkipäiv\w*",
+        numbers="yksi yhden yhdessä kaksi kahden kahdessa kolme kolmen kolmessa neljä neljän "
+        "viisi viiden kuusi kuuden seitsemän kahdeksan yhdeksän kymmenen viisitoista "
+        "kaksikymmentä kolmekymmentä muutama muutaman useita",
+        calendar="maanantai maanantaina tiistai tiistaina keskiviikko keskiviikkona torstai "
+        "torstaina perjantai perjantaina lauantai lauantaina sunnuntai sunnuntaina viikonloppu "
+        "viikonloppuna tammikuussa helmikuussa maaliskuussa huhtikuussa toukokuussa kesäkuussa "
+        "heinäkuussa elokuussa syyskuussa lokakuussa marraskuussa joulukuussa",
+        soon=r"heti|välittömästi|viimeistään|ennen|jälkeen|kuluessa|sisällä|samana päivänä|"
+        r"huomenna|tänään|voimassa|vanhenee",
+        instruction=r"avaa|valitse|napsauta|napauta|paina|kirjoita|syötä|anna|siirry|kirjaudu|"
+        r"yhdistä|irrota|käynnistä|odota|tarkista|ota yhteyttä|lähetä|lataa|asenna|vahvista|"
+        r"seuraa|pidä|ota käyttöön|poista|muuta|lisää|tulosta|käytä|pakkaa",
+        free=r"ilmai\w*|maksuton|maksuttomasti|maksutta|veloituksetta|ilman lisämaksua",
+        to="",
+    ),
+    # Polish "ile" is both "how much" and "how many": a price word makes it an amount first.
+    "pl": Forms(
+        questions=(
+            (
+                Ask.AMOUNT,
+                r"\bile (?:kosztuje|kosztują|zapłacę|trzeba zapłacić|muszę zapłacić)\b|"
+                r"\bjaki jest koszt\b|\bjaka jest cena\b",
+            ),
+            (
+                Ask.DURATION,
+                r"\bjak (?:długo|szybko|często)\b|\bkiedy\b|\bdo kiedy\b|\bile (?:czasu|dni|"
+                r"godzin|minut|tygodni|miesięcy|lat)\b|\bw jakim terminie\b|\btermin\w*\b|"
+                r"\bważn\w*\b|\bwygas\w*\b",
+            ),
+            (Ask.AMOUNT, r"\b(?:cen[aięy]|koszt\w*|opłat\w*)\b"),
+            (Ask.COUNT, r"\bile\b"),
+            (
+                Ask.STEPS,
+                r"^\W*jak\b|\bjak (?:mogę|mam|można|należy)\b|"
+                r"\bco (?:mam|muszę|należy|powinienem|powinnam) (?:teraz )?zrobić\b",
+            ),
+            (Ask.YESNO, r"^\W*(?:czy|można|mogę|jest|są)\b"),
+        ),
+        units=r"sekund[ay]?|minut[ay]?|godzin[ay]?|godzinę|dni|dzień|dnia|noce?|nocy|"
+        r"tygodni[ae]?|tydzień|miesięcy|miesiące|miesiąc|lat|lata|rok|roku",
+        numbers="jeden jedna jednego dwa dwie dwóch trzy trzech cztery czterech pięć pięciu "
+        "sześć siedem osiem dziewięć dziesięć czternaście piętnaście dwadzieścia trzydzieści "
+        "kilka kilku",
+        calendar="poniedziałek poniedziałki wtorek środa środę czwartek piątek sobota sobotę "
+        "niedziela niedzielę weekend stycznia lutego marca kwietnia maja czerwca lipca sierpnia "
+        "września października listopada grudnia",
+        soon=r"natychmiast|od razu|niezwłocznie|przed|w ciągu|najpóźniej|tego samego dnia|"
+        r"jutro|dziś|dzisiaj|ważny|ważna|ważne|wygasa",
+        instruction=r"otwórz|wybierz|kliknij|naciśnij|dotknij|wpisz|wprowadź|podaj|przejdź|"
+        r"zaloguj się|połącz|odłącz|uruchom ponownie|uruchom|wyjmij|poczekaj|odczekaj|sprawdź|"
+        r"skontaktuj się|wyślij|pobierz|zainstaluj|potwierdź|postępuj|przytrzymaj|włącz|wyłącz|"
+        r"zmień|dodaj|usuń|wydrukuj|użyj|zapakuj",
+        free=r"bezpłatn\w*|darmow\w*|za darmo|gratis|bez opłat|nieodpłatn\w*",
+        to="do",
     ),
 }
 _QUESTIONS_BY_LANGUAGE: dict[str, tuple[tuple[Ask, re.Pattern[str]], ...]] = {
-    code: tuple((ask, re.compile(pattern)) for ask, pattern in forms)
-    for code, forms in _FORMS.items()
-}
-# What those answers look like in each language: time units, number words, weekdays and months
-# (a duration), "free" (an amount). Digits, currency signs and "%" are the same everywhere.
-_UNITS = {
-    "fr": r"secondes?|minutes?|heures?|jours?|nuits?|semaines?|mois|ans|années?|annees?",
-    "de": r"sekunden?|minuten?|stunden?|tagen?|tage|nächte|wochen?|monaten?|monate|jahren?|jahre|"
-    r"werktagen?|werktage|arbeitstagen?|arbeitstage",
-    "es": r"segundos?|minutos?|horas?|d[íi]as?|noches?|semanas?|meses|mes|años?|anos?",
-    "it": r"secondi|minuti|ore|ora|giorni|giorno|notti|settimane|settimana|mesi|mese|anni|anno",
-    "nl": r"seconden?|minuten|minuut|uur|uren|dagen|dag|nachten|weken|week|maanden|maand|jaar|"
-    r"jaren|werkdagen|werkdag",
-    "pt": r"segundos?|minutos?|horas?|dias?|noites?|semanas?|meses|mês|mes|anos?",
-}
-_NUMBER_WORDS = {
-    "fr": "un une deux trois quatre cinq six sept huit neuf dix onze douze quinze vingt trente "
-    "quarante soixante quelques plusieurs",
-    "de": "ein eine einen einem zwei drei vier fünf sechs sieben acht neun zehn elf zwölf "
-    "vierzehn fünfzehn zwanzig dreißig wenigen wenige einigen einige",
-    "es": "un una uno dos tres cuatro cinco seis siete ocho nueve diez once doce quince veinte "
-    "treinta unos unas algunos pocos",
-    "it": "un una uno due tre quattro cinque sei sette otto nove dieci undici dodici quindici "
-    "venti trenta alcuni pochi",
-    "nl": "een twee drie vier vijf zes zeven acht negen tien elf twaalf veertien vijftien "
-    "twintig dertig enkele paar",
-    "pt": "um uma dois duas três tres quatro cinco seis sete oito nove dez onze doze quinze "
-    "vinte trinta alguns poucos",
-}
-_CALENDAR = {
-    "fr": "lundi mardi mercredi jeudi vendredi samedi dimanche week-end janvier février mars "
-    "avril juin juillet août septembre octobre novembre décembre",
-    "de": "montag dienstag mittwoch donnerstag freitag samstag sonntag wochenende januar "
-    "februar märz april mai juni juli august september oktober november dezember",
-    "es": "lunes martes miércoles jueves viernes sábado domingo enero febrero marzo abril mayo "
-    "junio julio agosto septiembre octubre noviembre diciembre",
-    "it": "lunedì martedì mercoledì giovedì venerdì sabato domenica gennaio febbraio marzo "
-    "aprile maggio giugno luglio agosto settembre ottobre novembre dicembre",
-    "nl": "maandag dinsdag woensdag donderdag vrijdag zaterdag zondag weekend januari februari "
-    "maart april mei juni juli augustus september oktober november december",
-    "pt": "segunda-feira terça-feira quarta-feira quinta-feira sexta-feira sábado domingo "
-    "janeiro fevereiro março abril maio junho julho agosto setembro outubro novembro dezembro",
-}
-_SOON = {
-    "fr": r"imm[ée]diatement|tout de suite|dès|jusqu|avant|après|sous|le jour même|lendemain|"
-    r"demain|aujourd|expire|valable",
-    "de": r"sofort|umgehend|bis|vor|nach|innerhalb|am selben tag|morgen|heute|gültig|läuft ab",
-    "es": r"inmediatamente|enseguida|hasta|antes|después|dentro de|mismo día|mañana|hoy|"
-    r"válid[oa]|caduca",
-    "it": r"immediatamente|subito|fino a|entro|prima|dopo|stesso giorno|domani|oggi|"
-    r"valid[oa]|scade",
-    "nl": r"direct|meteen|onmiddellijk|tot|voor|na|binnen|dezelfde dag|morgen|vandaag|geldig|"
-    r"verloopt",
-    "pt": r"imediatamente|logo|até|antes|depois|dentro de|mesmo dia|amanhã|hoje|válid[oa]|expira",
-}
-# The instruction that opens a help article's step, as `_ANSWER`'s English imperative pattern:
-# the polite imperative of each language ("Ouvrez", "Öffnen Sie", "Abre", "Apri", "Open",
-# "Abra"), for the verbs help articles tell a customer to do with an app, a site or a device.
-_INSTRUCTION = {
-    "fr": r"ouvrez|choisissez|s[ée]lectionnez|cliquez|appuyez|touchez|saisissez|entrez|"
-    r"indiquez|allez|rendez-vous|connectez|d[ée]connectez|red[ée]marrez|d[ée]branchez|"
-    r"branchez|attendez|v[ée]rifiez|contactez|envoyez|t[ée]l[ée]chargez|installez|"
-    r"confirmez|suivez|maintenez|activez|d[ée]sactivez|modifiez|ajoutez|supprimez|imprimez|"
-    r"collez|emballez|d[ée]posez|renvoyez|utilisez",
-    "de": r"(?:[öo]ffnen|w[äa]hlen|klicken|tippen|dr[üu]cken|geben|gehen|melden|verbinden|"
-    r"trennen|starten|ziehen|stecken|warten|pr[üu]fen|kontaktieren|senden|schicken|laden|"
-    r"installieren|best[äa]tigen|folgen|halten|aktivieren|deaktivieren|[äa]ndern|f[üu]gen|"
-    r"l[öo]schen|drucken|verpacken|nutzen|verwenden)(?: sie)?",
-    "es": r"abre|abra|elige|elija|selecciona|seleccione|haz clic|haga clic|pulsa|pulse|toca|"
-    r"toque|introduce|introduzca|escribe|ve a|vaya a|inicia|inicie|conecta|conecte|"
-    r"desconecta|reinicia|reinicie|desenchufa|enchufa|espera|espere|comprueba|compruebe|"
-    r"contacta|contacte|env[íi]a|env[íi]e|descarga|descargue|instala|confirma|confirme|"
-    r"sigue|siga|mant[ée]n|mantenga|activa|desactiva|cambia|cambie|a[ñn]ade|elimina|"
-    r"imprime|usa|use|utiliza",
-    "it": r"apri|scegli|seleziona|clicca|fai clic|premi|tocca|inserisci|digita|vai|accedi|"
-    r"connetti|scollega|riavvia|collega|attendi|aspetta|controlla|verifica|contatta|invia|"
-    r"scarica|installa|conferma|segui|tieni premuto|attiva|disattiva|modifica|aggiungi|"
-    r"elimina|stampa|usa|utilizza|imballa",
-    "nl": r"open|kies|selecteer|klik|druk|tik|vul|voer|typ|ga naar|log in|meld je aan|"
-    r"verbind|koppel|ontkoppel|herstart|start|trek|steek|wacht|controleer|neem contact|"
-    r"stuur|verstuur|download|installeer|bevestig|volg|houd|zet|schakel|wijzig|voeg|"
-    r"verwijder|print|gebruik|pak",
-    "pt": r"abra|abre|escolha|escolhe|selecione|seleciona|clique|carregue|prima|toque|"
-    r"introduza|insira|digite|v[áa] a|v[áa] para|inicie|ligue|desligue|conecte|desconecte|"
-    r"reinicie|aguarde|espere|verifique|contacte|entre em contato|envie|transfira|baixe|"
-    r"instale|confirme|siga|mantenha|ative|desative|altere|adicione|elimine|imprima|use|"
-    r"utilize",
-}
-_FREE = {
-    "fr": r"gratuit|gratuite|gratuitement|sans frais|offert|offerte",
-    "de": r"kostenlos|gratis|umsonst|ohne gebühr|gebührenfrei",
-    "es": r"gratis|gratuito|gratuita|sin coste|sin costo|sin cargo",
-    "it": r"gratis|gratuito|gratuita|senza costi",
-    "nl": r"gratis|kosteloos|zonder kosten",
-    "pt": r"grátis|gratis|gratuito|gratuita|sem custo",
+    code: tuple((ask, re.compile(pattern)) for ask, pattern in forms.questions)
+    for code, forms in FORMS.items()
 }
 
 
 def _answers_in(code: str) -> dict[Ask, tuple[re.Pattern[str], re.Pattern[str] | None]]:
     """`_ANSWER` for another language: its own words beside the English patterns (a help
     article in French may still write "24h" or "5 business days")."""
-    words = "|".join(_NUMBER_WORDS[code].split())
-    number = rf"(?:\d+(?:[.,]\d+)?|{words})(?:\s*(?:[–—-]|à|a|bis|tot|e|y|to)\s*(?:\d+|{words}))?"
-    calendar = "|".join(re.escape(w) for w in _CALENDAR[code].split())
+    forms = FORMS[code]
+    words = "|".join(forms.numbers.split())
+    to = rf"[–—-]|to|{forms.to}" if forms.to else r"[–—-]|to"
+    number = rf"(?:\d+(?:[.,]\d+)?|{words})(?:\s*(?:{to})\s*(?:\d+|{words}))?"
+    calendar = "|".join(re.escape(w) for w in forms.calendar.split())
     english = _ANSWER
     duration = re.compile(
-        rf"(?<!\w)(?:{number})[\s-]+(?:{_UNITS[code]})(?!\w)|(?<!\w)(?:{calendar})(?!\w)|"
+        rf"(?<!\w)(?:{number})[\s-]+(?:{forms.units})(?!\w)|(?<!\w)(?:{calendar})(?!\w)|"
         + english[Ask.DURATION][0].pattern,
         re.I,
     )
-    soon = re.compile(rf"(?<!\w)(?:{_SOON[code]})(?!\w)|" + english[Ask.DURATION][1].pattern, re.I)  # type: ignore[union-attr]
-    free = re.compile(rf"(?<!\w)(?:{_FREE[code]})(?!\w)|" + english[Ask.AMOUNT][1].pattern, re.I)  # type: ignore[union-attr]
+    soon = re.compile(rf"(?<!\w)(?:{forms.soon})(?!\w)|" + english[Ask.DURATION][1].pattern, re.I)  # type: ignore[union-attr]
+    free = re.compile(rf"(?<!\w)(?:{forms.free})(?!\w)|" + english[Ask.AMOUNT][1].pattern, re.I)  # type: ignore[union-attr]
     count = re.compile(rf"(?<!\w)(?:{words})(?!\w)|" + english[Ask.COUNT][0].pattern, re.I)  # type: ignore[union-attr]
     steps = re.compile(
-        rf"^(?:[^,]{{0,60}},\s*)?(?:{_INSTRUCTION[code]})(?!\w)|" + english[Ask.STEPS][1].pattern,  # type: ignore[union-attr]
+        rf"^(?:[^,]{{0,60}},\s*)?(?:{forms.instruction})(?!\w)|" + english[Ask.STEPS][1].pattern,  # type: ignore[union-attr]
         re.I,
     )
     return {
@@ -364,7 +582,8 @@ _ANSWER: dict[Ask, tuple[re.Pattern[str], re.Pattern[str] | None]] = {
     Ask.DURATION: (
         re.compile(
             rf"\b{_NUMBER}[\s-]+(?:(?:business|working|calendar)[\s-]+)?{_TIME_UNIT}\b|"
-            r"\b\d{1,2}:\d{2}\b|\b\d{1,2}(?:[.:]\d{2})?\s?(?:am|pm)\b|\b(?:monday|tuesday|wednesday|"
+            r"\b\d{1,2}:\d{2}\b|\b\d{1,2}(?:[.:]\d{2})?\s?(?:am|pm)\b|\b(?:monday|tuesday|"
+            r"wednesday|"
             r"thursday|friday|saturday|sunday|weekends?|january|february|march|april|may|june|"
             r"july|august|september|october|november|december)\b",
             re.I,
@@ -408,15 +627,14 @@ _ANSWER: dict[Ask, tuple[re.Pattern[str], re.Pattern[str] | None]] = {
     ),
 }
 
-_ANSWERS = {code: _answers_in(code) for code in _UNITS}
+_ANSWERS = {code: _answers_in(code) for code in FORMS}
 
 # Sentences about the text rather than the topic: they point at an answer instead of giving it.
 _NAVIGATION = re.compile(
     r"^(?:here[’']?s|here is|here are|below|the (?:steps|table|list|sections?) below)\b|"
     # sympathy carries no fact: "We're sorry if your product arrived broken" is not the answer
     r"^(?:we[’']?re|we are|we[’']?re really|i[’']?m|i am) (?:so |very |really )?sorry\b|"
-    r"^sorry\b|^(?:we )?apologi[sz]e\b|"
-    r"^this (?:article|page|guide|section|help page|faq)\b|"
+    r"^sorry\b|^(?:we )?apologi[sz]e\b|^this (?:article|page|guide|section|help page|faq)\b|"
     r"\b(?:this|the following) (?:article|page|guide|section) (?:explains|covers|describes|"
     r"shows|lists|is about)\b|\b(?:see|read|check out|visit) [\"“‘']|"
     r"\b(?:work through|follow|try) (?:the|these) (?:steps|checks|tips) below\b|"
