@@ -104,14 +104,14 @@ def whole_seconds(countdown: float) -> float:
 def _light(args: list[Any]) -> dict[str, Any]:
     """`send_task` options that spare Celery work it would redo identically on every send.
 
-    Why: a reply task is sent for every customer message, and Celery's own per-send work was
-    most of the web's CPU for it (bench/README.md, "Session 8"): `saferepr` of the arguments
-    for the message headers (ids: plain `repr` is the same text), and on Redis a queue
-    declaration per send (a copy of the queue bound to the channel, to find it declared
-    already). On Redis the declaration is not needed to deliver: Celery publishes a task for
-    a direct exchange to the queue's list by name (the anonymous exchange), which exists
-    whether or not anyone declared it, and workers declare their queues when they start. On
-    RabbitMQ an undeclared queue would drop the message, so there it stays."""
+    Why: a reply task is sent for every customer message, and a third of a send's CPU went to
+    two repeats (bench/README.md, "Session 8"): `saferepr` of the arguments for the message
+    headers (ids: plain `repr` is the same text), and on Redis a queue declaration per send (a
+    copy of the queue bound to the channel, to find it declared already). On Redis the
+    declaration is not needed to deliver: Celery publishes a task for a direct exchange to the
+    queue's list by name (the anonymous exchange), which exists whether or not anyone declared
+    it, and workers declare their queues when they start. On RabbitMQ an undeclared queue
+    would drop the message, so there it stays."""
     options: dict[str, Any] = {"argsrepr": repr(args), "kwargsrepr": "{}"}
     if not get_settings().broker_is_amqp:
         options["declare"] = []
