@@ -17,7 +17,7 @@ consumes them). The first message of each session is warm-up for that session; t
 session is warm-up for the process (models, index, statement caches) and not counted.
 
 `--together N` (N > 1) accepts the messages of N sessions at a time as one batch, as the
-socket batcher stores a burst (`store_together`, then the batch's broadcast and each enqueue);
+socket batcher stores a burst (`store_together`, then the batch's broadcast and its enqueues);
 web figures are then per message (the batch's CPU and statements divided by N). The first
 batch of sessions is the warm-up.
 
@@ -156,7 +156,7 @@ def main() -> int:
 
     with app.test_request_context("/ws", environ_base={"REMOTE_ADDR": "127.0.0.1"}):
         if args.together > 1:
-            from webapp.chat import SocketSend, announce, enqueue, store_together
+            from webapp.chat import SocketSend, announce, enqueue_all, store_together
 
             for g in range(args.sessions // args.together + 1):
                 group = [new_chat() for _ in range(args.together)]
@@ -177,10 +177,10 @@ def main() -> int:
                         store_together(db, sends)
                     finally:
                         db.close()
-                    announce([send.accepted for send in sends if send.accepted is not None])
-                    for send in sends:
-                        assert send.accepted is not None, send.error
-                        enqueue(send.accepted)
+                    stored = [send.accepted for send in sends if send.accepted is not None]
+                    assert len(stored) == len(sends), [send.error for send in sends]
+                    announce(stored)
+                    enqueue_all(stored)  # the batch's reply tasks in one publish, as the leader
                     if prof:
                         prof.disable()
                     n1, c1 = counts["n"], time.process_time()

@@ -101,6 +101,23 @@ def whole_seconds(countdown: float) -> float:
     return countdown
 
 
+def _light(args: list[Any]) -> dict[str, Any]:
+    """`send_task` options that spare Celery work it would redo identically on every send.
+
+    Why: a reply task is sent for every customer message, and a third of a send's CPU went to
+    two repeats (bench/README.md, "Session 8"): `saferepr` of the arguments for the message
+    headers (ids: plain `repr` is the same text), and on Redis a queue declaration per send (a
+    copy of the queue bound to the channel, to find it declared already). On Redis the
+    declaration is not needed to deliver: Celery publishes a task for a direct exchange to the
+    queue's list by name (the anonymous exchange), which exists whether or not anyone declared
+    it, and workers declare their queues when they start. On RabbitMQ an undeclared queue
+    would drop the message, so there it stays."""
+    options: dict[str, Any] = {"argsrepr": repr(args), "kwargsrepr": "{}"}
+    if not get_settings().broker_is_amqp:
+        options["declare"] = []
+    return options
+
+
 def _send(task: str, *args: Any, countdown: float | None = None) -> bool:
     try:
         # By name, send_task does not know the task ignores its result: say so, or every send
@@ -110,6 +127,7 @@ def _send(task: str, *args: Any, countdown: float | None = None) -> bool:
             args=list(args),
             ignore_result=True,
             countdown=None if countdown is None else whole_seconds(countdown),
+            **_light(list(args)),
         )
         return True
     except Exception as exc:  # kombu raises several unrelated types when the broker is away
@@ -120,6 +138,39 @@ def _send(task: str, *args: Any, countdown: float | None = None) -> bool:
 def send_reply(message_id: str) -> bool:
     """Answer (or hand over) one customer message."""
     return _send(GENERATE_REPLY, message_id)
+
+
+def send_replies(message_ids: list[str]) -> bool:
+    """Answer several customer messages: one `generate_reply` task each, as `send_reply` sends
+    them, but published together (on Redis, one pipeline: one round trip for all of them).
+
+    Why: a web process's group commit stores a burst's first messages in one transaction, and
+    each of them then sent its reply task alone, one LPUSH round trip per message, competing
+    for the CPU with the next batch's acknowledgements (bench/README.md, "Session 8"). The
+    tasks and their order are unchanged. A transport without batches (RabbitMQ) publishes each
+    at once. False (logged) if the broker refused: kombu does not retry a failed batch (it
+    cannot tell which tasks arrived), so some may be sent and others not; the stored messages'
+    claim deadlines have the sweeper re-send the unanswered ones, and a task that arrives
+    twice is answered once (the worker claims its message)."""
+    if not message_ids:
+        return True
+    if len(message_ids) == 1:
+        return send_reply(message_ids[0])
+    app = producer()
+    try:
+        with app.producer_or_acquire() as prod, prod.batch():
+            for message_id in message_ids:
+                args = [message_id]
+                app.send_task(
+                    GENERATE_REPLY, args=args, ignore_result=True, producer=prod, **_light(args)
+                )
+        return True
+    except Exception as exc:  # kombu raises several unrelated types when the broker is away
+        log.error(
+            "enqueue failed; the sweeper will retry",
+            extra={"task": GENERATE_REPLY, "count": len(message_ids), "error": str(exc)},
+        )
+        return False
 
 
 def send_parse(attachment_id: str) -> bool:

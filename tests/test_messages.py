@@ -145,7 +145,7 @@ def _store_and_announce(sends: list) -> int:  # type: ignore[no-untyped-def]
     from sqlalchemy import event
 
     from models.db import get_engine, new_session
-    from webapp.chat import announce, enqueue, store_together
+    from webapp.chat import announce, enqueue_all, store_together
 
     commits = []
     engine = get_engine()
@@ -160,10 +160,9 @@ def _store_and_announce(sends: list) -> int:  # type: ignore[no-untyped-def]
     finally:
         db.close()
         event.remove(engine, "commit", count)
-    announce([s.accepted for s in sends if s.accepted is not None])
-    for send in sends:
-        if send.accepted is not None:
-            enqueue(send.accepted)
+    stored = [s.accepted for s in sends if s.accepted is not None]
+    announce(stored)
+    enqueue_all(stored)
     return len(commits)
 
 
@@ -216,6 +215,62 @@ def test_socket_messages_arriving_together_are_stored_in_one_commit(api):
         assert [m["id"] for m in users] == [s.accepted.message.id for s in ids]
         assert [m["client_msg_id"] for m in users] == [s.client_msg_id for s in ids]
     _answered_once(api, d, 1)  # the resend is the stored message: no second answer
+
+
+def test_a_batch_s_reply_tasks_leave_in_one_write_and_each_message_is_answered_once(api):
+    """The batcher's leader publishes the reply tasks of a whole batch together
+    (`enqueue_all`): on Redis the tasks of three new customer messages go out in one write to
+    the broker (kombu's publish batch, a pipeline), not one each; the worker answers each
+    message once; a resend in the batch and an agent's message send no task."""
+    import redis.connection
+
+    from models.settings import get_settings
+    from webapp import create_app
+    from webapp.auth import Actor
+    from webapp.chat import SocketSend, announce, enqueue_all
+
+    if get_settings().broker_is_amqp:
+        pytest.skip("RabbitMQ publishes each task at once (no publish batch)")
+    chats = [api.create_session() for _ in range(3)]
+    customer = Actor("customer")
+    sends = [
+        SocketSend(c["session_id"], customer, "Where is my parcel?", f"w{i}", None, "127.0.0.1")
+        for i, c in enumerate(chats)
+    ]
+    sends.append(
+        SocketSend(chats[0]["session_id"], customer, "Where is my parcel?", "w0", None, "::1")
+    )
+    app = create_app({"HELPLINE": get_settings(), "TESTING": True})
+    with app.test_request_context("/ws", environ_base={"REMOTE_ADDR": "127.0.0.1"}):
+        from models.db import new_session
+        from webapp.chat import store_together
+
+        db = new_session()
+        try:
+            store_together(db, sends)
+        finally:
+            db.close()
+    stored = [s.accepted for s in sends if s.accepted is not None]
+    assert [a.created for a in stored] == [True, True, True, False]
+    announce(stored)
+    pushes: list[int] = []  # per write to Redis that pushes tasks: how many it pushes
+    real = redis.connection.AbstractConnection.send_packed_command
+
+    def counted(self, command, check_health=True):  # type: ignore[no-untyped-def]
+        data = b"".join(command) if isinstance(command, list | tuple) else command
+        if b"LPUSH" in data:
+            pushes.append(data.count(b"LPUSH"))
+        return real(self, command, check_health)
+
+    redis.connection.AbstractConnection.send_packed_command = counted  # type: ignore[method-assign]
+    try:
+        enqueue_all(stored)
+    finally:
+        redis.connection.AbstractConnection.send_packed_command = real  # type: ignore[method-assign]
+    assert pushes == [3]
+    for chat, send in zip(chats, sends, strict=False):
+        messages = _answered_once(api, chat, 1)
+        assert [m["id"] for m in messages if m["role"] == "user"] == [send.accepted.message.id]
 
 
 def test_a_batch_that_loses_a_race_is_stored_one_by_one(api):

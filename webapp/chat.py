@@ -292,6 +292,16 @@ def enqueue(accepted: Accepted) -> None:
         jobs.send_reply(accepted.message.id)
 
 
+def enqueue_all(accepted: list[Accepted]) -> None:
+    """`enqueue` for several messages (a group commit's batch), their reply tasks published
+    together (`jobs.send_replies`: on Redis one round trip instead of one per message), in the
+    batch's order."""
+    for one in accepted:
+        for att_id in one.uploaded:
+            jobs.send_parse(att_id)
+    jobs.send_replies([a.message.id for a in accepted if a.created and a.message.role == "user"])
+
+
 @dataclass(eq=False)
 class SocketSend:
     """One socket message (without files) to be stored together with others: what the socket

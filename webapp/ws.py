@@ -31,11 +31,12 @@ from models.textcheck import (
 )
 from webapp.auth import Actor, authorize, check_origin
 from webapp.chat import (
+    Accepted,
     SocketSend,
     accept_message,
     announce,
     chat_for_message,
-    enqueue,
+    enqueue_all,
     store_together,
 )
 from webapp.config import current_settings
@@ -75,8 +76,9 @@ class AcceptBatcher:
     arrive while a transaction is in flight wait in line (yielding, under gevent; blocking
     their thread, with plain threads), and when it has committed the first of them leads the
     next batch: everything queued by then, up to `limit`. The leader stores the batch
-    (`store_together`), writes every acknowledgement, hands the lead on, and broadcasts the
-    batch's events in one Redis pipeline; each reader then enqueues its own reply.
+    (`store_together`), writes every acknowledgement, hands the lead on, broadcasts the
+    batch's events in one Redis pipeline, lets the batch's readers go, and publishes the
+    batch's reply tasks together (`enqueue_all`: one more round trip, not one per message).
 
     Why: in a burst (every session's first message in the same instant) each message was its
     own transaction behind a gate of four, and the last one waited for all the others' commits
@@ -91,7 +93,8 @@ class AcceptBatcher:
 
     def accept(self, conn: Connection, send: SocketSend) -> None:
         """Store `send` with whatever else is waiting; returns once it is stored (or refused:
-        `send.accepted` / `send.error`) and acknowledged, and its broadcast has gone out."""
+        `send.accepted` / `send.error`) and acknowledged, and its broadcast has gone out. Its
+        reply task is sent by the batch's leader (after the broadcast), not by the caller."""
         me = _Waiting(conn, send)
         with self._lock:
             self._queue.append(me)
@@ -113,6 +116,7 @@ class AcceptBatcher:
             del self._queue[: self.limit]
         assert batch and batch[0] is me, "a leader stores its own message first"
         handed = False
+        stored: list[Accepted] = []
         try:
             db = new_session()
             try:
@@ -133,7 +137,8 @@ class AcceptBatcher:
                     w.conn._acknowledge(w.send.accepted.message, w.send.accepted.created)
             self._hand_on()
             handed = True
-            announce([w.send.accepted for w in batch if w.send.accepted is not None])
+            stored = [w.send.accepted for w in batch if w.send.accepted is not None]
+            announce(stored)
         finally:
             if not handed:
                 self._hand_on()
@@ -141,6 +146,10 @@ class AcceptBatcher:
                 w.done = True
                 if w is not me:
                     w.woken.set()
+        # After the broadcast (no reply may stream ahead of the message it answers) and after
+        # the readers are let go (their refusals need not wait for it): every new customer
+        # message's reply task, in one publish. A lost one is re-sent by the sweeper.
+        enqueue_all(stored)
 
     def _hand_on(self) -> None:
         """The next in line leads (whatever has queued by the time it runs is its batch)."""
@@ -387,9 +396,7 @@ class Connection(Outbox):
         if send.error is not None:
             err = send.error
             return self.send_error(err.code, err.message, err.details, client_msg_id)
-        if send.accepted is not None:
-            enqueue(send.accepted)  # after the acknowledgement and the broadcast
-        return None
+        return None  # acknowledged, broadcast and enqueued by the batch's leader
 
     def _accept_alone(
         self, data: dict, client_msg_id: str | None, ids: list[str], request: str | None
