@@ -73,3 +73,8 @@ def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
         gevent.get_hub().loop.run_callback(gevent.spawn, going_away)
 
     signal.signal(signal.SIGTERM, on_term)
+    # The task sender is built beside the serving loop, not in the first customer's send
+    # (models/jobs.warm_up); a broker that does not answer never holds up the boot.
+    from models.jobs import warm_up
+
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
