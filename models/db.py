@@ -9,14 +9,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
-from models.settings import get_settings
+from models.settings import get_settings, sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +130,8 @@ def make_engine(
     """
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if (db_file := sqlite_file(url)) is not None:
+            db_file.parent.mkdir(parents=True, exist_ok=True)
         args: dict[str, Any] = {"timeout": busy_timeout, "check_same_thread": False}
         c_wait_ms = int(busy_timeout * 1000)
         if _gevent_patched():
@@ -320,14 +318,6 @@ class Checkpointer:
             self._conn = None
 
 
-def _sqlite_file(url: str) -> str | None:
-    url = normalise_url(url)
-    if not url.startswith("sqlite"):
-        return None
-    path = url.split("///", 1)[-1]
-    return path if path and path != ":memory:" else None
-
-
 def get_engine() -> Engine:
     """The process's engine, recreated after a fork (a pool must never cross processes).
 
@@ -339,12 +329,12 @@ def get_engine() -> Engine:
             _engine.dispose(close=False)
         _checkpointer = None  # a thread of the parent's: gone after a fork
         settings = get_settings()
-        path = _sqlite_file(settings.database_url)
+        path = sqlite_file(settings.database_url)  # None: not a SQLite file
         background = bool(path and settings.sqlite_checkpoint_interval > 0 and _gevent_patched())
         _engine = make_engine(settings.database_url, background_checkpoints=background)
         if background:
             assert path is not None
-            _checkpointer = Checkpointer(path, settings.sqlite_checkpoint_interval)
+            _checkpointer = Checkpointer(str(path), settings.sqlite_checkpoint_interval)
         _factory = sessionmaker(_engine, expire_on_commit=False)
         _pid = os.getpid()
     return _engine

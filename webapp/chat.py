@@ -177,7 +177,7 @@ def accept_message(
         on_stored(accepted.message, accepted.created)
     if accepted.created:
         announce([accepted])
-        enqueue(accepted)
+        enqueue_all([accepted])
     return accepted
 
 
@@ -196,7 +196,7 @@ def store_message(
 ) -> Accepted:
     """`accept_message` up to its commit: check, store, commit (or find the stored resend).
 
-    The caller acknowledges, then `announce`s and `enqueue`s. `ip`: the sender's address for
+    The caller acknowledges, then `announce`s and `enqueue_all`s. `ip`: the sender's address for
     the rate limit when this runs outside the sender's request (a socket message stored by
     another socket's greenlet); `rate_checked`: the limit already counted this message (a batch
     redone one by one after a failure must not count it twice)."""
@@ -282,22 +282,14 @@ def announce(accepted: list[Accepted]) -> None:
     publish_all(events, counts if roles else None)
 
 
-def enqueue(accepted: Accepted) -> None:
-    """Send a new message's work to the worker: its files' parses, and a customer message's
-    reply (every customer message goes to the worker, whoever owns the conversation: the
-    escalation policy runs on it, and the worker stays silent when a person owns it)."""
-    for att_id in accepted.uploaded:  # files uploaded earlier were queued by their upload
-        jobs.send_parse(att_id)
-    if accepted.created and accepted.message.role == "user":
-        jobs.send_reply(accepted.message.id)
-
-
 def enqueue_all(accepted: list[Accepted]) -> None:
-    """`enqueue` for several messages (a group commit's batch), their reply tasks published
-    together (`jobs.send_replies`: on Redis one round trip instead of one per message), in the
-    batch's order."""
+    """Send new messages' work to the worker: their files' parses, and each customer message's
+    reply (every customer message goes to the worker, whoever owns the conversation: the
+    escalation policy runs on it, and the worker stays silent when a person owns it). A group
+    commit's batch has its reply tasks published together (`jobs.send_replies`: on Redis one
+    round trip instead of one per message), in the batch's order."""
     for one in accepted:
-        for att_id in one.uploaded:
+        for att_id in one.uploaded:  # files uploaded earlier were queued by their upload
             jobs.send_parse(att_id)
     jobs.send_replies([a.message.id for a in accepted if a.created and a.message.role == "user"])
 
@@ -320,7 +312,7 @@ class SocketSend:
 
 def store_together(db: Session, sends: list[SocketSend]) -> None:
     """Store several socket messages in ONE transaction (group commit); fill in each one's
-    outcome. The caller acknowledges the stored ones, then `announce`s and `enqueue`s.
+    outcome. The caller acknowledges the stored ones, then `announce`s and `enqueue_all`s.
 
     Why: on a burst (every session's first message in the same instant) each accept was its
     own transaction, a commit (a WAL flush) and four to seven round trips, one after the other
