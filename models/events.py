@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -172,6 +172,18 @@ def publish(event: dict, client: redis.Redis | None = None) -> bool:
         return False
 
 
+def _runs(events: list[dict]) -> Iterator[tuple[str, list[dict]]]:
+    """Consecutive events of one session, grouped in order."""
+    run: list[dict] = []
+    for event in events:
+        if run and event["session_id"] != run[0]["session_id"]:
+            yield run[0]["session_id"], run
+            run = []
+        run.append(event)
+    if run:
+        yield run[0]["session_id"], run
+
+
 def publish_all(
     events: list[dict],
     extra: Callable[[Any], None] | None = None,
@@ -180,16 +192,20 @@ def publish_all(
     """Ring the bell for several events in one round trip, in order.
 
     A pipeline without MULTI: one write and one read on the socket instead of one of each per
-    event (an answer's stream is a dozen events). `extra(pipe)` may queue more commands
-    (metrics) into the same round trip. False if Redis is unreachable; the database has every
-    persisted event, and clients re-read it when they notice a gap.
+    event. Consecutive events of one session leave as ONE message, a JSON array (an answer's
+    stream is a dozen events): every web process's listener hears every session's messages, so
+    each message saved is a PUBLISH here and a read, a parse and a dispatch in each web
+    process. `extra(pipe)` may queue more commands (metrics) into the same round trip. False if
+    Redis is unreachable; the database has every persisted event, and clients re-read it when
+    they notice a gap.
     """
     if not events and extra is None:
         return True
     try:
         pipe = (client or redis_client()).pipeline(transaction=False)
-        for event in events:
-            pipe.publish(channel_for(event["session_id"]), json.dumps(event))
+        for session_id, run in _runs(events):
+            payload = run[0] if len(run) == 1 else run
+            pipe.publish(channel_for(session_id), json.dumps(payload))
         if extra is not None:
             extra(pipe)
         pipe.execute()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
-from webapp.wsserver import Outbox
+from webapp.wsserver import LeanSocket, Outbox, text_frame
 
 
 class Recorded(Outbox):
@@ -84,3 +85,46 @@ def _wait_for(check, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-
         deadline += 0.01
         assert deadline < timeout, "timed out"
         done.wait(0.01)
+
+
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(opcode, payload) of each unmasked server frame in `data` (payloads under 126 bytes)."""
+    out = []
+    while data:
+        opcode, length = data[0] & 0x0F, data[1] & 0x7F
+        assert length < 126
+        out.append((opcode, data[2 : 2 + length]))
+        data = data[2 + length :]
+    return out
+
+
+def _pending(sock: socket.socket) -> bytes:
+    sock.setblocking(False)
+    try:
+        return sock.recv(65536)
+    except BlockingIOError:
+        return b""
+    finally:
+        sock.setblocking(True)
+
+
+def test_a_corked_socket_writes_held_frames_at_once_in_order_before_a_close():
+    ours, theirs = socket.socketpair()
+    try:
+        ws = LeanSocket(ours, "gunicorn")
+        ws.cork()
+        for n in range(3):
+            ws.send_frame(text_frame(f"event {n}"))
+        assert _pending(theirs) == b""  # held
+        ws.uncork()
+        assert _frames(_pending(theirs)) == [(1, f"event {n}".encode()) for n in range(3)]
+        # A close while corked: what is held goes first, then the close frame.
+        ws.cork()
+        ws.send_frame(text_frame("last words"))
+        ws.close(4009, "session ended")
+        ws.uncork()  # nothing left to send, and no error
+        sent = _frames(_pending(theirs))
+        assert sent[0] == (1, b"last words") and sent[1][0] == 8 and len(sent) == 2
+    finally:
+        ours.close()
+        theirs.close()

@@ -80,12 +80,13 @@ class EventHub:
                 return len(self._subs.get(session_id, ()))
             return sum(len(s) for s in self._subs.values())
 
-    def dispatch(self, session_id: str, event: dict) -> None:
-        """Hand an event to every local subscriber of the session."""
+    def dispatch_all(self, session_id: str, events: list[dict]) -> None:
+        """Hand events, in order, to every local subscriber of the session."""
         with self._lock:
             targets = list(self._subs.get(session_id, ()))
         for sub in targets:
-            sub.push(event)
+            for event in events:
+                sub.push(event)
 
     def _broadcast_resync(self) -> None:
         self._broadcast(RESYNC)
@@ -152,11 +153,16 @@ class EventHub:
                 msg["channel"].decode() if isinstance(msg["channel"], bytes) else msg["channel"]
             )
             try:
-                event = json.loads(msg["data"])
+                payload = json.loads(msg["data"])
             except (ValueError, TypeError):
+                payload = None
+            # One event, or a session's consecutive events in one message (`publish_all`).
+            events = payload if isinstance(payload, list) else [payload]
+            good = [e for e in events if isinstance(e, dict)]
+            if len(good) != len(events):
                 log.warning("dropped a malformed event", extra={"channel": channel})
-                continue
-            self.dispatch(channel[len(self.prefix) :], event)
+            if good:
+                self.dispatch_all(channel[len(self.prefix) :], good)
 
     def stop(self) -> None:
         """Stop the listener (tests)."""

@@ -252,6 +252,12 @@ class Connection(Outbox):
         self.put(error_event(self.session_id, code, message, details, **extra))
 
     # -- writer ---------------------------------------------------------------------------
+    def cork(self) -> None:
+        self.ws.cork()
+
+    def uncork(self) -> None:
+        self.ws.uncork()
+
     def _send(self, event: dict) -> None:
         self.ws.send_frame(framed(event))
 

@@ -92,6 +92,7 @@ class LeanSocket:
         "_partial",
         "_partial_len",
         "_send_lock",
+        "_corked",
         "__weakref__",
     )
 
@@ -112,6 +113,8 @@ class LeanSocket:
         self._partial: str | bytearray | bytes | None = None
         self._partial_len = 0
         self._send_lock = threading.Lock()
+        # Frames held back while a writer drains several events (`cork`), sent in one write.
+        self._corked: list[bytes] | None = None
 
     # -- opening ----------------------------------------------------------------------------
     @classmethod
@@ -154,7 +157,11 @@ class LeanSocket:
         try:
             if self._state != OPEN:
                 raise ConnectionClosed(self.close_reason, self.close_message)
-            self.sock.sendall(build())
+            data = build()
+            if self._corked:  # frames held back go first: the order of writes is kept
+                data = b"".join(self._corked) + data
+                self._corked.clear()
+            self.sock.sendall(data)
         except OSError:
             self._lost()
             raise ConnectionClosed(self.close_reason, self.close_message) from None
@@ -170,17 +177,40 @@ class LeanSocket:
         self._write(lambda: self._proto.send_data(payload))
 
     def send_frame(self, frame: bytes) -> None:
-        """Send a frame built by `text_frame` (one event framed once for all its sockets)."""
+        """Send a frame built by `text_frame` (one event framed once for all its sockets); while
+        corked, it is held for `uncork`'s single write."""
         if not self.connected:
             raise ConnectionClosed(self.close_reason, self.close_message)
         with self._send_lock:
-            if self._state != OPEN:
-                raise ConnectionClosed(self.close_reason, self.close_message)
-            try:
-                self.sock.sendall(frame)
-            except OSError:
-                self._lost()
-                raise ConnectionClosed(self.close_reason, self.close_message) from None
+            if self._corked is not None:
+                self._corked.append(frame)
+                return
+            self._sendall_locked(frame)
+
+    def cork(self) -> None:
+        """Hold data frames until `uncork`: an answer's stream arrives as a dozen events at
+        once, and one write of all their frames is one system call (and one TCP segment)
+        instead of a dozen. Pings, pongs and closes still go out at once, after what is held."""
+        with self._send_lock:
+            if self._corked is None:
+                self._corked = []
+
+    def uncork(self) -> None:
+        """Send what `cork` held, in one write."""
+        with self._send_lock:
+            held, self._corked = self._corked, None
+            if held and self.connected:
+                self._sendall_locked(held[0] if len(held) == 1 else b"".join(held))
+
+    def _sendall_locked(self, data: bytes) -> None:
+        """Write `data` (the caller holds the send lock)."""
+        if self._state != OPEN:
+            raise ConnectionClosed(self.close_reason, self.close_message)
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            self._lost()
+            raise ConnectionClosed(self.close_reason, self.close_message) from None
 
     def close(self, reason: int | None = None, message: str | None = None) -> None:
         """Send a close frame (1000 unless told otherwise). The handler keeps reading until
@@ -511,14 +541,36 @@ class Outbox(ABC):
         self.outbox.clear()
 
     def writer(self) -> None:
-        """Drain the outbox, then end (the next event starts a new writer)."""
+        """Drain the outbox, then end (the next event starts a new writer).
+
+        Whatever is queued when the writer looks is sent as one batch: its frames leave in one
+        write of the socket (`LeanSocket.cork`), in order."""
         while True:
             with _WRITERS:
                 if not self.outbox or self.finished:
                     self.writing = False
                     return
-                event = self.outbox.pop(0)
-            self._deliver_one(event)
+                batch, self.outbox = self.outbox, []
+            if len(batch) == 1:
+                self._deliver_one(batch[0])
+                continue
+            self.cork()
+            try:
+                for event in batch:
+                    if self.finished:
+                        break
+                    self._deliver_one(event)
+            finally:
+                try:
+                    self.uncork()
+                except ConnectionClosed:
+                    self.finish()
+
+    def cork(self) -> None:  # noqa: B027  (optional hook: most outboxes cannot cork)
+        """Hold the socket's frames until `uncork` (a subclass whose socket can; none here)."""
+
+    def uncork(self) -> None:  # noqa: B027
+        """Send what `cork` held."""
 
     def _deliver_one(self, event: dict) -> None:
         try:

@@ -1,0 +1,103 @@
+"""A session's consecutive events travel as one pub/sub message and reach subscribers in order.
+
+Real Redis (this run's database; pub/sub itself is server-wide, so every channel here is a new
+session id), the real publisher (`models.events.publish_all`) and the real per-process listener
+(`webapp.events.EventHub`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import pytest
+import redis
+
+from models.events import channel_for, channel_pattern, envelope, publish_all
+from tests.conftest import redis_url
+from webapp.events import EventHub
+
+pytestmark = pytest.mark.no_broker
+
+
+def _event(session_id: str, kind: str, **fields: object) -> dict:
+    return envelope(kind, session_id, **fields)
+
+
+@pytest.fixture
+def client() -> redis.Redis:
+    return redis.Redis.from_url(redis_url())
+
+
+def _received(pubsub: redis.client.PubSub, count: int, timeout: float = 10) -> list:
+    got: list = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < deadline:
+        msg = pubsub.get_message(timeout=0.5)
+        if msg and msg["type"] == "pmessage":
+            got.append((msg["channel"].decode(), json.loads(msg["data"])))
+    return got
+
+
+def test_consecutive_events_of_a_session_leave_as_one_message(client: redis.Redis) -> None:
+    a, b = uuid.uuid4().hex, uuid.uuid4().hex
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.psubscribe(channel_for(a)[: -len(a)] + "*")
+    try:
+        stream = [
+            _event(a, "start"),
+            _event(a, "text", content="One "),
+            _event(a, "text", content="two."),
+        ]
+        other = _event(b, "status", state="searching")
+        last = _event(a, "complete", seq=2)
+        assert publish_all([*stream, other, last], client=client)
+        got = [g for g in _received(pubsub, 3) if g[0] in (channel_for(a), channel_for(b))]
+    finally:
+        pubsub.close()
+    # Three messages, in publish order: a run of three, a lone event of the other session,
+    # and a lone event (not a list of one) of the first session again.
+    assert got == [(channel_for(a), stream), (channel_for(b), other), (channel_for(a), last)]
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+        self.changed = threading.Condition()
+
+    def push(self, event: dict) -> None:
+        with self.changed:
+            self.events.append(event)
+            self.changed.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 10) -> list[dict]:
+        with self.changed:
+            self.changed.wait_for(lambda: len(self.events) >= count, timeout)
+            return list(self.events)
+
+
+def test_the_listener_hands_a_bundle_out_in_order_and_survives_a_malformed_one(
+    client: redis.Redis,
+) -> None:
+    session_id = uuid.uuid4().hex
+    hub = EventHub(redis_url(), channel_pattern())
+    hub.start()
+    try:
+        assert hub.wait_connected(10)
+        first, second = _Recorder(), _Recorder()
+        hub.add(session_id, first)
+        hub.add(session_id, second)
+        stream = [_event(session_id, "text", content=f"{n} ") for n in range(12)]
+        assert publish_all(stream, client=client)
+        # A bundle with junk in it: the good events still arrive, the listener keeps going.
+        good = _event(session_id, "complete", seq=1)
+        client.publish(channel_for(session_id), json.dumps([1, "x", good, None]))
+        client.publish(channel_for(session_id), b"not json")
+        after = _event(session_id, "status", state="done")
+        assert publish_all([after], client=client)
+        for recorder in (first, second):
+            assert recorder.wait_for(14) == [*stream, good, after]
+    finally:
+        hub.stop()
