@@ -5,11 +5,12 @@ the `files` worker that reads them.
   any host reads it (web and worker dynos that share no disk). The default with PostgreSQL.
 - `file:///dir`: one file per attachment in a directory web and `files` workers share (one host,
   or a shared volume). The upload is written once, straight from the request body, as
-  `<dir>/.<id>.part`; once complete (and, with ATTACHMENT_FSYNC, on disk) it is renamed to
-  `<dir>/<id>` before the row that names it is committed, so a committed row always names a
-  complete file, and a failed or aborted upload leaves nothing (or, after a crash, a `.part`
-  the sweeper removes). The default with a SQLite file, in `<database file>-attachments`
-  (models/settings.py says why).
+  `<dir>/.<id>.part`; once every byte is written it is renamed to `<dir>/<id>`, and (with
+  ATTACHMENT_FSYNC) the file and the directory are flushed, both at once, before the row that
+  names it is committed, so a committed row always names a complete, durable file, and a
+  failed or aborted upload leaves nothing (or, after a crash, a `.part` or a file no row names,
+  which the sweeper removes beside a SQLite database). The default with a SQLite file, in
+  `<database file>-attachments` (models/settings.py says why).
 
 The storage key on the row says which store holds the bytes (`db:<id>`, `file:<name>`), so rows
 stored before a change of ATTACHMENT_STORAGE stay readable as long as both places exist: `db:`
@@ -247,8 +248,8 @@ class _FileUpload(Upload):
         self._fd: int | None = fd
         self._stage = _take_stage() if o_direct else None
         self._staged = 0  # bytes in the stage not yet written (fewer than a block after a write)
-        self._renamed = False
-        self._syncing: Any = None  # the fdatasync started by `end`
+        self._renamed = False  # the name `<dir>/<id>` is given once every byte is written
+        self._syncing: tuple[Any, ...] = ()  # the flushes started by `end`
 
     def _write(self, chunk: bytes) -> None:
         view = memoryview(chunk)
@@ -310,41 +311,55 @@ class _FileUpload(Upload):
     def reopen(self) -> IO[bytes]:
         self.flush()
         self._stop_direct()  # the staged tail is part of the file the caller reads
-        return open(self._part, "rb")  # noqa: SIM115 (the caller closes it)
+        return open(self._final if self._renamed else self._part, "rb")  # noqa: SIM115
 
     def end(self) -> None:
+        """Every byte is written: give the file its name and, with ATTACHMENT_FSYNC, start
+        both flushes at once in native threads (the file's data and size, and the directory
+        entry), while the request checks the session and quota; `keep` waits for both.
+
+        Renaming before the data is flushed is safe for the promise because no row names
+        the file until both flushes have returned: a power cut before the commit can leave a
+        file without a row (complete or not), never a row without its bytes, and a file no
+        row names is an orphan either way (removed by `sweep_orphans` beside a SQLite
+        database, as one left between rename and commit always was). Issued together, the
+        two flushes share the filesystem's journal commit instead of paying for one each."""
         self.flush()
         self._stop_direct()
-        if self._fsync and self._pool is not None and self._syncing is None:
+        if not self._renamed:
+            os.rename(self._part, self._final)
+            self._renamed = True
+        if self._fsync and self._pool is not None and not self._syncing:
             assert self._fd is not None
-            self._syncing = self._pool.spawn(os.fdatasync, self._fd)
+            self._syncing = (
+                self._pool.spawn(os.fdatasync, self._fd),
+                self._pool.spawn(_fsync_directory, self._final.parent),
+            )
 
     def _synced(self) -> None:
-        """Wait for the fdatasync started by `end` (and raise its error)."""
-        syncing, self._syncing = self._syncing, None
-        if syncing is not None:
-            syncing.get()
+        """Wait for the flushes started by `end` (and raise the first error)."""
+        syncing, self._syncing = self._syncing, ()
+        error: BaseException | None = None
+        for task in syncing:
+            try:
+                task.get()
+            except BaseException as exc:
+                error = error or exc
+        if error is not None:
+            raise error
 
     def keep(self, db: Session, att: Attachment) -> None:
-        self.flush()
         assert self._fd is not None
         try:
-            self._stop_direct()
-            if self._fsync:  # the data (direct or buffered) and the size, from the device
-                if self._syncing is not None:
+            self.end()
+            if self._fsync:  # the data (direct or buffered), its size, and its name
+                if self._syncing:
                     self._synced()
-                else:
+                else:  # no native threads (a worker, a script): one after the other
                     os.fdatasync(self._fd)
+                    _fsync_directory(self._final.parent)
         finally:
             self._close()
-        os.rename(self._part, self._final)
-        self._renamed = True
-        if self._fsync:  # the rename itself must survive a power cut before the row does
-            dir_fd = os.open(self._final.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
         att.storage_key = f"file:{self._final.name}"
 
     def _close(self) -> None:
@@ -373,6 +388,15 @@ class _FileUpload(Upload):
                     pass
                 except OSError as exc:
                     log.warning("could not remove an upload's file", extra={"error": str(exc)})
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the directory's entries (a rename into it) survive a power cut."""
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def begin(attachment_id: str, settings: Settings | None = None) -> Upload:

@@ -7,12 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from models.settings import sqlite_attachments_dir
 from tests.client import Api, Socket
 from tests.conftest import side_stack
 
 
 @pytest.fixture(scope="module")
-def limited(logdir) -> Iterator[tuple[Api, list[dict]]]:  # type: ignore[no-untyped-def]
+def limited(logdir) -> Iterator[tuple[Api, list[dict], str]]:  # type: ignore[no-untyped-def]
     env = {
         "SESSIONS_PER_IP_PER_MINUTE": "3",
         "RATE_LIMIT_PER_IP_PER_MINUTE": "4",
@@ -23,12 +24,12 @@ def limited(logdir) -> Iterator[tuple[Api, list[dict]]]:  # type: ignore[no-unty
     with side_stack(logdir, "limits", env, kb=False) as stack:
         api = Api(stack.urls[0])
         chats = [api.create_session() for _ in range(3)]  # this minute's whole quota
-        yield api, chats
+        yield api, chats, stack.env["DATABASE_URL"]
         api.close()
 
 
 def test_sessions_and_messages_are_limited_per_address(limited):
-    api, chats = limited
+    api, chats, _ = limited
     refused = api.http.post("/api/sessions", json={})
     assert refused.status_code == 429, refused.text
     assert int(refused.headers["Retry-After"]) >= 1
@@ -49,10 +50,10 @@ def test_sessions_and_messages_are_limited_per_address(limited):
 
 
 def test_upload_bytes_are_limited_per_conversation(limited):
-    api, chats = limited
+    api, chats, database_url = limited
     chat = chats[2]
     blob = b"plain text line\n" * 60_000  # ~0.92 MiB
-    codes = []
+    codes, accepted = [], set()
     for i in range(3):
         resp = api.http.post(
             "/api/chat/upload",
@@ -61,5 +62,12 @@ def test_upload_bytes_are_limited_per_conversation(limited):
             headers=api.auth(chat),
         )
         codes.append(resp.status_code)
+        if resp.status_code == 202:
+            accepted.add(resp.json()["attachment_id"])
     assert codes == [202, 202, 413]
     assert resp.json()["error"]["code"] == "upload_quota_exceeded"
+    # The quota is checked once the body is stored (its size is known then), after the file
+    # got its name beside a SQLite database: the refused one is removed, the accepted stay.
+    beside = sqlite_attachments_dir(database_url)
+    if beside is not None:
+        assert {p.name for p in beside.iterdir()} == accepted

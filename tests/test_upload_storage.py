@@ -456,3 +456,27 @@ def test_file_upload_writes_every_byte_whatever_the_cut(tmp_path, direct):
     gone.discard()
     assert not any(p.name.endswith(".part") for p in tmp_path.iterdir())
     assert len(list(tmp_path.iterdir())) == len(sizes)
+
+
+def test_a_file_is_named_when_complete_and_removed_if_then_refused(tmp_path):
+    """`end` (every byte in) gives the file its final name while the request still checks the
+    session and quota; the row comes later, in `keep`. An upload refused after that (the quota,
+    an ended session) must take the named file away, and the bytes read back are complete."""
+    settings = dataclasses.replace(Settings.from_env(), attachment_storage=f"file://{tmp_path}")
+    data = random.Random(5).randbytes(storage.STAGE_SIZE + 4099)
+    refused = storage.begin(str(uuid.uuid4()), settings)
+    refused.write(memoryview(data))
+    refused.end()
+    assert _names(tmp_path) == {refused.attachment_id}
+    with refused.reopen() as f:
+        assert f.read() == data
+    refused.discard()
+    assert _names(tmp_path) == set()
+
+    kept = storage.begin(str(uuid.uuid4()), settings)
+    kept.write(memoryview(data))
+    kept.end()
+    att = Attachment(id=kept.attachment_id)
+    kept.keep(None, att)  # type: ignore[arg-type]  (file storage writes no row)
+    assert _names(tmp_path) == {att.id}
+    assert (tmp_path / att.id).read_bytes() == data
