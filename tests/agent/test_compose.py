@@ -316,3 +316,35 @@ def test_plain_fields_are_what_asdict_gives() -> None:
     assert list(p.to_dict().items()) == list(asdict(p).items())
     assert list(source.to_dict().items()) == list(asdict(source).items())
     assert Passage(**p.to_dict()) == p
+
+
+def test_support_from_a_short_paragraph_brings_the_sentence_it_opens_with():
+    """A later sentence of a short paragraph quoted as support brings the paragraph's opening:
+    "Changing the delivery country changes the VAT" alone drops the fact the paragraph states
+    first (the new address must be in the same country)."""
+    address = passage(
+        "change-address",
+        "Once shipped, we can't change the delivery address, but the carrier can deliver to a "
+        "different address. The options depend on the carrier.\n"
+        "The new one must be in the same country. Changing the delivery country changes the "
+        "VAT, so cancel and order again.\n"
+        "Your address book only changes future orders.",
+        section="Changing the address",
+    )
+    text, _ = answer("can i change the delivery address to a different country", [address])
+    assert "The new one must be in the same country. Changing the delivery country" in text, text
+
+
+def test_between_equal_supports_the_one_needing_no_opening_is_quoted_first():
+    """Two supports that score alike: the first sentence of its paragraph costs one sentence,
+    a later one costs its opening too, so the first is taken when only one fits."""
+    cards = passage(
+        "gift-card-refunds",
+        "Gift cards can't be bought with another gift card. Delivery of a gift card is free.\n"
+        "If you return an item paid with a gift card, the amount goes back onto the card. "
+        "If the gift card has expired by then, we issue a new gift card for the refund.\n"
+        "An unused gift card can be cancelled for a full refund within 14 days.",
+        section="Refunds",
+    )
+    text, _ = answer("refund a gift card i bought", [cards])
+    assert "within 14 days" in text, text

@@ -283,7 +283,9 @@ def pick(
             anchor = parent
     chosen = [anchor, *_context(units, anchor, typed)]
     by_uid = {u.uid: u for u in units}
-    for unit in sorted(pool, key=lambda u: -u.score):
+    paragraphs = _short_paragraphs(units)
+    # between equally good supports, the one that needs no opening sentence costs less
+    for unit in sorted(pool, key=lambda u: (-u.score, _earlier(u, paragraphs))):
         if _cost(chosen) >= max_sentences or unit.score < SUPPORT_RATIO * anchor.score:
             break
         instructs = unit.parent is not None and _instructs(unit, language)
@@ -317,9 +319,11 @@ def pick(
             unit.doc not in strong_docs or unit.score < OTHER_DOC_RATIO * anchor.score
         ):
             continue  # another article must be nearly as good to be worth a second citation
-        if _cost([*chosen, unit]) > max_sentences or _length([*chosen, unit]) > MAX_CHARS:
+        # a later sentence of a short paragraph comes with the sentences it follows, or not
+        adding = [*(_opening(unit, paragraphs, chosen) or []), unit]
+        if _cost([*chosen, *adding]) > max_sentences or _length([*chosen, *adding]) > MAX_CHARS:
             continue
-        chosen.append(unit)
+        chosen.extend(adding)
     return _with_lead_ins(_whole_bullets(_whole_lists(chosen, units), units, anchor), units)
 
 
@@ -456,6 +460,52 @@ def _paragraph(same: list[Unit], anchor: Unit, typed: bool) -> list[Unit] | None
             continue
         out.append(unit)
     return out
+
+
+def _line(unit: Unit) -> tuple[int, int, int]:
+    """The paragraph a unit sits in: its article, passage and line."""
+    return (unit.doc, unit.order[0], unit.order[1] // 100)
+
+
+def _short_paragraphs(units: list[Unit]) -> dict[tuple[int, int, int], list[Unit]]:
+    """Prose paragraphs of two or more sentences and at most `PARAGRAPH_WORDS` words, by line,
+    their sentences in reading order (units come in reading order)."""
+    lines: dict[tuple[int, int, int], list[Unit]] = defaultdict(list)
+    for unit in units:
+        if unit.kind == "sentence" and unit.parent is None:
+            lines[_line(unit)].append(unit)
+    return {
+        line: members
+        for line, members in lines.items()
+        if len(members) >= 2 and sum(len(u.text.split()) for u in members) <= PARAGRAPH_WORDS
+    }
+
+
+def _earlier(unit: Unit, paragraphs: dict[tuple[int, int, int], list[Unit]]) -> int:
+    """How many sentences come before `unit` in its short paragraph (0 outside one)."""
+    members = paragraphs.get(_line(unit)) if unit.kind == "sentence" else None
+    return members.index(unit) if members and unit in members else 0
+
+
+def _opening(
+    unit: Unit, paragraphs: dict[tuple[int, int, int], list[Unit]], chosen: list[Unit]
+) -> list[Unit]:
+    """The sentences a supporting sentence's short paragraph opens with, not yet chosen.
+
+    A help paragraph is one thought whose first sentence states it (see `_paragraph`): a later
+    sentence quoted alone drops that first fact ("Changing country affects VAT..." without "The
+    new address must be in the same country."). So support from a paragraph of at most
+    `PARAGRAPH_WORDS` words comes with the sentences before it in that paragraph, or not at all
+    when they do not fit the budget. Empty when the unit is not a prose sentence of such a
+    paragraph (a long paragraph's sentences stand alone, as before), when its opening cannot be
+    quoted (a lead-in, a pointer), or when nothing before it is missing."""
+    members = paragraphs.get(_line(unit)) if unit.kind == "sentence" else None
+    if not members or unit not in members:
+        return []
+    before = members[: members.index(unit)]
+    if any(not u.usable or u.lead_in or is_navigational(u.text) for u in before):
+        return []  # an opening that cannot be quoted: the sentence keeps the old rule
+    return [u for u in before if u not in chosen]
 
 
 def compose(
