@@ -348,3 +348,19 @@ def test_between_equal_supports_the_one_needing_no_opening_is_quoted_first():
     )
     text, _ = answer("refund a gift card i bought", [cards])
     assert "within 14 days" in text, text
+
+
+def test_how_long_it_takes_is_answered_by_a_wait_not_by_how_long_something_stays_valid():
+    """ "valid for 7 days" and "every 30 days" are durations, but not how long it takes."""
+    export = passage(
+        "data-export",
+        "1. Sign in and go to Account > Privacy.\n2. Select Download my data.\n"
+        "3. We email you a link to a ZIP file, usually within 48 hours.\n"
+        "The file holds your profile, orders and returns in JSON. The download link is valid "
+        "for 7 days, and you can request one data export every 30 days.",
+        section="Download a copy of your data",
+    )
+    text, _ = answer("how long does it take to get my data export", [export])
+    assert "within 48 hours" in text, text
+    text, _ = answer("how long is the data export download link valid", [export])
+    assert "valid for 7 days" in text, text

@@ -18,7 +18,14 @@ from collections import defaultdict
 
 from worker.agent.analysis import ANALYZER, Analyzer, iso_code, related_stems
 from worker.agent.base import Passage, Source
-from worker.agent.questions import Ask, answer_match, contradicts, is_navigational
+from worker.agent.questions import (
+    Ask,
+    answer_match,
+    asks_wait,
+    contradicts,
+    is_navigational,
+    lasting_only,
+)
 from worker.agent.units import Unit, build_units, render
 
 # A sentence that starts mid-thought: a pronoun or connective first ("It...", "Then..."), or a
@@ -187,6 +194,7 @@ def score_units(
     `relevance`)."""
     code = iso_code(analyzer)  # the answer shapes ("deux jours") of the passages' language
     scorer = _Relevance(weights, analyzer)
+    wait = ask == Ask.DURATION and asks_wait(question)
     first_seen: set[int] = set()
     steps_children: dict[int, float] = defaultdict(float)
     lead_ins: dict[int, tuple[float, bool]] = {}  # a list's group -> its lead-in's relevance
@@ -205,6 +213,8 @@ def score_units(
         referent = (line, rel) if unit.kind == "sentence" else None
         unit.mentions = own > 0
         unit.match = answer_match(ask, unit.text, code)
+        if wait and unit.match > 0 and lasting_only(unit.text):
+            unit.match = 0.0  # "valid for 7 days" is not how long it takes
         unit.score = priors[unit.order[0]] * _value(rel, unit.match)
         unit.score *= _brevity(unit.text)
         if is_navigational(unit.text):
