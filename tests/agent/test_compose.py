@@ -364,3 +364,24 @@ def test_how_long_it_takes_is_answered_by_a_wait_not_by_how_long_something_stays
     assert "within 48 hours" in text, text
     text, _ = answer("how long is the data export download link valid", [export])
     assert "valid for 7 days" in text, text
+
+
+def test_a_pointer_at_these_steps_hands_on_to_the_articles_next_list():
+    """ "These steps usually fix it" in the opening points at the procedure under the next
+    heading, not at the sentence after it ("Your settings are saved...")."""
+    intro = passage(
+        "app-closes",
+        "If the app closes or won't open at all, these steps usually fix it. Your rooms and "
+        "settings are saved to your account, so you won't lose them.",
+        position=0,
+    )
+    steps = passage(
+        "app-closes",
+        "1. Update the app from the App Store or Google Play.\n2. Restart your phone.\n"
+        "3. Reinstall the app and sign in again.",
+        section="Step by step",
+        position=1,
+        score=0.6,
+    )
+    text, _ = answer("app closes right after i open it", [intro, steps])
+    assert "1. Update the app" in text and "3. Reinstall" in text, text

@@ -311,3 +311,9 @@ def test_how_long_it_takes_is_not_answered_by_how_long_a_link_stays_valid(engine
     assert "within 48 hours" in reply.text, reply.text
     reply = ask(engine, "how long is the download link for my data export valid")
     assert "valid for 7 days" in reply.text, reply.text
+
+
+def test_an_opening_that_points_at_these_steps_is_answered_with_the_steps(engine):
+    reply = ask(engine, "app closes right after i open it on my samsung")
+    assert cited(reply)[0] == "troubleshooting/app-crashes"
+    assert "1. Update the app" in reply.text and "2. Force close" in reply.text, reply.text

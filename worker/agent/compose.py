@@ -244,11 +244,27 @@ def score_units(
     _hand_on(units, pointers)
 
 
+# A pointer at a procedure ("these steps usually fix it", "work through the steps below")
+_STEPS_POINTER = re.compile(
+    r"\b(?:these|the following|the|this) (?:steps|checks)\b|\bsteps below\b", re.I
+)
+
+
 def _hand_on(units: list[Unit], pointers: list[tuple[Unit, float, float]]) -> None:
     """A pointer or a sympathy line restates the question ("We're sorry your product arrived
     broken", "Here's how to reset it"); what it points at is the answer, so the prose sentence
     or list right after it in the same passage scores at least as well as the pointer would."""
     for pointer, score, rel in pointers:
+        if _STEPS_POINTER.search(pointer.text):
+            # "these steps usually fix it" points at the article's next numbered list, which
+            # may sit under a heading of its own, in a later passage
+            lists = [u for u in units if u.doc == pointer.doc and u.kind == "steps"]
+            later = [u for u in lists if u.order > pointer.order]
+            if later:
+                nxt = min(later, key=lambda u: u.order)
+                nxt.score = max(nxt.score, score)
+                nxt.mentions = nxt.mentions or rel > 0
+                continue
         later = [
             u
             for u in units
