@@ -385,3 +385,26 @@ def test_a_pointer_at_these_steps_hands_on_to_the_articles_next_list():
     )
     text, _ = answer("app closes right after i open it", [intro, steps])
     assert "1. Update the app" in text and "3. Reinstall" in text, text
+
+
+def test_a_fallback_procedure_follows_the_main_one_instead_of_replacing_it():
+    """ "If the crashes continue, send a report:" is what to do when the fix fails; the
+    article's earlier numbered list is the fix, and answers first."""
+    fix = passage(
+        "app-crashes",
+        "1. Update the app.\n2. Force close and reopen the app.\n3. Restart your phone.",
+        section="Step by step",
+        position=1,
+        score=0.7,
+    )
+    report = passage(
+        "app-crashes",
+        "If the crashes continue, send a report so our developers can see what went wrong:\n"
+        "1. Open the app and go to Profile > Help > Send report.\n2. Add a short description "
+        "of the crash and tap Send.",
+        section="Send us a crash report",
+        position=4,
+        score=0.9,
+    )
+    text, _ = answer("the app crashes every time i open it", [report, fix])
+    assert text.startswith("1. Update the app."), text

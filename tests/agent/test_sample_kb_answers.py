@@ -317,3 +317,10 @@ def test_an_opening_that_points_at_these_steps_is_answered_with_the_steps(engine
     reply = ask(engine, "app closes right after i open it on my samsung")
     assert cited(reply)[0] == "troubleshooting/app-crashes"
     assert "1. Update the app" in reply.text and "2. Force close" in reply.text, reply.text
+
+
+def test_a_crash_report_procedure_does_not_replace_the_fix(engine):
+    """The diagnostic report is what to do "if the crashes continue": the fix answers first."""
+    reply = ask(engine, "ur app is garbage it crashes every single time i open it")
+    assert cited(reply)[0] == "troubleshooting/app-crashes"
+    assert reply.text.startswith("1. Update the app."), reply.text

@@ -301,6 +301,8 @@ def pick(
     if typed and facts and anchor.match < 1.0:  # "how much" is answered by an amount if any fits
         fact = max(facts, key=lambda u: (u.score, -u.doc, -len(u.text)))
         anchor = fact if fact.score >= FACT_RATIO * anchor.score else anchor
+    if ask == Ask.STEPS and anchor.kind == "steps":
+        anchor = _main_procedure(anchor, units)
     if anchor.parent is not None and _needs_its_list(anchor, units, typed, language):
         # a step that leans on the one before ("Card refunds then take...", "Once you're in,
         # ...") reads right only as the whole numbered list, which also keeps its first fact
@@ -351,6 +353,32 @@ def pick(
             continue
         chosen.extend(adding)
     return _with_lead_ins(_whole_bullets(_whole_lists(chosen, units), units, anchor), units)
+
+
+# A lead-in that makes a procedure a fallback: it applies when what came before did not help
+_FALLBACK = re.compile(
+    r"^(?:if (?:the |this |that |it |they |these |your )?(?:\w+ )?(?:\w+ )?(?:continues?|persists?|"
+    r"keeps? happening|still\b|comes? back|doesn[’']?t (?:help|work|fix)|didn[’']?t (?:help|"
+    r"work|fix)|don[’']?t (?:help|work|fix))|if (?:none of (?:this|these|the above)|nothing "
+    r"(?:else )?(?:works|helps|worked|helped))|still (?:not|no|nothing|having|doesn)\b)",
+    re.I,
+)
+
+
+def _main_procedure(anchor: Unit, units: list[Unit]) -> Unit:
+    """A fallback procedure ("If the crashes continue, send a report:") is no first answer to
+    "how do I fix it" when the article's main procedure, an earlier numbered list, was
+    retrieved too: troubleshooting articles give the fix first and what to do if it fails
+    after it, so the earlier list answers and the fallback may still follow as support."""
+    lead = next((u for u in units if u.lead_in and u.group == anchor.group), None)
+    if anchor.group is None or lead is None or not _FALLBACK.match(lead.text):
+        return anchor
+    earlier = [
+        u
+        for u in units
+        if u.kind == "steps" and u.doc == anchor.doc and u.order < anchor.order and u.usable
+    ]
+    return min(earlier, key=lambda u: u.order) if earlier else anchor
 
 
 def _needs_its_list(step: Unit, units: list[Unit], typed: bool, language: str = "en") -> bool:
