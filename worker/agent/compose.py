@@ -253,7 +253,8 @@ _STEPS_POINTER = re.compile(
 def _hand_on(units: list[Unit], pointers: list[tuple[Unit, float, float]]) -> None:
     """A pointer or a sympathy line restates the question ("We're sorry your product arrived
     broken", "Here's how to reset it"); what it points at is the answer, so the prose sentence
-    or list right after it in the same passage scores at least as well as the pointer would."""
+    or list right after it in the same passage scores at least as well as the pointer would; a
+    pointer at steps ("these steps usually fix it") points at the article's next numbered list."""
     for pointer, score, rel in pointers:
         if _STEPS_POINTER.search(pointer.text):
             # "these steps usually fix it" points at the article's next numbered list, which
