@@ -316,3 +316,95 @@ def test_plain_fields_are_what_asdict_gives() -> None:
     assert list(p.to_dict().items()) == list(asdict(p).items())
     assert list(source.to_dict().items()) == list(asdict(source).items())
     assert Passage(**p.to_dict()) == p
+
+
+def test_support_from_a_short_paragraph_brings_the_sentence_it_opens_with():
+    """A later sentence of a short paragraph quoted as support brings the paragraph's opening:
+    "Changing the delivery country changes the VAT" alone drops the fact the paragraph states
+    first (the new address must be in the same country)."""
+    address = passage(
+        "change-address",
+        "Once shipped, we can't change the delivery address, but the carrier can deliver to a "
+        "different address. The options depend on the carrier.\n"
+        "The new one must be in the same country. Changing the delivery country changes the "
+        "VAT, so cancel and order again.\n"
+        "Your address book only changes future orders.",
+        section="Changing the address",
+    )
+    text, _ = answer("can i change the delivery address to a different country", [address])
+    assert "The new one must be in the same country. Changing the delivery country" in text, text
+
+
+def test_between_equal_supports_the_one_needing_no_opening_is_quoted_first():
+    """Two supports that score alike: the first sentence of its paragraph costs one sentence,
+    a later one costs its opening too, so the first is taken when only one fits."""
+    cards = passage(
+        "gift-card-refunds",
+        "Gift cards can't be bought with another gift card. Delivery of a gift card is free.\n"
+        "If you return an item paid with a gift card, the amount goes back onto the card. "
+        "If the gift card has expired by then, we issue a new gift card for the refund.\n"
+        "An unused gift card can be cancelled for a full refund within 14 days.",
+        section="Refunds",
+    )
+    text, _ = answer("refund a gift card i bought", [cards])
+    assert "within 14 days" in text, text
+
+
+def test_how_long_it_takes_is_answered_by_a_wait_not_by_how_long_something_stays_valid():
+    """ "valid for 7 days" and "every 30 days" are durations, but not how long it takes."""
+    export = passage(
+        "data-export",
+        "1. Sign in and go to Account > Privacy.\n2. Select Download my data.\n"
+        "3. We email you a link to a ZIP file, usually within 48 hours.\n"
+        "The file holds your profile, orders and returns in JSON. The download link is valid "
+        "for 7 days, and you can request one data export every 30 days.",
+        section="Download a copy of your data",
+    )
+    text, _ = answer("how long does it take to get my data export", [export])
+    assert "within 48 hours" in text, text
+    text, _ = answer("how long is the data export download link valid", [export])
+    assert "valid for 7 days" in text, text
+
+
+def test_a_pointer_at_these_steps_hands_on_to_the_articles_next_list():
+    """ "These steps usually fix it" in the opening points at the procedure under the next
+    heading, not at the sentence after it ("Your settings are saved...")."""
+    intro = passage(
+        "app-closes",
+        "If the app closes or won't open at all, these steps usually fix it. Your rooms and "
+        "settings are saved to your account, so you won't lose them.",
+        position=0,
+    )
+    steps = passage(
+        "app-closes",
+        "1. Update the app from the App Store or Google Play.\n2. Restart your phone.\n"
+        "3. Reinstall the app and sign in again.",
+        section="Step by step",
+        position=1,
+        score=0.6,
+    )
+    text, _ = answer("app closes right after i open it", [intro, steps])
+    assert "1. Update the app" in text and "3. Reinstall" in text, text
+
+
+def test_a_fallback_procedure_follows_the_main_one_instead_of_replacing_it():
+    """ "If the crashes continue, send a report:" is what to do when the fix fails; the
+    article's earlier numbered list is the fix, and answers first."""
+    fix = passage(
+        "app-crashes",
+        "1. Update the app.\n2. Force close and reopen the app.\n3. Restart your phone.",
+        section="Step by step",
+        position=1,
+        score=0.7,
+    )
+    report = passage(
+        "app-crashes",
+        "If the crashes continue, send a report so our developers can see what went wrong:\n"
+        "1. Open the app and go to Profile > Help > Send report.\n2. Add a short description "
+        "of the crash and tap Send.",
+        section="Send us a crash report",
+        position=4,
+        score=0.9,
+    )
+    text, _ = answer("the app crashes every time i open it", [report, fix])
+    assert text.startswith("1. Update the app."), text

@@ -8,9 +8,11 @@ from worker.agent.analysis import ANALYZER
 from worker.agent.questions import (
     Ask,
     answer_match,
+    asks_wait,
     contradicts,
     form_words,
     is_navigational,
+    lasting_only,
     question_type,
     question_weights,
 )
@@ -100,3 +102,16 @@ def test_question_weights_drop_form_words_and_add_answer_words():
     cost = ANALYZER.stem("cost")
     assert priced["plus"] == 2.0 and priced[cost] == pytest.approx(1.0)
     assert sum(1 for t in priced if t != "plus") == 1  # one entry for the cost/price/fee group
+
+
+def test_a_wait_question_and_durations_that_are_no_wait():
+    assert asks_wait("how long does it take to get my data export")
+    assert asks_wait("how soon will my refund arrive")
+    assert not asks_wait("how long is the reset link valid")
+    assert not asks_wait("how long do i have to return an item")
+    assert lasting_only("The download link is valid for 7 days.")
+    assert lasting_only("The reset link expires after 60 minutes.")
+    assert lasting_only("You can request one export every 30 days.")
+    assert not lasting_only("We email you a link, usually within 48 hours.")
+    assert not lasting_only("Refunds take 3–5 business days; the link is valid for 7 days.")
+    assert not lasting_only("There is no time in this sentence.")

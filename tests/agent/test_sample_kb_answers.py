@@ -293,3 +293,34 @@ def test_a_language_the_kb_lacks_gets_no_typo_repair(engine):
     reply = ask(engine, question)
     assert reply.metadata["query"] == question
     assert reply.text.startswith("Nos articles d'aide n'existent qu'en anglais")
+
+
+def test_support_keeps_its_paragraphs_first_fact(engine):
+    """ "Changing country affects VAT..." is quoted only after the sentence its paragraph opens
+    with: the new address must be in the same country."""
+    reply = ask(engine, "can i change the delivery address to a different country")
+    assert cited(reply)[0] == "shipping/change-delivery-address"
+    rule, reason = reply.text.find("same country"), reply.text.find("Changing country")
+    assert -1 < rule < reason or reason == -1, reply.text
+    assert rule > -1, reply.text
+
+
+def test_how_long_it_takes_is_not_answered_by_how_long_a_link_stays_valid(engine):
+    reply = ask(engine, "how long does it take to get my data export")
+    assert cited(reply)[0] == "accounts/delete-account-and-export-data"
+    assert "within 48 hours" in reply.text, reply.text
+    reply = ask(engine, "how long is the download link for my data export valid")
+    assert "valid for 7 days" in reply.text, reply.text
+
+
+def test_an_opening_that_points_at_these_steps_is_answered_with_the_steps(engine):
+    reply = ask(engine, "app closes right after i open it on my samsung")
+    assert cited(reply)[0] == "troubleshooting/app-crashes"
+    assert "1. Update the app" in reply.text and "2. Force close" in reply.text, reply.text
+
+
+def test_a_crash_report_procedure_does_not_replace_the_fix(engine):
+    """The diagnostic report is what to do "if the crashes continue": the fix answers first."""
+    reply = ask(engine, "ur app is garbage it crashes every single time i open it")
+    assert cited(reply)[0] == "troubleshooting/app-crashes"
+    assert reply.text.startswith("1. Update the app."), reply.text

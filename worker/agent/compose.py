@@ -18,7 +18,14 @@ from collections import defaultdict
 
 from worker.agent.analysis import ANALYZER, Analyzer, iso_code, related_stems
 from worker.agent.base import Passage, Source
-from worker.agent.questions import Ask, answer_match, contradicts, is_navigational
+from worker.agent.questions import (
+    Ask,
+    answer_match,
+    asks_wait,
+    contradicts,
+    is_navigational,
+    lasting_only,
+)
 from worker.agent.units import Unit, build_units, render
 
 # A sentence that starts mid-thought: a pronoun or connective first ("It...", "Then..."), or a
@@ -187,6 +194,7 @@ def score_units(
     `relevance`)."""
     code = iso_code(analyzer)  # the answer shapes ("deux jours") of the passages' language
     scorer = _Relevance(weights, analyzer)
+    wait = ask == Ask.DURATION and asks_wait(question)
     first_seen: set[int] = set()
     steps_children: dict[int, float] = defaultdict(float)
     lead_ins: dict[int, tuple[float, bool]] = {}  # a list's group -> its lead-in's relevance
@@ -205,6 +213,8 @@ def score_units(
         referent = (line, rel) if unit.kind == "sentence" else None
         unit.mentions = own > 0
         unit.match = answer_match(ask, unit.text, code)
+        if wait and unit.match > 0 and lasting_only(unit.text):
+            unit.match = 0.0  # "valid for 7 days" is not how long it takes
         unit.score = priors[unit.order[0]] * _value(rel, unit.match)
         unit.score *= _brevity(unit.text)
         if is_navigational(unit.text):
@@ -234,11 +244,28 @@ def score_units(
     _hand_on(units, pointers)
 
 
+# A pointer at a procedure ("these steps usually fix it", "work through the steps below")
+_STEPS_POINTER = re.compile(
+    r"\b(?:these|the following|the|this) (?:steps|checks)\b|\bsteps below\b", re.I
+)
+
+
 def _hand_on(units: list[Unit], pointers: list[tuple[Unit, float, float]]) -> None:
     """A pointer or a sympathy line restates the question ("We're sorry your product arrived
     broken", "Here's how to reset it"); what it points at is the answer, so the prose sentence
-    or list right after it in the same passage scores at least as well as the pointer would."""
+    or list right after it in the same passage scores at least as well as the pointer would; a
+    pointer at steps ("these steps usually fix it") points at the article's next numbered list."""
     for pointer, score, rel in pointers:
+        if _STEPS_POINTER.search(pointer.text):
+            # "these steps usually fix it" points at the article's next numbered list, which
+            # may sit under a heading of its own, in a later passage
+            lists = [u for u in units if u.doc == pointer.doc and u.kind == "steps"]
+            later = [u for u in lists if u.order > pointer.order]
+            if later:
+                nxt = min(later, key=lambda u: u.order)
+                nxt.score = max(nxt.score, score)
+                nxt.mentions = nxt.mentions or rel > 0
+                continue
         later = [
             u
             for u in units
@@ -275,6 +302,8 @@ def pick(
     if typed and facts and anchor.match < 1.0:  # "how much" is answered by an amount if any fits
         fact = max(facts, key=lambda u: (u.score, -u.doc, -len(u.text)))
         anchor = fact if fact.score >= FACT_RATIO * anchor.score else anchor
+    if ask == Ask.STEPS and anchor.kind == "steps":
+        anchor = _main_procedure(anchor, units)
     if anchor.parent is not None and _needs_its_list(anchor, units, typed, language):
         # a step that leans on the one before ("Card refunds then take...", "Once you're in,
         # ...") reads right only as the whole numbered list, which also keeps its first fact
@@ -283,7 +312,9 @@ def pick(
             anchor = parent
     chosen = [anchor, *_context(units, anchor, typed)]
     by_uid = {u.uid: u for u in units}
-    for unit in sorted(pool, key=lambda u: -u.score):
+    paragraphs = _short_paragraphs(units)
+    # between equally good supports, the one that needs no opening sentence costs less
+    for unit in sorted(pool, key=lambda u: (-u.score, _earlier(u, paragraphs))):
         if _cost(chosen) >= max_sentences or unit.score < SUPPORT_RATIO * anchor.score:
             break
         instructs = unit.parent is not None and _instructs(unit, language)
@@ -317,10 +348,38 @@ def pick(
             unit.doc not in strong_docs or unit.score < OTHER_DOC_RATIO * anchor.score
         ):
             continue  # another article must be nearly as good to be worth a second citation
-        if _cost([*chosen, unit]) > max_sentences or _length([*chosen, unit]) > MAX_CHARS:
+        # a later sentence of a short paragraph comes with the sentences it follows, or not
+        adding = [*(_opening(unit, paragraphs, chosen) or []), unit]
+        if _cost([*chosen, *adding]) > max_sentences or _length([*chosen, *adding]) > MAX_CHARS:
             continue
-        chosen.append(unit)
+        chosen.extend(adding)
     return _with_lead_ins(_whole_bullets(_whole_lists(chosen, units), units, anchor), units)
+
+
+# A lead-in that makes a procedure a fallback: it applies when what came before did not help
+_FALLBACK = re.compile(
+    r"^(?:if (?:the |this |that |it |they |these |your )?(?:\w+ )?(?:\w+ )?(?:continues?|persists?|"
+    r"keeps? happening|still\b|comes? back|doesn[’']?t (?:help|work|fix)|didn[’']?t (?:help|"
+    r"work|fix)|don[’']?t (?:help|work|fix))|if (?:none of (?:this|these|the above)|nothing "
+    r"(?:else )?(?:works|helps|worked|helped))|still (?:not|no|nothing|having|doesn)\b)",
+    re.I,
+)
+
+
+def _main_procedure(anchor: Unit, units: list[Unit]) -> Unit:
+    """A fallback procedure ("If the crashes continue, send a report:") is no first answer to
+    "how do I fix it" when the article's main procedure, an earlier numbered list, was
+    retrieved too: troubleshooting articles give the fix first and what to do if it fails
+    after it, so the earlier list answers and the fallback may still follow as support."""
+    lead = next((u for u in units if u.lead_in and u.group == anchor.group), None)
+    if anchor.group is None or lead is None or not _FALLBACK.match(lead.text):
+        return anchor
+    earlier = [
+        u
+        for u in units
+        if u.kind == "steps" and u.doc == anchor.doc and u.order < anchor.order and u.usable
+    ]
+    return min(earlier, key=lambda u: u.order) if earlier else anchor
 
 
 def _needs_its_list(step: Unit, units: list[Unit], typed: bool, language: str = "en") -> bool:
@@ -456,6 +515,52 @@ def _paragraph(same: list[Unit], anchor: Unit, typed: bool) -> list[Unit] | None
             continue
         out.append(unit)
     return out
+
+
+def _line(unit: Unit) -> tuple[int, int, int]:
+    """The paragraph a unit sits in: its article, passage and line."""
+    return (unit.doc, unit.order[0], unit.order[1] // 100)
+
+
+def _short_paragraphs(units: list[Unit]) -> dict[tuple[int, int, int], list[Unit]]:
+    """Prose paragraphs of two or more sentences and at most `PARAGRAPH_WORDS` words, by line,
+    their sentences in reading order (units come in reading order)."""
+    lines: dict[tuple[int, int, int], list[Unit]] = defaultdict(list)
+    for unit in units:
+        if unit.kind == "sentence" and unit.parent is None:
+            lines[_line(unit)].append(unit)
+    return {
+        line: members
+        for line, members in lines.items()
+        if len(members) >= 2 and sum(len(u.text.split()) for u in members) <= PARAGRAPH_WORDS
+    }
+
+
+def _earlier(unit: Unit, paragraphs: dict[tuple[int, int, int], list[Unit]]) -> int:
+    """How many sentences come before `unit` in its short paragraph (0 outside one)."""
+    members = paragraphs.get(_line(unit)) if unit.kind == "sentence" else None
+    return members.index(unit) if members and unit in members else 0
+
+
+def _opening(
+    unit: Unit, paragraphs: dict[tuple[int, int, int], list[Unit]], chosen: list[Unit]
+) -> list[Unit]:
+    """The sentences a supporting sentence's short paragraph opens with, not yet chosen.
+
+    A help paragraph is one thought whose first sentence states it (see `_paragraph`): a later
+    sentence quoted alone drops that first fact ("Changing country affects VAT..." without "The
+    new address must be in the same country."). So support from a paragraph of at most
+    `PARAGRAPH_WORDS` words comes with the sentences before it in that paragraph, or not at all
+    when they do not fit the budget. Empty when the unit is not a prose sentence of such a
+    paragraph (a long paragraph's sentences stand alone, as before), when its opening cannot be
+    quoted (a lead-in, a pointer), or when nothing before it is missing."""
+    members = paragraphs.get(_line(unit)) if unit.kind == "sentence" else None
+    if not members or unit not in members:
+        return []
+    before = members[: members.index(unit)]
+    if any(not u.usable or u.lead_in or is_navigational(u.text) for u in before):
+        return []  # an opening that cannot be quoted: the sentence keeps the old rule
+    return [u for u in before if u not in chosen]
 
 
 def compose(

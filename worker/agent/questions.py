@@ -629,6 +629,39 @@ _ANSWER: dict[Ask, tuple[re.Pattern[str], re.Pattern[str] | None]] = {
 
 _ANSWERS = {code: _answers_in(code) for code in FORMS}
 
+# "How long does it take...?", "how soon...?" ask for the wait until something happens. A
+# duration that says how long something stays usable ("the link is valid for 7 days", "expires
+# after 60 minutes") or how often it may happen ("one export every 30 days") is another kind of
+# fact: it answers "how long is it valid" or "how often", not the wait.
+_WAIT_QUESTION = re.compile(
+    r"\bhow (?:long|much time)\b[^?.!]*\btak(?:e|es|ing)\b|\bhow (?:soon|quickly|fast)\b|"
+    r"\bhow long (?:until|till|before)\b"
+)
+_DURATION = _ANSWER[Ask.DURATION][0]
+_LASTING_BEFORE = re.compile(
+    r"\b(?:valid|good|usable|active|available|kept|stored)(?: for)?\s+(?:up to\s+)?$|"
+    r"\b(?:expires?|expiring|lapses?) (?:after|in|within)\s+$|\blasts?(?: for)?\s+(?:up to\s+)?$|"
+    r"\b(?:every|each|per|once (?:a|an|every))\s+$",
+    re.I,
+)
+
+
+def asks_wait(question: str) -> bool:
+    """True for an English question about how long until something happens ("how long does
+    it take to get my data export", "how soon will it arrive")."""
+    return bool(_WAIT_QUESTION.search(" ".join(question.lower().replace("’", "'").split())))
+
+
+@lru_cache(maxsize=32768)
+def lasting_only(text: str) -> bool:
+    """True when every duration in `text` is a validity or a frequency ("valid for 7 days",
+    "every 30 days"), so it holds no waiting time. Memoised per sentence, like `answer_match`."""
+    found = list(_DURATION.finditer(text))
+    return bool(found) and all(
+        _LASTING_BEFORE.search(text[max(0, m.start() - 30) : m.start()]) for m in found
+    )
+
+
 # Sentences about the text rather than the topic: they point at an answer instead of giving it.
 _NAVIGATION = re.compile(
     r"^(?:here[’']?s|here is|here are|below|the (?:steps|table|list|sections?) below)\b|"
