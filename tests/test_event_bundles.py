@@ -78,6 +78,11 @@ class _Recorder:
             return list(self.events)
 
 
+class _Broken:
+    def push(self, event: dict) -> None:
+        raise RuntimeError("a subscriber's bug")
+
+
 def test_the_listener_hands_a_bundle_out_in_order_and_survives_a_malformed_one(
     client: redis.Redis,
 ) -> None:
@@ -88,6 +93,7 @@ def test_the_listener_hands_a_bundle_out_in_order_and_survives_a_malformed_one(
         assert hub.wait_connected(10)
         first, second = _Recorder(), _Recorder()
         hub.add(session_id, first)
+        hub.add(session_id, _Broken())  # a subscriber that fails stops nobody else
         hub.add(session_id, second)
         stream = [_event(session_id, "text", content=f"{n} ") for n in range(12)]
         assert publish_all(stream, client=client)

@@ -85,8 +85,12 @@ class EventHub:
         with self._lock:
             targets = list(self._subs.get(session_id, ()))
         for sub in targets:
-            for event in events:
-                sub.push(event)
+            try:
+                for event in events:
+                    sub.push(event)
+            except Exception:  # one subscriber's failure must not end the others' (or the
+                # listener thread, which every socket of this process hangs on)
+                log.exception("event dispatch failed", extra={"session_id": session_id})
 
     def _broadcast_resync(self) -> None:
         self._broadcast(RESYNC)
