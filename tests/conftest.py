@@ -214,8 +214,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Mark the tests of DB_FREE_PATHS `db_free`, refusing any that asks for a stack."""
     root = Path(str(config.rootpath))
     for item in items:
-        path = Path(str(item.path)).relative_to(root).as_posix()
-        if not path.startswith(DB_FREE_PATHS):
+        path = Path(str(item.path))
+        if not path.is_relative_to(root) or not path.relative_to(root).as_posix().startswith(
+            DB_FREE_PATHS
+        ):
             continue
         reaching = SUITE_DB_FIXTURES & set(getattr(item, "fixturenames", ()))
         if reaching:
@@ -237,7 +239,7 @@ def _db_free_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     from sqlalchemy.engine import Connection, Engine
 
     def on_connect(conn: Connection) -> None:
-        _note_suite_database(conn.engine.url.render_as_string(hide_password=False))
+        _note_suite_database(conn.engine.url.render_as_string(hide_password=True))
 
     before = len(_SUITE_TOUCHES)
     event.listen(Engine, "engine_connect", on_connect)
