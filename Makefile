@@ -69,11 +69,15 @@ test: install redis postgres rabbitmq chromium lint
 # and one RabbitMQ vhost), the Sentinel failover and the other `processes` tests (a web process
 # alone: its readiness with the broker down, its /metrics token) run once, on PostgreSQL, the
 # production database: they exercise processes and brokers, and twice would only cost time.
+# The `db_free` tests (engine, retrieval, escalation, file parsing: tests/conftest.py
+# DB_FREE_PATHS) never open the pass's database (their SQL runs on the SQLite and PostgreSQL
+# databases they make themselves), so they run once, on the SQLite pass; a test there that
+# reaches the pass's database fails.
 test-sqlite: install
 	TEST_DATABASE_URL= $(BIN)/pytest -m "not chaos and not topology and not sentinel and not processes" $(PYTEST_ARGS)
 
 test-postgres: install
-	TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest $(PYTEST_ARGS)
+	TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest -m "not db_free" $(PYTEST_ARGS)
 
 # The message loop, sockets and reply recovery once more with RabbitMQ as the broker (~40 s;
 # the sweeper's re-send through the broker is the lost reply's test; lost files and documents

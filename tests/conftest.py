@@ -20,13 +20,22 @@ from urllib.parse import urlparse, urlunparse
 
 import pytest
 
+import tests.stack as _shared
+
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # no network calls from tests
 
 STAFF_KEY = "test-staff-key"
 # The origin of a cross-origin page (the original client's dev server): the suite's stacks list
 # it in CORS_ORIGINS; every other origin stays refused (tests/test_original_client.py).
 CORS_ORIGIN = "http://localhost:3000"
-_TMP = Path(tempfile.mkdtemp(prefix="helpline-tests-"))
+# One folder for the run, kept in the environment like the widget port below: test modules
+# import this file a second time (as tests.conftest), and both copies must name the same files.
+# Tagged with our pid, so a value inherited from elsewhere is never used (nor removed at the end).
+_pid, _, _folder = os.environ.get("HELPLINE_TEST_TMP", "").partition(":")
+if _pid != str(os.getpid()) or not _folder:
+    _folder = tempfile.mkdtemp(prefix="helpline-tests-")
+    os.environ["HELPLINE_TEST_TMP"] = f"{os.getpid()}:{_folder}"
+_TMP = Path(_folder)
 
 
 def _free_port() -> int:
@@ -57,6 +66,8 @@ def recreate_postgres(url: str) -> None:
     import psycopg
 
     name = _check_name(url)
+    _SUITE_PG_NAMES.add(name)
+    _note_suite_database(url)
     admin = urlunparse(urlparse(url)._replace(path="/postgres"))
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -145,7 +156,99 @@ def migrate(url: str) -> None:
     """Create the schema through the real migrations (so they are tested too)."""
     from models.migrate import upgrade
 
+    _note_suite_database(url)
+
     upgrade(url)
+
+
+# -- tests that run once ------------------------------------------------------------------
+# These modules test the answer engine, retrieval, escalation text, file parsing and other
+# in-process logic. None of them starts a stack or opens the pass's database (DATABASE_URL):
+# the ones that need SQL open their own, SQLite and PostgreSQL alike, named in the test
+# (tests/agent/conftest.py), so they run the same code against the same databases on the
+# SQLite pass and on the PostgreSQL pass. They run once, on the SQLite pass (`make test`
+# deselects `db_free` on the PostgreSQL pass). Both claims are checked, not trusted: a test
+# here that asks for a stack fixture stops the collection, and one that connects to the pass's
+# database (or a side stack's, or migrates one) fails.
+DB_FREE_PATHS = (
+    "tests/agent/",
+    "tests/escalation/",
+    "tests/ingest/",
+    "tests/llm/",
+    "tests/test_hours.py",
+    "tests/test_logs.py",
+    "tests/test_outbox.py",
+    "tests/test_lease_keeper.py",
+    "tests/test_sqlite_wait.py",
+    "tests/test_deploy_files.py",
+)
+# Fixtures that reach the pass's database: the suite's stack and its clients, a side stack.
+SUITE_DB_FIXTURES = frozenset(
+    {"stack", "api", "api2", "chat", "migrated_db", "db_storage_stack", "logdir"}
+)
+# Every PostgreSQL database this run made for a stack, and the suite databases reached (URLs,
+# in order): in tests.stack, which both copies of this file share.
+_SUITE_PG_NAMES = _shared.SUITE_PG_NAMES
+_SUITE_TOUCHES = _shared.SUITE_TOUCHES
+
+
+def _is_suite_database(url: str) -> bool:
+    """Whether `url` names the pass's database or a side stack's (all SQLite ones live in
+    this run's temporary folder; PostgreSQL ones were made by recreate_postgres)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return bool(parsed.database) and Path(parsed.database).resolve().is_relative_to(
+            _TMP.resolve()
+        )
+    return parsed.database in _SUITE_PG_NAMES or url == database_url()
+
+
+def _note_suite_database(url: str) -> None:
+    if _is_suite_database(url):
+        _SUITE_TOUCHES.append(url)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests of DB_FREE_PATHS `db_free`, refusing any that asks for a stack."""
+    root = Path(str(config.rootpath))
+    for item in items:
+        path = Path(str(item.path))
+        if not path.is_relative_to(root) or not path.relative_to(root).as_posix().startswith(
+            DB_FREE_PATHS
+        ):
+            continue
+        reaching = SUITE_DB_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if reaching:
+            raise pytest.UsageError(
+                f"{item.nodeid} is in DB_FREE_PATHS (runs on one pass only) but uses "
+                f"{sorted(reaching)}, which reach the pass's database: move it out"
+            )
+        item.add_marker(pytest.mark.db_free)
+
+
+@pytest.fixture(autouse=True)
+def _db_free_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A `db_free` test fails if it reached the pass's database: its result would then
+    depend on the pass, and running it once would lose coverage."""
+    if request.node.get_closest_marker("db_free") is None:
+        yield
+        return
+    from sqlalchemy import event
+    from sqlalchemy.engine import Connection, Engine
+
+    def on_connect(conn: Connection) -> None:
+        _note_suite_database(conn.engine.url.render_as_string(hide_password=True))
+
+    before = len(_SUITE_TOUCHES)
+    event.listen(Engine, "engine_connect", on_connect)
+    try:
+        yield
+    finally:
+        event.remove(Engine, "engine_connect", on_connect)
+    reached = _SUITE_TOUCHES[before:]
+    assert not reached, f"a db_free test reached the pass's database: {reached}"
 
 
 def flush_redis(url: str) -> None:
@@ -159,6 +262,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.update(env)
     if os.environ.get("TEST_DATABASE_URL"):
         recreate_postgres(env["DATABASE_URL"])
+        _SUITE_TOUCHES.clear()  # the run's own set-up, not a test's
     from models.settings import get_settings
 
     get_settings(reload=True)

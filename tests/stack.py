@@ -25,6 +25,11 @@ BIN = Path(sys.executable).parent
 
 LOCK_KEY = "helpline:test-run-lock"
 
+# The run's own databases, for the `db_free` check in tests/conftest.py (kept here because
+# test modules import conftest a second time, as tests.conftest, with globals of its own).
+SUITE_PG_NAMES: set[str] = set()  # PostgreSQL databases made for the suite's stacks
+SUITE_TOUCHES: list[str] = []  # suite databases reached (URLs), in order
+
 
 def _alive(pid: int) -> bool:
     try:
