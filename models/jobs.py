@@ -13,9 +13,14 @@ from typing import Any
 
 from celery import Celery
 
+from models.redisconn import share_broker_clients
 from models.settings import get_settings
 
 log = logging.getLogger(__name__)
+
+# Imported by celeryconfig, so in force in every process that talks to the broker (web, worker,
+# the tests' and benchmarks' clients) before its first channel is opened.
+share_broker_clients()
 
 GENERATE_REPLY = "helpline.generate_reply"
 PARSE_ATTACHMENT = "helpline.parse_attachment"
