@@ -117,14 +117,7 @@ class Upload(ABC):
         tasks have ended when this returns, failed or not: its buffer is free."""
         pending, self._pending = self._pending, ()
         self._pending_buffer = None
-        error: BaseException | None = None
-        for task in pending:
-            try:
-                task.get()
-            except BaseException as exc:
-                error = error or exc
-        if error is not None:
-            raise error
+        _wait_all(pending)
 
     def release(self, buffer: bytearray) -> None:
         """Wait for the piece in flight if it is a view of `buffer`, which the caller is about
@@ -339,14 +332,7 @@ class _FileUpload(Upload):
     def _synced(self) -> None:
         """Wait for the flushes started by `end` (and raise the first error)."""
         syncing, self._syncing = self._syncing, ()
-        error: BaseException | None = None
-        for task in syncing:
-            try:
-                task.get()
-            except BaseException as exc:
-                error = error or exc
-        if error is not None:
-            raise error
+        _wait_all(syncing)
 
     def keep(self, db: Session, att: Attachment) -> None:
         assert self._fd is not None
@@ -388,6 +374,19 @@ class _FileUpload(Upload):
                     pass
                 except OSError as exc:
                     log.warning("could not remove an upload's file", extra={"error": str(exc)})
+
+
+def _wait_all(tasks: tuple[Any, ...]) -> None:
+    """Wait for every task (none is left running, so buffers and descriptors are free), then
+    raise the first error any of them met."""
+    error: BaseException | None = None
+    for task in tasks:
+        try:
+            task.get()
+        except BaseException as exc:
+            error = error or exc
+    if error is not None:
+        raise error
 
 
 def _fsync_directory(directory: Path) -> None:
