@@ -253,7 +253,10 @@ def test_a_burst_with_two_tabs_a_resend_and_a_bad_message_gets_every_outcome_onc
     assert first["message_id"] == again["message_id"] != second["message_id"]
     assert sorted([first["duplicate"], again["duplicate"]]) == [False, True]
     assert second["duplicate"] is False
-    assert sorted([first["seq"], second["seq"]]) == [1, 2]
+    # Stored first takes seq 1. The other may land in a later batch, after the worker has
+    # answered the first (the answer then holds seq 2): the session-wide check below is what
+    # promises no gap and no double.
+    assert min(first["seq"], second["seq"]) == 1 and first["seq"] != second["seq"]
     for sock, _text, cid in frames[3:]:
         if cid != "bad":
             assert outcomes[id(sock)]["seq"] == 1 and outcomes[id(sock)]["duplicate"] is False
