@@ -8,6 +8,7 @@ session id), the real publisher (`models.events.publish_all`) and the real per-p
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -17,7 +18,7 @@ import redis
 
 from models.events import channel_for, channel_pattern, envelope, publish_all
 from tests.conftest import redis_url
-from webapp.events import EventHub
+from webapp.events import RESYNC, EventHub
 
 pytestmark = pytest.mark.no_broker
 
@@ -122,3 +123,63 @@ def test_the_listener_hands_a_bundle_out_in_order_and_survives_a_malformed_one(
             assert recorder.wait_for(14) == [*stream, good, after]
     finally:
         hub.stop()
+
+
+class _SlowProxy:
+    """A TCP proxy to Redis that holds what the client sends for `delay` seconds (a Redis
+    across a slow link, or a busy one): replies come back at once."""
+
+    def __init__(self, target: tuple[str, int], delay: float) -> None:
+        self.target, self.delay = target, delay
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self._conns += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, slow: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if slow:
+                    time.sleep(self.delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.server.close()
+        for conn in self._conns:
+            conn.close()
+
+
+def test_the_hub_is_connected_only_once_redis_has_the_subscription() -> None:
+    """`wait_connected` promises that an event published after it returns is delivered. With
+    a PSUBSCRIBE that takes its time to reach Redis, an event published in between used to be
+    lost (the hub said connected, and told subscribers to re-read the database, as soon as it
+    had sent the command)."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(redis_url())
+    proxy = _SlowProxy((parsed.hostname or "localhost", parsed.port or 6379), delay=0.5)
+    session_id = uuid.uuid4().hex
+    hub = EventHub(f"redis://127.0.0.1:{proxy.port}{parsed.path}", channel_pattern())
+    recorder = _Recorder()
+    hub.add(session_id, recorder)
+    try:
+        assert hub.wait_connected(30)
+        event = _event(session_id, "complete", seq=1)
+        assert publish_all([event], client=redis.Redis.from_url(redis_url()))
+        assert recorder.wait_for(2, timeout=10) == [RESYNC, event]  # re-read, then live
+    finally:
+        hub.stop()
+        proxy.close()
