@@ -183,3 +183,22 @@ def test_the_hub_is_connected_only_once_redis_has_the_subscription() -> None:
     finally:
         hub.stop()
         proxy.close()
+
+
+def test_a_subscriber_that_raises_on_the_resync_does_not_end_the_listener() -> None:
+    """The resync every subscriber is told after the subscription is confirmed runs on the
+    listener thread: a subscriber that raises on it stops neither the others nor the thread.
+    (Seen under load: the suite's broken subscriber, added just after `wait_connected`, got the
+    resync first and the listener died; every later event of the process reached nobody.)"""
+    session_id = uuid.uuid4().hex
+    hub = EventHub(redis_url(), channel_pattern())
+    recorder = _Recorder()
+    hub.add(session_id, _Broken())  # both already there when the resync goes out
+    hub.add(session_id, recorder)
+    try:
+        assert hub.wait_connected(10)
+        event = _event(session_id, "complete", seq=1)
+        assert publish_all([event], client=redis.Redis.from_url(redis_url()))
+        assert recorder.wait_for(2, timeout=10) == [RESYNC, event]
+    finally:
+        hub.stop()

@@ -99,7 +99,13 @@ class EventHub:
         with self._lock:
             targets = [s for subs in self._subs.values() for s in subs]
         for sub in targets:
-            sub.push(event)
+            try:
+                sub.push(event)
+            except Exception:  # as in dispatch_all: the resync after every (re)subscription
+                # runs on the listener thread, which one raising subscriber would end (every
+                # socket of the process would hear nothing more), and going_away must reach
+                # every socket
+                log.exception("event broadcast failed", extra={"event": event.get("type")})
 
     @property
     def closing(self) -> bool:
