@@ -39,10 +39,10 @@ RSS_BOUND_MB = 600  # every Celery process (main and pool), whatever it was aske
 # - POISON_CLOCK for the poison PDF, which would take an hour: the clock is what stops it, and
 #   it is long enough for the answers asked meanwhile (`wait=10`) to arrive while both parses
 #   still run, which is what shows that they did not wait behind them.
-# - MEMORY_CLOCK for the dense DOCX, which must be stopped by the memory limit: reaching 512 MB
-#   takes ~2 s of CPU, but 12-21 s of wall clock measured at load 13 on the 2-core machine, so
-#   a short clock fired first there and the test saw the wrong limit. This one cannot come
-#   first within the test's own time limit.
+# - MEMORY_CLOCK for the dense DOCX (and the other refusals), which must be stopped by another
+#   limit: reaching 512 MB took 12-21 s of wall clock at load 13 on the 2-core machine, so a
+#   3 s clock fired first there and the test saw the wrong limit. This one cannot come first
+#   within the test's own time limit.
 POISON_CLOCK = {"PARSE_TIME_LIMIT": "10"}
 MEMORY_CLOCK = {"PARSE_TIME_LIMIT": "150", "TASK_SOFT_TIME_LIMIT": "180"}
 EVENT_WAIT = 170  # seconds a test waits for a file's outcome (under MEMORY_CLOCK's 150)
