@@ -253,7 +253,14 @@ def test_dense_docx_hits_the_memory_limit(hostile: Hostile) -> None:
     _, watch = _fails_with(
         hostile, "dense.docx", dense, "needs more memory than allowed to read (limit 512 MB)"
     )
-    assert watch.sandboxes_seen >= 1 and watch.sandbox_peak < 512 + 300
+    # The child holds what it shares with the pool process it forked from, plus at most the
+    # 512 MB it may add: a fixed 300 MB for the former was 6 MB from failing on PostgreSQL
+    # (pool 312 MB, child 806 MB) and failed there once. 20 MB for sampling every 50 ms.
+    assert watch.sandboxes_seen >= 1
+    assert watch.sandbox_peak < watch.celery_peak + 512 + 20, (
+        watch.sandbox_peak,
+        watch.celery_peak,
+    )
 
 
 def test_pdf_with_too_many_pages(hostile: Hostile) -> None:
