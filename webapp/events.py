@@ -99,7 +99,13 @@ class EventHub:
         with self._lock:
             targets = [s for subs in self._subs.values() for s in subs]
         for sub in targets:
-            sub.push(event)
+            try:
+                sub.push(event)
+            except Exception:  # as in dispatch_all: the resync after every (re)subscription
+                # runs on the listener thread, which one raising subscriber would end (every
+                # socket of the process would hear nothing more), and going_away must reach
+                # every socket
+                log.exception("event broadcast failed", extra={"event": event.get("type")})
 
     @property
     def closing(self) -> bool:
@@ -125,8 +131,10 @@ class EventHub:
             pubsub = None
             try:
                 client = self._client()
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub = client.pubsub()
                 pubsub.psubscribe(self.pattern)
+                if not self._confirmed(pubsub):
+                    break  # stopped while waiting
                 self._connected.set()
                 # Whatever was published before this subscription existed (at start-up, or
                 # while Redis was away) never reaches us: subscribers re-read the database.
@@ -147,6 +155,23 @@ class EventHub:
                         pubsub.close()
                     except Exception:  # closing a dead connection may raise anything
                         pass
+
+    def _confirmed(self, pubsub: redis.client.PubSub, timeout: float = 10.0) -> bool:
+        """Wait for Redis to confirm the PSUBSCRIBE (False if the hub was stopped meanwhile).
+
+        Only from the confirmation on is every PUBLISH delivered to us. Saying "connected" (and
+        telling subscribers to re-read the database) as soon as the command was sent left a
+        window on a slow or distant Redis: an event published after that re-read but before
+        Redis had the subscription reached nobody until the session's next event."""
+        deadline = time.monotonic() + timeout
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise redis.TimeoutError(f"Redis did not confirm PSUBSCRIBE within {timeout} s")
+            msg = pubsub.get_message(timeout=min(left, 1.0))
+            if msg is not None and msg.get("type") == "psubscribe":
+                return True
+        return False
 
     def _listen(self, pubsub: redis.client.PubSub) -> None:
         while not self._stop.is_set():
