@@ -75,7 +75,8 @@ test: install redis postgres rabbitmq chromium lint
 # reaches the pass's database fails. The `browser` tests (tests/browser/) drive the pages in
 # Chromium: what they prove is the pages' behaviour, and every API route and socket event
 # they reach is also reached by the API tests, which run on both passes; they run once, on
-# the SQLite pass (`make run`'s database), which saved ~2 minutes of the PostgreSQL pass.
+# the SQLite pass (`make run`'s database): about 1.5 minutes less for the PostgreSQL pass
+# on a quiet machine (bench/README.md, "The suite's wall time").
 test-sqlite: install
 	TEST_DATABASE_URL= $(BIN)/pytest -m "not chaos and not topology and not sentinel and not processes" $(PYTEST_ARGS)
 
