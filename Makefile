@@ -72,12 +72,16 @@ test: install redis postgres rabbitmq chromium lint
 # The `db_free` tests (engine, retrieval, escalation, file parsing: tests/conftest.py
 # DB_FREE_PATHS) never open the pass's database (their SQL runs on the SQLite and PostgreSQL
 # databases they make themselves), so they run once, on the SQLite pass; a test there that
-# reaches the pass's database fails.
+# reaches the pass's database fails. The `browser` tests (tests/browser/) drive the pages in
+# Chromium: what they prove is the pages' behaviour, and every API route and socket event
+# they reach is also reached by the API tests, which run on both passes; they run once, on
+# the SQLite pass (`make run`'s database): about 1.5 minutes less for the PostgreSQL pass
+# on a quiet machine (bench/README.md, "The suite's wall time").
 test-sqlite: install
 	TEST_DATABASE_URL= $(BIN)/pytest -m "not chaos and not topology and not sentinel and not processes" $(PYTEST_ARGS)
 
 test-postgres: install
-	TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest -m "not db_free" $(PYTEST_ARGS)
+	TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest -m "not db_free and not browser" $(PYTEST_ARGS)
 
 # The message loop, sockets and reply recovery once more with RabbitMQ as the broker (~40 s;
 # the sweeper's re-send through the broker is the lost reply's test; lost files and documents

@@ -29,6 +29,7 @@ LOCK_KEY = "helpline:test-run-lock"
 # test modules import conftest a second time, as tests.conftest, with globals of its own).
 SUITE_PG_NAMES: set[str] = set()  # PostgreSQL databases made for the suite's stacks
 SUITE_TOUCHES: list[str] = []  # suite databases reached (URLs), in order
+SIDE_TEMPLATE: list[str] = []  # the migrated database side stacks' databases are copied from
 
 
 def _alive(pid: int) -> bool:
@@ -342,9 +343,15 @@ class Stack:
             parts.append(f"--- {path.name}\n" + "\n".join(text))
         return "\n".join(parts)
 
-    def stop(self) -> None:
-        """Stop every process; on RabbitMQ also delete the stack's queues and exchanges."""
-        self.stop_processes()
+    def stop(self, *, graceful: bool = True) -> None:
+        """Stop every process; on RabbitMQ also delete the stack's queues and exchanges.
+
+        `graceful=False` (the suite's fixtures) SIGKILLs them instead of waiting for their
+        shutdown: nothing reads a stack's processes once its tests are done, and a Celery
+        worker's warm shutdown alone took ~3 s a stack on the 2-core machine, paid by every
+        side stack of every pass. The SIGTERM paths that matter are tests of their own
+        (tests/test_topology.py stops a web process mid-load)."""
+        self.stop_processes(graceful=graceful)
         broker = self.env.get("BROKER_URL", "")
         if broker.startswith("amqp"):
             try:
@@ -352,11 +359,14 @@ class Stack:
             except Exception as exc:  # a cleanup failure must not hide the test's outcome
                 print(f"could not delete {self.prefix}'s RabbitMQ queues: {exc}")
 
-    def stop_processes(self) -> None:
+    def stop_processes(self, *, graceful: bool = True) -> None:
         procs = [p for p, _ in self.webs] + [w for w in self.workers if w.poll() is None]
         for proc in procs:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM if graceful else signal.SIGKILL)
+                except ProcessLookupError:  # exited between the poll and the signal
+                    pass
         for proc in procs:
             try:
                 proc.wait(15)

@@ -139,7 +139,7 @@ def test_readiness_says_why_no_worker_answers(migrated_db, logdir):
         assert "unreachable" in checks["worker"]["error"], body
         assert "secret" not in str(body), "the broker password must not be shown"
     finally:
-        stack.stop()
+        stack.stop(graceful=False)
 
 
 def wait_for_answer(url: str, timeout: float = 60) -> dict:

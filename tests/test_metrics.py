@@ -108,4 +108,4 @@ def test_a_token_guards_metrics_when_set(migrated_db, logdir):
         assert wrong.status_code == 401
         assert ("helpline_open_sockets", ()) in scrape(base, Authorization=f"Bearer {token}")
     finally:
-        s.stop()
+        s.stop(graceful=False)
