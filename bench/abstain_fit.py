@@ -21,7 +21,7 @@ SIGNALS = [
     "cov_title_sent", "cov_title", "heavy_in_article", "score1", "margin", "ratio",
     "union_gain", "title_overlap", "wl_chunk", "wl_sent", "wl_kb_best", "wl_gap10", "wl_z",
     "ml_sent", "ml_title", "ml_title_sent", "ml_kb_best", "ml_gap10", "ml_z",
-    "nli_qp", "nli_pq", "nli_zs", "li_recall", "li_heavy",
+    "nli_qp", "nli_pq", "nli_zs", "li_recall", "li_heavy", "llm_yes",
 ]  # fmt: skip
 
 
