@@ -61,17 +61,19 @@ def _check_name(url: str) -> str:
     return name
 
 
-def recreate_postgres(url: str) -> None:
-    """Drop and create the test database so every run starts empty."""
+def recreate_postgres(url: str, template: str | None = None) -> None:
+    """Drop and create the test database so every run starts empty (or, given `template`, a
+    copy of that database)."""
     import psycopg
 
     name = _check_name(url)
     _SUITE_PG_NAMES.add(name)
     _note_suite_database(url)
+    copy = f' TEMPLATE "{_check_name(template)}"' if template else ""
     admin = urlunparse(urlparse(url)._replace(path="/postgres"))
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
 
 
 def drop_postgres(url: str) -> None:
@@ -177,28 +179,21 @@ def fresh_database(url: str) -> None:
         migrate(template)  # disposes of its engine: nothing stays connected to the template
         _TEMPLATE.append(template)
     template = _TEMPLATE[0]
-    _note_suite_database(url)
-    if not os.environ.get("TEST_DATABASE_URL"):
-        import sqlite3
-
-        from sqlalchemy.engine import make_url
-
-        source = sqlite3.connect(make_url(template).database or "")
-        target = sqlite3.connect(make_url(url).database or "")
-        try:
-            source.backup(target)  # consistent whatever the template's write-ahead log holds
-        finally:
-            target.close()
-            source.close()
+    if os.environ.get("TEST_DATABASE_URL"):
+        recreate_postgres(url, template=template)
         return
-    import psycopg
+    _note_suite_database(url)
+    import sqlite3
 
-    name, source_name = _check_name(url), _check_name(template)
-    _SUITE_PG_NAMES.add(name)
-    admin = urlunparse(urlparse(url)._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source_name}"')
+    from sqlalchemy.engine import make_url
+
+    source = sqlite3.connect(make_url(template).database or "")
+    target = sqlite3.connect(make_url(url).database or "")
+    try:
+        source.backup(target)  # consistent whatever the template's write-ahead log holds
+    finally:
+        target.close()
+        source.close()
 
 
 # -- tests that run once ------------------------------------------------------------------

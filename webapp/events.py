@@ -31,6 +31,23 @@ class Subscriber(Protocol):
     def push(self, event: dict) -> None: ...
 
 
+def _push_each(targets: list[Subscriber], events: list[dict]) -> None:
+    """Hand `events`, in order, to each subscriber; one that raises is logged and skipped.
+
+    This runs on the listener thread (every event and the resync after each subscription) and
+    at shutdown (going away): one subscriber's failure must not end the others' feed, nor the
+    thread every socket of this process hangs on."""
+    for sub in targets:
+        try:
+            for event in events:
+                sub.push(event)
+        except Exception:
+            log.exception(
+                "event delivery failed",
+                extra={"session_id": events[0].get("session_id"), "event": events[0].get("type")},
+            )
+
+
 class EventHub:
     """Process-wide fan-out; started lazily so CLI commands and forks do not inherit a thread."""
 
@@ -84,13 +101,7 @@ class EventHub:
         """Hand events, in order, to every local subscriber of the session."""
         with self._lock:
             targets = list(self._subs.get(session_id, ()))
-        for sub in targets:
-            try:
-                for event in events:
-                    sub.push(event)
-            except Exception:  # one subscriber's failure must not end the others' (or the
-                # listener thread, which every socket of this process hangs on)
-                log.exception("event dispatch failed", extra={"session_id": session_id})
+        _push_each(targets, events)
 
     def _broadcast_resync(self) -> None:
         self._broadcast(RESYNC)
@@ -98,14 +109,7 @@ class EventHub:
     def _broadcast(self, event: dict) -> None:
         with self._lock:
             targets = [s for subs in self._subs.values() for s in subs]
-        for sub in targets:
-            try:
-                sub.push(event)
-            except Exception:  # as in dispatch_all: the resync after every (re)subscription
-                # runs on the listener thread, which one raising subscriber would end (every
-                # socket of the process would hear nothing more), and going_away must reach
-                # every socket
-                log.exception("event broadcast failed", extra={"event": event.get("type")})
+        _push_each(targets, [event])
 
     @property
     def closing(self) -> bool:
