@@ -269,6 +269,11 @@ class Stack:
         )
         self.workers.append(self.worker)
 
+    @property
+    def worker_log(self) -> Path:
+        """The log file of the worker started last (`_spawn` names it)."""
+        return self.logdir / f"{self.name}-worker{self.worker_starts}.log"
+
     def kill_worker(self) -> None:
         """SIGKILL the whole worker process group: no chance to ack, requeue or clean up."""
         assert self.worker is not None

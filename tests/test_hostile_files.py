@@ -144,7 +144,7 @@ class Hostile:
         self.stack.start_worker("files")
         assert self.stack.worker is not None
         self.files, self.clock = self.stack.worker, clock
-        log = self.stack.logdir / f"{self.stack.name}-worker{self.stack.worker_starts}.log"
+        log = self.stack.worker_log
         deadline = time.monotonic() + 90
         while ' ready."' not in (log.read_text(errors="replace") if log.exists() else ""):
             assert self.files.poll() is None, self.stack.tail()
@@ -155,9 +155,8 @@ class Hostile:
 
     def files_log(self) -> list[dict]:
         """The current files worker's JSON log lines."""
-        log = self.stack.logdir / f"{self.stack.name}-worker{self.stack.worker_starts}.log"
         lines = []
-        for line in log.read_text(errors="replace").splitlines():
+        for line in self.stack.worker_log.read_text(errors="replace").splitlines():
             if line.startswith("{"):
                 try:
                     lines.append(json.loads(line))
