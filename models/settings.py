@@ -365,7 +365,7 @@ class Settings:
     embeddings_min_similarity: float = 0.25
     attachment_storage: str = "db"
     attachment_fsync: bool = True
-    attachment_direct_io: bool = True
+    attachment_direct_io: bool = False
     socket_accepts_at_once: int = 64  # most socket messages stored in one transaction
     sqlite_page_size: int = 4096
     sqlite_checkpoint_interval: float = 1.0
@@ -493,7 +493,7 @@ class Settings:
             attachment_storage=_attachment_storage("ATTACHMENT_STORAGE", database_url),
             attachment_fsync=_flag("ATTACHMENT_FSYNC", True),
             socket_accepts_at_once=_int("SOCKET_ACCEPTS_AT_ONCE", 64, 1),
-            attachment_direct_io=_flag("ATTACHMENT_DIRECT_IO", True),
+            attachment_direct_io=_flag("ATTACHMENT_DIRECT_IO", False),
             sqlite_page_size=_page_size("SQLITE_PAGE_SIZE"),
             sqlite_checkpoint_interval=_seconds("SQLITE_CHECKPOINT_INTERVAL", 1.0),
         )

@@ -126,13 +126,28 @@ class Upload(ABC):
         if self._pending and (owner is None or owner is buffer):
             self.flush()
 
+    def _wait_written(self) -> None:
+        """Wait until the piece in flight is written (and raise a failed write's error); its
+        sha256 may still be running (its buffer stays taken until `flush`)."""
+        if len(self._pending) == 2:  # (hash, write): wait for the write only
+            hashing, writing = self._pending
+            self._pending = (hashing,)
+            try:
+                _wait_all((writing,))
+            except BaseException:
+                self.flush()  # nothing left running, then the write's error
+                raise
+        else:
+            self.flush()
+
     def _absorb(self, chunk: bytes) -> None:
         self._hash.update(chunk)
         self._write(chunk)
 
     def end(self) -> None:
         """Every byte is in: start making them durable where that takes a while (file storage:
-        its fdatasync, in a native thread, while the request goes on); `keep` waits for it."""
+        its fdatasync, in a native thread, while the last piece is still being hashed and the
+        request goes on); `keep` waits for it. Idempotent."""
         self.flush()
 
     @abstractmethod
@@ -189,16 +204,20 @@ def _checkpoint_soon(_session: Session) -> None:
     checkpoint_soon()
 
 
-# Direct I/O (O_DIRECT) for file storage: the bytes go from our buffer to the device, not
-# through the page cache. A buffered write copies every byte into cache pages, and pages the
-# machine has not used lately cost their first touch too: on this VM writing 5 MB took 1 ms into
-# recycled pages and 10-15 ms into fresh ones (uploads are new files, so fresh pages), the
-# largest single cost of an upload. An upload is read once, later, by the `files` worker: the
-# cache gains nothing from holding it. Direct writes must start, end and sit in memory on block
-# boundaries, so pieces are staged in a reused page-aligned buffer; the tail that does not fill
-# a block is written buffered at the end. A filesystem that refuses O_DIRECT (at open or at a
-# write) gets buffered writes, as before. fdatasync is still what makes the file durable (the
-# device may hold direct writes in its own volatile cache until it is asked to flush).
+# How file storage writes (ATTACHMENT_DIRECT_IO). By default buffered, through the page cache,
+# each piece's writeback started as soon as it is written (`start_writeback`): the device writes
+# while the next piece arrives, the final `fdatasync` finds about one piece left, and the
+# `files` worker reads the upload from memory (then drops its pages, `_read_once`). Measured in
+# session 11 on this VM (bench/README.md): lower p50 than direct writes in six alternated pairs,
+# for about 1-2 ms more web CPU per 5 MB (the copy into the cache). With ATTACHMENT_DIRECT_IO=1,
+# O_DIRECT: the bytes go from our buffer to the device, not through the page cache (session 5
+# chose it when writing 5 MB into fresh cache pages cost 10-15 ms on this VM). Each direct write
+# waits for the device, one piece at a time, and the worker then reads the file from the
+# device. Direct writes must start, end and sit in memory on block boundaries, so pieces are
+# staged in a reused page-aligned buffer; the tail that does not fill a block is written
+# buffered at the end. A filesystem that refuses O_DIRECT (at open or at a write) gets buffered
+# writes. Either way `fdatasync` is what makes the file durable (the device may hold written
+# data in its own volatile cache until it is asked to flush).
 _ALIGN = 4096  # covers 512-byte and 4 KiB logical blocks
 STAGE_SIZE = 1024 * 1024
 _IDLE_STAGES: list[mmap.mmap] = []
@@ -217,6 +236,41 @@ def _give_stage(stage: mmap.mmap) -> None:
         _IDLE_STAGES.append(stage)
     else:
         stage.close()
+
+
+def _libc_sync_file_range() -> Any:
+    """Linux's `sync_file_range` from libc (Python's `os` has no binding), or None elsewhere.
+
+    With SYNC_FILE_RANGE_WRITE it starts writing a range's dirty pages to the device and
+    returns without waiting for them: the device works on a piece while the next one is
+    received, so the final `fdatasync` (which alone makes the file durable: data, size and the
+    device's cache) finds little left to write. ctypes releases the GIL for the call."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        func = libc.sync_file_range
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    func.restype = ctypes.c_int
+    return func
+
+
+_sync_file_range = _libc_sync_file_range()
+SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>
+
+
+def start_writeback(fd: int, offset: int, length: int) -> bool:
+    """Ask the kernel to start writing `length` bytes at `offset` of `fd` to the device, without
+    waiting; False where that is not available (the final flush then does all of it)."""
+    if _sync_file_range is None:
+        return False
+    return _sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE) == 0
 
 
 class _FileUpload(Upload):
@@ -241,6 +295,8 @@ class _FileUpload(Upload):
         self._fd: int | None = fd
         self._stage = _take_stage() if o_direct else None
         self._staged = 0  # bytes in the stage not yet written (fewer than a block after a write)
+        self._offset = 0  # bytes written to the descriptor so far
+        self._writeback = fsync  # start each buffered piece's writeback as it is written
         self._renamed = False  # the name `<dir>/<id>` is given once every byte is written
         self._syncing: tuple[Any, ...] = ()  # the flushes started by `end`
 
@@ -267,6 +323,7 @@ class _FileUpload(Upload):
             while done < blocks:
                 written = os.write(self._fd, stage[done:blocks])
                 done += written
+                self._offset += written
                 if not written or written % _ALIGN:  # short and unaligned: the rest goes buffered
                     break
         except OSError as exc:
@@ -298,8 +355,12 @@ class _FileUpload(Upload):
 
     def _write_all(self, view: memoryview) -> None:
         assert self._fd is not None
+        start, length = self._offset, len(view)
         while view:  # a write may take less than it was given
             view = view[os.write(self._fd, view) :]
+        self._offset += length
+        if self._writeback and self._stage is None and length:
+            self._writeback = start_writeback(self._fd, start, length)
 
     def reopen(self) -> IO[bytes]:
         self.flush()
@@ -316,8 +377,10 @@ class _FileUpload(Upload):
         file without a row (complete or not), never a row without its bytes, and a file no
         row names is an orphan either way (removed by `sweep_orphans` beside a SQLite
         database, as one left between rename and commit always was). Issued together, the
-        two flushes share the filesystem's journal commit instead of paying for one each."""
-        self.flush()
+        two flushes share the filesystem's journal commit instead of paying for one each.
+        They wait only for the last piece's write, not for its sha256: the hash is needed by
+        the row, the flushes by the promise, and neither needs the other."""
+        self._wait_written()
         self._stop_direct()
         if not self._renamed:
             os.rename(self._part, self._final)
@@ -433,13 +496,29 @@ def _file_path(key: str) -> Path:
     return directory / name
 
 
+def _read_once(path: Path) -> bytes:
+    """A stored file's bytes, its pages then dropped from the page cache.
+
+    The web writes uploads through the cache (buffered), so the `files` worker reads them from
+    memory rather than the device; it reads each one once. Dropping the pages afterwards hands
+    them back for the next upload's writes instead of growing the cache with pages the machine
+    has never touched, which cost a first touch each on the benchmark VM."""
+    with open(path, "rb") as f:
+        data = f.read()
+        try:
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        except (AttributeError, OSError):  # not on every platform; only a hint
+            pass
+    return data
+
+
 def load(db: Session, att: Attachment) -> bytes:
     """The attachment's bytes (the worker parses them)."""
     key = att.storage_key or ""
     if key.startswith("file:"):
         path = _file_path(key)
         try:
-            return path.read_bytes()
+            return _read_once(path)
         except FileNotFoundError:
             raise StoredFileMissing(f"the stored file of {att.filename} is missing") from None
     blob = db.get(AttachmentBlob, att.id)

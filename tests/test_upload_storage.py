@@ -480,3 +480,72 @@ def test_a_file_is_named_when_complete_and_removed_if_then_refused(tmp_path):
     kept.keep(None, att)  # type: ignore[arg-type]  (file storage writes no row)
     assert _names(tmp_path) == {att.id}
     assert (tmp_path / att.id).read_bytes() == data
+
+
+def _page_states(fd: int) -> tuple[int, int, int] | None:
+    """(cached, dirty, under writeback) pages of the file `fd`, from Linux's `cachestat`
+    (6.5 and later); None where the call is missing."""
+    import ctypes
+    import platform
+    import sys
+
+    numbers = {"x86_64": 451, "aarch64": 451}
+    if not sys.platform.startswith("linux") or platform.machine() not in numbers:
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    span = (ctypes.c_uint64 * 2)(0, 0)  # offset 0, length 0: the whole file
+    stat = (ctypes.c_uint64 * 5)()  # cache, dirty, writeback, evicted, recently evicted
+    if libc.syscall(numbers[platform.machine()], fd, span, stat, 0) != 0:
+        return None
+    return stat[0], stat[1], stat[2]
+
+
+def _dirty_until_flushed(directory: Path) -> bool:
+    """Whether `cachestat` shows this filesystem's written pages dirty until `fdatasync` (not
+    on tmpfs, which has no device to write them to)."""
+    probe = directory / "probe"
+    fd = os.open(probe, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, b"x" * 8192)
+        written = _page_states(fd)
+        os.fdatasync(fd)
+        flushed = _page_states(fd)
+    finally:
+        os.close(fd)
+        probe.unlink()
+    return written is not None and flushed is not None and written[1] > 0 and flushed[1] == 0
+
+
+def test_buffered_pieces_are_sent_to_the_device_as_they_are_written(tmp_path):
+    """Buffered writes (the default) with ATTACHMENT_FSYNC: each piece's writeback starts as it
+    is written, so the device writes while the next piece arrives and the final `fdatasync`
+    before the row finds little left; without it the pages stay dirty (the kernel's own
+    writeback waits up to 30 s) and that flush writes all of them. After `keep`, before any
+    row is committed, no page of the file is dirty or still on its way to the device."""
+    if not _dirty_until_flushed(tmp_path):
+        pytest.skip("needs Linux's cachestat and a filesystem with a device (not tmpfs)")
+    settings = dataclasses.replace(
+        Settings.from_env(),
+        attachment_storage=f"file://{tmp_path}",
+        attachment_direct_io=False,
+        attachment_fsync=True,
+    )
+    piece = 1024 * 1024
+    data = random.Random(3).randbytes(4 * piece)
+    upload_ = storage.begin(str(uuid.uuid4()), settings)
+    for start in range(0, len(data), piece):
+        upload_.write(memoryview(data)[start : start + piece])
+    upload_.flush()
+    fd = os.open(tmp_path / f".{upload_.attachment_id}{storage.PART_SUFFIX}", os.O_RDONLY)
+    try:
+        states = _page_states(fd)
+        assert states is not None
+        cached, dirty, _ = states
+        assert cached > 0  # buffered: the bytes went through the page cache
+        assert dirty < len(data) // 4096 // 4, states  # sent on their way, not left dirty
+        att = Attachment(id=upload_.attachment_id)
+        upload_.keep(None, att)  # type: ignore[arg-type]  (file storage writes no row)
+        assert _page_states(fd)[1:] == (0, 0)  # type: ignore[index]
+    finally:
+        os.close(fd)
+    assert (tmp_path / att.id).read_bytes() == data

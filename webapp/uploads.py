@@ -368,6 +368,8 @@ class Sink(Protocol):
 
     def release(self, buffer: bytearray) -> None: ...
 
+    def end(self) -> None: ...
+
     def flush(self) -> None: ...
 
     def reopen(self) -> IO[bytes]: ...
@@ -388,6 +390,9 @@ class MemorySink:
 
     def release(self, buffer: bytearray) -> None:
         """Nothing in flight: writes are copies made at once."""
+
+    def end(self) -> None:
+        """Nothing to make durable: the bytes go into a row."""
 
     def flush(self) -> None:
         """Nothing in flight."""
@@ -490,7 +495,10 @@ def stream_form(
                             on_field(field_name, fields[field_name])
                     field_name, writing = None, False
         if sink is not None:
-            sink.flush()  # the last piece is written: no buffer is in use any more
+            # Every byte has arrived: file storage starts its flushes as soon as the last
+            # piece is written, while that piece's sha256 may still be running.
+            sink.end()
+            sink.flush()  # the last piece is written and hashed: no buffer is in use any more
         reader.drain()  # an epilogue after the closing delimiter
         if sink is None or sniffer is None:
             abort(422, "a file is required", details={"file": ["Missing data for required field."]})
@@ -540,7 +548,7 @@ def receive_file(authorize: Callable[[str | None], ChatSession]) -> tuple[ChatSe
     upload = form.sink
     assert isinstance(upload, storage.Upload)
     try:
-        upload.end()  # file storage: the fdatasync runs while the session and quota are checked
+        upload.end()  # started by stream_form already (file storage: the flushes run on)
         if chat is None:
             chat = authorize(session_id)
         if chat.status == "ended":
