@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import jsonify, request
 from flask_smorest import Blueprint
 
@@ -55,8 +57,24 @@ def upload():  # type: ignore[no-untyped-def]
     resp.status_code = 202
     # The parse is enqueued once the 202 is sent (the committed row is the promise; a failed or
     # lost enqueue is re-sent by the sweeper at the row's deadline, as for any queued work).
-    resp.call_on_close(lambda: jobs.send_parse(received.attachment_id))
+    resp.call_on_close(lambda: after_response(lambda: jobs.send_parse(received.attachment_id)))
     return resp
+
+
+def after_response(send: Callable[[], object]) -> None:
+    """Run `send` (an enqueue, which logs its own failure) once the response is written: in a
+    greenlet of its own under gevent, so the connection's next request is read at once instead
+    of after the broker's round trip and kombu's message building (~1.5-4 ms of CPU on the
+    benchmark VM); the greenlet runs when the next request waits (for the client, or for a
+    piece being hashed and written in a native thread). Elsewhere (no gevent), inline."""
+    from gevent import monkey
+
+    if monkey.is_module_patched("threading"):
+        import gevent
+
+        gevent.spawn_raw(send)
+    else:
+        send()
 
 
 @blp.route("/attachments/<attachment_id>", methods=["GET"])
