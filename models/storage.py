@@ -208,8 +208,9 @@ def _checkpoint_soon(_session: Session) -> None:
 # each piece's writeback started as soon as it is written (`start_writeback`): the device writes
 # while the next piece arrives, the final `fdatasync` finds about one piece left, and the
 # `files` worker reads the upload from memory (then drops its pages, `_read_once`). Measured in
-# session 11 on this VM (bench/README.md): lower p50 than direct writes in six alternated pairs,
-# for about 1-2 ms more web CPU per 5 MB (the copy into the cache). With ATTACHMENT_DIRECT_IO=1,
+# session 11 on this VM (bench/README.md): lower p50 than direct writes in eight of nine
+# alternated pairs (load 3-9), for about 1 ms more web CPU per 5 MB in most runs (the copy into
+# the cache). With ATTACHMENT_DIRECT_IO=1,
 # O_DIRECT: the bytes go from our buffer to the device, not through the page cache (session 5
 # chose it when writing 5 MB into fresh cache pages cost 10-15 ms on this VM). Each direct write
 # waits for the device, one piece at a time, and the worker then reads the file from the
