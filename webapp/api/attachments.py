@@ -64,9 +64,10 @@ def upload():  # type: ignore[no-untyped-def]
 def after_response(send: Callable[[], object]) -> None:
     """Run `send` (an enqueue, which logs its own failure) once the response is written: in a
     greenlet of its own under gevent, so the connection's next request is read at once instead
-    of after the broker's round trip and kombu's message building (~1.5-4 ms of CPU on the
-    benchmark VM); the greenlet runs when the next request waits (for the client, or for a
-    piece being hashed and written in a native thread). Elsewhere (no gevent), inline."""
+    of after kombu's message building and the broker's round trip (1.6-4 ms p50 per send on the
+    benchmark VM, bench/README.md "Session 11"); the greenlet runs when the next request waits
+    (for the client, or for a piece being hashed and written in a native thread). A send lost
+    with its process is re-sent by the sweeper, as before. Elsewhere (no gevent), inline."""
     from gevent import monkey
 
     if monkey.is_module_patched("threading"):
