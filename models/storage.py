@@ -146,8 +146,8 @@ class Upload(ABC):
 
     def end(self) -> None:
         """Every byte is in: start making them durable where that takes a while (file storage:
-        its fdatasync, in a native thread, while the last piece is still being hashed and the
-        request goes on); `keep` waits for it. Idempotent."""
+        its flushes, in native threads, once the last piece is written, while that piece may
+        still be hashing and the request goes on); `keep` waits for them. Idempotent."""
         self.flush()
 
     @abstractmethod
@@ -209,10 +209,10 @@ def _checkpoint_soon(_session: Session) -> None:
 # while the next piece arrives, the final `fdatasync` finds about one piece left, and the
 # `files` worker reads the upload from memory (then drops its pages, `_read_once`). Measured in
 # session 11 on this VM (bench/README.md): lower p50 than direct writes in eight of nine
-# alternated pairs (load 3-9), for about 1 ms more web CPU per 5 MB in most runs (the copy into
-# the cache). With ATTACHMENT_DIRECT_IO=1,
-# O_DIRECT: the bytes go from our buffer to the device, not through the page cache (session 5
-# chose it when writing 5 MB into fresh cache pages cost 10-15 ms on this VM). Each direct write
+# alternated pairs (load 3-9), for about 1 ms more web CPU per 5 MB (median; the copy into the
+# cache). With ATTACHMENT_DIRECT_IO=1, O_DIRECT: the bytes go from our buffer to the device, not
+# through the page cache (session 5 chose it when writing 5 MB into fresh cache pages cost
+# 10-15 ms on this VM). Each direct write
 # waits for the device, one piece at a time, and the worker then reads the file from the
 # device. Direct writes must start, end and sit in memory on block boundaries, so pieces are
 # staged in a reused page-aligned buffer; the tail that does not fill a block is written
