@@ -321,10 +321,14 @@ def print_cpu(windows: list[CpuWindow], cores: int) -> None:
         per = {k: w.per_answer(k) * 1000 for k in w.cpu}  # type: ignore[operator]
         stack = per["web"] + per["worker"] + per["redis"]
         total = stack + per["client"]
+
+        def most(ms_each: float) -> str:  # a short load may read 0 ticks (10 ms each)
+            return f"{cores * 1000 / ms_each:.0f}" if ms_each > 0 else "-"
+
         print(
             f"| {w.label} | {w.answered} | {w.answered / w.wall:.1f} | {per['web']:.2f} "
             f"| {per['worker']:.2f} | {per['redis']:.2f} | {per['client']:.2f} | {stack:.2f} "
-            f"| {cores * 1000 / stack:.0f} | {cores * 1000 / total:.0f} |"
+            f"| {most(stack)} | {most(total)} |"
         )
 
 
