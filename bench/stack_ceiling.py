@@ -35,7 +35,7 @@ two can be alternated and their CPU per answer compared part by part.
 Variants: `helpline` is Helpline's delivery semantics (late acks, prefetch 1, one prefork worker
 with 2 processes, per-task log lines at INFO, niceness 5 as WORKER_NICE's default); `fast` the
 most favourable settings the stack allows (acks on receipt, prefetch 8, two `--pool solo`
-workers, log WARNING). Any option given after `--variant` overrides the preset. `--serve` only
+workers, log WARNING). Options given explicitly override the preset. `--serve` only
 starts the skeleton and prints what to point bench/chat_latency.py at, until Ctrl-C.
 """
 
@@ -448,7 +448,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--variant", choices=sorted(PRESETS), default="helpline")
     p.add_argument("--redis", default="redis://127.0.0.1:6379", help="Redis (a database 11..8)")
     p.add_argument("--web-processes", type=int, default=2)
-    p.add_argument("--pool", choices=["prefork", "solo", "threads", "gevent"])
+    p.add_argument(
+        "--pool",
+        choices=["prefork", "solo"],
+        help="Celery pool (a gevent pool received the first task and never ran it: left out)",
+    )
     p.add_argument("--worker-processes", type=int, help="Celery worker processes (each a pool)")
     p.add_argument("--concurrency", type=int, help="pool size of each (not for solo)")
     p.add_argument("--prefetch", type=int, help="worker_prefetch_multiplier")
