@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -142,10 +143,40 @@ def test_readiness_says_why_no_worker_answers(migrated_db, logdir):
         stack.stop(graceful=False)
 
 
+@pytest.mark.processes  # a web process and the Procfile's two worker roles: once is enough
+@pytest.mark.timeout(180)
+def test_ready_only_once_every_queue_has_a_worker(logdir):
+    """The Procfile's `files` worker alone leaves the answer queues without a consumer: not
+    ready, and the check names them; with the `worker` role too, ready, both counted."""
+    with side_stack(logdir, "roles", {}, kb=False, worker=False) as stack:
+        url = stack.urls[0]
+        stack.start_worker("files")
+        answer_queues = sorted([stack.queue("interactive"), stack.queue("agent")])
+        deadline = time.monotonic() + 90
+        while True:  # until the files worker answers (before that, no worker does)
+            try:
+                resp = ready(url)
+            except httpx.HTTPError:  # the web process is still starting
+                resp = None
+            if resp is not None and "answered, but" in resp.text:
+                break
+            assert time.monotonic() < deadline, resp.text if resp else stack.tail()
+            time.sleep(0.3)
+        assert resp.status_code == 503 and resp.headers["Retry-After"], resp.text
+        error = resp.json()["checks"]["worker"]["error"]
+        assert f"none consumes {', '.join(answer_queues)}" in error, error
+        assert stack.queue("attachments") not in error and stack.queue("kb") not in error, error
+
+        stack.start_worker("worker")
+        stack.wait_ready()
+        resp = ready(url)
+        assert resp.status_code == 200, resp.text
+        # Neither role alone serves every queue, so readiness heard both.
+        assert resp.json()["checks"]["worker"]["workers"] == 2, resp.text
+
+
 def wait_for_answer(url: str, timeout: float = 60) -> dict:
     """The first /health/ready answer of a starting web process (503 expected)."""
-    import time
-
     deadline = time.monotonic() + timeout
     while True:
         try:
