@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from tests.client import Api
-from tests.conftest import base_env, side_stack
+from tests.conftest import base_env, ready_with_kb, side_stack
 from tests.stack import LOCK_KEY, Stack, free_port
 
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@localhost:5672//")
@@ -68,9 +68,13 @@ def test_two_deployments_on_one_redis_database_answer_only_their_own(logdir, bro
     if broker == "rabbitmq":
         needs_rabbitmq()
     env = {"BROKER_URL": RABBITMQ_URL} if broker == "rabbitmq" else {"BROKER_URL": ""}
-    with side_stack(logdir, f"depA{broker}", env) as a:
+    # Both deployments boot side by side (each one's start-up is mostly waiting on its own
+    # processes), then each is waited for.
+    with side_stack(logdir, f"depA{broker}", env, wait=False) as a:
         shared = {**env, "REDIS_URL": a.env["REDIS_URL"]}
-        with side_stack(logdir, f"depB{broker}", shared) as b:
+        with side_stack(logdir, f"depB{broker}", shared, wait=False) as b:
+            ready_with_kb(a)
+            ready_with_kb(b)
             assert a.env["REDIS_URL"] == b.env["REDIS_URL"] and a.prefix != b.prefix
             # Each deployment's readiness sees its own worker, not the other's.
             for stack in (a, b):
