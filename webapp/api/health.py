@@ -78,7 +78,12 @@ def _consumers() -> str:
 
 
 class _AllQueuesServed(Exception):
-    """Raised from the reply callback to stop collecting: every queue has a worker."""
+    """Raised from the reply callback to stop collecting: every queue has a worker.
+
+    Kombu's collection loop stops only at a reply count (unknown here: replicas) or after its
+    timeout passes with no reply; an exception from the callback leaves it through its own
+    `with consumer` (the reply consumer is cancelled) and `finally`, after the message that
+    completed the set was read in full."""
 
 
 def _worker(broker_ok: bool) -> dict:
