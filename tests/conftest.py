@@ -325,10 +325,21 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @contextmanager
-def side_stack(logdir: Path, name: str, env: dict[str, str], *, kb: bool = True) -> Iterator:
+def side_stack(
+    logdir: Path,
+    name: str,
+    env: dict[str, str],
+    *,
+    kb: bool = True,
+    worker: bool = True,
+    wait: bool = True,
+) -> Iterator:
     """A stack of its own (database, Redis db, channel prefix) for tests that configure the
-    processes differently; its worker never touches the main suite's tasks."""
-    from tests.client import copy_sample_kb
+    processes differently; its worker never touches the main suite's tasks.
+
+    `wait=False` returns once its processes are started, without waiting for them or loading
+    the KB (`ready_with_kb` does both): stacks started that way boot side by side.
+    `worker=False`: the web process alone (the test starts the workers it needs)."""
     from tests.stack import Stack
 
     url = database_url(f"_{name}")
@@ -343,16 +354,25 @@ def side_stack(logdir: Path, name: str, env: dict[str, str], *, kb: bool = True)
     stack = Stack(full, logdir, name=name)
     try:
         stack.start_web()
-        stack.start_worker()
-        stack.wait_ready()
-        if kb:
-            copy_sample_kb(stack)  # the rows the suite's own import stored
+        if worker:
+            stack.start_worker()
+        if worker and wait:
+            ready_with_kb(stack, kb=kb)
         yield stack
     finally:
         stack.stop(graceful=False)
         release_redis(name)
         if os.environ.get("TEST_DATABASE_URL"):
             drop_postgres(url)
+
+
+def ready_with_kb(stack, *, kb: bool = True) -> None:  # type: ignore[no-untyped-def]
+    """Wait until a side stack is ready, then give it the sample KB (unless `kb=False`)."""
+    from tests.client import copy_sample_kb
+
+    stack.wait_ready()
+    if kb:
+        copy_sample_kb(stack)  # the rows the suite's own import stored
 
 
 @pytest.fixture(scope="session")

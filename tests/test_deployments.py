@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 import redis
 
 from tests.client import Api
-from tests.conftest import base_env, side_stack
+from tests.conftest import base_env, ready_with_kb, side_stack
 from tests.stack import LOCK_KEY, Stack, free_port
 
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@localhost:5672//")
@@ -67,9 +68,13 @@ def test_two_deployments_on_one_redis_database_answer_only_their_own(logdir, bro
     if broker == "rabbitmq":
         needs_rabbitmq()
     env = {"BROKER_URL": RABBITMQ_URL} if broker == "rabbitmq" else {"BROKER_URL": ""}
-    with side_stack(logdir, f"depA{broker}", env) as a:
+    # Both deployments boot side by side (each one's start-up is mostly waiting on its own
+    # processes), then each is waited for.
+    with side_stack(logdir, f"depA{broker}", env, wait=False) as a:
         shared = {**env, "REDIS_URL": a.env["REDIS_URL"]}
-        with side_stack(logdir, f"depB{broker}", shared) as b:
+        with side_stack(logdir, f"depB{broker}", shared, wait=False) as b:
+            ready_with_kb(a)
+            ready_with_kb(b)
             assert a.env["REDIS_URL"] == b.env["REDIS_URL"] and a.prefix != b.prefix
             # Each deployment's readiness sees its own worker, not the other's.
             for stack in (a, b):
@@ -142,10 +147,40 @@ def test_readiness_says_why_no_worker_answers(migrated_db, logdir):
         stack.stop(graceful=False)
 
 
+@pytest.mark.processes  # a web process and the Procfile's two worker roles: once is enough
+@pytest.mark.timeout(180)
+def test_ready_only_once_every_queue_has_a_worker(logdir):
+    """The Procfile's `files` worker alone leaves the answer queues without a consumer: not
+    ready, and the check names them; with the `worker` role too, ready, both counted."""
+    with side_stack(logdir, "roles", {}, kb=False, worker=False) as stack:
+        url = stack.urls[0]
+        stack.start_worker("files")
+        answer_queues = sorted([stack.queue("interactive"), stack.queue("agent")])
+        deadline = time.monotonic() + 90
+        while True:  # until the files worker answers (before that, no worker does)
+            try:
+                resp = ready(url)
+            except httpx.HTTPError:  # the web process is still starting
+                resp = None
+            if resp is not None and "answered, but" in resp.text:
+                break
+            assert time.monotonic() < deadline, resp.text if resp else stack.tail()
+            time.sleep(0.3)
+        assert resp.status_code == 503 and resp.headers["Retry-After"], resp.text
+        error = resp.json()["checks"]["worker"]["error"]
+        assert f"none consumes {', '.join(answer_queues)}" in error, error
+        assert stack.queue("attachments") not in error and stack.queue("kb") not in error, error
+
+        stack.start_worker("worker")
+        stack.wait_ready()
+        resp = ready(url)
+        assert resp.status_code == 200, resp.text
+        # Neither role alone serves every queue, so readiness heard both.
+        assert resp.json()["checks"]["worker"]["workers"] == 2, resp.text
+
+
 def wait_for_answer(url: str, timeout: float = 60) -> dict:
     """The first /health/ready answer of a starting web process (503 expected)."""
-    import time
-
     deadline = time.monotonic() + timeout
     while True:
         try:

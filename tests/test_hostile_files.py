@@ -26,8 +26,7 @@ from tests.conftest import (
     database_url,
     drop_postgres,
     flush_redis,
-    migrate,
-    recreate_postgres,
+    fresh_database,
     redis_url,
 )
 from tests.files import build_dense_docx, build_docx_bomb, build_pdf, build_slow_pdf
@@ -171,9 +170,7 @@ def hostile(logdir: Path) -> Iterator[Hostile]:
     from tests.client import copy_sample_kb
 
     url = database_url("_hostile")
-    if os.environ.get("TEST_DATABASE_URL"):
-        recreate_postgres(url)
-    migrate(url)
+    fresh_database(url)  # a copy of the run's migrated template, as side_stack's
     env = base_env() | {
         "DATABASE_URL": url,
         "REDIS_URL": redis_url("hostile"),
@@ -192,13 +189,9 @@ def hostile(logdir: Path) -> Iterator[Hostile]:
         assert answers is not None and stack.worker is not None
         yield Hostile(stack, answers, stack.worker, MEMORY_CLOCK)
     finally:
-        stack.stop()  # the web and the files worker
-        if answers is not None and answers.poll() is None:
-            os.killpg(answers.pid, signal.SIGTERM)
-            try:
-                answers.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(answers.pid, signal.SIGKILL)
+        # SIGKILL, as side_stack's: both workers (stack.workers) and the web; nothing reads
+        # them once the tests are done (the poison test's restarts use SIGTERM on purpose).
+        stack.stop(graceful=False)
         flush_redis(env["REDIS_URL"])
         if os.environ.get("TEST_DATABASE_URL"):
             drop_postgres(url)

@@ -23,6 +23,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from tests.conftest import side_stack
+from tests.stack import Stack
 from tests.test_chaos import ENV, Client, Outgoing, exactly_once, finish, load, load_questions
 from tests.test_deployments import RABBITMQ_URL, needs_rabbitmq
 
@@ -63,7 +64,7 @@ def test_two_web_two_workers_on_rabbitmq_survive_a_web_sigterm(logdir):
         stack.start_worker()
         stack.wait_ready()
         assert len(stack.webs) == 2 and len([w for w in stack.workers if w.poll() is None]) == 2
-        ready = wait_for_workers(stack.urls[1], 2)
+        ready = wait_for_workers(stack, stack.urls[1], 2)
         assert ready["checks"]["broker"]["transport"] == "amqp", ready
         doomed, survivor = stack.urls
         doomed_proc = stack.webs[0][0]
@@ -150,15 +151,23 @@ def test_two_web_two_workers_on_rabbitmq_survive_a_web_sigterm(logdir):
     assert "'gone'" not in worker_logs
 
 
-def wait_for_workers(url: str, count: int, timeout: float = 90) -> dict:
-    """Readiness once `count` workers answer (wait_ready returns when the first one does)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        ready = httpx.get(f"{url}/health/ready", timeout=10).json()
-        if ready["checks"]["worker"].get("workers") == count or time.monotonic() > deadline:
-            assert ready["checks"]["worker"].get("workers") == count, ready
-            return ready
-        time.sleep(0.5)
+def wait_for_workers(stack: Stack, url: str, count: int, timeout: float = 90) -> dict:
+    """Readiness of `url` once `count` of the stack's workers answer a ping (readiness returns
+    as soon as every queue has a worker, which the first worker of role `all` already is)."""
+    app = stack.celery()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            replies = app.control.ping(timeout=1.0)
+            if len(replies) == count or time.monotonic() > deadline:
+                assert len(replies) == count, replies
+                break
+            time.sleep(0.5)
+    finally:
+        app.close()
+    resp = httpx.get(f"{url}/health/ready", timeout=10)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
 
 
 async def answered(http: httpx.AsyncClient, c: Client) -> bool:

@@ -1,6 +1,7 @@
-"""Liveness and readiness: ready means database, Redis, the broker and at least one of this
-deployment's workers answer; when no worker answers the `worker` check says why (broker
-unreachable, or nobody consuming this deployment's queues).
+"""Liveness and readiness: ready means database, Redis and the broker answer, and every one of
+this deployment's queues (the `worker` role's and the `files` role's) is consumed by a worker
+that answers; when not, the `worker` check says why (broker unreachable, no worker answered, or
+which queues nobody consumes).
 
 Documented like the API (schemas, 503 with Retry-After) once registered with `api`."""
 
@@ -76,22 +77,68 @@ def _consumers() -> str:
     return "; consumers per queue: " + ", ".join(counts)
 
 
+class _AllQueuesServed(Exception):
+    """Raised from the reply callback to stop collecting: every queue has a worker.
+
+    Kombu's collection loop stops only at a reply count (unknown here: replicas) or after its
+    timeout passes with no reply; an exception from the callback leaves it through its own
+    `with consumer` (the reply consumer is cancelled) and `finally`, after the message that
+    completed the set was read in full."""
+
+
 def _worker(broker_ok: bool) -> dict:
-    """Pings only this deployment's workers: the control exchange carries its prefix."""
+    """Asks only this deployment's workers (the control exchange carries its prefix) which
+    queues they consume, and returns as soon as every queue of the deployment has one.
+
+    Why every queue and not any worker: with the Procfile's split, a `files` worker alone
+    would make a web process ready whose messages nobody answers (and a `worker` alone, one
+    whose uploads nobody parses). Why return early: a broadcast collects replies until none
+    has come for its timeout, so a check that waited for it cost every caller (a load
+    balancer's probe, a deploy's readiness gate, each stack a test starts) a full second
+    even when the workers had answered within milliseconds; the 1 s is now only spent when
+    some queue has no worker (or a worker is too busy to answer). `workers` counts the
+    workers heard until then."""
     s = get_settings()
     where = redact(s.broker_url)
     if not broker_ok:
         raise RuntimeError(f"cannot ask workers: the broker at {where} is unreachable")
-    replies = producer().control.ping(timeout=1.0)
-    if not replies:
-        queues = ", ".join(queue_name(kind) for kind in QUEUE_KINDS)
+    wanted = {queue_name(kind) for kind in QUEUE_KINDS}
+    heard: set[str] = set()
+    served: set[str] = set()
+
+    def on_reply(reply: dict) -> None:
+        for hostname, queues in reply.items():  # {hostname: [queue declarations]}
+            heard.add(hostname)
+            if isinstance(queues, list):  # an error reply is a dict
+                served.update(q.get("name") for q in queues if isinstance(q, dict))
+        if wanted <= served:
+            raise _AllQueuesServed
+
+    control = producer().control
+    try:
+        control.broadcast("active_queues", reply=True, timeout=1.0, callback=on_reply)
+    except _AllQueuesServed:
+        pass
+    finally:
+        # Replies that come after a check stopped listening are read by the next one and
+        # kept under their ticket, which nobody asks for again: drop them.
+        control.mailbox.unclaimed.clear()
+    if not heard:
+        queues = ", ".join(sorted(wanted))
         raise RuntimeError(
             f"the broker at {where} answers, but no worker of deployment "
             f"{s.event_channel_prefix!r} answered a ping within 1 s (start `worker` and `files` "
             f"with the same BROKER_URL and EVENT_CHANNEL_PREFIX; queues {queues})"
             + _check_quietly(_consumers)
         )
-    return {"workers": len(replies)}
+    if not wanted <= served:
+        missing = ", ".join(sorted(wanted - served))
+        raise RuntimeError(
+            f"{len(heard)} worker(s) of deployment {s.event_channel_prefix!r} answered, but "
+            f"none consumes {missing} (start both `worker` and `files`)"
+            + _check_quietly(_consumers)
+        )
+    return {"workers": len(heard)}
 
 
 def _check_quietly(fn) -> str:  # type: ignore[no-untyped-def]
