@@ -475,6 +475,9 @@ class CheckOut(Schema):
     ms = fields.Float(metadata={"description": "how long the check took"})
     error = fields.String(metadata={"description": "why it failed"})
     workers = fields.Integer(metadata={"description": "workers that answered (worker check)"})
+    warning = fields.String(
+        metadata={"description": "ready, but a part is missing (worker check: no `files` worker)"}
+    )
     transport = fields.String(metadata={"description": "amqp or redis (broker check)"})
 
 

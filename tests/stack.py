@@ -210,6 +210,7 @@ class Stack:
         self.worker: subprocess.Popen | None = None  # the latest worker started
         self.workers: list[subprocess.Popen] = []  # every worker started, dead or alive
         self.worker_starts = 0
+        self.roles: set[str] = set()  # the worker roles started, for wait_ready
 
     # -- processes -----------------------------------------------------------------------
     def _spawn(self, args: list[str], log: str) -> subprocess.Popen:
@@ -248,6 +249,7 @@ class Stack:
         """A Celery worker of `role` (`all` four queue kinds by default; the Procfile splits
         them into `worker` and `files`); its queues carry the stack's prefix."""
         self.worker_starts += 1
+        self.roles.add(role)
         self.worker = self._spawn(
             [
                 str(BIN / "python"),
@@ -320,12 +322,19 @@ class Stack:
         return [f"http://127.0.0.1:{port}" for _, port in self.webs]
 
     def wait_ready(self, timeout: float = 90) -> None:
-        """Every web answers /health/ready (database, Redis and a worker) with 200."""
+        """Every web answers /health/ready (database, Redis and the answer worker) with 200,
+        and, once a role that parses files was started, without the `warning` that no worker
+        consumes the files queues: readiness allows that (chat is answered), the tests' stacks
+        wait for every role they started."""
         deadline = time.monotonic() + timeout
+        files = bool(self.roles & {"files", "all"})
         for url in self.urls:
             while True:
                 try:
-                    if httpx.get(f"{url}/health/ready", timeout=5).status_code == 200:
+                    resp = httpx.get(f"{url}/health/ready", timeout=5)
+                    if resp.status_code == 200 and not (
+                        files and resp.json()["checks"]["worker"].get("warning")
+                    ):
                         break
                 except httpx.HTTPError:
                     pass

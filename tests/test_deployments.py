@@ -149,13 +149,16 @@ def test_readiness_says_why_no_worker_answers(migrated_db, logdir):
 
 @pytest.mark.processes  # a web process and the Procfile's two worker roles: once is enough
 @pytest.mark.timeout(180)
-def test_ready_only_once_every_queue_has_a_worker(logdir):
+def test_ready_once_the_answer_queues_have_a_worker(logdir):
     """The Procfile's `files` worker alone leaves the answer queues without a consumer: not
-    ready, and the check names them; with the `worker` role too, ready, both counted."""
+    ready, and the check names them. With the `worker` role too, ready with both counted and
+    no warning. The `worker` role alone is ready too (chat is answered), with a warning that
+    names the files queues, which nobody consumes."""
     with side_stack(logdir, "roles", {}, kb=False, worker=False) as stack:
         url = stack.urls[0]
         stack.start_worker("files")
         answer_queues = sorted([stack.queue("interactive"), stack.queue("agent")])
+        files_queues = sorted([stack.queue("attachments"), stack.queue("kb")])
         deadline = time.monotonic() + 90
         while True:  # until the files worker answers (before that, no worker does)
             try:
@@ -169,14 +172,26 @@ def test_ready_only_once_every_queue_has_a_worker(logdir):
         assert resp.status_code == 503 and resp.headers["Retry-After"], resp.text
         error = resp.json()["checks"]["worker"]["error"]
         assert f"none consumes {', '.join(answer_queues)}" in error, error
-        assert stack.queue("attachments") not in error and stack.queue("kb") not in error, error
+        assert files_queues[0] not in error and files_queues[1] not in error, error
 
         stack.start_worker("worker")
         stack.wait_ready()
         resp = ready(url)
         assert resp.status_code == 200, resp.text
+        check = resp.json()["checks"]["worker"]
         # Neither role alone serves every queue, so readiness heard both.
-        assert resp.json()["checks"]["worker"]["workers"] == 2, resp.text
+        assert check["workers"] == 2 and "warning" not in check, resp.text
+
+    with side_stack(logdir, "answers", {}, kb=False, worker=False) as stack:
+        url = stack.urls[0]
+        files_queues = sorted([stack.queue("attachments"), stack.queue("kb")])
+        stack.start_worker("worker")
+        stack.wait_ready()  # no files role started: a 200 is enough
+        resp = ready(url)
+        assert resp.status_code == 200, resp.text
+        check = resp.json()["checks"]["worker"]
+        assert check["workers"] == 1, resp.text
+        assert check["warning"].startswith(f"no worker consumes {', '.join(files_queues)}"), check
 
 
 def wait_for_answer(url: str, timeout: float = 60) -> dict:

@@ -1,7 +1,9 @@
-"""Liveness and readiness: ready means database, Redis and the broker answer, and every one of
-this deployment's queues (the `worker` role's and the `files` role's) is consumed by a worker
-that answers; when not, the `worker` check says why (broker unreachable, no worker answered, or
-which queues nobody consumes).
+"""Liveness and readiness: ready means database, Redis and the broker answer, and the answer
+queues (the `worker` role's) are consumed by a worker of this deployment that answers. The
+`files` role's queues without a worker leave the deployment ready with a `warning` on the
+`worker` check: uploads and documents wait, safely queued, but chat is answered. When not
+ready, the `worker` check says why (broker unreachable, no worker answered, or which answer
+queues nobody consumes).
 
 Documented like the API (schemas, 503 with Retry-After) once registered with `api`."""
 
@@ -14,7 +16,7 @@ from sqlalchemy import text
 
 from models.db import new_session
 from models.events import redis_client
-from models.jobs import QUEUE_KINDS, producer, queue_name
+from models.jobs import QUEUE_KINDS, ROLES, producer, queue_name
 from models.schemas import HealthOut, LiveOut, ReadyOut
 from models.settings import get_settings, redact
 from webapp.api import PUBLIC, errors
@@ -90,19 +92,23 @@ def _worker(broker_ok: bool) -> dict:
     """Asks only this deployment's workers (the control exchange carries its prefix) which
     queues they consume, and returns as soon as every queue of the deployment has one.
 
-    Why every queue and not any worker: with the Procfile's split, a `files` worker alone
-    would make a web process ready whose messages nobody answers (and a `worker` alone, one
-    whose uploads nobody parses). Why return early: a broadcast collects replies until none
-    has come for its timeout, so a check that waited for it cost every caller (a load
-    balancer's probe, a deploy's readiness gate, each stack a test starts) a full second
-    even when the workers had answered within milliseconds; the 1 s is now only spent when
-    some queue has no worker (or a worker is too busy to answer). `workers` counts the
-    workers heard until then."""
+    Why the answer queues and not any worker: with the Procfile's split, a `files` worker
+    alone would make a web process ready whose messages nobody answers. Why not the `files`
+    queues too: a web process whose chat is answered can serve customers; taking it out of a
+    load balancer because the attachment parser is down would turn a degraded feature into an
+    outage (uploads are accepted and stay queued until a `files` worker consumes them), so
+    that case is ready with a `warning` naming the queues. Why return early: a broadcast
+    collects replies until none has come for its timeout, so a check that waited for it cost
+    every caller (a load balancer's probe, a deploy's readiness gate, each stack a test
+    starts) a full second even when the workers had answered within milliseconds; the 1 s is
+    now only spent when some queue has no worker (or a worker is too busy to answer).
+    `workers` counts the workers heard until then."""
     s = get_settings()
     where = redact(s.broker_url)
     if not broker_ok:
         raise RuntimeError(f"cannot ask workers: the broker at {where} is unreachable")
     wanted = {queue_name(kind) for kind in QUEUE_KINDS}
+    needed = {queue_name(kind) for kind in ROLES["worker"]}
     heard: set[str] = set()
     served: set[str] = set()
 
@@ -131,13 +137,20 @@ def _worker(broker_ok: bool) -> dict:
             f"with the same BROKER_URL and EVENT_CHANNEL_PREFIX; queues {queues})"
             + _check_quietly(_consumers)
         )
-    if not wanted <= served:
-        missing = ", ".join(sorted(wanted - served))
+    if not needed <= served:
+        missing = ", ".join(sorted(needed - served))
         raise RuntimeError(
             f"{len(heard)} worker(s) of deployment {s.event_channel_prefix!r} answered, but "
             f"none consumes {missing} (start both `worker` and `files`)"
             + _check_quietly(_consumers)
         )
+    if not wanted <= served:
+        missing = ", ".join(sorted(wanted - served))
+        return {
+            "workers": len(heard),
+            "warning": f"no worker consumes {missing}: uploads and documents wait until a "
+            "`files` worker is started",
+        }
     return {"workers": len(heard)}
 
 
