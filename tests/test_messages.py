@@ -579,3 +579,29 @@ def test_staff_posts_as_agent_only_after_taking_over(api, chat):
     time.sleep(1.0)
     roles = [m["role"] for m in api.history(chat)["messages"]]
     assert roles == ["agent"]
+
+
+@POSTGRES_ONLY
+def test_an_answers_context_reads_are_prepared_after_a_few_answers(api, chat):
+    """The worker's read of an answer's context ends without a ROLLBACK on PostgreSQL (it is
+    autocommitted), so psycopg keeps and prepares its statements after a few runs on a
+    connection: a ROLLBACK empties psycopg's prepared statements, and before, every answer's
+    context read ended with one, so none of an answer's statements was ever prepared."""
+    from sqlalchemy import text
+
+    from models.db import get_engine
+    from worker.replies import load_context
+
+    mid = api.send(chat, "Do you ship to Norway?").json()["message_id"]
+    api.wait_for(chat, lambda ms: len(ms) == 2)
+    engine = get_engine()
+    engine.pool.dispose()  # one connection from here on: this test's reads, one at a time
+    for _ in range(6):
+        context = load_context(mid, has_files=False)
+        assert context is not None and context.question == "Do you ship to Norway?"
+    with engine.connect() as conn:
+        prepared = conn.execute(text("SELECT statement FROM pg_prepared_statements")).scalars()
+        statements = [" ".join(s.split()) for s in prepared]
+    assert any("messages.attempts" in s and "chat_sessions.owner" in s for s in statements), (
+        statements
+    )
