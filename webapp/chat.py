@@ -352,7 +352,8 @@ def store_together(db: Session, sends: list[SocketSend]) -> None:
 
 def _store_one(db: Session, send: SocketSend) -> None:
     """One socket message in its own transaction (`chat_for_message` + `store_message`); on
-    PostgreSQL first in two autocommitted statements (`_store_autocommit`)."""
+    PostgreSQL first autocommitted (`_store_autocommit`): a customer's plain message in one
+    statement, anything else in two."""
     try:
         if db.get_bind().dialect.name == "postgresql" and _store_autocommit(db, send):
             return
@@ -380,8 +381,9 @@ def _store_one(db: Session, send: SocketSend) -> None:
 
 
 def _store_autocommit(db: Session, send: SocketSend) -> bool:
-    """PostgreSQL: store one socket message in two round trips instead of four; False when
-    nothing was written and the transactional way must follow (the counter moved).
+    """PostgreSQL: store one socket message in one round trip (`_store_unread`) or, when that
+    cannot, in two instead of four; False when nothing was written and the transactional way
+    must follow (the counter moved).
 
     Why: a lone message's transaction was BEGIN, the session read, the one statement that
     stores it (`_store_at_once`) and COMMIT, each a round trip to a backend competing for the
