@@ -36,8 +36,8 @@ def test_sessions_and_messages_are_limited_per_address(limited):
     assert refused.json()["error"]["code"] == "rate_limited"
 
     # Messages count per address across conversations: 4 a minute from 127.0.0.1.
-    codes = [api.send(chats[i % 3], f"hello {i}").status_code for i in range(4)]
-    assert codes == [202] * 4
+    sent = [api.send(chats[i % 3], f"hello {i}", client_msg_id=f"h{i}") for i in range(4)]
+    assert [r.status_code for r in sent] == [202] * 4
     over = api.send(chats[0], "one too many")
     assert over.status_code == 429 and over.headers["Retry-After"]
     sock = Socket(api.base_url, session_id=chats[1]["session_id"], token=chats[1]["token"])
@@ -46,6 +46,15 @@ def test_sessions_and_messages_are_limited_per_address(limited):
     event = sock.until("error")[-1]
     assert event["code"] == "rate_limited" and event["client_msg_id"] == "q1"
     assert event["details"]["retry_after"] >= 1
+    # Over the limit, a resend of a stored message is still acknowledged as what it is (the
+    # socket counts the limit before its one-statement store, and keeps the refusal for the
+    # read that finds the resend), and a new message is still refused.
+    sock.send({"type": "message", "content": "hello 1", "client_msg_id": "h1"})
+    ack = sock.until("acknowledged")[-1]
+    assert ack["duplicate"] is True and ack["message_id"] == sent[1].json()["message_id"]
+    sock.send({"type": "message", "content": "still over", "client_msg_id": "q2"})
+    event = sock.until("error")[-1]
+    assert event["code"] == "rate_limited" and event["client_msg_id"] == "q2"
     sock.close()
 
 

@@ -339,9 +339,10 @@ POSTGRES_ONLY = pytest.mark.skipif(
 )
 
 
-def _lone_socket_message(api, chat, cid: str, text: str, race=None):  # type: ignore[no-untyped-def]
+def _lone_socket_message(api, chat, cid: str, text: str, race=None, request=None):  # type: ignore[no-untyped-def]
     """One socket message through `store_together` as the batcher hands over a lone one; the
-    statements and the COMMITs the database saw. `race(statement)` runs before each statement."""
+    statements and the COMMITs the database saw. `race(statement)` runs before each statement;
+    `request="person"` makes it the Talk-to-a-person button's message."""
     from sqlalchemy import event
 
     from models.db import get_engine
@@ -350,7 +351,7 @@ def _lone_socket_message(api, chat, cid: str, text: str, race=None):  # type: ig
     from webapp.auth import Actor
     from webapp.chat import SocketSend
 
-    send = SocketSend(chat["session_id"], Actor("customer"), text, cid, None, "127.0.0.1")
+    send = SocketSend(chat["session_id"], Actor("customer"), text, cid, request, "127.0.0.1")
     statements: list[str] = []
 
     def seen(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
@@ -369,25 +370,81 @@ def _lone_socket_message(api, chat, cid: str, text: str, race=None):  # type: ig
     return send, statements, commits
 
 
+def _stored_event_json(seq: int, session_id: str) -> str:
+    """The JSON text of a session's persisted event, as the database holds it."""
+    from sqlalchemy import text
+
+    from models.db import session_scope
+
+    with session_scope() as db:
+        stored = (
+            "SELECT CAST(payload AS TEXT) FROM session_events WHERE session_id = :s AND seq = :q"
+        )
+        return db.execute(
+            text(stored),
+            {"s": session_id, "q": seq},
+        ).scalar_one()
+
+
 @POSTGRES_ONLY
-def test_a_lone_socket_message_on_postgresql_is_two_statements_and_no_transaction(api):
-    """The session read and the one statement that stores the message, each committed on its
-    own (no BEGIN, no COMMIT round trip): stored durably with the next seq, answered once."""
+def test_a_lone_customer_message_on_postgresql_is_one_statement_and_no_transaction(api):
+    """A customer's lone socket message is ONE autocommitted statement, without a read of the
+    session first (no BEGIN, no COMMIT round trip): stored durably with the next seq, its
+    event's JSON in the database the very text that was broadcast, answered once; the next
+    message takes the next seq after the answer's, in one statement again."""
+    import json
+
     chat = api.create_session()
     send, statements, commits = _lone_socket_message(api, chat, "solo", "Do you ship to Norway?")
     assert send.error is None and send.accepted.created and send.accepted.message.seq == 1
-    assert len(statements) == 2 and statements[1].lstrip().startswith("WITH bumped")
+    assert len(statements) == 1 and statements[0].lstrip().startswith("WITH bumped")
     assert commits == 0  # nothing waited for a COMMIT: the statement committed itself
+    event = send.accepted.event
+    assert event["seq"] == event["message"]["seq"] == 1 and event["message"]["id"] == (
+        send.accepted.message.id
+    )
+    assert _stored_event_json(1, chat["session_id"]) == json.dumps(event)
     messages = _answered_once(api, chat, 1)
-    assert messages[0]["id"] == send.accepted.message.id
+    assert messages[0]["id"] == send.accepted.message.id and messages[0]["seq"] == 1
+    again, statements, _ = _lone_socket_message(api, chat, "solo-2", 'say "seq": -7340033119')
+    assert len(statements) == 1 and again.accepted.message.seq == 3
+    assert json.loads(_stored_event_json(3, chat["session_id"])) == again.accepted.event
+    assert again.accepted.event["message"]["content"] == 'say "seq": -7340033119'
+    _answered_once(api, chat, 2)
 
 
 @POSTGRES_ONLY
-def test_a_lone_socket_message_whose_counter_moved_takes_the_locking_way(api):
-    """Another writer stores a message in the same session between the autocommitted read and
-    the store: the one statement writes nothing, and the message is stored in a transaction
-    that waits for the counter's lock: the next seq after the other writer's, no gap, no
-    double, one answer each."""
+def test_a_lone_message_the_one_statement_cannot_store_is_answered_as_before(api):
+    """A resend of a stored client_msg_id and a message to an ended session write nothing in
+    the one statement; the read that follows gives what it always gave: the stored message
+    (duplicate), the session's refusal. No seq is taken by either."""
+    chat = api.create_session()
+    first, _, _ = _lone_socket_message(api, chat, "once", "Do you ship to Norway?")
+    again, statements, commits = _lone_socket_message(api, chat, "once", "Do you ship to Norway?")
+    assert not again.accepted.created and again.accepted.message.id == first.accepted.message.id
+    assert statements[0].lstrip().startswith("WITH bumped") and len(statements) >= 2
+    assert commits == 0
+    _answered_once(api, chat, 1)
+    resp = api.http.patch(
+        f"/api/sessions/{chat['session_id']}", json={"status": "ended"}, headers=api.auth(chat)
+    )
+    assert resp.status_code == 200
+    late, statements, _ = _lone_socket_message(api, chat, "late", "still there?")
+    assert late.accepted is None and late.error.code == "session_not_active"
+    assert statements[0].lstrip().startswith("WITH bumped")
+    messages = api.history(chat)["messages"]
+    assert [m["client_msg_id"] for m in messages if m["role"] == "user"] == ["once"]
+
+
+@POSTGRES_ONLY
+@pytest.mark.parametrize("request_kind", [None, "person"])
+def test_a_lone_socket_message_whose_counter_moved_takes_the_locking_way(api, request_kind):
+    """Another writer stores a message in the same session just before ours is stored. A
+    customer's plain message (one statement, no read) takes the seq after the other writer's
+    under the row lock; a request for a person (read first: it depends on the owner) finds
+    the counter moved, its statement writes nothing, and it is stored in a transaction that
+    waits for the counter's lock. Either way the next seq after the other writer's, no gap,
+    no double, one answer each."""
     from models.db import session_scope
     from webapp.auth import Actor
     from webapp.chat import accept_message, chat_for_message
@@ -415,11 +472,17 @@ def test_a_lone_socket_message_whose_counter_moved_takes_the_locking_way(api):
             raced.append(won.message.id)
 
     send, _statements, commits = _lone_socket_message(
-        api, chat, "mine", "Do you ship to Norway?", race
+        api, chat, "mine", "Do you ship to Norway?", race, request_kind
     )
-    assert raced and commits == 2  # the other writer's, then ours in a transaction
+    # The other writer's COMMIT; a request for a person then commits its own transaction.
+    assert raced and commits == (1 if request_kind is None else 2)
     assert send.accepted.created
-    users = [m for m in _answered_once(api, chat, 2) if m["role"] == "user"]
+    if request_kind is None:
+        users = [m for m in _answered_once(api, chat, 2) if m["role"] == "user"]
+    else:  # a request for a person gets no bot answer: the history so far, then
+        data = api.wait_for(chat, lambda ms: sum(m["role"] == "user" for m in ms) == 2)
+        assert [m["seq"] for m in data["messages"]] == list(range(1, len(data["messages"]) + 1))
+        users = [m for m in data["messages"] if m["role"] == "user"]
     assert [m["id"] for m in users] == [raced[0], send.accepted.message.id]
 
 
@@ -516,3 +579,29 @@ def test_staff_posts_as_agent_only_after_taking_over(api, chat):
     time.sleep(1.0)
     roles = [m["role"] for m in api.history(chat)["messages"]]
     assert roles == ["agent"]
+
+
+@POSTGRES_ONLY
+def test_an_answers_context_reads_are_prepared_after_a_few_answers(api, chat):
+    """The worker's read of an answer's context ends without a ROLLBACK on PostgreSQL (it is
+    autocommitted), so psycopg keeps and prepares its statements after a few runs on a
+    connection: a ROLLBACK empties psycopg's prepared statements, and before, every answer's
+    context read ended with one, so none of an answer's statements was ever prepared."""
+    from sqlalchemy import text
+
+    from models.db import get_engine
+    from worker.replies import load_context
+
+    mid = api.send(chat, "Do you ship to Norway?").json()["message_id"]
+    api.wait_for(chat, lambda ms: len(ms) == 2)
+    engine = get_engine()
+    engine.pool.dispose()  # one connection from here on: this test's reads, one at a time
+    for _ in range(6):
+        context = load_context(mid, has_files=False)
+        assert context is not None and context.question == "Do you ship to Norway?"
+    with engine.connect() as conn:
+        prepared = conn.execute(text("SELECT statement FROM pg_prepared_statements")).scalars()
+        statements = [" ".join(s.split()) for s in prepared]
+    assert any("messages.attempts" in s and "chat_sessions.owner" in s for s in statements), (
+        statements
+    )

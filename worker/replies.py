@@ -228,13 +228,19 @@ def load_context(message_id: str, has_files: bool = True) -> Context | None:
     their own read only when agent turns in that window crowd out customer and bot turns.
     """
     with get_engine().connect() as conn:
+        if conn.dialect.name == "postgresql":
+            # Read only, and each statement has its own snapshot under READ COMMITTED anyway:
+            # autocommit spares BEGIN and ROLLBACK, and a ROLLBACK also empties psycopg's
+            # prepared statements, so none of an answer's statements was ever prepared
+            # (bench/README.md, "Session 11"). SQLite keeps one snapshot for the reads.
+            conn.execution_options(isolation_level="AUTOCOMMIT")
         msg = conn.execute(_CONTEXT, {"mid": message_id}).one_or_none()
         if msg is None:
             return None
         rows = conn.execute(_TURNS, {"sid": msg.session_id, "before": msg.seq}).all()
         texts = conn.execute(_FILE_TEXTS, {"mid": message_id}).scalars().all() if has_files else []
         prior = _prior(conn, msg, rows)
-        conn.rollback()  # read only
+        conn.rollback()  # read only (nothing to end in autocommit)
     return Context(
         message_id=message_id,
         session_id=msg.session_id,

@@ -286,6 +286,8 @@ class KnowledgeBase:
         """Follow a version change; True if a background thread now owns the lock."""
         languages: dict[str, int] = {}
         with engine_for(self.database_url).connect() as conn:
+            if conn.dialect.name == "postgresql":  # read only: no ROLLBACK (see load_context)
+                conn.execution_options(isolation_level="AUTOCOMMIT")
             version = int(
                 conn.execute(select(KBState.version).where(KBState.id == 1)).scalar() or 0
             )
