@@ -792,9 +792,10 @@ def _row_with_defaults(values: dict) -> dict:
 def _at_once_statement(columns: tuple[str, ...]) -> Insert:
     """`WITH bumped AS (UPDATE chat_sessions SET last_seq = last_seq + 1 WHERE id = :sid AND
     owner = 'bot' RETURNING last_seq), closed AS (UPDATE messages SET status = 'done', ...
-    FROM bumped WHERE id = :mid AND still open), logged AS (INSERT INTO session_events SELECT
-    ..., the JSON completed with the seq, FROM bumped) INSERT INTO messages SELECT ...,
-    bumped.last_seq, ... FROM bumped RETURNING seq`, built once per set of message columns.
+    WHERE id = :mid AND still open AND EXISTS (SELECT FROM bumped)), logged AS (INSERT INTO
+    session_events SELECT ..., the JSON completed with the seq, FROM bumped) INSERT INTO
+    messages SELECT ..., bumped.last_seq, ... FROM bumped RETURNING seq`, built once per set
+    of message columns.
     `bumped` is `_BOT_SEQ`, `closed` is `finish` with the decision: every write hangs on the
     seq, so a conversation a person owns gets none of them."""
     stmt = _AT_ONCE.get(columns)
@@ -813,7 +814,7 @@ def _at_once_statement(columns: tuple[str, ...]) -> Insert:
             _M.c.id == bindparam("mid"),
             *REPLY.scope,
             one_of(_M.c.status, _OPEN_STATES),
-            bumped.c.last_seq.is_not(None),
+            exists(select(bumped.c.last_seq)),  # only when the seq was taken
         )
         .values(
             status="done",
