@@ -605,3 +605,139 @@ def test_an_answers_context_reads_are_prepared_after_a_few_answers(api, chat):
     assert any("messages.attempts" in s and "chat_sessions.owner" in s for s in statements), (
         statements
     )
+
+
+def _plant_question(session_id: str, text: str) -> str:
+    """A customer's message stored as the web stores it, but with no task sent and its claim
+    deadline far off (neither a worker nor the sweeper takes it): this process answers it."""
+    from datetime import timedelta
+
+    from models.base import new_id, utcnow
+    from models.chat import Message
+    from models.db import session_scope
+    from models.events import append_event, next_seq
+    from models.serialize import message_json
+
+    with session_scope() as db:
+        seq = next_seq(db, session_id)
+        msg = Message(
+            id=new_id(),
+            session_id=session_id,
+            seq=seq,
+            role="user",
+            content=text,
+            status="queued",
+            created_at=utcnow(),
+            lease_until=utcnow() + timedelta(minutes=10),
+            attachments=[],
+        )
+        db.add(msg)
+        append_event(db, session_id, "user_message", seq=seq, message=message_json(msg))
+        return msg.id
+
+
+def _statements_of(call):  # type: ignore[no-untyped-def]
+    """`call()`'s result, the statements it sent and the COMMITs it waited for."""
+    from sqlalchemy import event
+
+    from models.db import get_engine
+
+    statements: list[str] = []
+    commits: list[int] = []
+
+    def seen(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    def committed(_conn) -> None:  # type: ignore[no-untyped-def]
+        commits.append(1)
+
+    engine = get_engine()
+    event.listen(engine, "before_cursor_execute", seen)
+    event.listen(engine, "commit", committed)
+    try:
+        result = call()
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+        event.remove(engine, "commit", committed)
+    return result, statements, len(commits)
+
+
+@POSTGRES_ONLY
+def test_an_answer_on_postgresql_is_one_claim_statement_and_one_reply_statement(api):
+    """On PostgreSQL the worker claims a message and reads its context in ONE autocommitted
+    statement (before: BEGIN, a read, SET LOCAL, the claim's UPDATE, COMMIT, then two or three
+    reads), and stores a plain answer in ONE more (before: BEGIN, four statements, COMMIT):
+    the claim has one winner, the context is what `load_context` reads, the reply takes the
+    next seq with its event's JSON completed in the database, a second reply to the same
+    message is refused whole (no seq taken), and a conversation a person owns gets nothing."""
+    import json
+
+    from sqlalchemy import text
+
+    from models.db import session_scope
+    from worker.agent.base import Reply
+    from worker.escalation import Decision
+    from worker.replies import (
+        Next,
+        _claim_with_context,
+        _commit_outcome,
+        _store_reply_at_once,
+        load_context,
+    )
+
+    chat = api.create_session()
+    sid = chat["session_id"]
+    api.send(chat, "Do you ship to Norway?")
+    api.wait_for(chat, lambda ms: len(ms) == 2)
+    mid = _plant_question(sid, "And how long does it take?")
+    nxt, statements, commits = _statements_of(lambda: _claim_with_context(mid))
+    assert isinstance(nxt, Next) and nxt.id == mid and nxt.attempt == 1
+    assert len(statements) == 1 and commits == 0
+    ctx = nxt.context
+    assert ctx is not None and ctx.question == "And how long does it take?" and ctx.owner == "bot"
+    read = load_context(mid, has_files=False)  # the transaction's way, for comparison
+    assert read is not None
+    assert [(t.role, t.content) for t in ctx.history] == [(t.role, t.content) for t in read.history]
+    assert ctx.history[0].content == "Do you ship to Norway?" and len(ctx.history) == 2
+    assert ctx.prior == read.prior and ctx.asked_at == read.asked_at
+    held, statements, _ = _statements_of(lambda: _claim_with_context(mid))
+    assert isinstance(held, Next) and held.attempt is None and len(statements) == 1
+
+    answer = ("reply-" + mid[:20], Reply(text="About 3 days.", confidence=0.9), 0.01)
+    decision = Decision("none", [])
+    _, statements, commits = _statements_of(lambda: _commit_outcome(ctx, decision, answer))
+    assert len(statements) == 1 and commits == 0
+    with session_scope() as db:
+        rows = db.execute(
+            text("SELECT seq, role, status FROM messages WHERE session_id = :s ORDER BY seq"),
+            {"s": sid},
+        ).all()
+        last_seq = db.execute(
+            text("SELECT last_seq FROM chat_sessions WHERE id = :s"), {"s": sid}
+        ).scalar_one()
+    stored = _stored_event_json(4, sid)
+    assert [(r.seq, r.role, r.status) for r in rows] == [
+        (1, "user", "done"),
+        (2, "assistant", "done"),
+        (3, "user", "done"),
+        (4, "assistant", "done"),
+    ]
+    assert last_seq == 4
+    event = json.loads(stored)
+    assert event["type"] == "complete" and event["seq"] == event["message"]["seq"] == 4
+    assert event["message"]["id"] == answer[0] and event["message"]["reply_to_id"] == mid
+
+    again = ("another-" + mid[:20], Reply(text="Twice?", confidence=0.9), 0.01)
+    _commit_outcome(ctx, decision, again)  # the unique reply index: nothing stored, no seq
+    with session_scope() as db:
+        db.execute(text("UPDATE chat_sessions SET owner = 'person' WHERE id = :s"), {"s": sid})
+    assert _store_reply_at_once(ctx, decision, *again) is None
+    with session_scope() as db:
+        count, last_seq = db.execute(
+            text(
+                "SELECT (SELECT count(*) FROM messages WHERE session_id = :s), last_seq "
+                "FROM chat_sessions WHERE id = :s"
+            ),
+            {"s": sid},
+        ).one()
+    assert (count, last_seq) == (4, 4)

@@ -10,6 +10,7 @@ person took the conversation meanwhile, so the bot never talks over a human.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -18,17 +19,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, exists, insert, select, text, update
+from sqlalchemy import Insert, Text, and_, bindparam, cast, exists, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from models import metrics
 from models.base import new_id, utcnow
-from models.chat import Attachment, ChatSession, Message, message_row
+from models.chat import Attachment, ChatSession, Message, SessionEvent, message_row
 from models.db import get_engine, new_session, session_scope
 from models.errors import NotFound
-from models.events import append_event, envelope, next_seq, publish_all
+from models.events import append_event, envelope, event_row, next_seq, publish_all
 from models.logs import session_id_var
 from models.ownership import Change, Owner, announce, lock_session, offer_person, request_person
 from models.serialize import message_json, sources_json
@@ -91,17 +93,20 @@ def answer_pending(message_id: str) -> str:
     claim comes before the context read on purpose: a task that loses it (a redelivery, a
     sweeper re-send, a message waiting behind an earlier one) stops after one cheap
     transaction. The claim is the transaction's only write, after its read: on SQLite the
-    write lock is never held across reads (that would stall the web's accepts).
+    write lock is never held across reads (that would stall the web's accepts). On PostgreSQL
+    the same three steps are two autocommitted statements: the claim with the context read
+    (`_claim_with_context`), and a plain answer's reply (`_store_reply_at_once`).
     """
+    postgres = get_engine().dialect.name == "postgresql"
     while True:
-        nxt = _next_open_and_claim(message_id)
+        nxt = _claim_with_context(message_id) if postgres else _next_open_and_claim(message_id)
         if isinstance(nxt, str):
             return nxt
         if nxt.attempt is None:
             if nxt.id == message_id:
                 return "in-progress-elsewhere"
             raise Busy(0.5)  # an earlier message is being answered by someone else
-        ctx = load_context(nxt.id, has_files=nxt.has_files)
+        ctx = nxt.context if postgres else load_context(nxt.id, has_files=nxt.has_files)
         if ctx is not None:  # None: the session was deleted while the message waited
             ctx.attempts = nxt.attempt
             answer_one(ctx)
@@ -181,6 +186,7 @@ class Next:
     id: str
     attempt: int | None  # None: someone else holds it
     has_files: bool
+    context: Context | None = None  # PostgreSQL: read by the claim's own statement
 
 
 def _next_open_and_claim(message_id: str) -> Next | str:
@@ -207,6 +213,125 @@ def _next_open_and_claim(message_id: str) -> Next | str:
             conn.execute(text("SET LOCAL synchronous_commit TO OFF"))
         attempt = take(conn, REPLY, row.id, _lease())
         return Next(row.id, attempt, bool(row.has_files))
+
+
+# PostgreSQL: find, claim and read in ONE autocommitted statement (`_claim_with_context`).
+# `nxt` is `_NEXT_OPEN`; `claimed` is `take`'s conditional UPDATE (the same conditions, so the
+# same single winner), skipped while the message's files are still being read; the SELECT adds
+# what `load_context` reads (the message with its session, the last turns, the files' text),
+# only for a message this statement claimed. All of it sees one snapshot, in which every
+# earlier turn is already committed (a turn's seq is taken under the session-row lock, held to
+# its commit). `set_config(..., true)` is the claim's `SET LOCAL synchronous_commit TO OFF`:
+# local to the statement's own transaction, whose commit reads it (see _next_open_and_claim).
+_CLAIM_WITH_CONTEXT = text(
+    """
+WITH nxt AS (
+    SELECT m.id, m.session_id, m.seq, m.created_at,
+           EXISTS (SELECT 1 FROM attachments a WHERE a.message_id = m.id
+                   AND (a.status = 'queued' OR a.status = 'processing')) AS files_pending,
+           EXISTS (SELECT 1 FROM attachments a WHERE a.message_id = m.id) AS has_files
+    FROM messages m
+    JOIN messages target ON target.id = :mid AND target.role = 'user'
+         AND m.session_id = target.session_id AND m.seq <= target.seq
+    WHERE m.role = 'user' AND (m.status = 'queued' OR m.status = 'processing')
+    ORDER BY m.seq
+    LIMIT 1
+), claimed AS (
+    UPDATE messages
+    SET status = 'processing', lease_until = :until, attempts = messages.attempts + 1
+    FROM nxt
+    WHERE messages.id = nxt.id AND messages.role = 'user'
+      AND (messages.status = 'queued'
+           OR (messages.status = 'processing' AND messages.lease_until < :now))
+      AND NOT (nxt.files_pending AND nxt.created_at > :files_since)
+      AND set_config('synchronous_commit', 'off', true) = 'off'
+    RETURNING messages.id, messages.attempts, messages.content, messages.metadata
+)
+SELECT nxt.id, nxt.session_id, nxt.seq, nxt.created_at, nxt.files_pending, nxt.has_files,
+       c.attempts, c.content, c.metadata, s.owner, s.owner_since_seq,
+       CASE WHEN c.id IS NOT NULL THEN (
+           SELECT json_agg(json_build_array(t.seq, t.role, t.content, t.metadata)
+                           ORDER BY t.seq DESC)
+           FROM (SELECT seq, role, content, metadata FROM messages
+                 WHERE session_id = nxt.session_id AND seq < nxt.seq
+                   AND (role = 'user' OR role = 'assistant' OR role = 'agent')
+                 ORDER BY seq DESC
+                 LIMIT :turn_rows) t
+       ) END AS turns,
+       CASE WHEN c.id IS NOT NULL AND nxt.has_files THEN (
+           SELECT json_agg(a.text ORDER BY a.created_at, a.id) FROM attachments a
+           WHERE a.message_id = nxt.id AND a.text IS NOT NULL
+       ) END AS file_texts
+FROM nxt
+LEFT JOIN claimed c ON c.id = nxt.id
+LEFT JOIN chat_sessions s ON s.id = nxt.session_id
+"""
+)
+
+
+class _TurnRow(NamedTuple):
+    """A turn as `_TURNS` returns it (seq, role, content, metadata), rebuilt from JSON."""
+
+    seq: int
+    role: str
+    content: str
+    metadata: dict | None
+
+
+def _claim_with_context(message_id: str) -> Next | str:
+    """PostgreSQL's `_next_open_and_claim` + `load_context`: one round trip instead of eight.
+
+    Before, an answer's claim was BEGIN, the read, `SET LOCAL`, the UPDATE and COMMIT (five
+    round trips), and its context two or three more; on this two-core box each round trip of
+    the worker is a wait for the server and a wake-up (bench/README.md, "Session 11:
+    PostgreSQL's answer path"). The guarantees are `take`'s: the UPDATE's conditions pick one
+    winner, the claim is committed (flush not awaited) before the engine starts, and a message
+    whose files are still being read is not claimed (Busy, as before). The rare extra read of
+    the policy's prior turns (`_prior`) keeps its own statement.
+    """
+    now = utcnow()
+    files_since = now - ATTACHMENT_WAIT
+    with get_engine().connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        row = conn.execute(
+            _CLAIM_WITH_CONTEXT,
+            {
+                "mid": message_id,
+                "now": now,
+                "until": now + _lease(),
+                "files_since": files_since,
+                "turn_rows": _TURN_ROWS,
+            },
+        ).one_or_none()
+        if row is None:
+            session_id = conn.execute(_USER_MESSAGE, {"mid": message_id}).scalar_one_or_none()
+            if session_id is not None:
+                session_id_var.set(session_id)
+            return "gone" if session_id is None else "done"
+        session_id_var.set(row.session_id)
+        if row.attempts is None:
+            if row.files_pending and _aware(row.created_at) > files_since:
+                raise Busy(0.5)
+            return Next(row.id, None, bool(row.has_files))
+        rows = [_TurnRow(*t) for t in row.turns or []]
+        prior = _prior(conn, row, rows)
+    return Next(
+        row.id,
+        row.attempts,
+        bool(row.has_files),
+        Context(
+            message_id=row.id,
+            session_id=row.session_id,
+            question=row.content,
+            history=[Turn(r.role, r.content) for r in reversed(rows[:HISTORY_TURNS])],
+            attachments=[t for t in row.file_texts or [] if t],
+            attempts=row.attempts,
+            owner=row.owner,
+            requested=(row.metadata or {}).get("request") == "person",
+            prior=prior,
+            asked_at=row.created_at,
+        ),
+    )
 
 
 def _aware(ts):  # type: ignore[no-untyped-def]
@@ -413,11 +538,25 @@ def _commit_outcome(
     answer: tuple[str, Reply, float] | None,
     streamer: Streamer | None = None,
 ) -> None:
-    """One transaction under the session-row lock; the owner read there is the truth.
+    """One transaction under the session-row lock; the owner read there is the truth (on
+    PostgreSQL a plain answer is one statement, `_store_reply_at_once`, the same writes under
+    the same lock; anything else, or a conversation the bot no longer owns, goes this way).
 
     Redis is only spoken to after the commit (never while SQLite's write lock is held): the
     held stream, the persisted events and the metrics leave in one pipeline.
     """
+    if answer is not None and _at_once_possible(decision, answer[1]):
+        try:
+            at_once = _store_reply_at_once(ctx, decision, *answer)
+        except IntegrityError:
+            log.info("reply already stored by another worker", extra={"message_id": ctx.message_id})
+            return
+        if at_once is not None:
+            events, stored = at_once
+            stream = streamer.take() if streamer is not None else []
+            measure = _measure(ctx, stored, answer[2], answer[1].escalation_reason)
+            publish_all(stream + events, measure)
+            return
     db = new_session()
     stored: Message | None = None
     try:
@@ -513,28 +652,7 @@ def _write_reply(
 ) -> tuple[list[dict], Change | None, Message]:
     """Store the reply (a Core INSERT: the row is never loaded back), close the customer's
     message and log `complete`; the unique reply index refuses a second reply right here."""
-    meta = {
-        "engine": reply.engine,
-        "requires_escalation": reply.requires_escalation,
-        "escalation_reason": reply.escalation_reason,
-        **reply.metadata,
-    }
-    msg = Message(
-        id=reply_id,
-        session_id=ctx.session_id,
-        seq=seq,
-        role="assistant",
-        content=reply.text,
-        status="done",
-        reply_to_id=ctx.message_id,
-        sources=[s.to_dict() for s in reply.sources],
-        tools_used=["knowledge_base"] if reply.sources else [],
-        confidence=round(reply.confidence, 4),
-        processing_time=round(seconds, 4),
-        metadata_=meta,
-        created_at=utcnow(),
-        attachments=[],
-    )
+    msg = _reply_message(ctx, reply_id, reply, seconds, seq)
     db.execute(_INSERT_MESSAGE, message_row(msg))
     failed = reply.escalation_reason == "processing_failed"
     if failed:
@@ -559,3 +677,191 @@ def _write_reply(
             offer_person(db, ctx.session_id, reasons=reasons, trigger_message_id=ctx.message_id)
         )
     return events, change, msg
+
+
+def _reply_message(ctx: Context, reply_id: str, reply: Reply, seconds: float, seq: int) -> Message:
+    """The reply as an unsaved Message (for a Core INSERT and the `complete` event)."""
+    meta = {
+        "engine": reply.engine,
+        "requires_escalation": reply.requires_escalation,
+        "escalation_reason": reply.escalation_reason,
+        **reply.metadata,
+    }
+    return Message(
+        id=reply_id,
+        session_id=ctx.session_id,
+        seq=seq,
+        role="assistant",
+        content=reply.text,
+        status="done",
+        reply_to_id=ctx.message_id,
+        sources=[s.to_dict() for s in reply.sources],
+        tools_used=["knowledge_base"] if reply.sources else [],
+        confidence=round(reply.confidence, 4),
+        processing_time=round(seconds, 4),
+        metadata_=meta,
+        created_at=utcnow(),
+        attachments=[],
+    )
+
+
+def _at_once_possible(decision: Decision, reply: Reply) -> bool:
+    """An answer `_store_reply_at_once` may store: on PostgreSQL, a plain one (no offer of a
+    person, which logs a second event, and not the give-up text, which opens a ticket)."""
+    return (
+        get_engine().dialect.name == "postgresql"
+        and decision.action == "none"
+        and not is_low_confidence(reply)
+        and reply.escalation_reason != "processing_failed"
+    )
+
+
+# The seq written into the `complete` event's JSON before the statement takes it: never a real
+# seq, and `"seq": <it>` can only be one of the event's own two seq keys (the envelope's and
+# the message's; a quote inside a string value is escaped, so no reply text can hold it).
+_SEQ_PLACEHOLDER = -7_340_033_121
+_SEQ_KEY = '"seq": '
+_SEQ_TOKEN = f"{_SEQ_KEY}{_SEQ_PLACEHOLDER}"
+_E = SessionEvent.__table__
+_AT_ONCE: dict[tuple[str, ...], Insert] = {}
+
+
+def _store_reply_at_once(
+    ctx: Context, decision: Decision, reply_id: str, reply: Reply, seconds: float
+) -> tuple[list[dict], Message] | None:
+    """PostgreSQL, a plain answer while the bot owns the conversation: the reply's whole
+    transaction as ONE autocommitted statement (the seq under the session-row lock, the reply,
+    the customer's message closed, the `complete` event logged); None when it wrote nothing
+    (the bot does not own the conversation, or the session is gone), for `_commit_outcome`'s
+    transaction to decide as before. IntegrityError (a reply stored already) rolls the whole
+    statement back, seq included.
+
+    Why: the transaction was BEGIN, four statements and COMMIT, six round trips, each a wait
+    and a wake-up on a shared two-core box (bench/README.md, "Session 11: PostgreSQL's answer
+    path"). Durability is unchanged: the statement returns after its commit, WAL flush
+    included, and `complete` is published only after it returns. The event's JSON is built in
+    Python with a placeholder seq and completed by the statement with the seq it took, so the
+    stored payload is the published event with its seq.
+    """
+    msg = _reply_message(ctx, reply_id, reply, seconds, _SEQ_PLACEHOLDER)
+    event, logged = event_row(
+        ctx.session_id, "complete", _SEQ_PLACEHOLDER, message=message_json(msg)
+    )
+    engine = get_engine()
+    serialize = engine.dialect._json_serializer or json.dumps  # type: ignore[attr-defined]
+    pieces = serialize(event).split(_SEQ_TOKEN)
+    if len(pieces) != 3:  # not the two seq keys expected: the transaction's way
+        return None
+    values = _row_with_defaults(message_row(msg))
+    params = {f"m_{name}": value for name, value in values.items() if name != "seq"}
+    params.update(
+        sid=ctx.session_id,
+        mid=ctx.message_id,
+        now=logged["created_at"],
+        escalation=decision.to_dict(),
+        e_session_id=logged["session_id"],
+        e_type=logged["type"],
+        e_created_at=logged["created_at"],
+        p0=pieces[0] + _SEQ_KEY,
+        p1=pieces[1] + _SEQ_KEY,
+        p2=pieces[2],
+    )
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        seq = conn.execute(_at_once_statement(tuple(values)), params).scalar()
+    if seq is None:
+        return None
+    msg.seq = event["seq"] = event["message"]["seq"] = seq
+    return [event], msg
+
+
+def _row_with_defaults(values: dict) -> dict:
+    """A message row with each unset column's Python-side default: an INSERT ... SELECT
+    leaves out what it is not given, where a plain INSERT would have applied them."""
+    for column in _M.c:
+        default = column.default
+        if column.name in values or default is None:
+            continue
+        if default.is_callable:
+            values[column.name] = default.arg(None)  # type: ignore[attr-defined]
+        elif default.is_scalar:
+            values[column.name] = default.arg  # type: ignore[attr-defined]
+    return values
+
+
+def _at_once_statement(columns: tuple[str, ...]) -> Insert:
+    """`WITH bumped AS (UPDATE chat_sessions SET last_seq = last_seq + 1 WHERE id = :sid AND
+    owner = 'bot' RETURNING last_seq), closed AS (UPDATE messages SET status = 'done', ...
+    WHERE id = :mid AND still open AND EXISTS (SELECT FROM bumped)), logged AS (INSERT INTO
+    session_events SELECT ..., the JSON completed with the seq, FROM bumped) INSERT INTO
+    messages SELECT ..., bumped.last_seq, ... FROM bumped RETURNING seq`, built once per set
+    of message columns.
+    `bumped` is `_BOT_SEQ`, `closed` is `finish` with the decision: every write hangs on the
+    seq, so a conversation a person owns gets none of them."""
+    stmt = _AT_ONCE.get(columns)
+    if stmt is not None:
+        return stmt
+    bumped = (  # `_BOT_SEQ`, with its `updated_at` given (an UPDATE inside a CTE gets none)
+        update(_S)
+        .where(_S.c.id == bindparam("sid"), _S.c.owner == Owner.BOT.value)
+        .values(last_seq=_S.c.last_seq + 1, updated_at=bindparam("now"))
+        .returning(_S.c.last_seq)
+        .cte("bumped")
+    )
+    closed = (
+        update(_M)
+        .where(
+            _M.c.id == bindparam("mid"),
+            *REPLY.scope,
+            one_of(_M.c.status, _OPEN_STATES),
+            exists(select(bumped.c.last_seq)),  # only when the seq was taken
+        )
+        .values(
+            status="done",
+            lease_until=None,
+            escalation=bindparam("escalation", type_=_M.c.escalation.type),
+        )
+        .returning(_M.c.id)
+        .cte("closed")
+    )
+    seq_text = cast(bumped.c.last_seq, Text)
+    payload = (
+        bindparam("p0", type_=Text)
+        + seq_text
+        + bindparam("p1", type_=Text)
+        + seq_text
+        + bindparam("p2", type_=Text)
+    )
+    logged = (
+        insert(_E)
+        .from_select(
+            ["session_id", "seq", "type", "payload", "created_at"],
+            select(
+                _typed(_E, "e_", "session_id"),
+                bumped.c.last_seq,
+                _typed(_E, "e_", "type"),
+                cast(payload, _E.c.payload.type),
+                _typed(_E, "e_", "created_at"),
+            ).select_from(bumped),
+            include_defaults=False,
+        )
+        .returning(_E.c.id)
+        .cte("logged")
+    )
+    picked = [bumped.c.last_seq if name == "seq" else _typed(_M, "m_", name) for name in columns]
+    stmt = (
+        insert(_M)
+        .from_select(list(columns), select(*picked).select_from(bumped), include_defaults=False)
+        .add_cte(closed)
+        .add_cte(logged)
+        .returning(_M.c.seq)
+    )
+    _AT_ONCE[columns] = stmt
+    return stmt
+
+
+def _typed(table, prefix: str, name: str):  # type: ignore[no-untyped-def]
+    """One bound value cast to its column's type (an INSERT ... SELECT has no column to
+    infer it from)."""
+    column_type = table.c[name].type
+    return cast(bindparam(prefix + name, type_=column_type), column_type)
