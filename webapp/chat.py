@@ -6,7 +6,6 @@ Shared by the REST endpoints and the WebSocket so both behave identically.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import uuid
 from collections import Counter
@@ -14,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Insert, Text, bindparam, case, cast, func, insert, select, update
+from sqlalchemy import Insert, bindparam, case, cast, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -24,6 +23,13 @@ from models.chat import Attachment, ChatSession, Message, SessionEvent, message_
 from models.events import append_event, event_row, next_seq, publish_all
 from models.filetypes import UnsupportedFileType, safe_filename, sniff_content_type
 from models.ownership import Owner
+from models.seqwrite import (
+    SEQ_PLACEHOLDER,
+    message_and_event,
+    row_params,
+    seq_pieces,
+    with_defaults,
+)
 from models.serialize import attachment_json, message_json
 from models.textcheck import text_problem
 from models.work import ATTACHMENT, REPLY, queue
@@ -479,25 +485,14 @@ def _store_unread(db: Session, send: SocketSend) -> bool:
     if send.rate_refusal is not None:
         return False
     msg = _new_message(send.session_id, send.actor, text, send.client_msg_id, send.request)
-    kind = _describe(msg, _SEQ_PLACEHOLDER, [])
-    event, logged = event_row(
-        send.session_id, kind, _SEQ_PLACEHOLDER, message=message_json(msg, [])
-    )
-    serialize = db.get_bind().dialect._json_serializer or json.dumps  # type: ignore[attr-defined]
-    pieces = serialize(event).split(_SEQ_TOKEN)
-    if len(pieces) != 3:  # the envelope's seq and the message's; anything else: read first
+    kind = _describe(msg, SEQ_PLACEHOLDER, [])
+    event, logged = event_row(send.session_id, kind, SEQ_PLACEHOLDER, message=message_json(msg, []))
+    pieces = seq_pieces(db.get_bind().dialect, event)
+    if pieces is None:  # not the envelope's seq and the message's: read first
         return False
-    values = _with_defaults(message_row(msg))
-    params = {f"m_{name}": value for name, value in values.items() if name != "seq"}
-    params.update({f"e_{name}": logged[name] for name in ("session_id", "type", "created_at")})
-    params.update(
-        sid=send.session_id,
-        cid=send.client_msg_id,
-        now=logged["created_at"],
-        p0=pieces[0] + _SEQ_KEY,
-        p1=pieces[1] + _SEQ_KEY,
-        p2=pieces[2],
-    )
+    values = with_defaults(message_row(msg))
+    params = row_params(values, logged)
+    params.update(pieces, sid=send.session_id, cid=send.client_msg_id, now=logged["created_at"])
     try:
         seq = db.execute(_unread_statement(tuple(values)), params).scalar()
     except IntegrityError:  # a resend of this client_msg_id raced us in: the read path finds it
@@ -511,12 +506,6 @@ def _store_unread(db: Session, send: SocketSend) -> bool:
     return True
 
 
-# The seq `_store_unread` writes into an event's JSON before it knows it: never a real seq,
-# and `"seq": <it>` can only be one of the event's own seq keys (a quote inside a string
-# value is escaped, so no text a customer writes can contain the token).
-_SEQ_PLACEHOLDER = -7_340_033_119
-_SEQ_KEY = '"seq": '
-_SEQ_TOKEN = f"{_SEQ_KEY}{_SEQ_PLACEHOLDER}"
 _UNREAD_STATEMENTS: dict[tuple[str, ...], Insert] = {}
 
 
@@ -539,47 +528,9 @@ def _unread_statement(columns: tuple[str, ...]) -> Insert:
         .returning(_S.c.last_seq)
         .cte("bumped")
     )
-    seq_text = cast(bumped.c.last_seq, Text)
-    payload = (
-        bindparam("p0", type_=Text)
-        + seq_text
-        + bindparam("p1", type_=Text)
-        + seq_text
-        + bindparam("p2", type_=Text)
-    )
-    logged = (
-        insert(_E)
-        .from_select(
-            ["session_id", "seq", "type", "payload", "created_at"],
-            select(
-                _typed_one(_E, "e_", "session_id"),
-                bumped.c.last_seq,
-                _typed_one(_E, "e_", "type"),
-                cast(payload, _E.c.payload.type),
-                _typed_one(_E, "e_", "created_at"),
-            ).select_from(bumped),
-            include_defaults=False,
-        )
-        .returning(_E.c.id)
-        .cte("logged")
-    )
-    picked = [
-        bumped.c.last_seq if name == "seq" else _typed_one(_M, "m_", name) for name in columns
-    ]
-    stmt = (
-        insert(_M)
-        .from_select(list(columns), select(*picked).select_from(bumped), include_defaults=False)
-        .add_cte(logged)
-        .returning(_M.c.seq)
-    )
+    stmt = message_and_event(bumped, columns)
     _UNREAD_STATEMENTS[columns] = stmt
     return stmt
-
-
-def _typed_one(table: Any, prefix: str, name: str) -> Any:
-    """One bound value cast to its column's type (see `_typed`)."""
-    column_type = table.c[name].type
-    return cast(bindparam(prefix + name, type_=column_type), column_type)
 
 
 def _write_together(db: Session, sends: list[SocketSend]) -> bool:
@@ -635,7 +586,7 @@ def _write_together(db: Session, sends: list[SocketSend]) -> bool:
             kind = _describe(msg, seq, [])
             event, row = event_row(chat.id, kind, seq, message=message_json(msg, []))
             events.append(row)
-            values = _with_defaults(message_row(msg))
+            values = with_defaults(message_row(msg))
             by_columns.setdefault(tuple(sorted(values)), []).append(values)
             done.append((send, Accepted(msg, created=True, event=event)))
         db.execute(_INSERT_EVENT, events)
@@ -721,26 +672,12 @@ def _store_at_once(db: Session, chat: ChatSession, msg: Message) -> dict | None:
     seq = chat.last_seq + 1
     kind = _describe(msg, seq, [])
     event, logged = event_row(chat.id, kind, seq, message=message_json(msg, []))
-    values = _with_defaults(message_row(msg))
+    values = with_defaults(message_row(msg))
     params = {f"m_{name}": value for name, value in values.items()}
     params.update({f"e_{name}": value for name, value in logged.items()})
     params.update(sid=chat.id, prev=chat.last_seq, now=logged["created_at"])
     stored = db.execute(_accept_statement(tuple(values)), params).first()
     return event if stored is not None else None
-
-
-def _with_defaults(values: dict) -> dict:
-    """The row with each unset column's Python-side default (a plain INSERT applies them
-    itself; an INSERT ... SELECT would leave them to be evaluated, which it does not)."""
-    for column in _M.c:
-        default = column.default
-        if column.name in values or default is None:
-            continue
-        if default.is_callable:
-            values[column.name] = default.arg(None)  # type: ignore[attr-defined]
-        elif default.is_scalar:
-            values[column.name] = default.arg  # type: ignore[attr-defined]
-    return values
 
 
 _ACCEPT_STATEMENTS: dict[tuple[str, ...], Insert] = {}
@@ -776,7 +713,7 @@ def _accept_statement(columns: tuple[str, ...]) -> Insert:
         .from_select(
             list(columns),
             _typed(_M, "m_", list(columns)).select_from(bumped),
-            include_defaults=False,  # `_with_defaults` gave them
+            include_defaults=False,  # `with_defaults` gave them
         )
         .add_cte(logged)
         .returning(_M.c.id)

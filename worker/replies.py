@@ -10,7 +10,6 @@ person took the conversation meanwhile, so the bot never talks over a human.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -21,18 +20,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import Insert, Text, and_, bindparam, cast, exists, insert, select, text, update
+from sqlalchemy import Insert, and_, bindparam, exists, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from models import metrics
 from models.base import new_id, utcnow
-from models.chat import Attachment, ChatSession, Message, SessionEvent, message_row
+from models.chat import Attachment, ChatSession, Message, message_row
 from models.db import get_engine, new_session, session_scope
 from models.errors import NotFound
 from models.events import append_event, envelope, event_row, next_seq, publish_all
 from models.logs import session_id_var
 from models.ownership import Change, Owner, announce, lock_session, offer_person, request_person
+from models.seqwrite import (
+    SEQ_PLACEHOLDER,
+    message_and_event,
+    row_params,
+    seq_pieces,
+    with_defaults,
+)
 from models.serialize import message_json, sources_json
 from models.settings import get_settings
 from models.work import OPEN, REPLY, fail, finish, one_of, renew, take
@@ -202,10 +208,7 @@ def _next_open_and_claim(message_id: str) -> Next | str:
     with get_engine().begin() as conn:
         row = conn.execute(_NEXT_OPEN, {"mid": message_id}).one_or_none()
         if row is None:
-            session_id = conn.execute(_USER_MESSAGE, {"mid": message_id}).scalar_one_or_none()
-            if session_id is not None:
-                session_id_var.set(session_id)
-            return "gone" if session_id is None else "done"
+            return _gone_or_done(conn, message_id)
         session_id_var.set(row.session_id)
         if row.files_pending and utcnow() - _aware(row.created_at) < ATTACHMENT_WAIT:
             raise Busy(0.5)
@@ -304,10 +307,7 @@ def _claim_with_context(message_id: str) -> Next | str:
             },
         ).one_or_none()
         if row is None:
-            session_id = conn.execute(_USER_MESSAGE, {"mid": message_id}).scalar_one_or_none()
-            if session_id is not None:
-                session_id_var.set(session_id)
-            return "gone" if session_id is None else "done"
+            return _gone_or_done(conn, message_id)
         session_id_var.set(row.session_id)
         if row.attempts is None:
             if row.files_pending and _aware(row.created_at) > files_since:
@@ -332,6 +332,15 @@ def _claim_with_context(message_id: str) -> Next | str:
             asked_at=row.created_at,
         ),
     )
+
+
+def _gone_or_done(conn: Connection, message_id: str) -> str:
+    """Why no open message was found for `message_id`: "gone" (deleted with its session) or
+    "done" (answered already); the session goes into the logs' context either way."""
+    session_id = conn.execute(_USER_MESSAGE, {"mid": message_id}).scalar_one_or_none()
+    if session_id is not None:
+        session_id_var.set(session_id)
+    return "gone" if session_id is None else "done"
 
 
 def _aware(ts):  # type: ignore[no-untyped-def]
@@ -716,13 +725,6 @@ def _at_once_possible(decision: Decision, reply: Reply) -> bool:
     )
 
 
-# The seq written into the `complete` event's JSON before the statement takes it: never a real
-# seq, and `"seq": <it>` can only be one of the event's own two seq keys (the envelope's and
-# the message's; a quote inside a string value is escaped, so no reply text can hold it).
-_SEQ_PLACEHOLDER = -7_340_033_121
-_SEQ_KEY = '"seq": '
-_SEQ_TOKEN = f"{_SEQ_KEY}{_SEQ_PLACEHOLDER}"
-_E = SessionEvent.__table__
 _AT_ONCE: dict[tuple[str, ...], Insert] = {}
 
 
@@ -743,28 +745,22 @@ def _store_reply_at_once(
     Python with a placeholder seq and completed by the statement with the seq it took, so the
     stored payload is the published event with its seq.
     """
-    msg = _reply_message(ctx, reply_id, reply, seconds, _SEQ_PLACEHOLDER)
+    msg = _reply_message(ctx, reply_id, reply, seconds, SEQ_PLACEHOLDER)
     event, logged = event_row(
-        ctx.session_id, "complete", _SEQ_PLACEHOLDER, message=message_json(msg)
+        ctx.session_id, "complete", SEQ_PLACEHOLDER, message=message_json(msg)
     )
     engine = get_engine()
-    serialize = engine.dialect._json_serializer or json.dumps  # type: ignore[attr-defined]
-    pieces = serialize(event).split(_SEQ_TOKEN)
-    if len(pieces) != 3:  # not the two seq keys expected: the transaction's way
+    pieces = seq_pieces(engine.dialect, event)
+    if pieces is None:  # not the two seq keys expected: the transaction's way
         return None
-    values = _row_with_defaults(message_row(msg))
-    params = {f"m_{name}": value for name, value in values.items() if name != "seq"}
+    values = with_defaults(message_row(msg))
+    params = row_params(values, logged)
     params.update(
+        pieces,
         sid=ctx.session_id,
         mid=ctx.message_id,
         now=logged["created_at"],
         escalation=decision.to_dict(),
-        e_session_id=logged["session_id"],
-        e_type=logged["type"],
-        e_created_at=logged["created_at"],
-        p0=pieces[0] + _SEQ_KEY,
-        p1=pieces[1] + _SEQ_KEY,
-        p2=pieces[2],
     )
     with engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -773,20 +769,6 @@ def _store_reply_at_once(
         return None
     msg.seq = event["seq"] = event["message"]["seq"] = seq
     return [event], msg
-
-
-def _row_with_defaults(values: dict) -> dict:
-    """A message row with each unset column's Python-side default: an INSERT ... SELECT
-    leaves out what it is not given, where a plain INSERT would have applied them."""
-    for column in _M.c:
-        default = column.default
-        if column.name in values or default is None:
-            continue
-        if default.is_callable:
-            values[column.name] = default.arg(None)  # type: ignore[attr-defined]
-        elif default.is_scalar:
-            values[column.name] = default.arg  # type: ignore[attr-defined]
-    return values
 
 
 def _at_once_statement(columns: tuple[str, ...]) -> Insert:
@@ -824,44 +806,6 @@ def _at_once_statement(columns: tuple[str, ...]) -> Insert:
         .returning(_M.c.id)
         .cte("closed")
     )
-    seq_text = cast(bumped.c.last_seq, Text)
-    payload = (
-        bindparam("p0", type_=Text)
-        + seq_text
-        + bindparam("p1", type_=Text)
-        + seq_text
-        + bindparam("p2", type_=Text)
-    )
-    logged = (
-        insert(_E)
-        .from_select(
-            ["session_id", "seq", "type", "payload", "created_at"],
-            select(
-                _typed(_E, "e_", "session_id"),
-                bumped.c.last_seq,
-                _typed(_E, "e_", "type"),
-                cast(payload, _E.c.payload.type),
-                _typed(_E, "e_", "created_at"),
-            ).select_from(bumped),
-            include_defaults=False,
-        )
-        .returning(_E.c.id)
-        .cte("logged")
-    )
-    picked = [bumped.c.last_seq if name == "seq" else _typed(_M, "m_", name) for name in columns]
-    stmt = (
-        insert(_M)
-        .from_select(list(columns), select(*picked).select_from(bumped), include_defaults=False)
-        .add_cte(closed)
-        .add_cte(logged)
-        .returning(_M.c.seq)
-    )
+    stmt = message_and_event(bumped, columns, closed)
     _AT_ONCE[columns] = stmt
     return stmt
-
-
-def _typed(table, prefix: str, name: str):  # type: ignore[no-untyped-def]
-    """One bound value cast to its column's type (an INSERT ... SELECT has no column to
-    infer it from)."""
-    column_type = table.c[name].type
-    return cast(bindparam(prefix + name, type_=column_type), column_type)
