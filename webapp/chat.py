@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Insert, bindparam, case, cast, func, insert, select, update
+from sqlalchemy import Insert, bindparam, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,7 @@ from models.seqwrite import (
     message_and_event,
     row_params,
     seq_pieces,
+    typed,
     with_defaults,
 )
 from models.serialize import attachment_json, message_json
@@ -725,12 +726,7 @@ def _accept_statement(columns: tuple[str, ...]) -> Insert:
 def _typed(table: Any, prefix: str, columns: list[str]) -> Any:
     """SELECT of bound values, each cast to its column's type (a parameter in a select list
     has no type of its own for PostgreSQL to convert from)."""
-    return select(
-        *[
-            cast(bindparam(prefix + name, type_=table.c[name].type), table.c[name].type)
-            for name in columns
-        ]
-    )
+    return select(*[typed(table, prefix, name) for name in columns])
 
 
 def _check_quota(db: Session, chat: ChatSession, size: int) -> None:

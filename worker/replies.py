@@ -367,6 +367,8 @@ def load_context(message_id: str, has_files: bool = True) -> Context | None:
             # autocommit spares BEGIN and ROLLBACK, and a ROLLBACK also empties psycopg's
             # prepared statements, so none of an answer's statements was ever prepared
             # (bench/README.md, "Session 11"). SQLite keeps one snapshot for the reads.
+            # (`answer_pending` on PostgreSQL reads the context with its claim instead,
+            # `_claim_with_context`; this read is the reference that claim is checked against.)
             conn.execution_options(isolation_level="AUTOCOMMIT")
         msg = conn.execute(_CONTEXT, {"mid": message_id}).one_or_none()
         if msg is None:
